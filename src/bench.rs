@@ -1,0 +1,197 @@
+//! `bnscope bench`: training-step and evaluation timings (median/min/max after warm-up), images/s, achieved
+//! GFLOP/s from the model's counted FLOPs, and peak RSS.
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+
+use crate::bn::BnMode;
+use crate::cli::{check_image_size, BenchArgs, Kernels};
+use crate::error::usage;
+use crate::models::{Preset, ResNet};
+use crate::optim::{Optimizer, OptimizerKind};
+
+#[derive(Debug, Serialize)]
+pub struct BenchResult {
+    pub model: String,
+    pub image_size: usize,
+    pub batch_size: usize,
+    pub kernels: String,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    pub images_per_s: f64,
+    pub gflops: f64,
+    pub eval_median_ms: f64,
+    pub peak_rss_mb: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub device: String,
+    pub threads: usize,
+    pub results: Vec<BenchResult>,
+}
+
+/// Peak resident set size of this process in MiB (`VmHWM`), 0 where unknown.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let med = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    (med, v[0], v[v.len() - 1])
+}
+
+/// Times one configuration.
+pub fn bench_one(
+    preset: Preset,
+    size: usize,
+    batch: usize,
+    steps: usize,
+    warmup: usize,
+    dev: &Device,
+) -> Result<BenchResult> {
+    let data = crate::data::embedded(size)?;
+    let per = 3 * size * size;
+    let mut pixels = Vec::with_capacity(batch * per);
+    let mut labels = Vec::with_capacity(batch);
+    for i in 0..batch {
+        let k = i % data.len();
+        pixels.extend_from_slice(&data.pixels[k * per..(k + 1) * per]);
+        labels.push(data.labels[k] as u32);
+    }
+    let x = Tensor::from_vec(pixels, (batch, 3, size, size), dev)?;
+    let y = Tensor::from_vec(labels, batch, dev)?;
+    let mut model = ResNet::new(preset, data.classes.len(), 0.99, 1e-5, 0, dev)?;
+    let mut opt = Optimizer::new(OptimizerKind::Adam, model.params(), 1e-3)?;
+    let mut times = Vec::with_capacity(steps);
+    for i in 0..warmup + steps {
+        let t0 = Instant::now();
+        let logits = model.forward(&x, BnMode::Train)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+        opt.backward_step(&loss)?;
+        loss.to_scalar::<f32>()?;
+        if i >= warmup {
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let mut eval = Vec::new();
+    for _ in 0..steps.clamp(1, 10) {
+        let t0 = Instant::now();
+        model.forward(&x, BnMode::EvalRunning)?.to_vec2::<f32>()?;
+        eval.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    let (median_ms, min_ms, max_ms) = stats(times);
+    let flops = model.train_flops_per_image(size, size) * batch as f64;
+    Ok(BenchResult {
+        model: preset.name().into(),
+        image_size: size,
+        batch_size: batch,
+        kernels: if crate::pool::own_kernels() { "own" } else { "candle" }.into(),
+        median_ms,
+        min_ms,
+        max_ms,
+        images_per_s: batch as f64 / (median_ms / 1e3),
+        gflops: flops / (median_ms / 1e3) / 1e9,
+        eval_median_ms: stats(eval).0,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
+pub fn run(args: &BenchArgs) -> Result<i32> {
+    if args.steps == 0 {
+        return Err(usage("--steps 0: must be at least 1"));
+    }
+    if args.batch_size == 0 {
+        return Err(usage("--batch-size 0: must be at least 1"));
+    }
+    crate::pool::set_own_kernels(args.kernels == Kernels::Own);
+    let picked = crate::device::pick(&args.device)?;
+    if let Some(n) = &picked.notice {
+        eprintln!("{n}");
+    }
+    let configs: Vec<(Preset, usize, usize)> = if args.all {
+        [Preset::Tiny, Preset::Resnet18, Preset::Resnet50]
+            .into_iter()
+            .map(|p| {
+                (
+                    p,
+                    if p == Preset::Resnet18 {
+                        64
+                    } else {
+                        p.default_image_size()
+                    },
+                    3,
+                )
+            })
+            .collect()
+    } else {
+        let size = args.image_size.unwrap_or(args.model.default_image_size());
+        check_image_size(args.model, size)?;
+        vec![(args.model, size, args.batch_size)]
+    };
+    let mut report = BenchReport {
+        device: picked.name.clone(),
+        threads: rayon::current_num_threads(),
+        results: vec![],
+    };
+    if !args.json {
+        println!(
+            "device {} · {} threads · {} warm-up + {} timed steps · Adam",
+            report.device, report.threads, args.warmup, args.steps
+        );
+        println!(
+            "{:<9} {:>5} {:>5} {:>7} {:>10} {:>10} {:>10} {:>9} {:>8} {:>10} {:>9}",
+            "model",
+            "size",
+            "batch",
+            "kernels",
+            "median ms",
+            "min ms",
+            "max ms",
+            "img/s",
+            "GFLOP/s",
+            "eval ms",
+            "peak MB"
+        );
+    }
+    for (preset, size, batch) in configs {
+        let r = bench_one(preset, size, batch, args.steps, args.warmup, &picked.device)?;
+        if !args.json {
+            println!(
+                "{:<9} {:>5} {:>5} {:>7} {:>10.1} {:>10.1} {:>10.1} {:>9.1} {:>8.1} {:>10.1} {:>9.0}",
+                r.model,
+                r.image_size,
+                r.batch_size,
+                r.kernels,
+                r.median_ms,
+                r.min_ms,
+                r.max_ms,
+                r.images_per_s,
+                r.gflops,
+                r.eval_median_ms,
+                r.peak_rss_mb
+            );
+        }
+        report.results.push(r);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(0)
+}

@@ -1,0 +1,225 @@
+//! BatchNorm2d of our own.
+//!
+//! candle-nn's layer cannot change momentum while training and always updates its statistics in train mode, so
+//! bnscope has its own, with three modes:
+//!
+//! | mode | normalises with | updates running stats | peer framework |
+//! |---|---|---|---|
+//! | [`BnMode::Train`] | batch stats | yes | `fit`, `train()` |
+//! | [`BnMode::EvalBatch`] | batch stats | no | Keras `learning_phase=1` |
+//! | [`BnMode::EvalRunning`] | running stats | no | `evaluate`/`predict`, PyTorch `eval()` |
+//!
+//! **Momentum convention.** `momentum` here is the Keras one: `running = m·running + (1−m)·batch`.
+//! Keras 0.99 is PyTorch/candle 0.01. Running mean starts at 0 and running variance at 1. The running variance is
+//! updated with the unbiased batch variance (`n/(n−1)`, `n = N·H·W`, as PyTorch, candle and tf.keras fused do);
+//! normalisation uses the biased one. In cumulative mode (PyTorch `momentum=None`) the running stats are the plain
+//! average of all batches since the last reset: the t-th update uses `m = (t−1)/t`.
+use candle_core::{DType, Device, Result, Tensor, Var, D};
+
+use crate::protocol::BnLayerSnapshot;
+
+/// Which statistics a forward pass uses, and whether it updates the running ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BnMode {
+    Train,
+    EvalBatch,
+    EvalRunning,
+}
+
+/// A 2-D batch normalisation layer over `(N, C, H, W)` inputs.
+pub struct BatchNorm2d {
+    name: String,
+    channels: usize,
+    eps: f64,
+    momentum: f64,
+    cumulative: bool,
+    t: u64,
+    /// Affine scale (γ), trainable, starts at 1.
+    pub weight: Var,
+    /// Affine shift (β), trainable, starts at 0.
+    pub bias: Var,
+    running_mean: Tensor,
+    running_var: Tensor,
+    /// The last training batch's mean and unbiased variance (what entered the last update).
+    batch_mean: Option<Tensor>,
+    batch_var: Option<Tensor>,
+}
+
+impl BatchNorm2d {
+    /// `momentum` in the Keras convention.
+    pub fn new(name: impl Into<String>, channels: usize, momentum: f64, eps: f64, dev: &Device) -> Result<Self> {
+        Ok(Self {
+            name: name.into(),
+            channels,
+            eps,
+            momentum,
+            cumulative: false,
+            t: 0,
+            weight: Var::ones(channels, DType::F32, dev)?,
+            bias: Var::zeros(channels, DType::F32, dev)?,
+            running_mean: Tensor::zeros(channels, DType::F32, dev)?,
+            running_var: Tensor::ones(channels, DType::F32, dev)?,
+            batch_mean: None,
+            batch_var: None,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+    /// Keras convention.
+    pub fn momentum(&self) -> f64 {
+        self.momentum
+    }
+    /// Keras convention, `[0, 1]`. Takes effect from the next update.
+    pub fn set_momentum(&mut self, m: f64) {
+        self.momentum = m;
+    }
+    pub fn cumulative(&self) -> bool {
+        self.cumulative
+    }
+    /// PyTorch `momentum=None`: running stats are the plain average of all batches since the last reset.
+    pub fn set_cumulative(&mut self, on: bool) {
+        self.cumulative = on;
+    }
+    /// Updates since the last reset.
+    pub fn t(&self) -> u64 {
+        self.t
+    }
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+    pub fn running_mean(&self) -> &Tensor {
+        &self.running_mean
+    }
+    pub fn running_var(&self) -> &Tensor {
+        &self.running_var
+    }
+
+    /// Running mean back to 0, variance to 1, t to 0. The affine weights stay.
+    pub fn reset_running_stats(&mut self) -> Result<()> {
+        let dev = self.running_mean.device().clone();
+        self.running_mean = Tensor::zeros(self.channels, DType::F32, &dev)?;
+        self.running_var = Tensor::ones(self.channels, DType::F32, &dev)?;
+        self.t = 0;
+        Ok(())
+    }
+
+    /// Replaces the running statistics (checkpoint restore).
+    pub fn set_running_stats(&mut self, mean: Tensor, var: Tensor, t: u64) -> Result<()> {
+        let dev = self.running_mean.device().clone();
+        self.running_mean = mean.to_dtype(DType::F32)?.to_device(&dev)?;
+        self.running_var = var.to_dtype(DType::F32)?.to_device(&dev)?;
+        self.t = t;
+        Ok(())
+    }
+
+    /// The factor `m` the next update will use (Keras convention).
+    pub fn next_update_momentum(&self) -> f64 {
+        if self.cumulative {
+            self.t as f64 / (self.t as f64 + 1.0)
+        } else {
+            self.momentum
+        }
+    }
+
+    pub fn forward(&mut self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        if c != self.channels {
+            candle_core::bail!("{}: expected {} channels, got {c}", self.name, self.channels);
+        }
+        let shape = (1, c, 1, 1);
+        match mode {
+            BnMode::EvalRunning => {
+                // y = (x − μ)/√(σ² + ε)·γ + β, folded into one scale and one shift per channel.
+                let inv_std = (&self.running_var + self.eps)?.sqrt()?.recip()?;
+                let scale = self.weight.as_tensor().mul(&inv_std)?;
+                let shift = self.bias.as_tensor().sub(&self.running_mean.mul(&scale)?)?;
+                x.broadcast_mul(&scale.reshape(shape)?)?
+                    .broadcast_add(&shift.reshape(shape)?)
+            }
+            BnMode::Train | BnMode::EvalBatch => {
+                let count = n * h * w;
+                let mean = (x.sum_keepdim((0, 2, 3))? / count as f64)?;
+                let centered = x.broadcast_sub(&mean)?;
+                let var = (centered.sqr()?.sum_keepdim((0, 2, 3))? / count as f64)?;
+                let inv_std = (&var + self.eps)?.sqrt()?.recip()?;
+                let y = centered
+                    .broadcast_mul(&inv_std)?
+                    .broadcast_mul(&self.weight.as_tensor().reshape(shape)?)?
+                    .broadcast_add(&self.bias.as_tensor().reshape(shape)?)?;
+                if mode == BnMode::Train {
+                    let bm = mean.flatten_all()?.detach();
+                    let unbias = if count > 1 {
+                        count as f64 / (count as f64 - 1.0)
+                    } else {
+                        1.0
+                    };
+                    let bv = (var.flatten_all()?.detach() * unbias)?;
+                    self.update(bm, bv)?;
+                }
+                Ok(y)
+            }
+        }
+    }
+
+    /// One running-stat update from a batch's mean and unbiased variance.
+    pub fn update(&mut self, batch_mean: Tensor, batch_var: Tensor) -> Result<()> {
+        let m = self.next_update_momentum();
+        self.running_mean = ((&self.running_mean * m)? + (&batch_mean * (1.0 - m))?)?.detach();
+        self.running_var = ((&self.running_var * m)? + (&batch_var * (1.0 - m))?)?.detach();
+        self.batch_mean = Some(batch_mean);
+        self.batch_var = Some(batch_var);
+        self.t += 1;
+        Ok(())
+    }
+
+    /// Per-channel running and last-batch statistics, with the relative gaps between them.
+    pub fn snapshot(&self) -> Result<BnLayerSnapshot> {
+        let rm = self.running_mean.to_vec1::<f32>()?;
+        let rv = self.running_var.to_vec1::<f32>()?;
+        let bm = match &self.batch_mean {
+            Some(t) => t.to_vec1::<f32>()?,
+            None => vec![f32::NAN; self.channels],
+        };
+        let bv = match &self.batch_var {
+            Some(t) => t.to_vec1::<f32>()?,
+            None => vec![f32::NAN; self.channels],
+        };
+        Ok(BnLayerSnapshot {
+            name: self.name.clone(),
+            mean_gap: relative_gap(&rm, &bm),
+            var_gap: relative_gap(&rv, &bv),
+            running_mean: rm,
+            running_var: rv,
+            batch_mean: bm,
+            batch_var: bv,
+        })
+    }
+}
+
+/// `‖a − b‖₂ / (‖b‖₂ + 1e-8)`, accumulated in f64.
+pub fn relative_gap(a: &[f32], b: &[f32]) -> f32 {
+    let mut diff = 0f64;
+    let mut norm = 0f64;
+    for (&x, &y) in a.iter().zip(b) {
+        diff += (x as f64 - y as f64).powi(2);
+        norm += (y as f64).powi(2);
+    }
+    (diff.sqrt() / (norm.sqrt() + 1e-8)) as f32
+}
+
+/// Softmax over the last dimension, returned as rows.
+pub fn softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+    candle_nn::ops::softmax_last_dim(logits)?
+        .to_dtype(DType::F32)?
+        .to_vec2::<f32>()
+}
+
+/// Index of the largest value of each row.
+pub fn argmax_rows(logits: &Tensor) -> Result<Vec<u32>> {
+    logits.argmax(D::Minus1)?.to_vec1::<u32>()
+}

@@ -1,0 +1,232 @@
+//! Command-line interface (clap). Validation turns bad values into one-line usage errors (exit 2).
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::usage;
+use crate::log::LogBn;
+use crate::models::Preset;
+use crate::optim::OptimizerKind;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bnscope",
+    version,
+    about = "Watch BatchNorm's train/eval gap live: a ResNet trains on a few images while you turn the momentum.",
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    after_help = "Momentum is in the Keras convention (running = m·running + (1−m)·batch) unless \
+--momentum-convention torch is given: Keras 0.99 is PyTorch/candle 0.01."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Time training steps and evaluation passes (see docs/PERFORMANCE.md).
+    Bench(BenchArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Convention {
+    /// running = m·running + (1−m)·batch (Keras, TensorFlow).
+    Keras,
+    /// running = (1−m)·running + m·batch (PyTorch, candle).
+    Torch,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Image folder DIR/<class>/<image> (default: the three embedded seed images).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Network preset.
+    #[arg(long, value_enum, default_value_t = Preset::Tiny)]
+    pub model: Preset,
+    /// Square input side in pixels (default: 64 for tiny, 224 for resnet18/50).
+    #[arg(long, value_name = "PX")]
+    pub image_size: Option<usize>,
+    /// Images per optimizer step (as Keras fit's default).
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub batch_size: usize,
+    /// BatchNorm momentum, in the convention of --momentum-convention.
+    #[arg(long, default_value_t = 0.99, allow_negative_numbers = true, value_name = "M")]
+    pub momentum: f64,
+    /// How to read --momentum.
+    #[arg(long, value_enum, default_value_t = Convention::Keras)]
+    pub momentum_convention: Convention,
+    /// Cumulative averaging of the running stats (PyTorch momentum=None) instead of a moving average.
+    #[arg(long)]
+    pub cumulative: bool,
+    /// Learning rate (0 freezes the weights; only the moving statistics move).
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
+    pub lr: f64,
+    /// Optimizer (Adam has weight decay 0).
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
+    pub optimizer: OptimizerKind,
+    /// Stop after N epochs (default: until quit in the TUI, 20 headless).
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<usize>,
+    /// Seed for weights and shuffling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// BatchNorm epsilon.
+    #[arg(long, default_value_t = 1e-5, allow_negative_numbers = true)]
+    pub bn_eps: f64,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Print one line per epoch instead of the TUI (automatic when stdout is not a terminal).
+    #[arg(long)]
+    pub headless: bool,
+    /// Write a JSONL log (one record per line, flushed every epoch).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// BatchNorm detail in the log: gaps only, or the per-channel arrays too.
+    #[arg(long, value_enum, default_value_t = LogBn::Summary)]
+    pub log_bn: LogBn,
+    /// Write a safetensors checkpoint on quit and at the end.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from a checkpoint written by --checkpoint.
+    #[arg(long, value_name = "FILE")]
+    pub resume: Option<PathBuf>,
+    /// Start paused (TUI: press space to run, n to step).
+    #[arg(long)]
+    pub paused: bool,
+    /// TUI: most redraws per second.
+    #[arg(long, default_value_t = 15, value_name = "N")]
+    pub fps: u32,
+    /// TUI: draw without braille or block characters.
+    #[arg(long)]
+    pub ascii: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Network preset.
+    #[arg(long, value_enum, default_value_t = Preset::Tiny)]
+    pub model: Preset,
+    /// Square input side (default: the preset's).
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Images per step.
+    #[arg(long, default_value_t = 3)]
+    pub batch_size: usize,
+    /// Timed steps (after warm-up).
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// The three presets at their default sizes with batch 3 (the seed's setting).
+    #[arg(long)]
+    pub all: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Kernels: bnscope's own CPU kernels where it has them, or candle's ops only.
+    #[arg(long, value_enum, default_value_t = Kernels::Own)]
+    pub kernels: Kernels,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Kernels {
+    Own,
+    Candle,
+}
+
+impl RunArgs {
+    /// Momentum in the Keras convention.
+    pub fn keras_momentum(&self) -> f64 {
+        match self.momentum_convention {
+            Convention::Keras => self.momentum,
+            Convention::Torch => 1.0 - self.momentum,
+        }
+    }
+
+    pub fn image_size(&self) -> usize {
+        self.image_size.unwrap_or(self.model.default_image_size())
+    }
+
+    /// Range checks with one-line messages.
+    pub fn validate(&self) -> Result<()> {
+        if !self.momentum.is_finite() || !(0.0..=1.0).contains(&self.momentum) {
+            return Err(usage(format!(
+                "--momentum {}: must be a number between 0 and 1 (Keras 0.99 = PyTorch 0.01)",
+                self.momentum
+            )));
+        }
+        if !self.lr.is_finite() || self.lr < 0.0 {
+            return Err(usage(format!(
+                "--lr {}: must be a finite number ≥ 0 (0 freezes the weights)",
+                self.lr
+            )));
+        }
+        if !self.bn_eps.is_finite() || self.bn_eps <= 0.0 {
+            return Err(usage(format!("--bn-eps {}: must be a finite number > 0", self.bn_eps)));
+        }
+        check_image_size(self.model, self.image_size())?;
+        if self.batch_size == 0 {
+            return Err(usage("--batch-size 0: must be at least 1"));
+        }
+        if self.batch_size > 4096 {
+            return Err(usage(format!("--batch-size {}: at most 4096", self.batch_size)));
+        }
+        if self.epochs == Some(0) {
+            return Err(usage("--epochs 0: must be at least 1"));
+        }
+        if self.fps == 0 || self.fps > 60 {
+            return Err(usage(format!("--fps {}: must be between 1 and 60", self.fps)));
+        }
+        Ok(())
+    }
+}
+
+/// Largest accepted `--image-size`.
+pub const MAX_IMAGE_SIZE: usize = 1024;
+
+pub fn check_image_size(model: Preset, size: usize) -> Result<()> {
+    let min = model.min_image_size();
+    if size < min || size > MAX_IMAGE_SIZE {
+        return Err(usage(format!(
+            "--image-size {size}: must be between {min} and {MAX_IMAGE_SIZE} for --model {}",
+            model.name()
+        )));
+    }
+    Ok(())
+}
+
+/// Parses the command line; clap's own errors become one line (`--help`/`--version` print as usual).
+pub fn parse() -> std::result::Result<Cli, (String, i32)> {
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) => {
+            use clap::error::ErrorKind;
+            match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Err((e.render().to_string(), 0)),
+                _ => {
+                    let text = e.render().to_string();
+                    let first = text
+                        .lines()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("invalid arguments")
+                        .trim()
+                        .trim_start_matches("error: ")
+                        .to_string();
+                    Err((format!("bnscope: error: {first} (see bnscope --help)"), 2))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Headless mode: one line per epoch on stdout, like Keras `fit(verbose=2)`.
+use anyhow::Result;
+use crossbeam_channel::{select, Receiver};
+
+use crate::protocol::*;
+
+/// How a headless run ended.
+pub struct Outcome {
+    pub reason: EndReason,
+    pub signal: Option<i32>,
+    pub error: Option<String>,
+}
+
+/// Formats a momentum in both conventions: `m 0.99 (torch 0.01)` or `m cumulative`.
+pub fn momentum_label(m: f64, cumulative: bool) -> String {
+    if cumulative {
+        "m cumulative".into()
+    } else {
+        format!("m {} (torch {})", trim(m), trim(keras_to_torch(m)))
+    }
+}
+
+/// A number without float noise (`0.010000000000000009` → `0.01`).
+pub fn trim(x: f64) -> String {
+    let s = format!("{x:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() || s == "-" {
+        "0".into()
+    } else {
+        s.to_string()
+    }
+}
+
+/// A loss value in 4 significant digits, `NaN`/`inf` spelled out.
+pub fn loss(x: f32) -> String {
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    if x != 0.0 && x.abs() < 1e-3 {
+        format!("{x:.1e}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+/// One epoch line.
+pub fn epoch_line(m: &EpochMetrics, total: Option<usize>) -> String {
+    let of = total.map(|n| format!("/{n}")).unwrap_or_default();
+    format!(
+        "epoch {}{of}  loss {} acc {:.3} | eval running: loss {} acc {:.3} | eval batch: loss {} acc {:.3} | {} | {:.1} ms/step",
+        m.epoch,
+        loss(m.train.loss),
+        m.train.acc,
+        loss(m.eval_running.loss),
+        m.eval_running.acc,
+        loss(m.eval_batch.loss),
+        m.eval_batch.acc,
+        momentum_label(m.momentum, m.cumulative),
+        m.step_ms
+    )
+}
+
+/// Runs until the trainer finishes, printing as it goes.
+pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
+    let mut total = None;
+    let mut signal = None;
+    let mut error = None;
+    let mut first_converged: Option<usize> = None;
+    let mut last: Option<Box<EpochMetrics>> = None;
+    let mut step_ms: Vec<f64> = Vec::new();
+    loop {
+        select! {
+            recv(link.events) -> ev => {
+                let Ok(ev) = ev else {
+                    return Ok(Outcome { reason: EndReason::Error, signal, error: Some("the trainer stopped unexpectedly".into()) });
+                };
+                match ev {
+                    Event::Started(info) => {
+                        total = info.epochs;
+                        println!(
+                            "bnscope: {} on {} ({} images, classes {}) · {} · {} · {} lr {} · {} params · {} BN layers",
+                            info.model,
+                            info.data,
+                            info.images.len(),
+                            info.classes.join(", "),
+                            info.device,
+                            if info.cumulative { "momentum cumulative".to_string() } else {
+                                format!("momentum {} (Keras) = {} (PyTorch/candle)", trim(info.momentum), trim(keras_to_torch(info.momentum)))
+                            },
+                            info.optimizer,
+                            info.lr,
+                            info.params,
+                            info.bn_layers.len()
+                        );
+                    }
+                    Event::Epoch(m) => {
+                        println!("{}", epoch_line(&m, total));
+                        if first_converged.is_none() && m.eval_running.acc >= 1.0 {
+                            first_converged = Some(m.epoch);
+                        }
+                        step_ms.push(m.step_ms);
+                        last = Some(m);
+                    }
+                    Event::BnReady => { link.bn.take(); }
+                    Event::Applied { .. } => {}
+                    Event::Diverged { epoch, loss } => {
+                        eprintln!("bnscope: training diverged at epoch {epoch} (loss {loss}); stopping. Try a smaller --lr.");
+                        error = Some(format!("diverged at epoch {epoch}"));
+                        let _ = link.commands.send(Command::Quit(EndReason::Error));
+                    }
+                    Event::Error(msg) => {
+                        eprintln!("bnscope: error: {msg}");
+                        error = Some(msg);
+                        let _ = link.commands.send(Command::Quit(EndReason::Error));
+                    }
+                    Event::Finished { reason, checkpoint, .. } => {
+                        if let Some(m) = &last {
+                            match first_converged {
+                                Some(e) => println!("eval with running stats first reached acc 1.000 at epoch {e}"),
+                                None => println!("eval with running stats never reached acc 1.000 (last {:.3})", m.eval_running.acc),
+                            }
+                            if !step_ms.is_empty() {
+                                let mut s = step_ms.clone();
+                                s.sort_by(|a, b| a.total_cmp(b));
+                                println!("median {:.1} ms/step over {} epochs", s[s.len() / 2], s.len());
+                            }
+                        }
+                        if let Some(c) = checkpoint {
+                            println!("checkpoint written to {c}");
+                        }
+                        let reason = if error.is_some() { EndReason::Error } else { reason };
+                        return Ok(Outcome { reason, signal, error });
+                    }
+                }
+            }
+            recv(signals) -> sig => {
+                if let Ok(sig) = sig {
+                    if signal.is_none() {
+                        eprintln!("bnscope: signal {sig}; stopping after the current step");
+                        signal = Some(sig);
+                        let _ = link.commands.send(Command::Quit(EndReason::Signal));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! bnscope binary: parse flags, load data, start the trainer thread, run the TUI or headless mode.
+use std::io::IsTerminal;
+
+use anyhow::Result;
+use bnscope::cli::{self, Cmd};
+use bnscope::error::exit_code;
+use bnscope::protocol::EndReason;
+use bnscope::trainer::{Resume, TrainConfig, Trainer};
+use bnscope::{bench, checkpoint, data, device, headless, log::JsonlLog, signals, trainer};
+
+fn main() {
+    install_panic_hook();
+    let cli = match cli::parse() {
+        Ok(c) => c,
+        Err((msg, 0)) => {
+            print!("{msg}");
+            std::process::exit(0);
+        }
+        Err((msg, code)) => {
+            eprintln!("{msg}");
+            std::process::exit(code);
+        }
+    };
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            signals::restore_terminal();
+            eprintln!("bnscope: error: {}", one_line(&e));
+            exit_code(&e)
+        }
+    };
+    std::process::exit(code);
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
+/// Trainer panics are caught in the trainer thread and shown by the front end, so the hook stays quiet for them.
+/// Anywhere else: restore the terminal, then one line instead of a backtrace.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        if std::thread::current().name() == Some(trainer::THREAD_NAME) {
+            return;
+        }
+        signals::restore_terminal();
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("bnscope: internal error (a bug, please report it): {msg}{at}");
+    }));
+}
+
+fn run(cli: cli::Cli) -> Result<i32> {
+    if let Some(Cmd::Bench(b)) = &cli.command {
+        return bench::run(b);
+    }
+    let a = cli.run;
+    a.validate()?;
+    let size = a.image_size();
+    let picked = device::pick(&a.device)?;
+    if let Some(n) = &picked.notice {
+        eprintln!("{n}");
+    }
+    let ds = match &a.data {
+        Some(dir) => data::load_dir(dir, size)?,
+        None => data::embedded(size)?,
+    };
+    if ds.ignored > 0 {
+        eprintln!(
+            "bnscope: ignored {} file(s) in {} that are not .png/.jpg/.jpeg",
+            ds.ignored, ds.source
+        );
+    }
+    let resume = match &a.resume {
+        Some(p) => {
+            let (tensors, meta) = checkpoint::load(p)?;
+            Some(Resume { tensors, meta })
+        }
+        None => None,
+    };
+    if let Some(c) = &a.checkpoint {
+        checkpoint::check_writable(c)?;
+    }
+    let headless = a.headless || !std::io::stdout().is_terminal();
+    if headless && !a.headless {
+        eprintln!("bnscope: stdout is not a terminal; running headless (add --headless to silence this notice)");
+    }
+    let mut cfg = TrainConfig::new(a.model);
+    cfg.image_size = size;
+    cfg.batch_size = a.batch_size;
+    cfg.momentum = a.keras_momentum();
+    cfg.cumulative = a.cumulative;
+    cfg.lr = a.lr;
+    cfg.optimizer = a.optimizer;
+    cfg.epochs = a.epochs.or(if headless { Some(20) } else { None });
+    cfg.seed = a.seed;
+    cfg.bn_eps = a.bn_eps;
+    cfg.checkpoint = a.checkpoint.clone();
+    cfg.start_paused = a.paused && !headless;
+    // The log is created last, so that a bad flag or file never truncates an existing log.
+    let log = match &a.log {
+        Some(p) => Some(JsonlLog::create(p, a.log_bn)?),
+        None => None,
+    };
+    let trainer = Trainer::new(cfg, ds, picked.device, picked.name, log, resume)?;
+    let signals = signals::install()?;
+    let (link, handle) = trainer.spawn()?;
+    if headless {
+        let out = headless::run(link, signals)?;
+        let _ = handle.join();
+        return Ok(match (out.signal, out.reason) {
+            (Some(sig), _) => signals::exit_status(sig),
+            (None, EndReason::Error) => 1,
+            _ => 0,
+        });
+    }
+    run_tui(link, signals, &a, handle)
+}
+
+fn run_tui(
+    link: bnscope::protocol::Link,
+    signals: crossbeam_channel::Receiver<i32>,
+    a: &cli::RunArgs,
+    handle: std::thread::JoinHandle<()>,
+) -> Result<i32> {
+    let _ = (a, handle);
+    let out = headless::run(link, signals)?;
+    Ok(if out.reason == EndReason::Error { 1 } else { 0 })
+}

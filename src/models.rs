@@ -1,0 +1,586 @@
+//! The ResNet presets, with exact topologies so that numbers compare to PyTorch.
+//!
+//! * `tiny`: conv3×3(3→16, no bias) + BN + ReLU + max-pool 2×2; BasicBlock(16→16, s1), BasicBlock(16→32, s2),
+//!   BasicBlock(32→64, s2); 1×1 conv + BN shortcut where the shape changes; global average pool; linear. 9 BN layers.
+//! * `resnet18`, `resnet50`: torchvision's architecture (v1.5: the stride sits on the 3×3 conv of a bottleneck),
+//!   with its parameter names (`conv1`, `bn1`, `layer1.0.conv1`, `layer1.0.downsample.1`, `fc`).
+//!
+//! Initialisation follows torchvision: Kaiming-normal (fan_out, ReLU) convolutions, BN weight 1 and bias 0, and
+//! PyTorch's default `Linear` init (uniform ±1/√fan_in for weight and bias). Weights come from a seeded `StdRng` on
+//! the host, so the same seed gives the same network on every device.
+use std::collections::HashMap;
+use std::fmt;
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rand_distr::Normal;
+
+use crate::bn::{BatchNorm2d, BnMode};
+use crate::pool::MaxPool;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    Tiny,
+    Resnet18,
+    Resnet50,
+}
+
+impl Preset {
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Tiny => "tiny",
+            Preset::Resnet18 => "resnet18",
+            Preset::Resnet50 => "resnet50",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "tiny" => Some(Preset::Tiny),
+            "resnet18" => Some(Preset::Resnet18),
+            "resnet50" => Some(Preset::Resnet50),
+            _ => None,
+        }
+    }
+    pub fn default_image_size(self) -> usize {
+        match self {
+            Preset::Tiny => 64,
+            _ => 224,
+        }
+    }
+    /// Smallest input side the network accepts (every stage must keep at least one pixel).
+    pub fn min_image_size(self) -> usize {
+        match self {
+            Preset::Tiny => 8,
+            _ => 32,
+        }
+    }
+}
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A bias-free 2-D convolution.
+pub struct Conv {
+    pub name: String,
+    pub weight: Var,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl Conv {
+    fn new(
+        name: String,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        init: &mut Init,
+    ) -> Result<Self> {
+        // Kaiming normal, mode fan_out, gain √2 (ReLU): std = √(2 / (cout·k·k)).
+        let std = (2.0 / (cout * k * k) as f64).sqrt();
+        let weight = init.normal((cout, cin, k, k), std)?;
+        Ok(Self {
+            name,
+            weight,
+            stride,
+            padding,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.conv2d(self.weight.as_tensor(), self.padding, self.stride, 1, 1)
+    }
+
+    /// Multiply-accumulates of one forward pass for an `h×w` input, per image.
+    fn macs(&self, h: usize, w: usize) -> (usize, usize, usize) {
+        let (cout, cin, k, _) = self.weight.as_tensor().dims4().unwrap_or((0, 0, 0, 0));
+        let oh = (h + 2 * self.padding - k) / self.stride + 1;
+        let ow = (w + 2 * self.padding - k) / self.stride + 1;
+        (cout * cin * k * k * oh * ow, oh, ow)
+    }
+}
+
+/// Host-side seeded initialiser.
+struct Init {
+    rng: StdRng,
+    dev: Device,
+}
+
+impl Init {
+    fn normal<S: Into<candle_core::Shape>>(&mut self, shape: S, std: f64) -> Result<Var> {
+        let shape = shape.into();
+        let dist = Normal::new(0.0f32, std as f32).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let v: Vec<f32> = (0..shape.elem_count()).map(|_| self.rng.sample(dist)).collect();
+        Var::from_tensor(&Tensor::from_vec(v, shape, &self.dev)?)
+    }
+    fn uniform<S: Into<candle_core::Shape>>(&mut self, shape: S, bound: f64) -> Result<Var> {
+        let shape = shape.into();
+        let b = bound as f32;
+        let v: Vec<f32> = (0..shape.elem_count()).map(|_| self.rng.random_range(-b..=b)).collect();
+        Var::from_tensor(&Tensor::from_vec(v, shape, &self.dev)?)
+    }
+}
+
+enum Block {
+    Basic {
+        conv1: Conv,
+        bn1: BatchNorm2d,
+        conv2: Conv,
+        bn2: BatchNorm2d,
+        down: Option<(Conv, BatchNorm2d)>,
+    },
+    Bottleneck {
+        conv1: Conv,
+        bn1: BatchNorm2d,
+        conv2: Conv,
+        bn2: BatchNorm2d,
+        conv3: Conv,
+        bn3: BatchNorm2d,
+        down: Option<(Conv, BatchNorm2d)>,
+    },
+}
+
+impl Block {
+    fn forward(&mut self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        match self {
+            Block::Basic {
+                conv1,
+                bn1,
+                conv2,
+                bn2,
+                down,
+            } => {
+                let y = bn1.forward(&conv1.forward(x)?, mode)?.relu()?;
+                let y = bn2.forward(&conv2.forward(&y)?, mode)?;
+                let skip = match down {
+                    Some((c, b)) => b.forward(&c.forward(x)?, mode)?,
+                    None => x.clone(),
+                };
+                (y + skip)?.relu()
+            }
+            Block::Bottleneck {
+                conv1,
+                bn1,
+                conv2,
+                bn2,
+                conv3,
+                bn3,
+                down,
+            } => {
+                let y = bn1.forward(&conv1.forward(x)?, mode)?.relu()?;
+                let y = bn2.forward(&conv2.forward(&y)?, mode)?.relu()?;
+                let y = bn3.forward(&conv3.forward(&y)?, mode)?;
+                let skip = match down {
+                    Some((c, b)) => b.forward(&c.forward(x)?, mode)?,
+                    None => x.clone(),
+                };
+                (y + skip)?.relu()
+            }
+        }
+    }
+
+    /// Convolutions and BN layers in torchvision's `named_modules` order.
+    fn parts(&self) -> Vec<(&Conv, &BatchNorm2d)> {
+        let (mut v, down) = match self {
+            Block::Basic {
+                conv1,
+                bn1,
+                conv2,
+                bn2,
+                down,
+            } => (vec![(conv1, bn1), (conv2, bn2)], down),
+            Block::Bottleneck {
+                conv1,
+                bn1,
+                conv2,
+                bn2,
+                conv3,
+                bn3,
+                down,
+            } => (vec![(conv1, bn1), (conv2, bn2), (conv3, bn3)], down),
+        };
+        if let Some((c, b)) = down {
+            v.push((c, b));
+        }
+        v
+    }
+
+    fn bns_mut(&mut self) -> Vec<&mut BatchNorm2d> {
+        match self {
+            Block::Basic { bn1, bn2, down, .. } => {
+                let mut v = vec![bn1, bn2];
+                if let Some((_, b)) = down {
+                    v.push(b);
+                }
+                v
+            }
+            Block::Bottleneck {
+                bn1, bn2, bn3, down, ..
+            } => {
+                let mut v = vec![bn1, bn2, bn3];
+                if let Some((_, b)) = down {
+                    v.push(b);
+                }
+                v
+            }
+        }
+    }
+}
+
+/// A ResNet: stem, residual blocks, global average pool, linear classifier.
+pub struct ResNet {
+    preset: Preset,
+    stem_conv: Conv,
+    stem_bn: BatchNorm2d,
+    stem_pool: MaxPool,
+    blocks: Vec<Block>,
+    fc_weight: Var,
+    fc_bias: Var,
+    classes: usize,
+}
+
+impl ResNet {
+    /// Builds a freshly initialised network. `momentum` is in the Keras convention.
+    pub fn new(preset: Preset, classes: usize, momentum: f64, eps: f64, seed: u64, dev: &Device) -> Result<Self> {
+        let mut init = Init {
+            rng: StdRng::seed_from_u64(seed),
+            dev: dev.clone(),
+        };
+        let bn = |name: &str, c: usize| BatchNorm2d::new(name, c, momentum, eps, dev);
+        let (stem_conv, stem_bn, stem_pool) = match preset {
+            Preset::Tiny => (
+                Conv::new("stem.conv".into(), 3, 16, 3, 1, 1, &mut init)?,
+                bn("stem.bn", 16)?,
+                MaxPool::new(2, 2, 0),
+            ),
+            _ => (
+                Conv::new("conv1".into(), 3, 64, 7, 2, 3, &mut init)?,
+                bn("bn1", 64)?,
+                MaxPool::new(3, 2, 1),
+            ),
+        };
+        let mut blocks = Vec::new();
+        let final_channels;
+        match preset {
+            Preset::Tiny => {
+                let mut cin = 16;
+                for (i, (cout, stride)) in [(16, 1), (32, 2), (64, 2)].into_iter().enumerate() {
+                    blocks.push(basic(&format!("layer{}.0", i + 1), cin, cout, stride, &mut init, &bn)?);
+                    cin = cout;
+                }
+                final_channels = 64;
+            }
+            Preset::Resnet18 => {
+                let mut cin = 64;
+                for (i, cout) in [64, 128, 256, 512].into_iter().enumerate() {
+                    for j in 0..2 {
+                        let stride = if i > 0 && j == 0 { 2 } else { 1 };
+                        blocks.push(basic(
+                            &format!("layer{}.{j}", i + 1),
+                            cin,
+                            cout,
+                            stride,
+                            &mut init,
+                            &bn,
+                        )?);
+                        cin = cout;
+                    }
+                }
+                final_channels = 512;
+            }
+            Preset::Resnet50 => {
+                let mut cin = 64;
+                for (i, (width, count)) in [(64, 3), (128, 4), (256, 6), (512, 3)].into_iter().enumerate() {
+                    for j in 0..count {
+                        let stride = if i > 0 && j == 0 { 2 } else { 1 };
+                        blocks.push(bottleneck(
+                            &format!("layer{}.{j}", i + 1),
+                            cin,
+                            width,
+                            stride,
+                            &mut init,
+                            &bn,
+                        )?);
+                        cin = width * 4;
+                    }
+                }
+                final_channels = 2048;
+            }
+        }
+        let bound = 1.0 / (final_channels as f64).sqrt();
+        let fc_weight = init.uniform((classes, final_channels), bound)?;
+        let fc_bias = init.uniform(classes, bound)?;
+        Ok(Self {
+            preset,
+            stem_conv,
+            stem_bn,
+            stem_pool,
+            blocks,
+            fc_weight,
+            fc_bias,
+            classes,
+        })
+    }
+
+    pub fn preset(&self) -> Preset {
+        self.preset
+    }
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Logits `(N, classes)` for images `(N, 3, H, W)`.
+    pub fn forward(&mut self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        let y = self.stem_conv.forward(x)?;
+        let y = self.stem_bn.forward(&y, mode)?.relu()?;
+        let mut y = self.stem_pool.forward(&y)?;
+        for b in self.blocks.iter_mut() {
+            y = b.forward(&y, mode)?;
+        }
+        let y = y.mean((2, 3))?;
+        y.matmul(&self.fc_weight.as_tensor().t()?)?
+            .broadcast_add(self.fc_bias.as_tensor())
+    }
+
+    /// BN layers in forward (torchvision `named_modules`) order.
+    pub fn bn_layers(&self) -> Vec<&BatchNorm2d> {
+        let mut v = vec![&self.stem_bn];
+        for b in &self.blocks {
+            v.extend(b.parts().into_iter().map(|(_, bn)| bn));
+        }
+        v
+    }
+
+    pub fn bn_layers_mut(&mut self) -> Vec<&mut BatchNorm2d> {
+        let mut v = vec![&mut self.stem_bn];
+        for b in self.blocks.iter_mut() {
+            v.extend(b.bns_mut());
+        }
+        v
+    }
+
+    fn convs(&self) -> Vec<&Conv> {
+        let mut v = vec![&self.stem_conv];
+        for b in &self.blocks {
+            v.extend(b.parts().into_iter().map(|(c, _)| c));
+        }
+        v
+    }
+
+    /// Every trainable parameter with its torchvision-style name.
+    pub fn named_params(&self) -> Vec<(String, Var)> {
+        let mut v = Vec::new();
+        for c in self.convs() {
+            v.push((format!("{}.weight", c.name), c.weight.clone()));
+        }
+        for bn in self.bn_layers() {
+            v.push((format!("{}.weight", bn.name()), bn.weight.clone()));
+            v.push((format!("{}.bias", bn.name()), bn.bias.clone()));
+        }
+        v.push(("fc.weight".to_string(), self.fc_weight.clone()));
+        v.push(("fc.bias".to_string(), self.fc_bias.clone()));
+        v
+    }
+
+    pub fn params(&self) -> Vec<Var> {
+        self.named_params().into_iter().map(|(_, v)| v).collect()
+    }
+
+    pub fn param_count(&self) -> usize {
+        self.params().iter().map(|v| v.elem_count()).sum()
+    }
+
+    pub fn set_momentum(&mut self, m: f64) {
+        for bn in self.bn_layers_mut() {
+            bn.set_momentum(m);
+        }
+    }
+
+    pub fn set_cumulative(&mut self, on: bool) {
+        for bn in self.bn_layers_mut() {
+            bn.set_cumulative(on);
+        }
+    }
+
+    pub fn reset_running_stats(&mut self) -> Result<()> {
+        for bn in self.bn_layers_mut() {
+            bn.reset_running_stats()?;
+        }
+        Ok(())
+    }
+
+    /// Updates since the last reset (the same for every layer).
+    pub fn bn_t(&self) -> u64 {
+        self.stem_bn.t()
+    }
+
+    /// Re-estimates the running statistics from `batches` (PreciseBN, `torch.optim.swa_utils.update_bn`): stats reset,
+    /// then a train-mode forward pass per batch with cumulative averaging and no weight update. Momentum and
+    /// cumulative settings are restored afterwards; t ends equal to the number of batches.
+    pub fn recalibrate(&mut self, batches: &[Tensor]) -> Result<()> {
+        let cumulative = self.stem_bn.cumulative();
+        self.reset_running_stats()?;
+        self.set_cumulative(true);
+        let result = batches
+            .iter()
+            .try_for_each(|b| self.forward(b, BnMode::Train).map(|_| ()));
+        self.set_cumulative(cumulative);
+        result
+    }
+
+    /// Floating-point operations of one training step (forward + backward ≈ 3× forward) per image, counting a
+    /// multiply-accumulate as 2 FLOPs and only convolutions and the classifier.
+    pub fn train_flops_per_image(&self, h: usize, w: usize) -> f64 {
+        3.0 * self.forward_flops_per_image(h, w)
+    }
+
+    /// Forward FLOPs per image (convolutions and classifier, 2 per MAC).
+    pub fn forward_flops_per_image(&self, h: usize, w: usize) -> f64 {
+        let mut macs = 0usize;
+        let (mut sh, mut sw);
+        let (m, oh, ow) = self.stem_conv.macs(h, w);
+        macs += m;
+        sh = self.stem_pool.out_size(oh);
+        sw = self.stem_pool.out_size(ow);
+        for b in &self.blocks {
+            let parts = b.parts();
+            let n_main = match b {
+                Block::Basic { .. } => 2,
+                Block::Bottleneck { .. } => 3,
+            };
+            let (mut h2, mut w2) = (sh, sw);
+            for (c, _) in &parts[..n_main] {
+                let (m, oh, ow) = c.macs(h2, w2);
+                macs += m;
+                h2 = oh;
+                w2 = ow;
+            }
+            if let Some((c, _)) = parts.get(n_main) {
+                macs += c.macs(sh, sw).0;
+            }
+            sh = h2;
+            sw = w2;
+        }
+        macs += self.fc_weight.elem_count();
+        2.0 * macs as f64
+    }
+
+    /// Parameters, running statistics and t as named tensors (for checkpoints).
+    pub fn state_dict(&self) -> Result<HashMap<String, Tensor>> {
+        let mut m = HashMap::new();
+        for (name, v) in self.named_params() {
+            m.insert(name, v.as_tensor().clone());
+        }
+        for bn in self.bn_layers() {
+            m.insert(format!("{}.running_mean", bn.name()), bn.running_mean().clone());
+            m.insert(format!("{}.running_var", bn.name()), bn.running_var().clone());
+            let t = Tensor::new(&[bn.t() as i64], &Device::Cpu)?;
+            m.insert(format!("{}.num_batches_tracked", bn.name()), t);
+        }
+        Ok(m)
+    }
+
+    /// Loads what [`Self::state_dict`] wrote. Every tensor must be present with the right shape.
+    pub fn load_state_dict(&mut self, sd: &HashMap<String, Tensor>) -> std::result::Result<(), String> {
+        let get = |name: &str, want: &[usize]| -> std::result::Result<&Tensor, String> {
+            let t = sd.get(name).ok_or_else(|| format!("tensor {name} is missing"))?;
+            if t.dims() != want {
+                return Err(format!("tensor {name} has shape {:?}, expected {:?}", t.dims(), want));
+            }
+            Ok(t)
+        };
+        for (name, v) in self.named_params() {
+            let t = get(&name, v.dims())?;
+            let t = t
+                .to_dtype(DType::F32)
+                .and_then(|t| t.to_device(v.device()))
+                .map_err(|e| e.to_string())?;
+            v.set(&t).map_err(|e| e.to_string())?;
+        }
+        for bn in self.bn_layers_mut() {
+            let c = bn.channels();
+            let mean = get(&format!("{}.running_mean", bn.name()), &[c])?.clone();
+            let var = get(&format!("{}.running_var", bn.name()), &[c])?.clone();
+            let t = get(&format!("{}.num_batches_tracked", bn.name()), &[1])?
+                .to_dtype(DType::I64)
+                .and_then(|t| t.to_vec1::<i64>())
+                .map_err(|e| e.to_string())?[0];
+            bn.set_running_stats(mean, var, t.max(0) as u64)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+fn basic(
+    name: &str,
+    cin: usize,
+    cout: usize,
+    stride: usize,
+    init: &mut Init,
+    bn: &dyn Fn(&str, usize) -> Result<BatchNorm2d>,
+) -> Result<Block> {
+    let conv1 = Conv::new(format!("{name}.conv1"), cin, cout, 3, stride, 1, init)?;
+    let bn1 = bn(&format!("{name}.bn1"), cout)?;
+    let conv2 = Conv::new(format!("{name}.conv2"), cout, cout, 3, 1, 1, init)?;
+    let bn2 = bn(&format!("{name}.bn2"), cout)?;
+    let down = downsample(name, cin, cout, stride, init, bn)?;
+    Ok(Block::Basic {
+        conv1,
+        bn1,
+        conv2,
+        bn2,
+        down,
+    })
+}
+
+fn bottleneck(
+    name: &str,
+    cin: usize,
+    width: usize,
+    stride: usize,
+    init: &mut Init,
+    bn: &dyn Fn(&str, usize) -> Result<BatchNorm2d>,
+) -> Result<Block> {
+    let cout = width * 4;
+    // torchvision creates conv1, bn1, conv2, bn2, conv3, bn3, then the downsample; keep that order so that the
+    // random stream matches the module order.
+    let conv1 = Conv::new(format!("{name}.conv1"), cin, width, 1, 1, 0, init)?;
+    let bn1 = bn(&format!("{name}.bn1"), width)?;
+    let conv2 = Conv::new(format!("{name}.conv2"), width, width, 3, stride, 1, init)?;
+    let bn2 = bn(&format!("{name}.bn2"), width)?;
+    let conv3 = Conv::new(format!("{name}.conv3"), width, cout, 1, 1, 0, init)?;
+    let bn3 = bn(&format!("{name}.bn3"), cout)?;
+    let down = downsample(name, cin, cout, stride, init, bn)?;
+    Ok(Block::Bottleneck {
+        conv1,
+        bn1,
+        conv2,
+        bn2,
+        conv3,
+        bn3,
+        down,
+    })
+}
+
+/// The 1×1 conv + BN shortcut, where the block changes shape.
+fn downsample(
+    name: &str,
+    cin: usize,
+    cout: usize,
+    stride: usize,
+    init: &mut Init,
+    bn: &dyn Fn(&str, usize) -> Result<BatchNorm2d>,
+) -> Result<Option<(Conv, BatchNorm2d)>> {
+    if stride == 1 && cin == cout {
+        return Ok(None);
+    }
+    Ok(Some((
+        Conv::new(format!("{name}.downsample.0"), cin, cout, 1, stride, 0, init)?,
+        bn(&format!("{name}.downsample.1"), cout)?,
+    )))
+}

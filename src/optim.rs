@@ -1,0 +1,140 @@
+//! Optimizers: Adam (weight decay 0, as Keras `Adam` and `torch.optim.Adam`) and plain SGD.
+//!
+//! Written here rather than taken from candle-nn because candle-nn's `AdamW` defaults to weight decay 0.01 and
+//! keeps its moment estimates private, so they could not be checkpointed. The update is PyTorch's:
+//! `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`, `p ← p − lr·m̂/(√v̂ + ε)` with bias-corrected `m̂`, `v̂`.
+use std::collections::HashMap;
+
+use candle_core::{backprop::GradStore, Result, Tensor, Var};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OptimizerKind {
+    Adam,
+    Sgd,
+}
+
+impl OptimizerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::Sgd => "sgd",
+        }
+    }
+}
+
+pub const BETA1: f64 = 0.9;
+pub const BETA2: f64 = 0.999;
+/// PyTorch's default (Keras uses 1e-7).
+pub const ADAM_EPS: f64 = 1e-8;
+
+pub struct Optimizer {
+    kind: OptimizerKind,
+    lr: f64,
+    vars: Vec<Var>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    step: u64,
+}
+
+impl Optimizer {
+    pub fn new(kind: OptimizerKind, vars: Vec<Var>, lr: f64) -> Result<Self> {
+        let (mut m, mut v) = (vec![], vec![]);
+        if kind == OptimizerKind::Adam {
+            for var in &vars {
+                m.push(var.zeros_like()?);
+                v.push(var.zeros_like()?);
+            }
+        }
+        Ok(Self {
+            kind,
+            lr,
+            vars,
+            m,
+            v,
+            step: 0,
+        })
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// Backpropagates `loss` and applies one update. With `lr == 0` the weights stay bit-identical.
+    pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
+        let grads = loss.backward()?;
+        self.step_with(&grads)
+    }
+
+    pub fn step_with(&mut self, grads: &GradStore) -> Result<()> {
+        self.step += 1;
+        if self.lr == 0.0 {
+            return Ok(());
+        }
+        match self.kind {
+            OptimizerKind::Sgd => {
+                for var in &self.vars {
+                    if let Some(g) = grads.get(var) {
+                        var.set(&var.sub(&(g * self.lr)?)?)?;
+                    }
+                }
+            }
+            OptimizerKind::Adam => {
+                let t = self.step as i32;
+                let c1 = 1.0 - BETA1.powi(t);
+                let c2 = 1.0 - BETA2.powi(t);
+                let step_size = self.lr / c1;
+                for (i, var) in self.vars.iter().enumerate() {
+                    let Some(g) = grads.get(var) else { continue };
+                    let m = ((&self.m[i] * BETA1)? + (g * (1.0 - BETA1))?)?;
+                    let v = ((&self.v[i] * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?;
+                    let denom = ((&v / c2)?.sqrt()? + ADAM_EPS)?;
+                    let update = ((&m / &denom)? * step_size)?;
+                    var.set(&var.sub(&update)?)?;
+                    self.m[i] = m;
+                    self.v[i] = v;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moment estimates and step count as named tensors, for checkpoints (`names` parallel to the vars).
+    pub fn state_dict(&self, names: &[String]) -> Result<HashMap<String, Tensor>> {
+        let mut sd = HashMap::new();
+        for (i, name) in names.iter().enumerate() {
+            if let (Some(m), Some(v)) = (self.m.get(i), self.v.get(i)) {
+                sd.insert(format!("optim.{name}.exp_avg"), m.clone());
+                sd.insert(format!("optim.{name}.exp_avg_sq"), v.clone());
+            }
+        }
+        sd.insert(
+            "optim.step".into(),
+            Tensor::new(&[self.step as i64], &candle_core::Device::Cpu)?,
+        );
+        Ok(sd)
+    }
+
+    /// Restores what [`Self::state_dict`] wrote; missing moments are left at zero.
+    pub fn load_state_dict(&mut self, names: &[String], sd: &HashMap<String, Tensor>) -> Result<()> {
+        for (i, name) in names.iter().enumerate() {
+            if i >= self.m.len() {
+                break;
+            }
+            let dev = self.vars[i].device().clone();
+            if let Some(m) = sd.get(&format!("optim.{name}.exp_avg")) {
+                if m.dims() == self.m[i].dims() {
+                    self.m[i] = m.to_device(&dev)?;
+                }
+            }
+            if let Some(v) = sd.get(&format!("optim.{name}.exp_avg_sq")) {
+                if v.dims() == self.v[i].dims() {
+                    self.v[i] = v.to_device(&dev)?;
+                }
+            }
+        }
+        if let Some(s) = sd.get("optim.step") {
+            self.step = s.to_dtype(candle_core::DType::I64)?.to_vec1::<i64>()?[0].max(0) as u64;
+        }
+        Ok(())
+    }
+}

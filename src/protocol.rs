@@ -1,0 +1,321 @@
+//! The channel protocol between the trainer thread and its front ends (TUI, headless, tests).
+//!
+//! Both sides import this module and nothing else of each other: the trainer never imports UI code.
+//!
+//! # Delivery policy
+//! * Events travel on an **unbounded** crossbeam channel, so the trainer never blocks on a slow receiver.
+//! * [`Event::Epoch`] metrics are small and are **never dropped**: every epoch produces exactly one.
+//! * BatchNorm snapshots can be large (resnet50: 26,560 channels × 4 arrays). They are **coalesced**: the trainer
+//!   stores the newest one in a [`Latest`] slot and sends [`Event::BnReady`] only when the slot was empty, i.e.
+//!   when the receiver has taken the previous one. A lagging receiver therefore sees the newest snapshot and
+//!   skips the stale ones; the JSONL log (written by the trainer itself) still records every epoch.
+//! * Commands take effect before the trainer's next optimizer step, in the order they were sent.
+//! * Every momentum in this protocol is in the **Keras convention**:
+//!   `running = m·running + (1−m)·batch`. Keras 0.99 is PyTorch/candle 0.01 (`m_torch = 1 − m_keras`).
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+/// Which BatchNorm statistics an evaluation uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalMode {
+    /// Running (moving) statistics: Keras `evaluate`/`predict`, PyTorch `eval()`.
+    Running,
+    /// Statistics of the evaluated batch, updating nothing: Keras `learning_phase=1`.
+    Batch,
+}
+
+impl EvalMode {
+    pub fn toggled(self) -> Self {
+        match self {
+            EvalMode::Running => EvalMode::Batch,
+            EvalMode::Batch => EvalMode::Running,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvalMode::Running => "running",
+            EvalMode::Batch => "batch",
+        }
+    }
+}
+
+/// Why a run ended (the `reason` of the JSONL `end` record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    Done,
+    Quit,
+    Signal,
+    Error,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Done => "done",
+            EndReason::Quit => "quit",
+            EndReason::Signal => "signal",
+            EndReason::Error => "error",
+        }
+    }
+}
+
+/// One BatchNorm layer as announced at start.
+#[derive(Clone, Debug, Serialize)]
+pub struct BnLayerInfo {
+    pub name: String,
+    pub channels: usize,
+}
+
+/// Facts about the run, sent once at start (and again after a restart).
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    /// Preset name: `tiny`, `resnet18`, `resnet50`.
+    pub model: String,
+    pub image_size: usize,
+    pub batch_size: usize,
+    pub classes: Vec<String>,
+    /// File name of each image, in data-set order (classes sorted by name, then files sorted).
+    pub images: Vec<String>,
+    /// Class index of each image.
+    pub labels: Vec<usize>,
+    /// Where the data came from: `embedded seed3` or the `--data` path.
+    pub data: String,
+    /// Device description, e.g. `cpu (2 threads)` or `cuda:0`.
+    pub device: String,
+    pub seed: u64,
+    /// Keras convention.
+    pub momentum: f64,
+    pub cumulative: bool,
+    pub lr: f64,
+    pub optimizer: String,
+    /// `None`: run until quit.
+    pub epochs: Option<usize>,
+    pub params: usize,
+    pub bn_layers: Vec<BnLayerInfo>,
+    /// Epoch the run starts from (non-zero after `--resume`).
+    pub start_epoch: usize,
+}
+
+/// Loss and accuracy of one pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Metric {
+    pub loss: f32,
+    pub acc: f32,
+}
+
+/// Everything measured in one epoch. Never dropped.
+#[derive(Clone, Debug)]
+pub struct EpochMetrics {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Optimizer steps so far.
+    pub step: usize,
+    /// Momentum used for this epoch's updates (Keras convention).
+    pub momentum: f64,
+    pub cumulative: bool,
+    /// BatchNorm running-stat updates since the last reset.
+    pub t: u64,
+    /// The training pass itself (batch statistics, averaged over the epoch's batches).
+    pub train: Metric,
+    /// Whole data set, running statistics, nothing updated.
+    pub eval_running: Metric,
+    /// Whole data set, batch statistics, nothing updated.
+    pub eval_batch: Metric,
+    /// Softmax probabilities `[image][class]` in data-set order (at most [`MAX_PREDICTIONS`] images).
+    pub predictions_running: Vec<Vec<f32>>,
+    pub predictions_batch: Vec<Vec<f32>>,
+    /// Mean wall time of one optimizer step in this epoch (forward, backward, update), in ms.
+    pub step_ms: f64,
+}
+
+/// How many images' predictions an epoch carries.
+pub const MAX_PREDICTIONS: usize = 32;
+
+/// One BatchNorm layer's statistics.
+#[derive(Clone, Debug, Serialize)]
+pub struct BnLayerSnapshot {
+    pub name: String,
+    /// `‖running_mean − batch_mean‖₂ / (‖batch_mean‖₂ + 1e-8)`.
+    pub mean_gap: f32,
+    /// `‖running_var − batch_var‖₂ / (‖batch_var‖₂ + 1e-8)`.
+    pub var_gap: f32,
+    pub running_mean: Vec<f32>,
+    pub running_var: Vec<f32>,
+    /// The last training batch's mean and unbiased variance: the values that entered the last update.
+    pub batch_mean: Vec<f32>,
+    pub batch_var: Vec<f32>,
+}
+
+/// All BatchNorm layers after an epoch.
+#[derive(Clone, Debug)]
+pub struct BnSnapshot {
+    pub epoch: usize,
+    pub t: u64,
+    pub layers: Vec<BnLayerSnapshot>,
+}
+
+/// What a command changed, as acknowledged by the trainer (also the JSONL `event` record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Momentum,
+    EvalMode,
+    Pause,
+    Resume,
+    ResetStats,
+    Recalibrate,
+    Restart,
+    Cumulative,
+    Diverged,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Momentum => "momentum",
+            EventKind::EvalMode => "eval_mode",
+            EventKind::Pause => "pause",
+            EventKind::Resume => "resume",
+            EventKind::ResetStats => "reset_stats",
+            EventKind::Recalibrate => "recalibrate",
+            EventKind::Restart => "restart",
+            EventKind::Cumulative => "cumulative",
+            EventKind::Diverged => "diverged",
+        }
+    }
+}
+
+/// Trainer → front end.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// The run (re)started. Sent first, and again after [`Command::Restart`].
+    Started(Arc<RunInfo>),
+    /// One epoch finished.
+    Epoch(Box<EpochMetrics>),
+    /// A new BatchNorm snapshot waits in the [`Latest`] slot.
+    BnReady,
+    /// A command was applied (before the given epoch's next step). `value` is human-readable.
+    Applied {
+        epoch: usize,
+        what: EventKind,
+        value: String,
+    },
+    /// The trainer paused itself because the loss stopped being finite.
+    Diverged { epoch: usize, loss: f32 },
+    /// The trainer failed (an error or a panic); it has stopped training.
+    Error(String),
+    /// The trainer thread is about to exit. `checkpoint` names the file written, if any.
+    Finished {
+        epochs: usize,
+        reason: EndReason,
+        checkpoint: Option<String>,
+    },
+}
+
+/// Front end → trainer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Keras convention, in `[0, 1]`. Also switches cumulative mode off.
+    SetMomentum(f64),
+    /// PyTorch `momentum=None`: running stats become the plain average of all batches since the last reset.
+    SetCumulative(bool),
+    Pause,
+    Resume,
+    /// Run exactly one epoch while paused.
+    Step,
+    /// Running stats back to mean 0 / var 1 and t = 0; the weights stay.
+    ResetStats,
+    /// Re-estimate running stats from one pass over the data (cumulative average, no weight update).
+    Recalibrate,
+    /// New weights (a new seed derived from the old one), fresh optimizer and stats.
+    Restart,
+    /// The front end switched the headline evaluation mode; the trainer records it in the log.
+    NoteEvalMode(EvalMode),
+    /// Stop: write the checkpoint (if asked) and the `end` record, send [`Event::Finished`], exit.
+    Quit(EndReason),
+}
+
+/// A single-value mailbox that keeps only the newest value (see the module docs).
+#[derive(Debug)]
+pub struct Latest<T> {
+    slot: Mutex<Option<T>>,
+}
+
+impl<T> Default for Latest<T> {
+    fn default() -> Self {
+        Latest { slot: Mutex::new(None) }
+    }
+}
+
+impl<T> Latest<T> {
+    /// Stores `value`, replacing any unread one. Returns `true` if the slot was empty, i.e. the receiver needs a
+    /// notification.
+    pub fn put(&self, value: T) -> bool {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        slot.replace(value).is_none()
+    }
+
+    /// Takes the newest value, if any.
+    pub fn take(&self) -> Option<T> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// The shared slot for BatchNorm snapshots.
+pub type BnSlot = Arc<Latest<Arc<BnSnapshot>>>;
+
+/// Converts between the two momentum conventions (the map is its own inverse).
+pub fn keras_to_torch(m: f64) -> f64 {
+    1.0 - m
+}
+
+/// Fraction of the way the running stats have travelled from their start after `t` updates: `1 − mᵗ`.
+pub fn travelled(m_keras: f64, t: u64) -> f64 {
+    1.0 - m_keras.powf(t as f64)
+}
+
+/// Updates needed to get within 1 % of a constant target: `⌈ln 0.01 / ln m⌉` (`None` for m = 1: never; 1 for m = 0).
+pub fn steps_to_one_percent(m_keras: f64) -> Option<u64> {
+    if m_keras >= 1.0 {
+        None
+    } else if m_keras <= 0.0 {
+        Some(1)
+    } else {
+        Some((0.01f64.ln() / m_keras.ln()).ceil() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latest_coalesces() {
+        let l = Latest::default();
+        assert!(l.put(1));
+        assert!(!l.put(2));
+        assert_eq!(l.take(), Some(2));
+        assert_eq!(l.take(), None);
+        assert!(l.put(3));
+    }
+
+    #[test]
+    fn closed_forms() {
+        assert!((travelled(0.99, 5) - 0.0490099501).abs() < 1e-9);
+        assert_eq!(steps_to_one_percent(0.99), Some(459));
+        assert_eq!(steps_to_one_percent(0.0), Some(1));
+        assert_eq!(steps_to_one_percent(1.0), None);
+        assert!((keras_to_torch(0.99) - 0.01).abs() < 1e-12);
+    }
+}
+
+/// The front end's end of a running trainer: where commands go, where events come from, and the BN snapshot slot.
+#[derive(Clone, Debug)]
+pub struct Link {
+    pub commands: crossbeam_channel::Sender<Command>,
+    pub events: crossbeam_channel::Receiver<Event>,
+    pub bn: BnSlot,
+}

@@ -1,0 +1,662 @@
+//! The trainer: owns the model, the optimizer, the data and the JSONL log, and runs in its own thread
+//! (`bnscope-trainer`). Front ends talk to it only through [`crate::protocol`].
+//!
+//! Each epoch: shuffle (seeded), one optimizer step per batch of `--batch-size`, then evaluate the whole data set
+//! twice without touching the running statistics (running stats, then batch stats), compute softmax predictions in
+//! both modes and a BatchNorm snapshot. Commands are applied before every step.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use candle_core::{DType, Device, Tensor};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
+use serde_json::json;
+
+use crate::bn::{argmax_rows, softmax_rows, BnMode};
+use crate::checkpoint::{self, Meta};
+use crate::data::Dataset;
+use crate::log::JsonlLog;
+use crate::models::{Preset, ResNet};
+use crate::optim::{Optimizer, OptimizerKind};
+use crate::protocol::*;
+
+/// Everything the trainer needs to know. `momentum` is in the Keras convention.
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    pub preset: Preset,
+    pub image_size: usize,
+    pub batch_size: usize,
+    pub momentum: f64,
+    pub cumulative: bool,
+    pub lr: f64,
+    pub optimizer: OptimizerKind,
+    /// `None`: until quit.
+    pub epochs: Option<usize>,
+    pub seed: u64,
+    pub bn_eps: f64,
+    pub checkpoint: Option<PathBuf>,
+    pub start_paused: bool,
+}
+
+impl TrainConfig {
+    /// The seed experiment's defaults for a preset.
+    pub fn new(preset: Preset) -> Self {
+        Self {
+            preset,
+            image_size: preset.default_image_size(),
+            batch_size: 32,
+            momentum: 0.99,
+            cumulative: false,
+            lr: 1e-3,
+            optimizer: OptimizerKind::Adam,
+            epochs: None,
+            seed: 0,
+            bn_eps: 1e-5,
+            checkpoint: None,
+            start_paused: false,
+        }
+    }
+}
+
+/// A restored checkpoint, validated against the configuration.
+pub struct Resume {
+    pub tensors: std::collections::HashMap<String, Tensor>,
+    pub meta: Meta,
+}
+
+pub struct Trainer {
+    cfg: TrainConfig,
+    data: Dataset,
+    device: Device,
+    device_name: String,
+    x: Tensor,
+    y: Tensor,
+    model: ResNet,
+    opt: Optimizer,
+    shuffle: StdRng,
+    seed: u64,
+    restarts: u64,
+    epoch: usize,
+    start_epoch: usize,
+    step: usize,
+    momentum: f64,
+    cumulative: bool,
+    paused: bool,
+    pending_steps: usize,
+    log: Option<JsonlLog>,
+    // The epoch in progress.
+    order: Vec<u32>,
+    position: usize,
+    acc_loss: f64,
+    acc_correct: usize,
+    acc_seen: usize,
+    step_times: Vec<f64>,
+}
+
+/// What happened in one call of [`Trainer::step`].
+pub enum StepOutcome {
+    /// A step inside an epoch.
+    Step,
+    /// The step completed an epoch.
+    Epoch(Box<EpochMetrics>, Arc<BnSnapshot>),
+}
+
+impl Trainer {
+    /// Builds the model (and restores `resume` if given). Runs on the caller's thread so that errors surface
+    /// before any thread starts.
+    pub fn new(
+        cfg: TrainConfig,
+        data: Dataset,
+        device: Device,
+        device_name: String,
+        log: Option<JsonlLog>,
+        resume: Option<Resume>,
+    ) -> Result<Self> {
+        let n = data.len();
+        let s = data.size;
+        let x = Tensor::from_slice(&data.pixels, (n, 3, s, s), &device)?;
+        let labels: Vec<u32> = data.labels.iter().map(|&l| l as u32).collect();
+        let y = Tensor::from_vec(labels, n, &device)?;
+        let model = ResNet::new(
+            cfg.preset,
+            data.classes.len(),
+            cfg.momentum,
+            cfg.bn_eps,
+            cfg.seed,
+            &device,
+        )?;
+        let opt = Optimizer::new(cfg.optimizer, model.params(), cfg.lr)?;
+        let mut t = Self {
+            shuffle: StdRng::seed_from_u64(cfg.seed ^ 0x5eed_5eed),
+            seed: cfg.seed,
+            restarts: 0,
+            epoch: 0,
+            start_epoch: 0,
+            step: 0,
+            momentum: cfg.momentum,
+            cumulative: cfg.cumulative,
+            paused: cfg.start_paused,
+            pending_steps: 0,
+            log,
+            order: vec![],
+            position: 0,
+            acc_loss: 0.0,
+            acc_correct: 0,
+            acc_seen: 0,
+            step_times: vec![],
+            cfg,
+            data,
+            device,
+            device_name,
+            x,
+            y,
+            model,
+            opt,
+        };
+        t.model.set_cumulative(t.cumulative);
+        if let Some(r) = resume {
+            t.restore(r)?;
+        }
+        Ok(t)
+    }
+
+    fn restore(&mut self, r: Resume) -> Result<()> {
+        let m = &r.meta;
+        if m.model != self.cfg.preset.name() {
+            return Err(crate::error::usage(format!(
+                "--resume: the checkpoint is for model {}, not {} (add --model {})",
+                m.model,
+                self.cfg.preset.name(),
+                m.model
+            )));
+        }
+        if m.classes != self.data.classes {
+            return Err(crate::error::usage(format!(
+                "--resume: the checkpoint was trained on classes {:?}, the data has {:?}",
+                m.classes, self.data.classes
+            )));
+        }
+        self.model
+            .load_state_dict(&r.tensors)
+            .map_err(|e| crate::error::usage(format!("--resume: {e}")))?;
+        let names: Vec<String> = self.model.named_params().into_iter().map(|(n, _)| n).collect();
+        self.opt.load_state_dict(&names, &r.tensors)?;
+        self.epoch = m.epoch;
+        self.start_epoch = m.epoch;
+        self.step = m.step;
+        Ok(())
+    }
+
+    pub fn model(&self) -> &ResNet {
+        &self.model
+    }
+    pub fn model_mut(&mut self) -> &mut ResNet {
+        &mut self.model
+    }
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+
+    pub fn info(&self) -> RunInfo {
+        RunInfo {
+            model: self.cfg.preset.name().into(),
+            image_size: self.data.size,
+            batch_size: self.cfg.batch_size,
+            classes: self.data.classes.clone(),
+            images: self.data.names.clone(),
+            labels: self.data.labels.clone(),
+            data: self.data.source.clone(),
+            device: self.device_name.clone(),
+            seed: self.seed,
+            momentum: self.momentum,
+            cumulative: self.cumulative,
+            lr: self.cfg.lr,
+            optimizer: self.cfg.optimizer.name().into(),
+            epochs: self.cfg.epochs,
+            params: self.model.param_count(),
+            bn_layers: self
+                .model
+                .bn_layers()
+                .iter()
+                .map(|b| BnLayerInfo {
+                    name: b.name().into(),
+                    channels: b.channels(),
+                })
+                .collect(),
+            start_epoch: self.start_epoch,
+        }
+    }
+
+    /// True when `--epochs` is reached.
+    pub fn done(&self) -> bool {
+        self.position == 0 && self.cfg.epochs.is_some_and(|n| self.epoch >= n)
+    }
+
+    /// Applies a command. Returns the acknowledgement to show, if the command changed something.
+    pub fn apply(&mut self, cmd: &Command) -> Result<Option<(EventKind, String)>> {
+        let ack = match cmd {
+            Command::SetMomentum(m) => {
+                let m = m.clamp(0.0, 1.0);
+                self.momentum = m;
+                self.cumulative = false;
+                self.model.set_momentum(m);
+                self.model.set_cumulative(false);
+                Some((EventKind::Momentum, format!("{m}")))
+            }
+            Command::SetCumulative(on) => {
+                self.cumulative = *on;
+                self.model.set_cumulative(*on);
+                Some((EventKind::Cumulative, on.to_string()))
+            }
+            Command::Pause => {
+                self.paused = true;
+                self.pending_steps = 0;
+                Some((EventKind::Pause, String::new()))
+            }
+            Command::Resume => {
+                self.paused = false;
+                Some((EventKind::Resume, String::new()))
+            }
+            Command::Step => {
+                self.pending_steps += 1;
+                None
+            }
+            Command::ResetStats => {
+                self.model.reset_running_stats()?;
+                Some((EventKind::ResetStats, String::new()))
+            }
+            Command::Recalibrate => {
+                let batches = self.batches_in_order()?;
+                self.model.recalibrate(&batches)?;
+                Some((EventKind::Recalibrate, format!("{} batches", batches.len())))
+            }
+            Command::Restart => {
+                self.restart()?;
+                Some((EventKind::Restart, format!("seed {}", self.seed)))
+            }
+            Command::NoteEvalMode(mode) => Some((EventKind::EvalMode, mode.as_str().to_string())),
+            Command::Quit(_) => None,
+        };
+        if let (Some((kind, value)), Some(log)) = (&ack, self.log.as_mut()) {
+            let v = match kind {
+                EventKind::Momentum => json!(self.momentum),
+                EventKind::Cumulative => json!(self.cumulative),
+                _ if value.is_empty() => serde_json::Value::Null,
+                _ => json!(value),
+            };
+            log.event(self.epoch, *kind, v)?;
+        }
+        Ok(ack)
+    }
+
+    fn restart(&mut self) -> Result<()> {
+        self.restarts += 1;
+        self.seed = self.cfg.seed.wrapping_add(self.restarts);
+        self.model = ResNet::new(
+            self.cfg.preset,
+            self.data.classes.len(),
+            self.momentum,
+            self.cfg.bn_eps,
+            self.seed,
+            &self.device,
+        )?;
+        self.model.set_cumulative(self.cumulative);
+        self.opt = Optimizer::new(self.cfg.optimizer, self.model.params(), self.cfg.lr)?;
+        self.shuffle = StdRng::seed_from_u64(self.seed ^ 0x5eed_5eed);
+        self.epoch = 0;
+        self.start_epoch = 0;
+        self.step = 0;
+        self.position = 0;
+        self.order.clear();
+        Ok(())
+    }
+
+    fn batches_in_order(&self) -> Result<Vec<Tensor>> {
+        let n = self.data.len();
+        let mut v = Vec::new();
+        let mut i = 0;
+        while i < n {
+            let len = self.cfg.batch_size.min(n - i);
+            v.push(self.x.narrow(0, i, len)?);
+            i += len;
+        }
+        Ok(v)
+    }
+
+    /// One optimizer step (starting a new epoch when needed). Completes the epoch with evaluation and a snapshot
+    /// when this was its last batch.
+    pub fn step(&mut self) -> Result<StepOutcome> {
+        let n = self.data.len();
+        if self.position == 0 {
+            let mut order: Vec<u32> = (0..n as u32).collect();
+            order.shuffle(&mut self.shuffle);
+            self.order = order;
+            self.acc_loss = 0.0;
+            self.acc_correct = 0;
+            self.acc_seen = 0;
+            self.step_times.clear();
+        }
+        let len = self.cfg.batch_size.min(n - self.position);
+        let idx = Tensor::from_slice(&self.order[self.position..self.position + len], len, &self.device)?;
+        let xb = self.x.index_select(&idx, 0)?;
+        let yb = self.y.index_select(&idx, 0)?;
+        let started = Instant::now();
+        let logits = self.model.forward(&xb, BnMode::Train)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &yb)?;
+        self.opt.backward_step(&loss)?;
+        let loss_v = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        self.step_times.push(started.elapsed().as_secs_f64() * 1e3);
+        let pred = argmax_rows(&logits)?;
+        let truth = yb.to_vec1::<u32>()?;
+        self.acc_correct += pred.iter().zip(&truth).filter(|(a, b)| a == b).count();
+        self.acc_loss += loss_v as f64 * len as f64;
+        self.acc_seen += len;
+        self.step += 1;
+        self.position += len;
+        if self.position < n {
+            return Ok(StepOutcome::Step);
+        }
+        self.position = 0;
+        self.epoch += 1;
+        let train = Metric {
+            loss: (self.acc_loss / self.acc_seen as f64) as f32,
+            acc: self.acc_correct as f32 / self.acc_seen as f32,
+        };
+        let (eval_running, predictions_running) = self.evaluate(BnMode::EvalRunning)?;
+        let (eval_batch, predictions_batch) = self.evaluate(BnMode::EvalBatch)?;
+        let metrics = EpochMetrics {
+            epoch: self.epoch,
+            step: self.step,
+            momentum: self.momentum,
+            cumulative: self.cumulative,
+            t: self.model.bn_t(),
+            train,
+            eval_running,
+            eval_batch,
+            predictions_running,
+            predictions_batch,
+            step_ms: self.step_times.iter().sum::<f64>() / self.step_times.len().max(1) as f64,
+        };
+        let snap = Arc::new(self.snapshot()?);
+        if let Some(log) = self.log.as_mut() {
+            log.epoch(&metrics)?;
+            log.bn(&snap)?;
+        }
+        Ok(StepOutcome::Epoch(Box::new(metrics), snap))
+    }
+
+    /// Runs steps until the current epoch completes.
+    pub fn run_epoch(&mut self) -> Result<(Box<EpochMetrics>, Arc<BnSnapshot>)> {
+        loop {
+            if let StepOutcome::Epoch(m, s) = self.step()? {
+                return Ok((m, s));
+            }
+        }
+    }
+
+    /// Loss, accuracy and softmax predictions over the whole data set in `mode` (which must not update stats).
+    pub fn evaluate(&mut self, mode: BnMode) -> Result<(Metric, Vec<Vec<f32>>)> {
+        assert!(mode != BnMode::Train, "evaluation never updates running statistics");
+        let mut loss_sum = 0f64;
+        let mut correct = 0usize;
+        let mut preds = Vec::new();
+        let n = self.data.len();
+        let mut i = 0;
+        while i < n {
+            let len = self.cfg.batch_size.min(n - i);
+            let xb = self.x.narrow(0, i, len)?;
+            let yb = self.y.narrow(0, i, len)?;
+            let logits = self.model.forward(&xb, mode)?.detach();
+            let loss = candle_nn::loss::cross_entropy(&logits, &yb)?
+                .to_dtype(DType::F32)?
+                .to_scalar::<f32>()?;
+            loss_sum += loss as f64 * len as f64;
+            let pred = argmax_rows(&logits)?;
+            let truth = yb.to_vec1::<u32>()?;
+            correct += pred.iter().zip(&truth).filter(|(a, b)| a == b).count();
+            if preds.len() < MAX_PREDICTIONS {
+                let take = (MAX_PREDICTIONS - preds.len()).min(len);
+                preds.extend(softmax_rows(&logits.narrow(0, 0, take)?)?);
+            }
+            i += len;
+        }
+        Ok((
+            Metric {
+                loss: (loss_sum / n as f64) as f32,
+                acc: correct as f32 / n as f32,
+            },
+            preds,
+        ))
+    }
+
+    pub fn snapshot(&self) -> Result<BnSnapshot> {
+        let layers = self
+            .model
+            .bn_layers()
+            .iter()
+            .map(|b| b.snapshot())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(BnSnapshot {
+            epoch: self.epoch,
+            t: self.model.bn_t(),
+            layers,
+        })
+    }
+
+    /// Writes the checkpoint, if one was asked for. Returns its path.
+    pub fn save_checkpoint(&self) -> Result<Option<String>> {
+        let Some(path) = &self.cfg.checkpoint else {
+            return Ok(None);
+        };
+        let mut tensors = self.model.state_dict()?;
+        let names: Vec<String> = self.model.named_params().into_iter().map(|(n, _)| n).collect();
+        tensors.extend(self.opt.state_dict(&names)?);
+        let meta = Meta {
+            model: self.cfg.preset.name().into(),
+            classes: self.data.classes.clone(),
+            image_size: self.data.size,
+            epoch: self.epoch,
+            step: self.step,
+            momentum: self.momentum.to_string(),
+            cumulative: self.cumulative,
+            seed: self.seed,
+        };
+        checkpoint::save(path, &tensors, &meta)?;
+        Ok(Some(path.display().to_string()))
+    }
+
+    /// Starts the trainer thread. The returned [`Link`] is the front end's side.
+    pub fn spawn(self) -> Result<(Link, JoinHandle<()>)> {
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+        let bn: BnSlot = Arc::default();
+        let slot = bn.clone();
+        let handle = std::thread::Builder::new()
+            .name(THREAD_NAME.into())
+            .spawn(move || thread_main(self, cmd_rx, ev_tx, slot))?;
+        Ok((
+            Link {
+                commands: cmd_tx,
+                events: ev_rx,
+                bn,
+            },
+            handle,
+        ))
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
+/// The trainer thread's name, so that a panic hook can tell trainer panics (caught and shown in the UI) from UI
+/// panics (which must restore the terminal).
+pub const THREAD_NAME: &str = "bnscope-trainer";
+
+fn thread_main(mut t: Trainer, rx: Receiver<Command>, tx: Sender<Event>, slot: BnSlot) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_loop(&mut t, &rx, &tx, &slot)));
+    let (reason, message) = match result {
+        Ok(Ok(reason)) => (reason, None),
+        Ok(Err(e)) if e.downcast_ref::<ReceiverGone>().is_some() => (EndReason::Quit, None),
+        Ok(Err(e)) => (EndReason::Error, Some(format!("{e:#}"))),
+        Err(p) => (
+            EndReason::Error,
+            Some(format!("trainer panicked: {}", panic_message(&*p))),
+        ),
+    };
+    if let Some(msg) = &message {
+        let _ = tx.send(Event::Error(msg.clone()));
+        // An error leaves the front end in charge: wait for its quit so that the message stays visible.
+        if reason == EndReason::Error {
+            wait_for_quit(&rx);
+        }
+    }
+    let checkpoint = match t.save_checkpoint() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = tx.send(Event::Error(format!("{e:#}")));
+            None
+        }
+    };
+    if let Some(log) = t.log.as_mut() {
+        let _ = log.end(t.epoch, reason, message.as_deref());
+    }
+    let _ = tx.send(Event::Finished {
+        epochs: t.epoch,
+        reason,
+        checkpoint,
+    });
+}
+
+fn wait_for_quit(rx: &Receiver<Command>) {
+    loop {
+        match rx.recv() {
+            Ok(Command::Quit(_)) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The trainer's loop. Returns why it ended.
+fn run_loop(t: &mut Trainer, rx: &Receiver<Command>, tx: &Sender<Event>, slot: &BnSlot) -> Result<EndReason> {
+    let info = t.info();
+    if let Some(log) = t.log.as_mut() {
+        log.run(&info)?;
+    }
+    send(tx, Event::Started(Arc::new(info)))?;
+    if t.paused {
+        send(
+            tx,
+            Event::Applied {
+                epoch: t.epoch,
+                what: EventKind::Pause,
+                value: String::new(),
+            },
+        )?;
+    }
+    loop {
+        // Apply every pending command before the next step.
+        loop {
+            let cmd = if t.paused && t.pending_steps == 0 || t.done() {
+                // Idle: wait, but wake up now and then to notice a dropped receiver.
+                match rx.recv_timeout(Duration::from_millis(500)) {
+                    Ok(c) => c,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if t.done() {
+                            return Ok(EndReason::Done);
+                        }
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return Ok(EndReason::Quit),
+                }
+            } else {
+                match rx.try_recv() {
+                    Ok(c) => c,
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => return Ok(EndReason::Quit),
+                }
+            };
+            if let Command::Quit(reason) = cmd {
+                return Ok(reason);
+            }
+            let was_restart = cmd == Command::Restart;
+            if let Some((what, value)) = t.apply(&cmd)? {
+                send(
+                    tx,
+                    Event::Applied {
+                        epoch: t.epoch,
+                        what,
+                        value,
+                    },
+                )?;
+            }
+            if was_restart {
+                let info = t.info();
+                if let Some(log) = t.log.as_mut() {
+                    log.run(&info)?;
+                }
+                send(tx, Event::Started(Arc::new(info)))?;
+            }
+            if matches!(cmd, Command::ResetStats | Command::Recalibrate | Command::Restart) {
+                // Let the gauges move at once, even while paused.
+                publish_bn(tx, slot, Arc::new(t.snapshot()?))?;
+            }
+        }
+        if t.done() {
+            return Ok(EndReason::Done);
+        }
+        let single = t.paused;
+        let outcome = t.step()?;
+        if single {
+            t.pending_steps = t.pending_steps.saturating_sub(1);
+        }
+        if let StepOutcome::Epoch(metrics, snap) = outcome {
+            let (epoch, loss) = (metrics.epoch, metrics.train.loss);
+            send(tx, Event::Epoch(metrics))?;
+            publish_bn(tx, slot, snap)?;
+            if !loss.is_finite() && !t.paused {
+                t.paused = true;
+                if let Some(log) = t.log.as_mut() {
+                    log.event(epoch, EventKind::Diverged, json!(loss.to_string()))?;
+                }
+                send(tx, Event::Diverged { epoch, loss })?;
+            }
+        }
+    }
+}
+
+fn publish_bn(tx: &Sender<Event>, slot: &BnSlot, snap: Arc<BnSnapshot>) -> Result<()> {
+    if slot.put(snap) {
+        send(tx, Event::BnReady)?;
+    }
+    Ok(())
+}
+
+/// Sends an event; a dropped receiver ends the trainer (reported as a quit).
+fn send(tx: &Sender<Event>, ev: Event) -> Result<()> {
+    tx.send(ev).map_err(|_| anyhow!(ReceiverGone))
+}
+
+/// The front end went away.
+#[derive(Debug)]
+pub struct ReceiverGone;
+
+impl std::fmt::Display for ReceiverGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the front end stopped listening")
+    }
+}
+
+impl std::error::Error for ReceiverGone {}
