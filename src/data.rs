@@ -142,38 +142,56 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-/// Decodes one image file with the bomb limits.
+/// Decodes one image file. The header is read first, so that an oversized image is refused before anything is
+/// allocated for it.
 pub fn decode(path: &Path) -> Result<DynamicImage> {
     let fail = |what: String| usage(format!("{}: {what}", path.display()));
-    let mut reader = ImageReader::open(path).map_err(|e| fail(format!("cannot open image: {e}")))?;
-    reader.limits(limits());
-    let reader = reader
-        .with_guessed_format()
-        .map_err(|e| fail(format!("cannot read image: {e}")))?;
-    if reader.format().is_none() {
-        return Err(fail("not a PNG or JPEG image".into()));
+    let mut head = [0u8; 16];
+    let n = {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).map_err(|e| fail(format!("cannot open image: {e}")))?;
+        let mut n = 0;
+        while n < head.len() {
+            match f.read(&mut head[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) => return Err(fail(format!("cannot read image: {e}"))),
+            }
+        }
+        n
+    };
+    if n == 0 {
+        return Err(fail("empty file, not an image".into()));
     }
-    let (w, h) = reader
+    let format = match image::guess_format(&head[..n]) {
+        Ok(f @ (image::ImageFormat::Png | image::ImageFormat::Jpeg)) => f,
+        Ok(other) => return Err(fail(format!("a {other:?} image; bnscope reads PNG and JPEG"))),
+        Err(_) => return Err(fail("not a PNG or JPEG image (unrecognised content)".into())),
+    };
+    let open = || -> Result<ImageReader<std::io::BufReader<std::fs::File>>> {
+        let mut r = ImageReader::open(path).map_err(|e| fail(format!("cannot open image: {e}")))?;
+        r.set_format(format);
+        Ok(r)
+    };
+    let (w, h) = open()?
         .into_dimensions()
         .map_err(|e| fail(format!("cannot decode image: {e}")))?;
     if w == 0 || h == 0 {
         return Err(fail("image has zero size".into()));
     }
-    let mut reader = ImageReader::open(path).map_err(|e| fail(format!("cannot open image: {e}")))?;
+    if w > MAX_SIDE || h > MAX_SIDE {
+        return Err(fail(format!(
+            "image is {w}×{h} pixels, over the limit of {MAX_SIDE} a side; refusing to decode it"
+        )));
+    }
+    let mut reader = open()?;
     reader.limits(limits());
-    let reader = reader
-        .with_guessed_format()
-        .map_err(|e| fail(format!("cannot read image: {e}")))?;
-    reader.decode().map_err(|e| {
-        let msg = e.to_string();
-        if matches!(e, image::ImageError::Limits(_)) {
-            fail(format!(
-                "image is {w}×{h}, over the limit of {MAX_SIDE} pixels a side or {} MiB decoded; refusing to decode it",
-                MAX_ALLOC >> 20
-            ))
-        } else {
-            fail(format!("cannot decode image: {msg}"))
-        }
+    reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => fail(format!(
+            "image is {w}×{h} pixels and needs more than {} MiB decoded; refusing to decode it",
+            MAX_ALLOC >> 20
+        )),
+        e => fail(format!("cannot decode image: {e}")),
     })
 }
 

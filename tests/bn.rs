@@ -1,0 +1,164 @@
+//! BatchNorm numerics against closed forms.
+use bnscope::bn::{BatchNorm2d, BnMode};
+use bnscope::cli::Cli;
+use candle_core::{Device, Tensor};
+use clap::Parser;
+
+fn input(seed: u64) -> Tensor {
+    // A fixed, non-trivial input: 2 images × 3 channels × 4×5, channel means and spreads differ.
+    let mut v = Vec::new();
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    for n in 0..2 {
+        for c in 0..3 {
+            for i in 0..20 {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let r = ((s >> 33) as f64 / (1u64 << 31) as f64) - 0.5;
+                v.push((c as f64 * 1.5 - 1.0 + (c + 1) as f64 * r + 0.1 * n as f64 + 0.01 * i as f64) as f32);
+            }
+        }
+    }
+    Tensor::from_vec(v, (2, 3, 4, 5), &Device::Cpu).unwrap()
+}
+
+/// Per-channel mean, biased and unbiased variance, in f64.
+fn stats(x: &Tensor) -> Vec<(f64, f64, f64)> {
+    let (n, c, h, w) = x.dims4().unwrap();
+    let v = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    (0..c)
+        .map(|ch| {
+            let mut vals = vec![];
+            for i in 0..n {
+                for j in 0..h * w {
+                    vals.push(v[(i * c + ch) * h * w + j] as f64);
+                }
+            }
+            let m = vals.iter().sum::<f64>() / vals.len() as f64;
+            let ss = vals.iter().map(|x| (x - m).powi(2)).sum::<f64>();
+            (m, ss / vals.len() as f64, ss / (vals.len() - 1) as f64)
+        })
+        .collect()
+}
+
+fn rel(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(1e-12)
+}
+
+#[test]
+fn running_stats_follow_the_closed_form() {
+    let x = input(1);
+    let st = stats(&x);
+    for &m in &[0.99, 0.9, 0.5, 0.0] {
+        let mut bn = BatchNorm2d::new("bn", 3, m, 1e-5, &Device::Cpu).unwrap();
+        for t in 1..=25u32 {
+            bn.forward(&x, BnMode::Train).unwrap();
+            let rm = bn.running_mean().to_vec1::<f32>().unwrap();
+            let rv = bn.running_var().to_vec1::<f32>().unwrap();
+            let mt = m.powi(t as i32);
+            for (c, &(mu, _, var_unb)) in st.iter().enumerate() {
+                let want_m = (1.0 - mt) * mu;
+                let want_v = mt + (1.0 - mt) * var_unb;
+                assert!(rel(rm[c] as f64, want_m) < 1e-5, "m={m} t={t} c={c}: mean {} vs {want_m}", rm[c]);
+                assert!(rel(rv[c] as f64, want_v) < 1e-5, "m={m} t={t} c={c}: var {} vs {want_v}", rv[c]);
+            }
+            assert_eq!(bn.t(), t as u64);
+        }
+    }
+}
+
+#[test]
+fn eval_batch_leaves_stats_bit_identical_and_normalises_with_batch_stats() {
+    let x = input(2);
+    let mut bn = BatchNorm2d::new("bn", 3, 0.9, 1e-5, &Device::Cpu).unwrap();
+    bn.forward(&input(3), BnMode::Train).unwrap();
+    let before = (bn.running_mean().to_vec1::<f32>().unwrap(), bn.running_var().to_vec1::<f32>().unwrap(), bn.t());
+    let y = bn.forward(&x, BnMode::EvalBatch).unwrap();
+    bn.forward(&x, BnMode::EvalRunning).unwrap();
+    let after = (bn.running_mean().to_vec1::<f32>().unwrap(), bn.running_var().to_vec1::<f32>().unwrap(), bn.t());
+    assert_eq!(before, after);
+    // Output: (x − μ_B)/√(σ²_B,biased + ε) with γ = 1, β = 0.
+    let st = stats(&x);
+    let (n, c, h, w) = x.dims4().unwrap();
+    let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let yv = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for i in 0..n * c * h * w {
+        let ch = (i / (h * w)) % c;
+        let want = (xv[i] as f64 - st[ch].0) / (st[ch].1 + 1e-5).sqrt();
+        assert!((yv[i] as f64 - want).abs() < 1e-5, "{i}: {} vs {want}", yv[i]);
+    }
+}
+
+#[test]
+fn eval_running_matches_the_formula() {
+    let x = input(4);
+    let mut bn = BatchNorm2d::new("bn", 3, 0.8, 1e-3, &Device::Cpu).unwrap();
+    for s in 0..3 {
+        bn.forward(&input(10 + s), BnMode::Train).unwrap();
+    }
+    // Non-trivial affine parameters.
+    bn.weight.set(&Tensor::new(&[0.5f32, -1.25, 2.0], &Device::Cpu).unwrap()).unwrap();
+    bn.bias.set(&Tensor::new(&[0.1f32, 0.0, -0.3], &Device::Cpu).unwrap()).unwrap();
+    let rm = bn.running_mean().to_vec1::<f32>().unwrap();
+    let rv = bn.running_var().to_vec1::<f32>().unwrap();
+    let y = bn.forward(&x, BnMode::EvalRunning).unwrap();
+    let (g, b) = ([0.5f64, -1.25, 2.0], [0.1f64, 0.0, -0.3]);
+    let (_, c, h, w) = x.dims4().unwrap();
+    let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let yv = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for i in 0..xv.len() {
+        let ch = (i / (h * w)) % c;
+        let want = (xv[i] as f64 - rm[ch] as f64) / (rv[ch] as f64 + 1e-3).sqrt() * g[ch] + b[ch];
+        assert!((yv[i] as f64 - want).abs() < 1e-5 * want.abs().max(1.0), "{i}: {} vs {want}", yv[i]);
+    }
+}
+
+#[test]
+fn cumulative_mode_is_the_plain_average() {
+    let mut bn = BatchNorm2d::new("bn", 3, 0.99, 1e-5, &Device::Cpu).unwrap();
+    bn.set_cumulative(true);
+    let xs: Vec<Tensor> = (0..4).map(|s| input(20 + s)).collect();
+    for x in &xs {
+        bn.forward(x, BnMode::Train).unwrap();
+    }
+    let rm = bn.running_mean().to_vec1::<f32>().unwrap();
+    let rv = bn.running_var().to_vec1::<f32>().unwrap();
+    let all: Vec<_> = xs.iter().map(stats).collect();
+    for c in 0..3 {
+        let m = all.iter().map(|s| s[c].0).sum::<f64>() / 4.0;
+        let v = all.iter().map(|s| s[c].2).sum::<f64>() / 4.0;
+        assert!(rel(rm[c] as f64, m) < 1e-5, "mean {c}: {} vs {m}", rm[c]);
+        assert!(rel(rv[c] as f64, v) < 1e-5, "var {c}: {} vs {v}", rv[c]);
+    }
+}
+
+#[test]
+fn reset_returns_to_zero_one() {
+    let mut bn = BatchNorm2d::new("bn", 3, 0.5, 1e-5, &Device::Cpu).unwrap();
+    bn.forward(&input(5), BnMode::Train).unwrap();
+    bn.reset_running_stats().unwrap();
+    assert_eq!(bn.running_mean().to_vec1::<f32>().unwrap(), vec![0.0; 3]);
+    assert_eq!(bn.running_var().to_vec1::<f32>().unwrap(), vec![1.0; 3]);
+    assert_eq!(bn.t(), 0);
+}
+
+#[test]
+fn snapshot_carries_the_values_that_entered_the_update() {
+    let x = input(6);
+    let mut bn = BatchNorm2d::new("bn", 3, 0.99, 1e-5, &Device::Cpu).unwrap();
+    bn.forward(&x, BnMode::Train).unwrap();
+    let s = bn.snapshot().unwrap();
+    let st = stats(&x);
+    for c in 0..3 {
+        assert!(rel(s.batch_mean[c] as f64, st[c].0) < 1e-5);
+        assert!(rel(s.batch_var[c] as f64, st[c].2) < 1e-5);
+    }
+    // After one update with m = 0.99 the running mean is 1 % of the way: gap = ‖0.01μ − μ‖/‖μ‖ = 0.99.
+    assert!((s.mean_gap - 0.99).abs() < 1e-4, "{}", s.mean_gap);
+}
+
+#[test]
+fn momentum_conventions_are_equivalent() {
+    let keras = Cli::try_parse_from(["bnscope", "--momentum", "0.99"]).unwrap();
+    let torch = Cli::try_parse_from(["bnscope", "--momentum", "0.01", "--momentum-convention", "torch"]).unwrap();
+    assert_eq!(keras.run.keras_momentum(), torch.run.keras_momentum());
+    assert_eq!(bnscope::protocol::keras_to_torch(0.99), 1.0 - 0.99);
+}

@@ -1,0 +1,461 @@
+//! The real binary: bad input ends in one line naming the culprit and exit code 2; good runs print and log.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_bnscope");
+
+fn bnscope(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .expect("binary runs")
+}
+
+fn rgb(w: u32, h: u32, seed: u8) -> image::RgbImage {
+    image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x as u8).wrapping_mul(seed), (y as u8).wrapping_add(seed), seed]))
+}
+
+/// A valid two-class folder: `root/a/0.png`, `root/b/0.png`.
+fn two_classes(root: &Path) {
+    for (i, c) in ["a", "b"].iter().enumerate() {
+        std::fs::create_dir_all(root.join(c)).unwrap();
+        rgb(20, 20, 10 + i as u8).save(root.join(c).join("0.png")).unwrap();
+    }
+}
+
+fn png_bytes(img: &image::DynamicImage) -> Vec<u8> {
+    let mut v = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut v), image::ImageFormat::Png).unwrap();
+    v
+}
+
+/// A small PNG whose header declares `w×h` RGBA8 pixels (a decompression bomb's shape): IHDR, a tiny IDAT, IEND.
+fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+    let mut v = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
+    v.extend_from_slice(&13u32.to_be_bytes());
+    let mut chunk = b"IHDR".to_vec();
+    chunk.extend_from_slice(&ihdr);
+    v.extend_from_slice(&chunk);
+    v.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    for (kind, data) in [(&b"IDAT"[..], &[0x78u8, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01][..]), (b"IEND", &[])] {
+        v.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut chunk = kind.to_vec();
+        chunk.extend_from_slice(data);
+        v.extend_from_slice(&chunk);
+        v.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    }
+    v
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xffff_ffffu32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+fn palette_png(path: &Path) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(f), 4, 4);
+    enc.set_color(png::ColorType::Indexed);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_palette(vec![255, 0, 0, 0, 255, 0, 0, 0, 255]);
+    let mut w = enc.write_header().unwrap();
+    w.write_image_data(&[0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0]).unwrap();
+}
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+enum Expect {
+    /// Exit 2, one stderr line containing every fragment.
+    Fail(&'static [&'static str]),
+    /// Exit 0 with `n` images loaded.
+    Ok(usize),
+}
+
+struct Case {
+    name: &'static str,
+    /// Builds the input under the temp dir and returns the arguments.
+    setup: Box<dyn Fn(&Path) -> Vec<String>>,
+    expect: Expect,
+}
+
+fn case(name: &'static str, expect: Expect, setup: impl Fn(&Path) -> Vec<String> + 'static) -> Case {
+    Case {
+        name,
+        setup: Box::new(setup),
+        expect,
+    }
+}
+
+fn data_arg(p: &Path) -> Vec<String> {
+    vec!["--data".into(), p.display().to_string()]
+}
+
+/// A two-class folder plus one extra file in class `a`.
+fn with_file(root: &Path, name: &str, bytes: &[u8]) -> Vec<String> {
+    two_classes(root);
+    std::fs::write(root.join("a").join(name), bytes).unwrap();
+    data_arg(root)
+}
+
+fn flags(f: &[&str]) -> Vec<String> {
+    f.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn bad_input_table() {
+    let cases = vec![
+        case("data dir missing", Expect::Fail(&["--data", "nope", "no such directory"]), |r| data_arg(&r.join("nope"))),
+        case("data is a file", Expect::Fail(&["not a directory"]), |r| {
+            std::fs::write(r.join("f"), b"x").unwrap();
+            data_arg(&r.join("f"))
+        }),
+        case("empty dir", Expect::Fail(&["no class folders"]), |r| data_arg(r)),
+        case("files but no class folders", Expect::Fail(&["no class folders"]), |r| {
+            rgb(4, 4, 1).save(r.join("x.png")).unwrap();
+            data_arg(r)
+        }),
+        case("single class", Expect::Fail(&["only one class", "a"]), |r| {
+            std::fs::create_dir(r.join("a")).unwrap();
+            rgb(4, 4, 1).save(r.join("a/x.png")).unwrap();
+            data_arg(r)
+        }),
+        case("class without images", Expect::Fail(&["empty", "has no .png/.jpg/.jpeg images"]), |r| {
+            two_classes(r);
+            std::fs::create_dir(r.join("empty")).unwrap();
+            std::fs::write(r.join("empty/notes.txt"), b"hi").unwrap();
+            data_arg(r)
+        }),
+        case("thousands of classes", Expect::Fail(&["1001 class folders", "1000"]), |r| {
+            for i in 0..1001 {
+                std::fs::create_dir(r.join(format!("c{i:04}"))).unwrap();
+            }
+            data_arg(r)
+        }),
+        case("truncated png", Expect::Fail(&["bad.png", "cannot decode"]), |r| {
+            let full = png_bytes(&image::DynamicImage::ImageRgb8(rgb(30, 30, 3)));
+            with_file(r, "bad.png", &full[..full.len() / 2])
+        }),
+        case("zero-byte file", Expect::Fail(&["zero.png", "empty file"]), |r| with_file(r, "zero.png", b"")),
+        case("text renamed .png", Expect::Fail(&["text.png", "not a PNG or JPEG"]), |r| {
+            with_file(r, "text.png", b"hello, I am not an image\n")
+        }),
+        case("decompression bomb header", Expect::Fail(&["bomb.png", "20000", "limit"]), |r| {
+            with_file(r, "bomb.png", &png_header_only(20000, 20000))
+        }),
+        case("symlink loop", Expect::Fail(&["loop.png"]), |r| {
+            two_classes(r);
+            std::os::unix::fs::symlink(r.join("a/loop.png"), r.join("a/loop.png")).unwrap();
+            data_arg(r)
+        }),
+        case("jpeg named .png", Expect::Ok(3), |r| {
+            let mut v = Vec::new();
+            image::DynamicImage::ImageRgb8(rgb(16, 16, 5))
+                .write_to(&mut std::io::Cursor::new(&mut v), image::ImageFormat::Jpeg)
+                .unwrap();
+            with_file(r, "photo.png", &v)
+        }),
+        case("16-bit png", Expect::Ok(3), |r| {
+            let img = image::DynamicImage::ImageRgb16(image::ImageBuffer::from_fn(8, 8, |x, _| image::Rgb([x as u16 * 8000, 0, 65535])));
+            with_file(r, "deep.png", &png_bytes(&img))
+        }),
+        case("grayscale", Expect::Ok(3), |r| {
+            let img = image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(8, 8, |x, _| image::Luma([x as u8 * 30])));
+            with_file(r, "gray.png", &png_bytes(&img))
+        }),
+        case("grayscale+alpha", Expect::Ok(3), |r| {
+            let img = image::DynamicImage::ImageLumaA8(image::GrayAlphaImage::from_fn(8, 8, |x, _| image::LumaA([x as u8, 128])));
+            with_file(r, "ga.png", &png_bytes(&img))
+        }),
+        case("rgba", Expect::Ok(3), |r| {
+            let img = image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(8, 8, |x, y| image::Rgba([x as u8, y as u8, 9, 10])));
+            with_file(r, "rgba.png", &png_bytes(&img))
+        }),
+        case("palette png", Expect::Ok(3), |r| {
+            two_classes(r);
+            palette_png(&r.join("a/pal.png"));
+            data_arg(r)
+        }),
+        case("1x1 image", Expect::Ok(3), |r| {
+            with_file(r, "dot.png", &png_bytes(&image::DynamicImage::ImageRgb8(rgb(1, 1, 7))))
+        }),
+        case("non-UTF-8 file name", Expect::Ok(3), |r| {
+            use std::os::unix::ffi::OsStrExt;
+            two_classes(r);
+            let name = std::ffi::OsStr::from_bytes(b"caf\xe9.png");
+            rgb(8, 8, 4).save(r.join("a").join(name)).unwrap();
+            data_arg(r)
+        }),
+        case("hidden files and other files are skipped", Expect::Ok(2), |r| {
+            two_classes(r);
+            std::fs::write(r.join("a/.DS_Store"), b"junk").unwrap();
+            std::fs::write(r.join("a/._0.png"), b"junk").unwrap();
+            std::fs::write(r.join("a/README.txt"), b"notes").unwrap();
+            std::fs::create_dir(r.join(".hidden_class")).unwrap();
+            data_arg(r)
+        }),
+        case("momentum above 1", Expect::Fail(&["--momentum", "1.5"]), |_| flags(&["--momentum", "1.5"])),
+        case("momentum negative", Expect::Fail(&["--momentum", "-0.1"]), |_| flags(&["--momentum", "-0.1"])),
+        case("momentum NaN", Expect::Fail(&["--momentum", "NaN"]), |_| flags(&["--momentum", "NaN"])),
+        case("negative lr", Expect::Fail(&["--lr", "-1"]), |_| flags(&["--lr", "-1"])),
+        case("NaN lr", Expect::Fail(&["--lr", "NaN"]), |_| flags(&["--lr", "NaN"])),
+        case("lr 0 is valid", Expect::Ok(3), |_| flags(&["--lr", "0"])),
+        case("image size 0", Expect::Fail(&["--image-size 0"]), |_| flags(&["--image-size", "0"])),
+        case("image size 100000", Expect::Fail(&["--image-size 100000"]), |_| flags(&["--image-size", "100000"])),
+        case("batch size 0", Expect::Fail(&["--batch-size 0"]), |_| flags(&["--batch-size", "0"])),
+        case("unknown model", Expect::Fail(&["vgg", "--model"]), |_| flags(&["--model", "vgg"])),
+        case("unknown flag", Expect::Fail(&["--frobnicate"]), |_| flags(&["--frobnicate"])),
+        case("epochs 0", Expect::Fail(&["--epochs 0"]), |_| flags(&["--epochs", "0"])),
+        case("resume missing", Expect::Fail(&["--resume", "none.safetensors"]), |r| {
+            vec!["--resume".into(), r.join("none.safetensors").display().to_string()]
+        }),
+        case("resume corrupt", Expect::Fail(&["--resume", "bad.safetensors", "not a safetensors"]), |r| {
+            std::fs::write(r.join("bad.safetensors"), b"garbage garbage garbage").unwrap();
+            vec!["--resume".into(), r.join("bad.safetensors").display().to_string()]
+        }),
+        case("log into a missing dir", Expect::Fail(&["--log", "does/not/exist.jsonl", "directory does not exist"]), |r| {
+            vec!["--log".into(), r.join("does/not/exist.jsonl").display().to_string()]
+        }),
+        case("log is a directory", Expect::Fail(&["--log"]), |r| vec!["--log".into(), r.display().to_string()]),
+        case("cuda in a cpu build", Expect::Fail(&["--device cuda", "--features cuda"]), |_| {
+            if cfg!(feature = "cuda") {
+                flags(&["--device", "cuda:99"])
+            } else {
+                flags(&["--device", "cuda"])
+            }
+        }),
+        case("unknown device", Expect::Fail(&["--device tpu"]), |_| flags(&["--device", "tpu"])),
+    ];
+    assert!(cases.len() >= 25);
+    let mut failures = Vec::new();
+    for c in &cases {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = (c.setup)(dir.path());
+        args.extend(flags(&["--headless", "--epochs", "1", "--image-size", "16", "--device", "cpu"]));
+        // Cases that pass one of these flags keep their own value (clap refuses a flag given twice).
+        for flag in ["--device", "--image-size", "--epochs"] {
+            if args.iter().filter(|a| *a == flag).count() > 1 {
+                let pos = args.iter().rposition(|a| a == flag).unwrap();
+                args.drain(pos..pos + 2);
+            }
+        }
+        let out = Command::new(BIN).args(&args).env("RAYON_NUM_THREADS", "1").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let problem = match &c.expect {
+            Expect::Fail(frags) => {
+                let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+                if out.status.code() != Some(2) {
+                    Some(format!("exit {:?}, want 2", out.status.code()))
+                } else if lines.len() != 1 {
+                    Some(format!("{} stderr lines, want 1", lines.len()))
+                } else if !lines[0].starts_with("bnscope: error: ") {
+                    Some("stderr does not start with 'bnscope: error: '".into())
+                } else if stderr.contains("panicked") || stderr.contains("backtrace") {
+                    Some("panic".into())
+                } else {
+                    frags.iter().find(|f| !stderr.contains(*f)).map(|f| format!("stderr lacks {f:?}"))
+                }
+            }
+            Expect::Ok(n) => {
+                if out.status.code() != Some(0) {
+                    Some(format!("exit {:?}, want 0", out.status.code()))
+                } else if !stdout.contains(&format!("({n} images")) {
+                    Some(format!("stdout does not report {n} images"))
+                } else if !stdout.contains("epoch 1/1") {
+                    Some("no epoch line".into())
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(p) = problem {
+            failures.push(format!("{}: {p}\n  args: {args:?}\n  stderr: {stderr}\n  stdout: {stdout}", c.name));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+#[test]
+fn unreadable_image_names_the_file() {
+    if is_root() {
+        eprintln!("skipped: running as root, file permissions do not stop reads");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    two_classes(dir.path());
+    let f = dir.path().join("a/0.png");
+    std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let out = bnscope(&["--data", &dir.path().display().to_string(), "--headless", "--epochs", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0.png"));
+}
+
+#[test]
+fn a_failed_start_leaves_an_existing_log_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("old.jsonl");
+    std::fs::write(&log, "{\"keep\":true}\n").unwrap();
+    let out = bnscope(&["--data", "/definitely/not/here", "--log", &log.display().to_string(), "--headless"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "{\"keep\":true}\n");
+}
+
+fn read_jsonl(p: &PathBuf) -> Vec<Value> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("invalid JSON line {l:?}: {e}")))
+        .collect()
+}
+
+#[test]
+fn headless_run_prints_logs_and_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("run.jsonl");
+    let ckpt = dir.path().join("run.safetensors");
+    let (log_s, ckpt_s) = (log.display().to_string(), ckpt.display().to_string());
+    let out = bnscope(&["--headless", "--epochs", "3", "--log", &log_s, "--log-bn", "full", "--checkpoint", &ckpt_s]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("momentum 0.99 (Keras) = 0.01 (PyTorch/candle)"), "{stdout}");
+    for e in 1..=3 {
+        let line = stdout.lines().find(|l| l.starts_with(&format!("epoch {e}/3 "))).expect("epoch line");
+        for part in ["loss ", " acc ", "| eval running: loss ", "| eval batch: ", "| m 0.99 (torch 0.01) |", "ms/step"] {
+            assert!(line.contains(part), "{line} lacks {part}");
+        }
+    }
+    let recs = read_jsonl(&log);
+    let types: Vec<&str> = recs.iter().map(|r| r["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["run", "epoch", "bn", "epoch", "bn", "epoch", "bn", "end"]);
+    let run = &recs[0];
+    for k in ["model", "image_size", "batch_size", "classes", "images", "momentum", "convention", "device", "seed", "bn_layers"] {
+        assert!(!run[k].is_null(), "run lacks {k}");
+    }
+    assert_eq!(run["convention"], "keras");
+    assert_eq!(run["momentum"], 0.99);
+    assert_eq!(run["images"], 3);
+    assert_eq!(run["bn_layers"].as_array().unwrap().len(), 9);
+    assert_eq!(run["bn_layers"][0]["name"], "stem.bn");
+    let ep = &recs[5];
+    assert_eq!(ep["epoch"], 3);
+    assert_eq!(ep["step"], 3);
+    for k in ["train", "eval_running", "eval_batch"] {
+        assert!(ep[k]["loss"].is_number() && ep[k]["acc"].is_number(), "{k}");
+    }
+    assert_eq!(ep["predictions_running"].as_array().unwrap().len(), 3);
+    assert_eq!(ep["predictions_batch"][0].as_array().unwrap().len(), 3);
+    assert!(ep["step_ms"].as_f64().unwrap() > 0.0);
+    let bn = &recs[6];
+    assert_eq!(bn["t"], 3);
+    let l0 = &bn["layers"][0];
+    for k in ["name", "mean_gap", "var_gap", "running_mean", "running_var", "batch_mean", "batch_var"] {
+        assert!(!l0[k].is_null(), "bn layer lacks {k}");
+    }
+    assert_eq!(l0["running_mean"].as_array().unwrap().len(), 16);
+    assert_eq!(recs[7]["reason"], "done");
+    assert_eq!(recs[7]["epochs"], 3);
+
+    // Resume continues at epoch 4 with the same classes; --epochs counts the total.
+    let log2 = dir.path().join("resumed.jsonl");
+    let out = bnscope(&["--headless", "--epochs", "5", "--resume", &ckpt_s, "--log", &log2.display().to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("epoch 4/5") && stdout.contains("epoch 5/5") && !stdout.contains("epoch 3/5"), "{stdout}");
+    let recs = read_jsonl(&log2);
+    assert_eq!(recs[1]["epoch"], 4);
+    // The resumed running stats continue: t counts on from 3.
+    assert_eq!(recs[2]["t"], 4);
+
+    // A checkpoint of another model is refused.
+    let out = bnscope(&["--headless", "--model", "resnet18", "--image-size", "32", "--resume", &ckpt_s]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("checkpoint is for model tiny"));
+}
+
+#[test]
+fn summary_log_has_gaps_only_and_torch_convention_gives_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.jsonl");
+    let b = dir.path().join("b.jsonl");
+    let out = bnscope(&["--headless", "--epochs", "2", "--log", &a.display().to_string()]);
+    assert!(out.status.success());
+    let out = bnscope(&[
+        "--headless",
+        "--epochs",
+        "2",
+        "--momentum",
+        "0.01",
+        "--momentum-convention",
+        "torch",
+        "--log",
+        &b.display().to_string(),
+    ]);
+    assert!(out.status.success());
+    let (ra, rb) = (read_jsonl(&a), read_jsonl(&b));
+    let bn = &ra[2]["layers"][0];
+    assert!(bn["mean_gap"].is_number() && bn.get("running_mean").is_none());
+    for (x, y) in ra.iter().zip(&rb) {
+        if x["type"] == "epoch" {
+            for k in ["train", "eval_running", "eval_batch", "predictions_running", "predictions_batch", "momentum"] {
+                assert_eq!(x[k], y[k], "{k}");
+            }
+        }
+    }
+}
+
+#[test]
+fn no_tty_means_headless_with_a_notice() {
+    let out = bnscope(&["--epochs", "1"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a terminal; running headless"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("epoch 1/1"));
+}
+
+#[test]
+fn sigterm_in_headless_writes_the_end_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("sig.jsonl");
+    let mut child = Command::new(BIN)
+        .args(["--headless", "--epochs", "100000", "--log", &log.display().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    // Wait for two epochs.
+    let mut seen = 0;
+    for l in lines.by_ref() {
+        if l.unwrap().starts_with("epoch ") {
+            seen += 1;
+            if seen == 2 {
+                break;
+            }
+        }
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    for _ in lines {}
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+    let recs = read_jsonl(&log);
+    let end = recs.last().unwrap();
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["reason"], "signal");
+    let _ = std::io::stderr().flush();
+}
