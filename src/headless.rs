@@ -36,7 +36,7 @@ pub fn loss(x: f32) -> String {
     if !x.is_finite() {
         return format!("{x}");
     }
-    if x != 0.0 && x.abs() < 1e-3 {
+    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e4) {
         format!("{x:.1e}")
     } else {
         format!("{x:.4}")

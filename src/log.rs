@@ -3,7 +3,7 @@
 //!
 //! Records: `run`, `epoch`, `bn`, `event`, `end` (see README for the fields).
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::Result;
@@ -22,7 +22,7 @@ pub enum LogBn {
 }
 
 pub struct JsonlLog {
-    out: BufWriter<File>,
+    out: File,
     bn: LogBn,
 }
 
@@ -38,15 +38,16 @@ impl JsonlLog {
             usage(format!("--log {}: cannot create the log file: {why}", path.display()))
         })?;
         Ok(Self {
-            out: BufWriter::new(file),
+            out: file,
             bn,
         })
     }
 
+    /// One record = one `write` call of the whole line, so a crash (even `kill -9`) leaves only complete lines.
     fn write(&mut self, v: Value) -> Result<()> {
-        serde_json::to_writer(&mut self.out, &v)?;
-        self.out.write_all(b"\n")?;
-        self.out.flush()?;
+        let mut line = serde_json::to_vec(&v)?;
+        line.push(b'\n');
+        self.out.write_all(&line)?;
         Ok(())
     }
 

@@ -94,6 +94,14 @@ pub struct Trainer {
     acc_correct: usize,
     acc_seen: usize,
     step_times: Vec<f64>,
+    fault: Option<(String, usize)>,
+}
+
+/// Fault injection for tests: `BNSCOPE_FAULT=panic@N` panics and `error@N` fails at the start of epoch N.
+fn fault_from_env() -> Option<(String, usize)> {
+    let v = std::env::var("BNSCOPE_FAULT").ok()?;
+    let (kind, at) = v.split_once('@')?;
+    Some((kind.to_string(), at.parse().ok()?))
 }
 
 /// What happened in one call of [`Trainer::step`].
@@ -147,6 +155,7 @@ impl Trainer {
             acc_correct: 0,
             acc_seen: 0,
             step_times: vec![],
+            fault: fault_from_env(),
             cfg,
             data,
             device,
@@ -333,6 +342,14 @@ impl Trainer {
     /// when this was its last batch.
     pub fn step(&mut self) -> Result<StepOutcome> {
         let n = self.data.len();
+        if let Some((kind, at)) = &self.fault {
+            if self.position == 0 && self.epoch + 1 == *at {
+                match kind.as_str() {
+                    "panic" => panic!("injected fault at epoch {at} (BNSCOPE_FAULT)"),
+                    _ => anyhow::bail!("injected fault at epoch {at} (BNSCOPE_FAULT)"),
+                }
+            }
+        }
         if self.position == 0 {
             let mut order: Vec<u32> = (0..n as u32).collect();
             order.shuffle(&mut self.shuffle);
@@ -626,7 +643,7 @@ fn run_loop(t: &mut Trainer, rx: &Receiver<Command>, tx: &Sender<Event>, slot: &
             let (epoch, loss) = (metrics.epoch, metrics.train.loss);
             send(tx, Event::Epoch(metrics))?;
             publish_bn(tx, slot, snap)?;
-            if !loss.is_finite() && !t.paused {
+            if diverged(loss, t.data.classes.len()) && !t.paused {
                 t.paused = true;
                 if let Some(log) = t.log.as_mut() {
                     log.event(epoch, EventKind::Diverged, json!(loss.to_string()))?;
@@ -636,6 +653,16 @@ fn run_loop(t: &mut Trainer, rx: &Receiver<Command>, tx: &Sender<Event>, slot: &
         }
     }
 }
+
+/// A training loss that is NaN, infinite, or over [`DIVERGED_FACTOR`] times the chance level `ln C`. BatchNorm
+/// renormalises activations, so even absurd learning rates rarely produce NaN in the loss itself; a loss a thousand
+/// times worse than guessing is just as final.
+pub fn diverged(loss: f32, classes: usize) -> bool {
+    !loss.is_finite() || loss as f64 > DIVERGED_FACTOR * (classes.max(2) as f64).ln()
+}
+
+/// See [`diverged`].
+pub const DIVERGED_FACTOR: f64 = 1000.0;
 
 fn publish_bn(tx: &Sender<Event>, slot: &BnSlot, snap: Arc<BnSnapshot>) -> Result<()> {
     if slot.put(snap) {

@@ -459,3 +459,61 @@ fn sigterm_in_headless_writes_the_end_record() {
     assert_eq!(end["reason"], "signal");
     let _ = std::io::stderr().flush();
 }
+
+#[test]
+fn trainer_failures_end_headless_runs_with_a_message() {
+    for (fault, text) in [("panic@2", "trainer panicked: injected fault at epoch 2"), ("error@3", "injected fault at epoch 3")] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("f.jsonl");
+        let out = Command::new(BIN)
+            .args(["--headless", "--epochs", "5", "--log", &log.display().to_string()])
+            .env("BNSCOPE_FAULT", fault)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{fault}: {stderr}");
+        assert!(stderr.contains(text), "{fault}: {stderr}");
+        assert!(!stderr.contains("panicked at"), "no raw panic output: {stderr}");
+        let end = read_jsonl(&log).pop().unwrap();
+        assert_eq!(end["reason"], "error");
+        assert!(end["message"].as_str().unwrap().contains(text));
+    }
+}
+
+#[test]
+fn divergence_stops_a_headless_run_and_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("d.jsonl");
+    let out = bnscope(&["--headless", "--epochs", "20", "--lr", "10", "--log", &log.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("training diverged at epoch"));
+    let recs = read_jsonl(&log);
+    assert!(recs.iter().any(|r| r["type"] == "event" && r["what"] == "diverged"));
+    assert_eq!(recs.last().unwrap()["reason"], "error");
+    assert!(recs.iter().filter(|r| r["type"] == "epoch").count() < 20);
+}
+
+#[test]
+fn kill_9_leaves_a_valid_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("k.jsonl");
+    let mut child = Command::new(BIN)
+        .args(["--headless", "--epochs", "100000", "--log-bn", "full", "--log", &log.display().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_to_string(&log).map(|s| s.matches("\"type\":\"epoch\"").count()).unwrap_or(0) < 4 {
+        assert!(std::time::Instant::now() < deadline, "no epochs logged");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.ends_with('\n'), "the last record is complete");
+    let recs = read_jsonl(&log);
+    assert_eq!(recs[0]["type"], "run");
+    let epochs: Vec<u64> = recs.iter().filter(|r| r["type"] == "epoch").map(|r| r["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs, (1..=epochs.len() as u64).collect::<Vec<_>>());
+}
