@@ -36,7 +36,7 @@ pub fn pick(spec: &str) -> Result<Picked> {
                 Ok(p) => Ok(p),
                 Err(e) => {
                     let mut p = cpu();
-                    p.notice = Some(format!("bnscope: no CUDA device answered ({e}); using the CPU"));
+                    p.notice = Some(format!("bnscope: no CUDA device answered ({}); using the CPU", first_line(&e)));
                     Ok(p)
                 }
             }
@@ -55,7 +55,7 @@ pub fn pick(spec: &str) -> Result<Picked> {
                     "--device {s}: this bnscope was built without CUDA; rebuild with `cargo build --release --features cuda` (see README, GPU box)"
                 )));
             }
-            cuda(ordinal).map_err(|e| usage(format!("--device {s}: no usable CUDA device: {e}")))
+            cuda(ordinal).map_err(|e| usage(format!("--device {s}: no usable CUDA device: {}", first_line(&e))))
         }
         other => Err(usage(format!("--device {other}: expected auto, cpu, cuda or cuda:N"))),
     }
@@ -87,4 +87,9 @@ fn gpu_name(ordinal: usize) -> Option<String> {
 #[cfg(not(feature = "cuda"))]
 fn cuda(_ordinal: usize) -> Result<Picked> {
     Err(anyhow::anyhow!("built without CUDA"))
+}
+
+/// candle's CUDA errors carry a backtrace; the user needs the first line.
+fn first_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").lines().next().unwrap_or("unknown error").trim().to_string()
 }

@@ -61,7 +61,20 @@ pub fn epoch_line(m: &EpochMetrics, total: Option<usize>) -> String {
 }
 
 /// Runs until the trainer finishes, printing as it goes.
+#[allow(unused_assignments)] // the last `say!` may set `stdout_gone` for nobody to read
 pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let mut stdout_gone = false;
+    // stdout may be a pipe that closes (`bnscope --headless | head`): then stop the run quietly.
+    macro_rules! say {
+        ($($arg:tt)*) => {
+            if !stdout_gone && writeln!(out, $($arg)*).and_then(|_| out.flush()).is_err() {
+                stdout_gone = true;
+                let _ = link.commands.send(Command::Quit(EndReason::Quit));
+            }
+        };
+    }
     let mut total = None;
     let mut signal = None;
     let mut error = None;
@@ -77,7 +90,7 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                 match ev {
                     Event::Started(info) => {
                         total = info.epochs;
-                        println!(
+                        say!(
                             "bnscope: {} on {} ({} images, classes {}) · {} · {} · {} lr {} · {} params · {} BN layers",
                             info.model,
                             info.data,
@@ -94,7 +107,7 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                         );
                     }
                     Event::Epoch(m) => {
-                        println!("{}", epoch_line(&m, total));
+                        say!("{}", epoch_line(&m, total));
                         if first_converged.is_none() && m.eval_running.acc >= 1.0 {
                             first_converged = Some(m.epoch);
                         }
@@ -116,17 +129,17 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                     Event::Finished { reason, checkpoint, .. } => {
                         if let Some(m) = &last {
                             match first_converged {
-                                Some(e) => println!("eval with running stats first reached acc 1.000 at epoch {e}"),
-                                None => println!("eval with running stats never reached acc 1.000 (last {:.3})", m.eval_running.acc),
+                                Some(e) => say!("eval with running stats first reached acc 1.000 at epoch {e}"),
+                                None => say!("eval with running stats never reached acc 1.000 (last {:.3})", m.eval_running.acc),
                             }
                             if !step_ms.is_empty() {
                                 let mut s = step_ms.clone();
                                 s.sort_by(|a, b| a.total_cmp(b));
-                                println!("median {:.1} ms/step over {} epochs", s[s.len() / 2], s.len());
+                                say!("median {:.1} ms/step over {} epochs", s[s.len() / 2], s.len());
                             }
                         }
                         if let Some(c) = checkpoint {
-                            println!("checkpoint written to {c}");
+                            say!("checkpoint written to {c}");
                         }
                         let reason = if error.is_some() { EndReason::Error } else { reason };
                         return Ok(Outcome { reason, signal, error });

@@ -16,3 +16,4 @@ pub mod pool;
 pub mod protocol;
 pub mod signals;
 pub mod trainer;
+pub mod tui;

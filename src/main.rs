@@ -132,7 +132,23 @@ fn run_tui(
     a: &cli::RunArgs,
     handle: std::thread::JoinHandle<()>,
 ) -> Result<i32> {
-    let _ = (a, handle);
-    let out = headless::run(link, signals)?;
-    Ok(if out.reason == EndReason::Error { 1 } else { 0 })
+    let opts = bnscope::tui::TuiOptions {
+        fps: a.fps,
+        ascii: a.ascii,
+        no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+        data_label: a
+            .data
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|| "embedded seed3".into()),
+    };
+    let reason = bnscope::tui::run(link, signals, opts)?;
+    // The trainer has sent Finished (or was given time to); don't hang on a stuck one.
+    if handle.is_finished() {
+        let _ = handle.join();
+    }
+    Ok(match reason {
+        EndReason::Error => 1,
+        _ => 0,
+    })
 }

@@ -1,0 +1,128 @@
+//! Number formatting that never prints garbage for NaN or infinities.
+
+/// `NaN`, `Inf` or `-Inf` for non-finite values.
+pub fn non_finite(v: f64) -> Option<&'static str> {
+    if v.is_nan() {
+        Some("NaN")
+    } else if v == f64::INFINITY {
+        Some("Inf")
+    } else if v == f64::NEG_INFINITY {
+        Some("-Inf")
+    } else {
+        None
+    }
+}
+
+/// An accuracy or probability: `0.333`.
+pub fn acc(v: f32) -> String {
+    non_finite(v as f64).map_or_else(|| format!("{v:.3}"), str::to_string)
+}
+
+/// A probability in a table cell: `0.98`.
+pub fn prob(v: f32) -> String {
+    non_finite(v as f64).map_or_else(|| format!("{v:.2}"), str::to_string)
+}
+
+/// A loss: `1.099` when in `[0.01, 1000)`, else `1.0e-4`.
+pub fn loss(v: f32) -> String {
+    if let Some(s) = non_finite(v as f64) {
+        return s.to_string();
+    }
+    let a = v.abs();
+    if a == 0.0 || (0.01..1000.0).contains(&a) {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.1e}")
+    }
+}
+
+/// A momentum without trailing zeros: `0.99`, `0`, `0.9999`.
+pub fn momentum(m: f64) -> String {
+    if let Some(s) = non_finite(m) {
+        return s.to_string();
+    }
+    let s = format!("{m:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() || s == "-" {
+        "0".to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+/// A percentage of a fraction in `[0, 1]`: `4.9%` (no space, so that word wrap keeps it whole), keeping digits that matter near 100 %.
+pub fn percent(frac: f64) -> String {
+    if let Some(s) = non_finite(frac) {
+        return s.to_string();
+    }
+    let p = frac * 100.0;
+    if frac >= 1.0 {
+        "100%".to_string()
+    } else if 1.0 - frac < 5e-6 {
+        ">99.999%".to_string()
+    } else if 1.0 - frac < 0.001 {
+        format!("{p:.3}%")
+    } else if 1.0 - frac < 0.01 {
+        format!("{p:.2}%")
+    } else {
+        format!("{p:.1}%")
+    }
+}
+
+/// A value squeezed into about 5 columns: `0.41`, `-0.22`, `12.3`, `1234`, `2e5`.
+pub fn compact(v: f32) -> String {
+    if let Some(s) = non_finite(v as f64) {
+        return s.to_string();
+    }
+    let a = v.abs();
+    if a < 0.005 {
+        "0.00".to_string()
+    } else if a < 10.0 {
+        format!("{v:.2}")
+    } else if a < 100.0 {
+        format!("{v:.1}")
+    } else if a < 10000.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.0e}")
+    }
+}
+
+/// `s` cut to `width` columns (by chars; our names are ASCII), ending in `ellipsis` when cut.
+pub fn truncate(s: &str, width: usize, ellipsis: &str) -> String {
+    let n = s.chars().count();
+    if n <= width {
+        return s.to_string();
+    }
+    let e = ellipsis.chars().count();
+    if width <= e {
+        return s.chars().take(width).collect();
+    }
+    let mut out: String = s.chars().take(width - e).collect();
+    out.push_str(ellipsis);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(acc(f32::NAN), "NaN");
+        assert_eq!(acc(1.0 / 3.0), "0.333");
+        assert_eq!(loss(1e-4), "1.0e-4");
+        assert_eq!(loss(1.0986), "1.099");
+        assert_eq!(loss(f32::INFINITY), "Inf");
+        assert_eq!(momentum(0.99), "0.99");
+        assert_eq!(momentum(1.0 - 0.99), "0.01");
+        assert_eq!(momentum(0.0), "0");
+        assert_eq!(momentum(0.9999), "0.9999");
+        assert_eq!(percent(0.0490099501), "4.9%");
+        assert_eq!(percent(0.9995), "99.950%");
+        assert_eq!(percent(1.0 - 0.99f64.powi(1418)), ">99.999%");
+        assert_eq!(compact(-0.2234), "-0.22");
+        assert_eq!(compact(1234.4), "1234");
+        assert_eq!(truncate("layer1.0.downsample.1", 10, "…"), "layer1.0.…");
+    }
+}

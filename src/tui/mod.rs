@@ -1,0 +1,305 @@
+//! The terminal UI: one thread owns the terminal and the [`App`]; keys, trainer events, signals and
+//! redraw ticks arrive through one crossbeam `select!`; all pending events are drained before one draw;
+//! redraws happen only when something changed, at most `fps` times a second.
+//!
+//! * `app.rs`: the state, changed only by `App::handle_*`.
+//! * `keys.rs`: the one binding table (dispatch, footer, help).
+//! * `render/`: pure rendering, one file per panel (`impl Widget for &App`).
+use std::io::{self, BufWriter, Stdout, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use crossbeam_channel::{after, never, select, unbounded, Receiver, Sender};
+use crossterm::event::{self as ct, Event as CtEvent};
+use crossterm::{cursor, execute, terminal};
+use ratatui::backend::CrosstermBackend;
+use ratatui::Terminal;
+
+use crate::protocol::{Command, EndReason, Event, Link};
+
+pub mod app;
+#[doc(hidden)]
+pub mod fixtures;
+pub mod fmt;
+pub mod keys;
+pub mod render;
+pub mod theme;
+
+pub use app::{App, AppEvent};
+
+/// How the UI looks and how often it may redraw.
+#[derive(Clone, Debug)]
+pub struct TuiOptions {
+    /// Most redraws per second (default 15).
+    pub fps: u32,
+    /// No braille or block characters.
+    pub ascii: bool,
+    /// No colours (`NO_COLOR`).
+    pub no_color: bool,
+    /// Where the data came from, shown until the trainer's `Started` says it.
+    pub data_label: String,
+}
+
+impl Default for TuiOptions {
+    fn default() -> Self {
+        TuiOptions {
+            fps: 15,
+            ascii: false,
+            no_color: false,
+            data_label: String::new(),
+        }
+    }
+}
+
+/// The name of the thread that owns the terminal (measured by `scripts/tui-measure.sh`).
+pub const UI_THREAD: &str = "bnscope-ui";
+/// How long a quit waits for the trainer's checkpoint.
+pub const QUIT_WAIT: Duration = Duration::from_secs(10);
+/// How long a signal waits for the trainer.
+pub const SIGNAL_WAIT: Duration = Duration::from_secs(5);
+
+type Term = Terminal<CrosstermBackend<BufWriter<Stdout>>>;
+
+/// Restores the terminal: raw mode off, alternate screen left, cursor shown. Safe to call twice.
+fn restore_terminal() {
+    let _ = terminal::disable_raw_mode();
+    let mut out = io::stdout();
+    let _ = execute!(out, terminal::LeaveAlternateScreen, cursor::Show);
+    let _ = out.flush();
+}
+
+/// Installs (once per process) a panic hook that restores the terminal, then calls the previous hook.
+fn install_panic_hook() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            // The trainer's panics are caught in its thread and shown in place: the terminal stays ours.
+            if thread::current().name() != Some(crate::trainer::THREAD_NAME) {
+                restore_terminal();
+            }
+            previous(info);
+        }));
+    });
+}
+
+fn init_terminal() -> anyhow::Result<Term> {
+    install_panic_hook();
+    terminal::enable_raw_mode().context("enabling raw mode")?;
+    let mut out = io::stdout();
+    if let Err(e) = execute!(out, terminal::EnterAlternateScreen, cursor::Hide) {
+        restore_terminal();
+        return Err(e).context("entering the alternate screen");
+    }
+    let backend = CrosstermBackend::new(BufWriter::with_capacity(1 << 16, io::stdout()));
+    match Terminal::new(backend) {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            restore_terminal();
+            Err(e).context("creating the terminal")
+        }
+    }
+}
+
+/// Reads terminal events on its own thread and forwards keys and resizes; stops when `stop` is set or
+/// the receiver is gone.
+fn spawn_input_reader(tx: Sender<AppEvent>, stop: Arc<AtomicBool>) -> io::Result<()> {
+    thread::Builder::new()
+        .name("bnscope-keys".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match ct::poll(Duration::from_millis(200)) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(_) => break,
+                }
+                let ev = match ct::read() {
+                    Ok(CtEvent::Key(k)) => AppEvent::Key(k),
+                    Ok(CtEvent::Resize(..)) => AppEvent::Resize,
+                    Ok(_) => continue,
+                    Err(_) => break,
+                };
+                if tx.send(ev).is_err() {
+                    break;
+                }
+            }
+        })
+        .map(|_| ())
+}
+
+/// Takes over the terminal, runs until quit, signal or (after the trainer finished) `q`, always restores
+/// the terminal, and returns how the run ended.
+pub fn run(link: Link, signals: Receiver<i32>, opts: TuiOptions) -> anyhow::Result<EndReason> {
+    let commands = link.commands.clone();
+    let handle = thread::Builder::new()
+        .name(UI_THREAD.into())
+        .spawn(move || -> anyhow::Result<EndReason> {
+            let mut term = init_terminal()?;
+            let (key_tx, key_rx) = unbounded();
+            let stop = Arc::new(AtomicBool::new(false));
+            let result = spawn_input_reader(key_tx, stop.clone())
+                .context("starting the key reader")
+                .and_then(|()| event_loop(&mut term, &link, key_rx, signals, &opts));
+            stop.store(true, Ordering::Relaxed);
+            if result.is_err() {
+                // The UI failed (e.g. the terminal went away): stop the trainer cleanly anyway.
+                let _ = link.commands.send(Command::Quit(EndReason::Error));
+                wait_finished(&link.events, QUIT_WAIT);
+            }
+            let _ = term.show_cursor();
+            drop(term);
+            restore_terminal();
+            result
+        })
+        .context("starting the UI thread")?;
+    match handle.join() {
+        Ok(r) => r,
+        Err(_) => {
+            // The panic hook already restored the terminal; stop the trainer too.
+            restore_terminal();
+            let _ = commands.send(Command::Quit(EndReason::Error));
+            Err(anyhow!("the UI thread panicked"))
+        }
+    }
+}
+
+/// Waits until the trainer says `Finished`, its channel closes, or `limit` passes.
+fn wait_finished(events: &Receiver<Event>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        match events.recv_deadline(deadline) {
+            Ok(Event::Finished { .. }) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn draw(term: &mut Term, app: &App) -> anyhow::Result<()> {
+    let out = term.backend_mut();
+    let _ = crossterm::queue!(out, terminal::BeginSynchronizedUpdate);
+    term.draw(|f| f.render_widget(app, f.area())).context("drawing")?;
+    let out = term.backend_mut();
+    let _ = crossterm::queue!(out, terminal::EndSynchronizedUpdate);
+    out.flush().context("flushing the terminal")?;
+    Ok(())
+}
+
+/// The UI loop: wait for anything, drain everything, draw at most once.
+fn event_loop(
+    term: &mut Term,
+    link: &Link,
+    keys: Receiver<AppEvent>,
+    signals: Receiver<i32>,
+    opts: &TuiOptions,
+) -> anyhow::Result<EndReason> {
+    let frame_gap = Duration::from_secs_f64(1.0 / opts.fps.max(1) as f64);
+    let mut app = App::new(opts, link.bn.clone());
+    let mut events: Receiver<Event> = link.events.clone();
+    let mut keys = keys;
+    let mut signals = signals;
+    let mut shutdown_deadline: Option<Instant> = None;
+    let mut last_draw: Option<Instant> = None;
+    let mut pending: Vec<AppEvent> = Vec::new();
+    // A key, signal or resize is answered at once; trainer events wait for the frame budget.
+    let mut urgent = false;
+    loop {
+        // Redraw now if allowed; else wake up when it will be.
+        let now = Instant::now();
+        if app.is_dirty() {
+            let ready = urgent || last_draw.is_none_or(|t| now.duration_since(t) >= frame_gap);
+            if ready {
+                app.take_dirty();
+                urgent = false;
+                if let Err(e) = draw(term, &app) {
+                    // While stopping (e.g. after SIGHUP closed the terminal) a failed draw is no reason
+                    // to abandon the trainer's clean shutdown.
+                    if app.shutting_down().is_none() {
+                        return Err(e);
+                    }
+                }
+                last_draw = Some(Instant::now());
+            }
+        }
+        let mut wake: Option<Instant> = shutdown_deadline;
+        if app.is_dirty() {
+            let at = last_draw.map_or(now, |t| t + frame_gap);
+            wake = Some(wake.map_or(at, |w| w.min(at)));
+        }
+        let tick = match wake {
+            Some(at) => after(at.saturating_duration_since(Instant::now())),
+            None => never(),
+        };
+        // Wait for the first event…
+        select! {
+            recv(keys) -> k => match k {
+                Ok(ev) => pending.push(ev),
+                Err(_) => keys = never(),
+            },
+            recv(events) -> e => match e {
+                Ok(ev) => pending.push(AppEvent::Trainer(ev)),
+                Err(_) => {
+                    events = never();
+                    pending.push(AppEvent::Disconnected);
+                }
+            },
+            recv(signals) -> s => match s {
+                Ok(sig) => pending.push(AppEvent::Signal(sig)),
+                Err(_) => signals = never(),
+            },
+            recv(tick) -> _ => {},
+        }
+        // …then drain everything already waiting (bounded, so that keys stay responsive).
+        for _ in 0..10_000 {
+            let mut got = false;
+            if let Ok(ev) = signals.try_recv() {
+                pending.push(AppEvent::Signal(ev));
+                got = true;
+            }
+            if let Ok(ev) = keys.try_recv() {
+                pending.push(ev);
+                got = true;
+            }
+            match events.try_recv() {
+                Ok(ev) => {
+                    pending.push(AppEvent::Trainer(ev));
+                    got = true;
+                }
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    events = never();
+                    pending.push(AppEvent::Disconnected);
+                    got = true;
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => {}
+            }
+            if !got {
+                break;
+            }
+        }
+        for ev in pending.drain(..) {
+            urgent |= !matches!(ev, AppEvent::Trainer(_));
+            let was_shutting_down = app.shutting_down().is_some();
+            for cmd in app.handle_event(ev) {
+                // The trainer may already be gone; the UI keeps going either way.
+                let _ = link.commands.send(cmd);
+            }
+            if !was_shutting_down {
+                if let Some(r) = app.shutting_down() {
+                    let wait = if r == EndReason::Signal { SIGNAL_WAIT } else { QUIT_WAIT };
+                    shutdown_deadline = Some(Instant::now() + wait);
+                }
+            }
+            if app.exit().is_some() {
+                break;
+            }
+        }
+        if shutdown_deadline.is_some_and(|d| Instant::now() >= d) {
+            app.shutdown_timed_out();
+        }
+        if let Some(reason) = app.exit() {
+            return Ok(reason);
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The header: the setting (model, data, device, momentum in both conventions, t, 1 − mᵗ) and the diagnosis.
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Widget, Wrap};
+
+use crate::protocol::{travelled, EvalMode};
+
+use super::super::app::App;
+use super::super::fmt;
+use super::{panel, title_span};
+
+fn model_name(model: &str) -> String {
+    match model {
+        "tiny" => "tiny ResNet".to_string(),
+        "resnet18" => "ResNet-18".to_string(),
+        "resnet50" => "ResNet-50".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// `bnscope · tiny ResNet · 3 images (cat, coffee, rocket) · cpu`.
+fn left_title(app: &App) -> String {
+    let sep = app.theme.sep();
+    let Some(info) = &app.info else {
+        let mut s = "bnscope".to_string();
+        if !app.data_label.is_empty() {
+            s.push_str(sep);
+            s.push_str(&app.data_label);
+        }
+        return s;
+    };
+    let n = info.images.len();
+    let data = if info.classes.len() <= 4 {
+        format!("{n} images ({})", info.classes.join(", "))
+    } else {
+        format!("{n} images, {} classes", info.classes.len())
+    };
+    [
+        "bnscope".to_string(),
+        model_name(&info.model),
+        data,
+        info.device.clone(),
+    ]
+    .join(sep)
+}
+
+/// `epoch 5 · step 5 · 8.1 ms/step · ▶ running`.
+fn right_title<'a>(app: &App) -> Line<'a> {
+    let th = &app.theme;
+    let sep = th.sep();
+    let mut parts = Vec::new();
+    if let Some(m) = &app.latest {
+        let of = app
+            .info
+            .as_ref()
+            .and_then(|i| i.epochs)
+            .map_or(String::new(), |e| format!("/{e}"));
+        parts.push(format!("epoch {}{of}", m.epoch));
+        parts.push(format!("step {}", m.step));
+        let ms = fmt::non_finite(m.step_ms).map_or_else(
+            || {
+                if m.step_ms >= 100.0 {
+                    format!("{:.0} ms/step", m.step_ms)
+                } else {
+                    format!("{:.1} ms/step", m.step_ms)
+                }
+            },
+            |s| format!("{s} ms/step"),
+        );
+        parts.push(ms);
+    }
+    let (tone, word) = app.state_word();
+    let icon = if word == "paused" || word == "diverged" {
+        th.pause()
+    } else if word == "running" {
+        th.play()
+    } else {
+        ""
+    };
+    let mut spans = vec![Span::raw(" ")];
+    if !parts.is_empty() {
+        spans.push(Span::styled(parts.join(sep), th.text()));
+        spans.push(Span::raw(sep));
+    }
+    let state = if icon.is_empty() {
+        word.to_string()
+    } else {
+        format!("{icon} {word}")
+    };
+    spans.push(Span::styled(
+        state,
+        th.tone(tone).add_modifier(ratatui::style::Modifier::BOLD),
+    ));
+    spans.push(Span::raw(" "));
+    Line::from(spans).right_aligned()
+}
+
+/// The momentum line, long or short to fit `width`.
+fn momentum_line<'a>(app: &App, width: usize) -> Line<'a> {
+    let th = &app.theme;
+    let sep = th.sep();
+    let t = app.t();
+    let value = app.momentum_words();
+    let tail_long;
+    let tail_short;
+    if app.cumulative {
+        tail_long = format!("running stats = mean of {t} batches");
+        tail_short = format!("mean of {t} batches");
+    } else {
+        let m = fmt::momentum(app.momentum);
+        let frac = fmt::percent(travelled(app.momentum, t));
+        tail_long = format!("running stats travelled 1{}{m}{} = {frac}", th.minus(), th.power(t));
+        tail_short = format!("travelled 1{}{m}{} = {frac}", th.minus(), th.power(t));
+    }
+    let long = [
+        ("momentum ".to_string(), value.clone()),
+        (String::new(), format!("updates t={t}")),
+        (String::new(), tail_long),
+    ];
+    let fits = |parts: &[(String, String)]| {
+        parts
+            .iter()
+            .map(|(a, b)| a.chars().count() + b.chars().count())
+            .sum::<usize>()
+            + 3 * (parts.len() - 1)
+            <= width
+    };
+    let parts = if fits(&long) {
+        long.to_vec()
+    } else {
+        let value = value.replace("PyTorch/candle", "PyTorch");
+        vec![
+            ("m ".to_string(), value),
+            (String::new(), format!("t={t}")),
+            (String::new(), tail_short),
+        ]
+    };
+    let mut spans = Vec::new();
+    for (i, (label, v)) in parts.into_iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(sep, th.dim()));
+        }
+        if !label.is_empty() {
+            spans.push(Span::styled(label, th.label()));
+        }
+        let style = if i == 0 { th.strong() } else { th.text() };
+        spans.push(Span::styled(v, style));
+    }
+    Line::from(spans)
+}
+
+/// The eval-mode line.
+fn eval_line<'a>(app: &App, width: usize) -> Line<'a> {
+    let th = &app.theme;
+    let sep = th.sep();
+    let (mode, how) = match app.eval_mode {
+        EvalMode::Running => ("RUNNING STATS", "model.evaluate"),
+        EvalMode::Batch => ("BATCH STATS", "learning_phase=1"),
+    };
+    let mode_style = match app.eval_mode {
+        EvalMode::Running => th.running(),
+        EvalMode::Batch => th.batch(),
+    }
+    .add_modifier(ratatui::style::Modifier::BOLD);
+    let conv = app.convergence_words();
+    let extra = app.info.as_ref().map(|i| {
+        format!(
+            "batch {}{sep}{} lr {}{sep}seed {}",
+            i.batch_size, i.optimizer, i.lr, i.seed
+        )
+    });
+    let long_len = 11
+        + mode.len()
+        + how.len()
+        + 3
+        + 3
+        + conv.chars().count()
+        + extra.as_ref().map_or(0, |e| e.chars().count() + 3);
+    let mut spans = vec![Span::styled("eval mode: ", th.label()), Span::styled(mode, mode_style)];
+    if long_len <= width {
+        spans.push(Span::styled(format!(" ({how})"), th.dim()));
+    }
+    spans.push(Span::styled(sep, th.dim()));
+    spans.push(Span::styled(conv, th.text()));
+    if let Some(e) = extra {
+        if long_len <= width {
+            spans.push(Span::styled(sep, th.dim()));
+            spans.push(Span::styled(e, th.dim()));
+        }
+    }
+    Line::from(spans)
+}
+
+/// Lines a greedy word wrap of `text` takes at `width` columns.
+fn wrapped_lines(text: &str, width: usize) -> usize {
+    if width == 0 {
+        return usize::MAX;
+    }
+    let mut lines = 1;
+    let mut col = 0;
+    for word in text.split_whitespace() {
+        let n = word.chars().count();
+        if col == 0 {
+            col = n;
+        } else if col + 1 + n <= width {
+            col += 1 + n;
+        } else {
+            lines += 1;
+            col = n;
+        }
+        while col > width {
+            lines += 1;
+            col -= width;
+        }
+    }
+    lines
+}
+
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let th = &app.theme;
+    let right = right_title(app);
+    let room = (area.width as usize).saturating_sub(right.width() + 6);
+    let left = fmt::truncate(&left_title(app), room, th.ellipsis());
+    let block = panel(th, title_span(th, left)).title(right);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if inner.height == 0 {
+        return;
+    }
+    let w = inner.width as usize;
+    let rows = [momentum_line(app, w), eval_line(app, w)];
+    for (i, line) in rows.into_iter().enumerate() {
+        if (i as u16) < inner.height {
+            line.render(Rect::new(inner.x, inner.y + i as u16, inner.width, 1), buf);
+        }
+    }
+    if inner.height > 2 {
+        let d = app.diagnosis();
+        let rows = (inner.height - 2) as usize;
+        let text = if wrapped_lines(&d.long, w) <= rows {
+            d.long
+        } else {
+            d.short
+        };
+        Paragraph::new(text)
+            .style(th.tone(d.tone))
+            .wrap(Wrap { trim: true })
+            .render(Rect::new(inner.x, inner.y + 2, inner.width, inner.height - 2), buf);
+    }
+}

@@ -1,0 +1,334 @@
+//! BatchNorm layers: one row per layer with two convergence gauges, and the selected layer's channels.
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Widget;
+
+use crate::protocol::BnLayerSnapshot;
+
+use super::super::app::App;
+use super::super::fmt;
+use super::super::theme::{Theme, Tone};
+use super::{panel, put, title_span};
+
+/// `1 − min(1, gap)`: how close the running stats are to the batch stats (NaN stays NaN).
+pub fn convergence(gap: f32) -> f32 {
+    if gap.is_nan() {
+        f32::NAN
+    } else {
+        1.0 - gap.clamp(0.0, 1.0)
+    }
+}
+
+/// A convergence gauge: a bar coloured red→green and ` 95 %` (or `NaN`, or `–` without data).
+/// Takes `width` cells: the bar gets `width − 6`.
+pub struct ConvergenceGauge<'a> {
+    pub theme: &'a Theme,
+    /// `None`: no snapshot yet.
+    pub value: Option<f32>,
+}
+
+impl Widget for ConvergenceGauge<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        if area.width == 0 || area.height == 0 {
+            return;
+        }
+        let th = self.theme;
+        let text_w = 6.min(area.width);
+        let bar_w = area.width - text_w;
+        let y = area.y;
+        let (text, frac, style) = match self.value {
+            None => ("–".to_string(), 0.0, th.dim()),
+            Some(v) if !v.is_finite() => ("NaN".to_string(), 0.0, th.tone(Tone::Bad)),
+            Some(v) => {
+                let v = v.clamp(0.0, 1.0);
+                (format!("{:.0} %", v * 100.0), v, th.ramp(v))
+            }
+        };
+        let text = format!("{text:>w$}", w = text_w as usize);
+        let eighths = (frac * bar_w as f32 * 8.0).round() as usize;
+        let full = eighths / 8;
+        let part = eighths % 8;
+        for i in 0..bar_w as usize {
+            let (sym, st) = if i < full {
+                (th.gauge_full(), style)
+            } else if i == full && part > 0 {
+                match th.gauge_partial(part) {
+                    Some(s) => (s, style),
+                    None => (th.gauge_empty(), th.dim()),
+                }
+            } else {
+                (th.gauge_empty(), th.dim())
+            };
+            put(buf, area.x + i as u16, y, sym, st);
+        }
+        buf.set_stringn(area.x + bar_w, y, text, text_w as usize, style);
+    }
+}
+
+/// First visible row so that the selection stays in view, centred when it can be.
+pub fn scroll_offset(selected: usize, len: usize, rows: usize) -> usize {
+    if len <= rows || rows == 0 {
+        return 0;
+    }
+    selected.saturating_sub(rows / 2).min(len - rows)
+}
+
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let th = &app.theme;
+    let names: Vec<&str> = match (&app.bn, &app.info) {
+        (Some(bn), _) => bn.layers.iter().map(|l| l.name.as_str()).collect(),
+        (None, Some(info)) => info.bn_layers.iter().map(|l| l.name.as_str()).collect(),
+        _ => Vec::new(),
+    };
+    let n = names.len();
+    let mut title = vec![title_span(th, format!("BatchNorm layers ({n})"))];
+    if let Some(bn) = &app.bn {
+        title.push(Span::styled(
+            format!("{}snapshot epoch {} ", th.sep().trim_start(), bn.epoch),
+            th.dim(),
+        ));
+    }
+    let inner_rows = area.height.saturating_sub(3) as usize;
+    let offset = scroll_offset(app.selected, n, inner_rows);
+    let mut block = panel(th, Line::from(title));
+    if n > inner_rows && inner_rows > 0 {
+        block = block.title(
+            Line::from(Span::styled(
+                format!(
+                    " {}{}{} of {n} ",
+                    offset + 1,
+                    if th.ascii { "-" } else { "–" },
+                    offset + inner_rows
+                ),
+                th.dim(),
+            ))
+            .right_aligned(),
+        );
+    }
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if inner.height == 0 {
+        return;
+    }
+    if n == 0 {
+        buf.set_stringn(
+            inner.x + 2,
+            inner.y,
+            "waiting for the trainer…",
+            inner.width as usize,
+            th.dim(),
+        );
+        return;
+    }
+    let longest = names.iter().map(|s| s.chars().count()).max().unwrap_or(5);
+    let name_w = longest.clamp(10, 22) as u16;
+    // "▶ " + name + " " + gauge + "  " + gauge
+    let gauges_w = inner.width.saturating_sub(2 + name_w + 1 + 2);
+    let gauge_w = (gauges_w / 2).max(7);
+    let xg1 = inner.x + 2 + name_w + 1;
+    let xg2 = xg1 + gauge_w + 2;
+    buf.set_stringn(inner.x + 2, inner.y, "layer", name_w as usize, th.label());
+    let (mean_h, var_h) = if gauge_w >= 17 {
+        ("mean convergence", "var convergence")
+    } else {
+        ("mean conv.", "var conv.")
+    };
+    buf.set_stringn(xg1, inner.y, mean_h, gauge_w as usize, th.label());
+    buf.set_stringn(xg2, inner.y, var_h, gauge_w as usize, th.label());
+    for (row, i) in (offset..n).take(inner_rows).enumerate() {
+        let y = inner.y + 1 + row as u16;
+        let selected = i == app.selected;
+        let line_area = Rect::new(inner.x, y, inner.width, 1);
+        if selected {
+            buf.set_style(line_area, th.selected());
+            buf.set_string(inner.x, y, th.pointer(), th.selected());
+        }
+        let name = fmt::truncate(names[i], name_w as usize, th.ellipsis());
+        let name_style = if selected { th.selected() } else { th.text() };
+        buf.set_stringn(inner.x + 2, y, name, name_w as usize, name_style);
+        let layer = app.bn.as_ref().and_then(|b| b.layers.get(i));
+        ConvergenceGauge {
+            theme: th,
+            value: layer.map(|l| convergence(l.mean_gap)),
+        }
+        .render(Rect::new(xg1, y, gauge_w, 1), buf);
+        ConvergenceGauge {
+            theme: th,
+            value: layer.map(|l| convergence(l.var_gap)),
+        }
+        .render(
+            Rect::new(xg2, y, gauge_w.min(inner.right().saturating_sub(xg2)), 1),
+            buf,
+        );
+    }
+}
+
+/// Draws `running` and `batch` markers on a `width`-cell axis spanning `[lo, hi]`.
+#[allow(clippy::too_many_arguments)]
+fn dot_plot(th: &Theme, buf: &mut Buffer, x: u16, y: u16, width: u16, (lo, hi): (f32, f32), running: f32, batch: f32) {
+    if width == 0 {
+        return;
+    }
+    let col = |v: f32| -> Option<u16> {
+        if !v.is_finite() || hi <= lo {
+            return None;
+        }
+        let f = ((v - lo) / (hi - lo)).clamp(0.0, 1.0);
+        Some((f * (width - 1) as f32).round() as u16)
+    };
+    for i in 0..width {
+        put(buf, x + i, y, th.dot(), th.dim());
+    }
+    if lo < 0.0 && hi > 0.0 {
+        if let Some(z) = col(0.0) {
+            put(buf, x + z, y, th.axis(), th.dim());
+        }
+    }
+    let (rm, bm, both) = th.markers();
+    match (col(running), col(batch)) {
+        (Some(r), Some(b)) if r == b => put(buf, x + r, y, both, th.strong()),
+        (r, b) => {
+            if let Some(b) = b {
+                put(buf, x + b, y, bm, th.batch());
+            }
+            if let Some(r) = r {
+                put(buf, x + r, y, rm, th.running());
+            }
+        }
+    }
+}
+
+fn range(values: impl Iterator<Item = f32>, symmetric: bool) -> (f32, f32) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    if symmetric {
+        let m = lo.abs().max(hi.abs()).max(1e-6);
+        (-m, m)
+    } else {
+        (lo.min(0.0), hi.max(1e-6))
+    }
+}
+
+/// The selected layer's channels: running vs batch mean and variance.
+pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
+    let th = &app.theme;
+    let layer: Option<&BnLayerSnapshot> = app.bn.as_ref().and_then(|b| b.layers.get(app.selected));
+    let name = layer.map(|l| l.name.clone()).or_else(|| {
+        app.info
+            .as_ref()
+            .and_then(|i| i.bn_layers.get(app.selected))
+            .map(|l| l.name.clone())
+    });
+    let title = match (&name, layer) {
+        (Some(n), Some(l)) => format!("{n} · {} channels", l.running_mean.len()),
+        (Some(n), None) => n.clone(),
+        _ => "channels".to_string(),
+    }
+    .replace(" · ", th.sep());
+    let block = panel(th, title_span(th, title));
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if inner.height == 0 {
+        return;
+    }
+    let Some(l) = layer else {
+        buf.set_stringn(
+            inner.x + 1,
+            inner.y,
+            "no BatchNorm snapshot yet",
+            inner.width as usize,
+            th.dim(),
+        );
+        return;
+    };
+    let (rm, bm, _) = th.markers();
+    let arrow = th.arrow();
+    // ch(3) sp mean-plot sp "rrrrr→bbbbb"(10+arrow) sp sp var-plot sp "rrrrr→bbbbb"
+    let nums_w = 10 + arrow.chars().count() as u16;
+    let plot_w = inner.width.saturating_sub(3 + 1 + 1 + nums_w + 2 + 1 + nums_w) / 2;
+    let x_mean = inner.x + 4;
+    let x_mean_nums = x_mean + plot_w + 1;
+    let x_var = x_mean_nums + nums_w + 2;
+    let x_var_nums = x_var + plot_w + 1;
+    let head = Line::from(vec![
+        Span::styled("ch  ", th.label()),
+        Span::styled(format!("mean: running {rm}"), th.running()),
+        Span::styled(format!(" vs batch {bm}"), th.batch()),
+    ]);
+    head.render(Rect::new(inner.x, inner.y, inner.width, 1), buf);
+    if x_var < inner.right() {
+        buf.set_stringn(
+            x_var,
+            inner.y,
+            format!("var: running {arrow} batch"),
+            (inner.right() - x_var) as usize,
+            th.label(),
+        );
+    }
+    let mean_range = range(l.running_mean.iter().chain(&l.batch_mean).copied(), true);
+    let var_range = range(l.running_var.iter().chain(&l.batch_var).copied(), false);
+    let channels = l.running_mean.len();
+    // Rows below the column header: the channels, then "… more" if cut, then the layer's gaps (last row).
+    let rows = inner.height.saturating_sub(1) as usize;
+    let shown = if channels + 2 <= rows {
+        channels
+    } else {
+        rows.saturating_sub(2)
+    };
+    let get = |v: &Vec<f32>, c: usize| v.get(c).copied().unwrap_or(f32::NAN);
+    for c in 0..shown {
+        let y = inner.y + 1 + c as u16;
+        let (r_m, b_m) = (get(&l.running_mean, c), get(&l.batch_mean, c));
+        let (r_v, b_v) = (get(&l.running_var, c), get(&l.batch_var, c));
+        buf.set_string(inner.x, y, format!("{c:>3}"), th.dim());
+        dot_plot(th, buf, x_mean, y, plot_w, mean_range, r_m, b_m);
+        let nums = |r: f32, b: f32| format!("{:>5}{arrow}{:<5}", fmt::compact(r), fmt::compact(b));
+        buf.set_stringn(x_mean_nums, y, nums(r_m, b_m), nums_w as usize, th.text());
+        if x_var_nums + nums_w <= inner.right() {
+            dot_plot(th, buf, x_var, y, plot_w, var_range, r_v, b_v);
+            buf.set_stringn(x_var_nums, y, nums(r_v, b_v), nums_w as usize, th.text());
+        }
+    }
+    let summary_y = inner.bottom().saturating_sub(1);
+    if summary_y > inner.y + shown as u16 {
+        let gap = |g: f32| {
+            if g.is_finite() {
+                format!("{g:.3}")
+            } else {
+                "NaN".to_string()
+            }
+        };
+        buf.set_stringn(
+            inner.x,
+            summary_y,
+            format!(
+                "gap |running {m} batch| / |batch|: mean {}{}var {}",
+                gap(l.mean_gap),
+                th.sep(),
+                gap(l.var_gap),
+                m = th.minus()
+            ),
+            inner.width as usize,
+            th.label(),
+        );
+    }
+    if shown < channels {
+        let y = inner.y + 1 + shown as u16;
+        let worst = (0..channels)
+            .filter(|&c| get(&l.running_mean, c).is_finite() && get(&l.batch_mean, c).is_finite())
+            .max_by(|&a, &b| {
+                let d = |c| (get(&l.running_mean, c) - get(&l.batch_mean, c)).abs();
+                d(a).total_cmp(&d(b))
+            });
+        let mut text = format!("{} {} more channels", th.ellipsis(), channels - shown);
+        if let Some(w) = worst {
+            text.push_str(&format!("; largest mean gap: ch {w}"));
+        }
+        buf.set_stringn(inner.x, y, text, inner.width as usize, th.dim());
+    }
+}

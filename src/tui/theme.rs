@@ -1,0 +1,274 @@
+//! Colours and glyphs, chosen once from `--ascii` and `NO_COLOR`.
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols::border;
+
+/// How a message or a value should look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tone {
+    Info,
+    Good,
+    Warn,
+    Bad,
+}
+
+/// Styles and symbols for one run of the UI.
+#[derive(Clone, Copy, Debug)]
+pub struct Theme {
+    pub color: bool,
+    pub ascii: bool,
+}
+
+const ASCII_BORDER: border::Set<'static> = border::Set {
+    top_left: "+",
+    top_right: "+",
+    bottom_left: "+",
+    bottom_right: "+",
+    vertical_left: "|",
+    vertical_right: "|",
+    horizontal_top: "-",
+    horizontal_bottom: "-",
+};
+
+impl Theme {
+    pub fn new(ascii: bool, no_color: bool) -> Self {
+        Theme {
+            color: !no_color,
+            ascii,
+        }
+    }
+
+    fn fg(&self, c: Color) -> Style {
+        if self.color {
+            Style::new().fg(c)
+        } else {
+            Style::new()
+        }
+    }
+
+    pub fn text(&self) -> Style {
+        Style::new()
+    }
+    pub fn dim(&self) -> Style {
+        self.fg(Color::DarkGray)
+    }
+    pub fn label(&self) -> Style {
+        self.fg(Color::Gray)
+    }
+    pub fn title(&self) -> Style {
+        self.fg(Color::Cyan).add_modifier(Modifier::BOLD)
+    }
+    pub fn border(&self) -> Style {
+        self.fg(Color::DarkGray)
+    }
+    pub fn key(&self) -> Style {
+        self.fg(Color::Yellow).add_modifier(Modifier::BOLD)
+    }
+    pub fn strong(&self) -> Style {
+        Style::new().add_modifier(Modifier::BOLD)
+    }
+    pub fn selected(&self) -> Style {
+        if self.color {
+            Style::new().bg(Color::Indexed(236)).add_modifier(Modifier::BOLD)
+        } else {
+            Style::new().add_modifier(Modifier::REVERSED)
+        }
+    }
+    pub fn running(&self) -> Style {
+        self.fg(Color::Yellow)
+    }
+    pub fn batch(&self) -> Style {
+        self.fg(Color::Cyan)
+    }
+    pub fn train(&self) -> Style {
+        self.fg(Color::Magenta)
+    }
+    pub fn mark(&self) -> Style {
+        self.fg(Color::LightBlue).add_modifier(Modifier::BOLD)
+    }
+    pub fn tone(&self, tone: Tone) -> Style {
+        match tone {
+            Tone::Info => self.fg(Color::Gray),
+            Tone::Good => self.fg(Color::Green),
+            Tone::Warn => self.fg(Color::Yellow),
+            Tone::Bad => self.fg(Color::Red).add_modifier(Modifier::BOLD),
+        }
+    }
+    /// A red→green ramp for a fraction in `[0, 1]` (NaN is red).
+    pub fn ramp(&self, frac: f32) -> Style {
+        let c = if frac.is_nan() || frac < 0.25 {
+            Color::Red
+        } else if frac < 0.5 {
+            Color::LightRed
+        } else if frac < 0.8 {
+            Color::Yellow
+        } else if frac < 0.95 {
+            Color::LightGreen
+        } else {
+            Color::Green
+        };
+        self.fg(c)
+    }
+    /// The error panel: white on red, or reversed without colour.
+    pub fn error_panel(&self) -> Style {
+        if self.color {
+            Style::new().fg(Color::White).bg(Color::Red)
+        } else {
+            Style::new().add_modifier(Modifier::REVERSED)
+        }
+    }
+
+    pub fn border_set(&self) -> border::Set<'static> {
+        if self.ascii {
+            ASCII_BORDER
+        } else {
+            border::PLAIN
+        }
+    }
+
+    /// Sparkline levels, lowest first.
+    pub fn spark_levels(&self) -> &'static [&'static str] {
+        if self.ascii {
+            &["_", ".", "-", "~", "=", "+", "*", "#"]
+        } else {
+            &["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"]
+        }
+    }
+    /// Gauge: full cell, empty cell and partial cells (1/8 … 7/8; empty in ASCII).
+    pub fn gauge_full(&self) -> &'static str {
+        if self.ascii {
+            "#"
+        } else {
+            "█"
+        }
+    }
+    pub fn gauge_empty(&self) -> &'static str {
+        if self.ascii {
+            "."
+        } else {
+            "░"
+        }
+    }
+    pub fn gauge_partial(&self, eighths: usize) -> Option<&'static str> {
+        if self.ascii || eighths == 0 {
+            return None;
+        }
+        Some(["▏", "▎", "▍", "▌", "▋", "▊", "▉"][eighths.min(7) - 1])
+    }
+    pub fn sep(&self) -> &'static str {
+        if self.ascii {
+            " | "
+        } else {
+            " · "
+        }
+    }
+    pub fn check(&self) -> &'static str {
+        if self.ascii {
+            "ok"
+        } else {
+            "✓"
+        }
+    }
+    pub fn cross(&self) -> &'static str {
+        if self.ascii {
+            "X"
+        } else {
+            "✗"
+        }
+    }
+    pub fn warn(&self) -> &'static str {
+        if self.ascii {
+            "!"
+        } else {
+            "⚠"
+        }
+    }
+    pub fn play(&self) -> &'static str {
+        if self.ascii {
+            ">"
+        } else {
+            "▶"
+        }
+    }
+    pub fn pause(&self) -> &'static str {
+        if self.ascii {
+            "||"
+        } else {
+            "‖"
+        }
+    }
+    pub fn pointer(&self) -> &'static str {
+        if self.ascii {
+            ">"
+        } else {
+            "▶"
+        }
+    }
+    pub fn left_mark(&self) -> &'static str {
+        if self.ascii {
+            "<"
+        } else {
+            "◀"
+        }
+    }
+    pub fn arrow(&self) -> &'static str {
+        if self.ascii {
+            "->"
+        } else {
+            "→"
+        }
+    }
+    pub fn minus(&self) -> &'static str {
+        if self.ascii {
+            "-"
+        } else {
+            "−"
+        }
+    }
+    pub fn ellipsis(&self) -> &'static str {
+        if self.ascii {
+            "..."
+        } else {
+            "…"
+        }
+    }
+    pub fn dot(&self) -> &'static str {
+        if self.ascii {
+            "."
+        } else {
+            "·"
+        }
+    }
+    pub fn axis(&self) -> &'static str {
+        if self.ascii {
+            "|"
+        } else {
+            "┊"
+        }
+    }
+    pub fn nan_cell(&self) -> &'static str {
+        if self.ascii {
+            "x"
+        } else {
+            "×"
+        }
+    }
+    /// Per-channel markers: running, batch, both in one cell.
+    pub fn markers(&self) -> (&'static str, &'static str, &'static str) {
+        if self.ascii {
+            ("r", "b", "*")
+        } else {
+            ("▮", "▯", "◆")
+        }
+    }
+    /// `t` as a superscript (`^t` in ASCII).
+    pub fn power(&self, t: u64) -> String {
+        if self.ascii {
+            return format!("^{t}");
+        }
+        const SUP: [char; 10] = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹'];
+        t.to_string()
+            .chars()
+            .map(|c| SUP[c.to_digit(10).unwrap_or(0) as usize])
+            .collect()
+    }
+}

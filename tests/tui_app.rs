@@ -1,0 +1,364 @@
+//! App-level tests: scripted trainer events and keys drive `App`, `TestBackend` renders it, `insta`
+//! keeps the screens (tests/snapshots/). Review changed snapshots with `cargo insta review`, or accept
+//! them with `INSTA_UPDATE=always cargo test --release --test tui_app`.
+use std::sync::Arc;
+
+use bnscope::protocol::{BnSlot, Command, EndReason, EvalMode, Event, Latest, Metric};
+use bnscope::tui::fixtures::{self, seed_story};
+use bnscope::tui::{App, AppEvent, TuiOptions};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+struct Harness {
+    app: App,
+    slot: BnSlot,
+    sent: Vec<Command>,
+}
+
+impl Harness {
+    fn new(opts: TuiOptions) -> Self {
+        let slot: BnSlot = Arc::new(Latest::default());
+        Harness {
+            app: App::new(&opts, slot.clone()),
+            slot,
+            sent: Vec::new(),
+        }
+    }
+
+    fn seed() -> Self {
+        let mut h = Harness::new(TuiOptions::default());
+        h.story(5);
+        h
+    }
+
+    fn story(&mut self, epochs: usize) {
+        for (ev, snap) in seed_story(epochs) {
+            if let Some(s) = snap {
+                self.slot.put(s);
+            }
+            self.trainer(ev);
+        }
+    }
+
+    fn trainer(&mut self, ev: Event) {
+        let cmds = self.app.handle_event(AppEvent::Trainer(ev));
+        self.sent.extend(cmds);
+    }
+
+    fn key_code(&mut self, code: KeyCode, mods: KeyModifiers) -> Vec<Command> {
+        let cmds = self.app.handle_event(AppEvent::Key(KeyEvent::new(code, mods)));
+        self.sent.extend(cmds.clone());
+        cmds
+    }
+
+    fn key(&mut self, c: char) -> Vec<Command> {
+        let mods = if c.is_ascii_uppercase() || "+?".contains(c) {
+            KeyModifiers::SHIFT
+        } else {
+            KeyModifiers::NONE
+        };
+        self.key_code(KeyCode::Char(c), mods)
+    }
+
+    fn screen(&self, w: u16, h: u16) -> String {
+        let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+        term.draw(|f| f.render_widget(&self.app, f.area())).unwrap();
+        term.backend().to_string()
+    }
+}
+
+/// Snapshots land in tests/snapshots/tui_app__NAME.snap.
+fn snapshot(name: &str, screen: &str) {
+    insta::assert_snapshot!(name, screen);
+}
+
+#[test]
+fn seed_story_screens() {
+    let mut h = Harness::seed();
+    let s = h.screen(120, 40);
+    assert!(s.contains("0.99 (Keras) = 0.01 (PyTorch/candle)"), "{s}");
+    assert!(s.contains("4.9%"), "{s}");
+    assert!(s.contains("1 of 3 right"), "{s}");
+    assert!(s.contains("459 updates: 454 to go"), "{s}");
+    snapshot("seed_120x40", &s);
+    snapshot("seed_80x24", &h.screen(80, 24));
+
+    assert_eq!(h.key('e'), vec![Command::NoteEvalMode(EvalMode::Batch)]);
+    let s = h.screen(120, 40);
+    assert!(s.contains("BATCH STATS"), "{s}");
+    assert!(s.contains("3 of 3 right"), "{s}");
+    snapshot("seed_after_e_120x40", &s);
+
+    assert_eq!(h.key('+'), vec![Command::SetMomentum(0.995)]);
+    let s = h.screen(120, 40);
+    assert!(s.contains("0.995 (Keras) = 0.005 (PyTorch/candle)"), "{s}");
+    snapshot("seed_after_plus_120x40", &s);
+
+    assert_eq!(h.key('r'), vec![Command::ResetStats]);
+    let s = h.screen(120, 40);
+    assert!(s.contains("reset running stats"), "{s}");
+    snapshot("seed_after_r_120x40", &s);
+    snapshot("seed_after_keys_80x24", &h.screen(80, 24));
+}
+
+#[test]
+fn too_small_terminal() {
+    let h = Harness::seed();
+    let s = h.screen(40, 10);
+    assert!(s.contains("too small"), "{s}");
+    snapshot("too_small_40x10", &s);
+    // Degenerate sizes must not panic either.
+    for (w, hgt) in [(0, 0), (1, 1), (79, 24), (80, 23), (10, 2)] {
+        h.screen(w.max(1), hgt.max(1));
+    }
+}
+
+#[test]
+fn every_size_renders_without_panic() {
+    let mut h = Harness::seed();
+    h.key('?');
+    for w in [80, 81, 99, 100, 101, 119, 120, 160, 250] {
+        for hgt in [24, 25, 29, 30, 35, 36, 40, 60] {
+            h.screen(w, hgt);
+        }
+    }
+}
+
+#[test]
+fn help_overlay() {
+    let mut h = Harness::seed();
+    assert!(h.key('?').is_empty());
+    let s = h.screen(120, 40);
+    assert!(s.contains("recalibrate: re-estimate"), "{s}");
+    snapshot("help_120x40", &s);
+    // Esc closes the help instead of quitting.
+    assert!(h.key_code(KeyCode::Esc, KeyModifiers::NONE).is_empty());
+    assert!(!h.screen(120, 40).contains("recalibrate: re-estimate"));
+}
+
+#[test]
+fn error_panel_stays_until_q() {
+    let mut h = Harness::seed();
+    h.trainer(Event::Error("candle: shape mismatch in layer2.0.conv1".into()));
+    let s = h.screen(120, 40);
+    assert!(s.contains("shape mismatch"), "{s}");
+    snapshot("error_120x40", &s);
+    // Run-changing keys are refused, the UI stays responsive.
+    h.key('j');
+    assert_eq!(h.app.selected_layer(), 1);
+    assert_eq!(h.key('q'), vec![Command::Quit(EndReason::Quit)]);
+    h.app.handle_event(AppEvent::Disconnected);
+    assert_eq!(h.app.exit(), Some(EndReason::Quit));
+}
+
+#[test]
+fn disconnect_is_shown_and_q_exits() {
+    let mut h = Harness::seed();
+    h.app.handle_event(AppEvent::Disconnected);
+    let s = h.screen(120, 40);
+    assert!(s.contains("trainer disconnected"), "{s}");
+    assert!(h.key('+').is_empty());
+    assert!(h.key('q').is_empty());
+    assert_eq!(h.app.exit(), Some(EndReason::Error));
+}
+
+#[test]
+fn quit_waits_for_finished() {
+    let mut h = Harness::seed();
+    assert_eq!(h.key('q'), vec![Command::Quit(EndReason::Quit)]);
+    assert_eq!(h.app.shutting_down(), Some(EndReason::Quit));
+    assert!(h.app.exit().is_none());
+    assert!(h.screen(120, 40).contains("saving…"));
+    // Keys that change the run are ignored while saving.
+    assert!(h.key('+').is_empty());
+    h.trainer(Event::Finished {
+        epochs: 5,
+        reason: EndReason::Quit,
+        checkpoint: Some("bnscope.ckpt".into()),
+    });
+    assert_eq!(h.app.exit(), Some(EndReason::Quit));
+}
+
+#[test]
+fn ctrl_c_quits() {
+    let mut h = Harness::seed();
+    let cmds = h.key_code(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(cmds, vec![Command::Quit(EndReason::Quit)]);
+}
+
+#[test]
+fn signal_stops_the_trainer() {
+    let mut h = Harness::seed();
+    let cmds = h.app.handle_event(AppEvent::Signal(15));
+    assert_eq!(cmds, vec![Command::Quit(EndReason::Signal)]);
+    assert!(h.screen(120, 40).contains("stopping"));
+    h.app.shutdown_timed_out();
+    assert_eq!(h.app.exit(), Some(EndReason::Signal));
+}
+
+#[test]
+fn finished_by_itself_stays_open() {
+    let mut h = Harness::seed();
+    h.trainer(Event::Finished {
+        epochs: 5,
+        reason: EndReason::Done,
+        checkpoint: None,
+    });
+    assert!(h.app.exit().is_none());
+    let s = h.screen(120, 40);
+    assert!(s.contains("finished"), "{s}");
+    snapshot("finished_80x24", &h.screen(80, 24));
+    assert!(h.key('q').is_empty(), "no trainer left to tell");
+    assert_eq!(h.app.exit(), Some(EndReason::Done));
+}
+
+#[test]
+fn momentum_ladder_and_cumulative() {
+    let mut h = Harness::seed();
+    let ups: Vec<_> = (0..4).flat_map(|_| h.key(']')).collect();
+    assert_eq!(
+        ups,
+        vec![
+            Command::SetMomentum(0.995),
+            Command::SetMomentum(0.999),
+            Command::SetMomentum(0.9999)
+        ]
+    );
+    assert!(h.app.status_text().unwrap().contains("top of the ladder"));
+    assert_eq!(h.key('-'), vec![Command::SetMomentum(0.999)]);
+    assert_eq!(h.key('['), vec![Command::SetMomentum(0.995)]);
+    assert_eq!(h.key('='), vec![Command::SetMomentum(0.999)]);
+    // An epoch report with the old momentum does not undo the pending change on screen.
+    h.trainer(Event::Epoch(fixtures::epoch(6)));
+    assert!(h.screen(120, 40).contains("0.999 (Keras)"));
+    assert_eq!(h.key('u'), vec![Command::SetCumulative(true)]);
+    let s = h.screen(120, 40);
+    assert!(s.contains("cumulative"), "{s}");
+    assert_eq!(h.key('m'), vec![]);
+    assert_eq!(h.key('u'), vec![Command::SetCumulative(false)]);
+    assert!(h.screen(120, 40).contains("0.001 (PyTorch/candle) = 0.999 (Keras)"));
+}
+
+#[test]
+fn pause_step_and_run_keys() {
+    let mut h = Harness::seed();
+    assert!(h.key('n').is_empty(), "n only steps while paused");
+    assert_eq!(h.key(' '), vec![Command::Pause]);
+    assert!(h.screen(120, 40).contains("paused"));
+    assert_eq!(h.key('n'), vec![Command::Step]);
+    assert_eq!(h.key(' '), vec![Command::Resume]);
+    assert_eq!(h.key('c'), vec![Command::Recalibrate]);
+    assert_eq!(h.key('R'), vec![Command::Restart]);
+    // Releases and repeats are ignored.
+    let mut release = KeyEvent::new(KeyCode::Char('e'), KeyModifiers::NONE);
+    release.kind = KeyEventKind::Release;
+    assert!(h.app.handle_event(AppEvent::Key(release)).is_empty());
+    assert_eq!(h.app.eval_mode(), EvalMode::Running);
+}
+
+#[test]
+fn unbound_keys_do_not_redraw() {
+    let mut h = Harness::seed();
+    h.app.take_dirty();
+    h.key('x');
+    assert!(!h.app.take_dirty());
+    h.key('e');
+    assert!(h.app.take_dirty());
+    // Moving past the end changes nothing either.
+    h.key_code(KeyCode::Home, KeyModifiers::NONE);
+    h.app.take_dirty();
+    h.key('k');
+    assert!(!h.app.take_dirty());
+}
+
+#[test]
+fn nan_is_never_garbage() {
+    let mut h = Harness::seed();
+    let mut m = fixtures::epoch(6);
+    m.train = Metric {
+        loss: f32::NAN,
+        acc: f32::NAN,
+    };
+    m.eval_running.loss = f32::INFINITY;
+    m.predictions_running[0] = vec![f32::NAN; 3];
+    h.trainer(Event::Epoch(m));
+    let mut snap = (*fixtures::bn_snapshot(6)).clone();
+    snap.layers[0].mean_gap = f32::NAN;
+    h.slot.put(Arc::new(snap));
+    h.trainer(Event::BnReady);
+    h.trainer(Event::Diverged {
+        epoch: 6,
+        loss: f32::NAN,
+    });
+    let s = h.screen(120, 40);
+    assert!(s.contains("NaN"), "{s}");
+    assert!(s.contains("diverged"), "{s}");
+    assert!(!s.contains("nan") && !s.contains("inf"), "{s}");
+    snapshot("diverged_120x40", &s);
+}
+
+#[test]
+fn many_layers_scroll() {
+    let mut h = Harness::seed();
+    let mut snap = (*fixtures::bn_snapshot(5)).clone();
+    let base = snap.layers.clone();
+    snap.layers = (0..53)
+        .map(|i| {
+            let mut l = base[i % base.len()].clone();
+            l.name = format!("layer{}.{}.bn{}", i / 12 + 1, i % 6, i % 3 + 1);
+            l
+        })
+        .collect();
+    snap.layers[52].name = "last.layer".into();
+    h.slot.put(Arc::new(snap));
+    h.trainer(Event::BnReady);
+    h.key_code(KeyCode::End, KeyModifiers::NONE);
+    assert_eq!(h.app.selected_layer(), 52);
+    let s = h.screen(120, 40);
+    assert!(s.contains("last.layer"), "{s}");
+    assert!(s.contains("of 53"), "{s}");
+    h.key_code(KeyCode::PageUp, KeyModifiers::NONE);
+    assert_eq!(h.app.selected_layer(), 42);
+    assert!(h.screen(80, 24).contains("of 53"));
+    h.key_code(KeyCode::Home, KeyModifiers::NONE);
+    h.key_code(KeyCode::Down, KeyModifiers::NONE);
+    h.key_code(KeyCode::PageDown, KeyModifiers::NONE);
+    assert_eq!(h.app.selected_layer(), 11);
+}
+
+#[test]
+fn ascii_and_no_color() {
+    let mut h = Harness::new(TuiOptions {
+        ascii: true,
+        no_color: true,
+        ..TuiOptions::default()
+    });
+    h.story(5);
+    h.key('e');
+    let mut term = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    term.draw(|f| f.render_widget(&h.app, f.area())).unwrap();
+    let buf = term.backend().buffer().clone();
+    for cell in buf.content() {
+        assert!(cell.symbol().is_ascii(), "non-ASCII {:?}", cell.symbol());
+        assert_eq!(cell.fg, ratatui::style::Color::Reset);
+        assert_eq!(cell.bg, ratatui::style::Color::Reset);
+    }
+    snapshot("ascii_120x40", &term.backend().to_string());
+}
+
+#[test]
+fn restart_keeps_history_and_marks_it() {
+    let mut h = Harness::seed();
+    h.key('R');
+    h.trainer(Event::Started(fixtures::run_info()));
+    for (ev, snap) in seed_story(2).into_iter().skip(1) {
+        if let Some(s) = snap {
+            h.slot.put(s);
+        }
+        h.trainer(ev);
+    }
+    let s = h.screen(120, 40);
+    assert!(s.contains('R'), "{s}");
+    assert!(!h.app.is_dirty() || h.app.take_dirty());
+}

@@ -1,0 +1,517 @@
+//! End-to-end tests of the real binary in a pseudo-terminal (portable-pty + vt100).
+//!
+//! * `keys_then_q`, `sigterm_restores_terminal`, `sighup_restores_terminal`: launch `bnscope --device cpu`
+//!   at 120×40 with TERM=xterm-256color, drive it, and check that the terminal is restored (alternate
+//!   screen left, cursor shown) and the exit status.
+//! * `measure` (ignored; run by `scripts/tui-measure.sh`): bytes/s written to the terminal during steady
+//!   training, CPU % of the UI thread, key-to-screen latency.
+//!
+//! Run: `cargo test --release --test tui_pty` (add `-- --nocapture` to see the screens on failure).
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bnscope::protocol::{BnSlot, Command, Event, EventKind, Latest, Link};
+use bnscope::tui::{fixtures, TuiOptions};
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use portable_pty::{native_pty_system, Child, CommandBuilder, ExitStatus, MasterPty, PtySize};
+
+const COLS: u16 = 120;
+const ROWS: u16 = 40;
+/// The first frame needs the trainer to build the model; generous for a loaded 2-core CI box.
+const FIRST_FRAME: Duration = Duration::from_secs(60);
+const STEP: Duration = Duration::from_secs(10);
+
+struct Session {
+    child: Box<dyn Child + Send + Sync>,
+    writer: Box<dyn Write + Send>,
+    parser: Arc<Mutex<vt100::Parser>>,
+    /// Bytes the program wrote to the terminal so far.
+    bytes: Arc<AtomicU64>,
+    /// One message per chunk processed by the reader.
+    chunks: Receiver<()>,
+    reader: Option<thread::JoinHandle<()>>,
+    _master: Box<dyn MasterPty + Send>,
+    _dir: tempfile::TempDir,
+}
+
+impl Session {
+    fn spawn(args: &[&str]) -> Session {
+        Session::spawn_program(env!("CARGO_BIN_EXE_bnscope"), args, &[])
+    }
+
+    /// This test binary re-run as a child that runs `bnscope::tui::run` against a scripted trainer
+    /// (see `fake_child`): tests the UI loop end to end without the real trainer.
+    fn spawn_fake(hz: u32) -> Session {
+        let exe = std::env::current_exe().expect("current_exe");
+        let hz = hz.to_string();
+        Session::spawn_program(
+            exe.to_str().expect("utf-8 path"),
+            &["--exact", "fake_child", "--ignored", "--nocapture", "--test-threads=1"],
+            &[("BNSCOPE_FAKE_CHILD", "1"), ("BNSCOPE_FAKE_HZ", hz.as_str())],
+        )
+    }
+
+    fn spawn_program(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Session {
+        let pty = native_pty_system();
+        let pair = pty
+            .openpty(PtySize {
+                rows: ROWS,
+                cols: COLS,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .expect("openpty");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = CommandBuilder::new(program);
+        cmd.args(args);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.cwd(dir.path());
+        cmd.env("TERM", "xterm-256color");
+        cmd.env_remove("NO_COLOR");
+        let child = pair.slave.spawn_command(cmd).expect("spawn bnscope");
+        drop(pair.slave);
+        let mut reader = pair.master.try_clone_reader().expect("reader");
+        let writer = pair.master.take_writer().expect("writer");
+        let parser = Arc::new(Mutex::new(vt100::Parser::new(ROWS, COLS, 0)));
+        let bytes = Arc::new(AtomicU64::new(0));
+        let (tx, chunks) = unbounded();
+        // Read in the background so that the child never blocks on a full PTY buffer.
+        let reader = {
+            let parser = parser.clone();
+            let bytes = bytes.clone();
+            thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                loop {
+                    match reader.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            parser.lock().unwrap().process(&buf[..n]);
+                            bytes.fetch_add(n as u64, Ordering::Relaxed);
+                            let _ = tx.send(());
+                        }
+                    }
+                }
+            })
+        };
+        Session {
+            child,
+            writer,
+            parser,
+            bytes,
+            chunks,
+            reader: Some(reader),
+            _master: pair.master,
+            _dir: dir,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.process_id().expect("pid") as i32
+    }
+
+    fn screen(&self) -> String {
+        self.parser.lock().unwrap().screen().contents()
+    }
+
+    /// Waits until the screen satisfies `pred`; returns how long that took, or None on timeout.
+    fn wait_for(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<Duration> {
+        let start = Instant::now();
+        loop {
+            if pred(&self.screen()) {
+                return Some(start.elapsed());
+            }
+            let left = timeout.checked_sub(start.elapsed())?;
+            // Woken by the next chunk, or re-check every 50 ms.
+            let _ = self.chunks.recv_timeout(left.min(Duration::from_millis(50)));
+        }
+    }
+
+    fn expect(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) {
+        if self.wait_for(timeout, pred).is_none() {
+            panic!("timed out waiting for {what}; screen:\n{}", self.screen());
+        }
+    }
+
+    fn press(&mut self, keys: &str) {
+        self.writer.write_all(keys.as_bytes()).expect("write key");
+        self.writer.flush().expect("flush key");
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with a pid we spawned.
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill({sig})");
+    }
+
+    /// Waits for the child to exit and the reader to drain its output.
+    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                break s;
+            }
+            if start.elapsed() > timeout {
+                let _ = self.child.kill();
+                panic!("bnscope did not exit in {timeout:?}; screen:\n{}", self.screen());
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(r) = self.reader.take() {
+            // EOF/EIO arrives once the child (the slave's last holder) is gone.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !r.is_finished() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(10));
+            }
+            if r.is_finished() {
+                let _ = r.join();
+            }
+        }
+        status
+    }
+
+    fn assert_restored(&self) {
+        let p = self.parser.lock().unwrap();
+        let s = p.screen();
+        assert!(!s.alternate_screen(), "still on the alternate screen");
+        assert!(!s.hide_cursor(), "cursor still hidden");
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+    }
+}
+
+/// The scripted trainer: `Started`, then one epoch every `1/hz` s with a BN snapshot; obeys commands and
+/// answers `Quit` with `Finished`.
+fn fake_trainer(commands: Receiver<Command>, events: Sender<Event>, slot: BnSlot, hz: u32) {
+    let _ = events.send(Event::Started(fixtures::run_info()));
+    let (mut epoch, mut paused, mut step, mut momentum, mut t) = (0usize, false, false, 0.99f64, 0u64);
+    loop {
+        while let Ok(c) = commands.try_recv() {
+            let applied = |what, value: String| Event::Applied { epoch, what, value };
+            let ev = match c {
+                Command::Quit(reason) => {
+                    let _ = events.send(Event::Finished {
+                        epochs: epoch,
+                        reason,
+                        checkpoint: None,
+                    });
+                    return;
+                }
+                Command::Pause => {
+                    paused = true;
+                    applied(EventKind::Pause, String::new())
+                }
+                Command::Resume => {
+                    paused = false;
+                    applied(EventKind::Resume, String::new())
+                }
+                Command::Step => {
+                    step = true;
+                    continue;
+                }
+                Command::SetMomentum(m) => {
+                    momentum = m;
+                    applied(EventKind::Momentum, format!("{m}"))
+                }
+                Command::ResetStats => {
+                    t = 0;
+                    applied(EventKind::ResetStats, String::new())
+                }
+                Command::NoteEvalMode(m) => applied(EventKind::EvalMode, m.as_str().to_string()),
+                other => applied(EventKind::Recalibrate, format!("{other:?}")),
+            };
+            let _ = events.send(ev);
+        }
+        if !paused || step {
+            step = false;
+            epoch += 1;
+            t += 1;
+            let mut m = fixtures::epoch(epoch);
+            m.momentum = momentum;
+            m.t = t;
+            m.step_ms = 8.0 + (epoch % 7) as f64 / 10.0;
+            m.eval_running.loss = 1.09 + (epoch % 13) as f32 / 100.0;
+            if events.send(Event::Epoch(m)).is_err() {
+                return;
+            }
+            if slot.put(fixtures::bn_snapshot(epoch)) && events.send(Event::BnReady).is_err() {
+                return;
+            }
+        }
+        thread::sleep(Duration::from_secs_f64(1.0 / hz.max(1) as f64));
+    }
+}
+
+/// Not a test on its own: the child process of the `fake_*` tests (does nothing without the env var).
+#[test]
+#[ignore = "child process of the fake_* tests"]
+fn fake_child() {
+    if std::env::var("BNSCOPE_FAKE_CHILD").is_err() {
+        return;
+    }
+    let hz: u32 = std::env::var("BNSCOPE_FAKE_HZ")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    let (cmd_tx, cmd_rx) = unbounded();
+    let (ev_tx, ev_rx) = unbounded();
+    let slot: BnSlot = Arc::new(Latest::default());
+    let trainer_slot = slot.clone();
+    thread::Builder::new()
+        .name("bnscope-trainer".into())
+        .spawn(move || fake_trainer(cmd_rx, ev_tx, trainer_slot, hz))
+        .unwrap();
+    let (sig_tx, sig_rx) = unbounded();
+    let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP]).unwrap();
+    thread::spawn(move || {
+        for s in signals.forever() {
+            let _ = sig_tx.send(s);
+        }
+    });
+    let link = Link {
+        commands: cmd_tx,
+        events: ev_rx,
+        bn: slot,
+    };
+    let reason = bnscope::tui::run(link, sig_rx, TuiOptions::default()).expect("tui::run");
+    println!("end reason: {}", reason.as_str());
+}
+
+#[test]
+fn fake_keys_then_q() {
+    let mut s = Session::spawn_fake(50);
+    first_frame(&s);
+    s.press("e");
+    s.expect("eval mode BATCH STATS", STEP, |t| t.contains("BATCH STATS"));
+    s.press("+");
+    s.expect("momentum 0.995", STEP, |t| t.contains("0.995 (Keras)"));
+    s.press(" ");
+    s.expect("paused", STEP, |t| t.contains("‖ paused"));
+    s.press("n");
+    s.press("?");
+    s.expect("help overlay", STEP, |t| {
+        t.contains("this help") && t.contains("momentum ladder")
+    });
+    s.press("\x1b");
+    s.expect("help closed", STEP, |t| !t.contains("momentum ladder"));
+    s.press("q");
+    let status = s.wait_exit(Duration::from_secs(20));
+    s.assert_restored();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(s.screen().contains("end reason: quit"), "{}", s.screen());
+}
+
+#[test]
+fn fake_sigterm() {
+    let mut s = Session::spawn_fake(50);
+    first_frame(&s);
+    s.signal(libc::SIGTERM);
+    let status = s.wait_exit(Duration::from_secs(15));
+    s.assert_restored();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(s.screen().contains("end reason: signal"), "{}", s.screen());
+}
+
+#[test]
+fn fake_sighup() {
+    let mut s = Session::spawn_fake(50);
+    first_frame(&s);
+    s.signal(libc::SIGHUP);
+    let status = s.wait_exit(Duration::from_secs(15));
+    s.assert_restored();
+    assert!(s.screen().contains("end reason: signal"), "{}", s.screen());
+    assert!(status.success(), "exit status {status:?}");
+}
+
+fn first_frame(s: &Session) {
+    s.expect("the first frame with an epoch", FIRST_FRAME, |t| {
+        t.contains("bnscope") && t.contains("epoch") && t.contains("momentum")
+    });
+}
+
+#[test]
+fn keys_then_q() {
+    let mut s = Session::spawn(&["--device", "cpu"]);
+    first_frame(&s);
+    assert!(s.parser.lock().unwrap().screen().alternate_screen());
+
+    s.press("e");
+    s.expect("eval mode BATCH STATS", STEP, |t| t.contains("BATCH STATS"));
+    s.press("+");
+    s.expect("momentum 0.995", STEP, |t| t.contains("0.995 (Keras)"));
+    s.press(" ");
+    s.expect("paused", STEP, |t| t.contains("paused"));
+    s.press("?");
+    s.expect("help overlay", STEP, |t| {
+        t.contains("this help") && t.contains("momentum ladder")
+    });
+    s.press("?");
+    s.expect("help closed", STEP, |t| !t.contains("momentum ladder"));
+    s.press("q");
+    let status = s.wait_exit(Duration::from_secs(20));
+    s.assert_restored();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+fn signal_test(sig: i32) {
+    let mut s = Session::spawn(&["--device", "cpu"]);
+    first_frame(&s);
+    s.signal(sig);
+    let status = s.wait_exit(Duration::from_secs(15));
+    s.assert_restored();
+    // The UI returns EndReason::Signal; main.rs maps it to 0 or to the shell's 128 + signal.
+    let code = status.exit_code();
+    assert!(
+        status.signal().is_none() && (code == 0 || code == 128 + sig as u32),
+        "exit status {status:?}"
+    );
+}
+
+#[test]
+fn sigterm_restores_terminal() {
+    signal_test(libc::SIGTERM);
+}
+
+#[test]
+fn sighup_restores_terminal() {
+    signal_test(libc::SIGHUP);
+}
+
+/// utime + stime (clock ticks) and name of every thread of `pid`.
+fn thread_ticks(pid: i32) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // The name is in parentheses and may contain spaces: split after the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        // Fields after the name start at field 3 (state); utime is field 14, stime 15.
+        let ticks = f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        out.push((name, ticks));
+    }
+    out
+}
+
+fn ticks_of(v: &[(String, u64)], name: &str) -> u64 {
+    v.iter().filter(|(n, _)| n == name).map(|(_, t)| t).sum()
+}
+
+/// Steady-state cost of the UI. `BNSCOPE_MEASURE_SECS` (default 30) sets the window; extra flags for the
+/// binary go in `BNSCOPE_MEASURE_ARGS` (whitespace-separated, default `--device cpu`).
+#[test]
+#[ignore = "measurement; run scripts/tui-measure.sh"]
+fn measure() {
+    let secs: u64 = std::env::var("BNSCOPE_MEASURE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let args_s = std::env::var("BNSCOPE_MEASURE_ARGS").unwrap_or_else(|_| "--device cpu".into());
+    let args: Vec<&str> = args_s.split_whitespace().collect();
+    let fake_hz: Option<u32> = std::env::var("BNSCOPE_MEASURE_FAKE_HZ")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    let mut s = match fake_hz {
+        Some(hz) => Session::spawn_fake(hz),
+        None => Session::spawn(&args),
+    };
+    let args_s = match fake_hz {
+        Some(hz) => format!("scripted trainer at {hz} epochs/s"),
+        None => args_s.clone(),
+    };
+    let t0 = Instant::now();
+    first_frame(&s);
+    let first_frame_s = t0.elapsed().as_secs_f64();
+    thread::sleep(Duration::from_secs(3)); // warm-up: allocations, first snapshots
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let pid = s.pid();
+    let ticks0 = thread_ticks(pid);
+    let bytes0 = s.bytes.load(Ordering::Relaxed);
+    let start = Instant::now();
+    let epoch_of = |t: &str| -> Option<u64> {
+        let i = t.find("epoch ")?;
+        t[i + 6..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    };
+    let epoch0 = epoch_of(&s.screen());
+    thread::sleep(Duration::from_secs(secs));
+    let elapsed = start.elapsed().as_secs_f64();
+    let bytes = s.bytes.load(Ordering::Relaxed) - bytes0;
+    let ticks1 = thread_ticks(pid);
+    let epoch1 = epoch_of(&s.screen());
+    let cpu =
+        |name: &str| (ticks_of(&ticks1, name).saturating_sub(ticks_of(&ticks0, name))) as f64 / hz / elapsed * 100.0;
+    let total: u64 = ticks1.iter().map(|(_, t)| t).sum::<u64>() - ticks0.iter().map(|(_, t)| t).sum::<u64>();
+
+    // Key-to-screen latency: `m` swaps which momentum convention is shown first.
+    let mut lat = Vec::new();
+    for i in 0..10 {
+        let want_torch_first = i % 2 == 0;
+        s.press("m");
+        let d = s.wait_for(Duration::from_secs(5), |t| {
+            let k = t.find("(Keras)");
+            let p = t.find("(PyTorch");
+            match (k, p) {
+                (Some(k), Some(p)) => (p < k) == want_torch_first,
+                _ => false,
+            }
+        });
+        match d {
+            Some(d) => lat.push(d.as_secs_f64() * 1000.0),
+            None => panic!("key m did not change the screen in 5 s:\n{}", s.screen()),
+        }
+        thread::sleep(Duration::from_millis(150));
+    }
+    lat.sort_by(f64::total_cmp);
+    let threads: Vec<String> = ticks1.iter().map(|(n, _)| n.clone()).collect();
+
+    println!("bnscope TUI measurement ({COLS}x{ROWS}, {elapsed:.1} s of steady training, args: {args_s})");
+    println!("  first frame after        {first_frame_s:.1} s");
+    if let (Some(a), Some(b)) = (epoch0, epoch1) {
+        println!(
+            "  epochs/s                 {:.1}",
+            (b.saturating_sub(a)) as f64 / elapsed
+        );
+    }
+    println!(
+        "  terminal output          {:.1} KB/s  (target <= 20 KB/s)",
+        bytes as f64 / 1000.0 / elapsed
+    );
+    println!("  UI thread (bnscope-ui)   {:.1} % CPU", cpu("bnscope-ui"));
+    println!("  key reader (bnscope-keys){:.1} % CPU", cpu("bnscope-keys"));
+    println!("  trainer (bnscope-trainer){:.1} % CPU", cpu("bnscope-trainer"));
+    println!(
+        "  whole process            {:.1} % CPU",
+        total as f64 / hz / elapsed * 100.0
+    );
+    println!(
+        "  key->screen latency      median {:.1} ms, max {:.1} ms ({} presses of m)",
+        lat[lat.len() / 2],
+        lat[lat.len() - 1],
+        lat.len()
+    );
+    println!("  threads                  {threads:?}");
+    if !threads.iter().any(|n| n == "bnscope-ui") {
+        println!("  note: no thread named bnscope-ui (is main.rs calling bnscope::tui::run?)");
+    }
+    println!("  final screen:\n{}", s.screen());
+    s.press("q");
+    let _ = s.wait_exit(Duration::from_secs(20));
+}

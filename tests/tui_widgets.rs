@@ -1,0 +1,149 @@
+//! Widget-level tests: render single widgets into a `Buffer` and look at the cells.
+use std::sync::Arc;
+
+use bnscope::protocol::{BnSlot, Event, Latest};
+use bnscope::tui::fixtures::seed_story;
+use bnscope::tui::render::layers::{convergence, ConvergenceGauge};
+use bnscope::tui::render::predictions::Predictions;
+use bnscope::tui::theme::Theme;
+use bnscope::tui::{App, AppEvent, TuiOptions};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::Color;
+use ratatui::widgets::Widget;
+
+fn row(buf: &Buffer, y: u16) -> String {
+    (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect()
+}
+
+fn gauge(theme: &Theme, value: Option<f32>, width: u16) -> Buffer {
+    let area = Rect::new(0, 0, width, 1);
+    let mut buf = Buffer::empty(area);
+    ConvergenceGauge { theme, value }.render(area, &mut buf);
+    buf
+}
+
+#[test]
+fn convergence_is_one_minus_clamped_gap() {
+    assert_eq!(convergence(0.0), 1.0);
+    assert!((convergence(0.95) - 0.05).abs() < 1e-6);
+    assert_eq!(convergence(3.0), 0.0);
+    assert!(convergence(f32::NAN).is_nan());
+}
+
+#[test]
+fn gauge_cells() {
+    let th = Theme::new(false, false);
+    let buf = gauge(&th, Some(0.5), 16);
+    assert_eq!(row(&buf, 0), "█████░░░░░  50 %");
+    // Half is yellow on the red→green ramp; the empty part is dim.
+    assert_eq!(buf[(0, 0)].fg, Color::Yellow);
+    assert_eq!(buf[(9, 0)].fg, Color::DarkGray);
+    assert_eq!(buf[(15, 0)].fg, Color::Yellow);
+
+    let buf = gauge(&th, Some(0.05), 16);
+    assert_eq!(row(&buf, 0), "▌░░░░░░░░░   5 %");
+    assert_eq!(buf[(0, 0)].fg, Color::Red);
+
+    let buf = gauge(&th, Some(1.0), 16);
+    assert_eq!(row(&buf, 0), "██████████ 100 %");
+    assert_eq!(buf[(0, 0)].fg, Color::Green);
+
+    let buf = gauge(&th, Some(f32::NAN), 16);
+    assert_eq!(row(&buf, 0), "░░░░░░░░░░   NaN");
+    assert_eq!(buf[(13, 0)].fg, Color::Red);
+
+    let buf = gauge(&th, None, 16);
+    assert_eq!(row(&buf, 0), "░░░░░░░░░░     –");
+}
+
+#[test]
+fn gauge_ascii_no_color_and_tiny_widths() {
+    let th = Theme::new(true, true);
+    let buf = gauge(&th, Some(0.5), 16);
+    assert_eq!(row(&buf, 0), "#####.....  50 %");
+    assert!(buf.content().iter().all(|c| c.fg == Color::Reset));
+    for w in 0..8 {
+        gauge(&th, Some(0.7), w);
+    }
+}
+
+fn seed_app(opts: TuiOptions) -> App {
+    let slot: BnSlot = Arc::new(Latest::default());
+    let mut app = App::new(&opts, slot.clone());
+    for (ev, snap) in seed_story(5) {
+        if let Some(s) = snap {
+            slot.put(s);
+        }
+        app.handle_event(AppEvent::Trainer(ev));
+    }
+    app
+}
+
+fn predictions(app: &App, w: u16, h: u16) -> Buffer {
+    let area = Rect::new(0, 0, w, h);
+    let mut buf = Buffer::empty(area);
+    Predictions(app).render(area, &mut buf);
+    buf
+}
+
+#[test]
+fn predictions_running_stats() {
+    let app = seed_app(TuiOptions::default());
+    let buf = predictions(&app, 80, 6);
+    let rows: Vec<String> = (0..6).map(|y| row(&buf, y)).collect();
+    assert!(
+        rows[0].contains("predictions · eval: running stats · 1 of 3 right"),
+        "{rows:#?}"
+    );
+    assert!(rows[1].contains("cat") && rows[1].contains("coffee") && rows[1].contains("rocket"));
+    // Everything is predicted as coffee: wrong for cat and rocket, right for coffee.
+    assert!(rows[2].starts_with("│ cat.png    0.01    0.98 ✗  0.01"), "{rows:#?}");
+    assert!(rows[3].starts_with("│ coffee.png 0.00    1.00 ✓  0.00"), "{rows:#?}");
+    assert!(rows[4].starts_with("│ rocket.png 0.02    0.97 ✗  0.01"), "{rows:#?}");
+    assert!(rows[1].contains("1 of 3 right with running stats"), "{rows:#?}");
+    // ✓ is green, ✗ red, the true class is underlined.
+    let x_check = rows[3].chars().position(|c| c == '✓').unwrap() as u16;
+    assert_eq!(buf[(x_check, 3)].fg, Color::Green);
+    let x_cross = rows[2].chars().position(|c| c == '✗').unwrap() as u16;
+    assert_eq!(buf[(x_cross, 2)].fg, Color::Red);
+    assert!(buf[(13, 2)].modifier.contains(ratatui::style::Modifier::UNDERLINED));
+}
+
+#[test]
+fn predictions_follow_the_eval_mode() {
+    let mut app = seed_app(TuiOptions {
+        ascii: true,
+        ..TuiOptions::default()
+    });
+    app.handle_event(AppEvent::Key(KeyEvent::new(KeyCode::Char('e'), KeyModifiers::NONE)));
+    let buf = predictions(&app, 80, 6);
+    let rows: Vec<String> = (0..6).map(|y| row(&buf, y)).collect();
+    assert!(rows[0].contains("eval: batch stats | 3 of 3 right"), "{rows:#?}");
+    assert!(rows[2].starts_with("| cat.png    0.97 ok 0.02"), "{rows:#?}");
+    assert!(rows[4].contains("0.99 ok"), "{rows:#?}");
+    assert!(!rows[2..5].iter().any(|r| r[..38].contains(" X ")), "{rows:#?}");
+}
+
+#[test]
+fn predictions_before_data_and_many_images() {
+    let app = App::new(&TuiOptions::default(), Arc::new(Latest::default()));
+    let buf = predictions(&app, 80, 6);
+    assert!(row(&buf, 1).contains("waiting for the first epoch"));
+
+    // 10 images in a 3-row panel: two shown, then "… 8 more" (img4 and img7 are right).
+    let slot: BnSlot = Arc::new(Latest::default());
+    let mut app = App::new(&TuiOptions::default(), slot);
+    let mut info = (*bnscope::tui::fixtures::run_info()).clone();
+    info.images = (0..10).map(|i| format!("img{i}.png")).collect();
+    info.labels = (0..10).map(|i| i % 3).collect();
+    app.handle_event(AppEvent::Trainer(Event::Started(Arc::new(info))));
+    let mut m = bnscope::tui::fixtures::epoch(5);
+    m.predictions_running = (0..10).map(|_| vec![0.1, 0.8, 0.1]).collect();
+    app.handle_event(AppEvent::Trainer(Event::Epoch(m)));
+    let buf = predictions(&app, 80, 6);
+    let rows: Vec<String> = (0..6).map(|y| row(&buf, y)).collect();
+    assert!(rows[0].contains("3 of 10 right"), "{rows:#?}");
+    assert!(rows[4].contains("… 8 more images, 6 wrong"), "{rows:#?}");
+}
