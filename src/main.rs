@@ -149,6 +149,8 @@ fn run_tui(
     }
     Ok(match reason {
         EndReason::Error => 1,
+        EndReason::Signal => signals::first_signal().map(signals::exit_status).unwrap_or(1),
         _ => 0,
     })
 }
+

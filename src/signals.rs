@@ -5,6 +5,16 @@ use crossbeam_channel::Receiver;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+static FIRST_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// The first signal received, if any (for the exit status).
+pub fn first_signal() -> Option<i32> {
+    match FIRST_SIGNAL.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
 /// Installs the handlers and returns the channel the front end selects on.
 pub fn install() -> Result<Receiver<i32>> {
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
@@ -20,7 +30,8 @@ pub fn install() -> Result<Receiver<i32>> {
                     eprintln!("bnscope: second signal; exiting without waiting");
                     std::process::exit(128 + sig);
                 }
-                let _ = tx.send(sig);
+                FIRST_SIGNAL.store(sig, std::sync::atomic::Ordering::SeqCst);
+            let _ = tx.send(sig);
             }
         })?;
     Ok(rx)
