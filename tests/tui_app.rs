@@ -247,6 +247,12 @@ fn pause_step_and_run_keys() {
     assert_eq!(h.key(' '), vec![Command::Pause]);
     assert!(h.screen(120, 40).contains("paused"));
     assert_eq!(h.key('n'), vec![Command::Step]);
+    assert_eq!(h.app.status_text(), Some("one epoch…"));
+    h.trainer(Event::Epoch(fixtures::epoch(6)));
+    assert_eq!(
+        h.app.status_text(),
+        Some("stepped to epoch 6 · n steps again, space resumes")
+    );
     assert_eq!(h.key(' '), vec![Command::Resume]);
     assert_eq!(h.key('c'), vec![Command::Recalibrate]);
     assert_eq!(h.key('R'), vec![Command::Restart]);
@@ -361,4 +367,80 @@ fn restart_keeps_history_and_marks_it() {
     let s = h.screen(120, 40);
     assert!(s.contains('R'), "{s}");
     assert!(!h.app.is_dirty() || h.app.take_dirty());
+}
+
+/// Epoch `e` of a longer story: eval with running stats stays at 0.333 until epoch `converge`, then 1.0.
+fn long_epoch(e: usize, converge: usize) -> Event {
+    let mut m = fixtures::epoch(e);
+    m.eval_running.acc = if e >= converge { 1.0 } else { 1.0 / 3.0 };
+    m.eval_running.loss = if e >= converge { 0.01 } else { 1.1 };
+    m.train.loss = 0.01;
+    m.eval_batch.loss = 0.01;
+    Event::Epoch(m)
+}
+
+/// The row of `screen` (TestBackend's quoted lines) that starts with `label` in the accuracy panel, as chars.
+fn panel_row(screen: &str, label: &str) -> Vec<char> {
+    let line = screen
+        .lines()
+        .find(|l| l.starts_with(&format!("\"│ {label}")))
+        .unwrap_or_else(|| panic!("no row {label}:\n{screen}"));
+    line.trim_matches('"').chars().collect()
+}
+
+#[test]
+fn long_history_is_aggregated_with_marks_in_place() {
+    let mut h = Harness::new(TuiOptions::default());
+    h.trainer(Event::Started(fixtures::run_info()));
+    for e in 1..=300 {
+        h.trainer(long_epoch(e, 126));
+        if e == 100 {
+            h.key('-');
+        }
+        if e == 250 {
+            h.key('r');
+        }
+    }
+    let s = h.screen(120, 40);
+    // 300 epochs in 33 columns: 10 per column, the whole run on screen.
+    let axis = panel_row(&s, "epoch");
+    let axis_s: String = axis.iter().collect();
+    assert!(axis_s.contains(" 1 "), "{s}");
+    assert!(axis_s.contains("10 epochs/column"), "{s}");
+    assert!(axis_s.contains("300 "), "{s}");
+    // Column j holds epochs 10j+1..=10j+10; the sparkline starts 16 chars into the line ("│ " + 14).
+    let x0 = 16;
+    let events = panel_row(&s, "events");
+    // '-' (marked m) came after epoch 100 (point index 100: epoch 101, column 10), 'r' after epoch 250 (column 25).
+    assert_eq!(events[x0 + 10], 'm', "{s}");
+    assert_eq!(events[x0 + 25], 'r', "{s}");
+    assert_eq!(events[x0 + 29], '·', "{s}");
+    assert_eq!(events[x0 + 30], ' ', "only 30 columns are used: {s}");
+    // Eval running: 0.333 until epoch 125, so the column of epochs 121..130 is half and half (mean 0.667).
+    let running = panel_row(&s, "eval running");
+    assert_eq!(running[x0 + 11], '▃', "{s}");
+    assert_eq!(running[x0 + 12], '▆', "{s}");
+    assert_eq!(running[x0 + 13], '█', "{s}");
+    assert!(s.contains("(col. means)"), "{s}");
+    snapshot("long_run_120x40", &s);
+    // At 80×24 there is no axis row: the accuracy title says what the columns span.
+    let s = h.screen(80, 24);
+    assert!(s.contains("epochs 1–300, 6/col"), "{s}");
+    snapshot("long_run_80x24", &s);
+}
+
+#[test]
+fn short_history_is_one_epoch_per_column() {
+    let mut h = Harness::new(TuiOptions::default());
+    h.trainer(Event::Started(fixtures::run_info()));
+    for e in 1..=33 {
+        h.trainer(long_epoch(e, 20));
+    }
+    let s = h.screen(120, 40);
+    let axis: String = panel_row(&s, "epoch").iter().collect();
+    assert!(axis.contains(" 1 ") && axis.contains(" 33 "), "{s}");
+    assert!(!axis.contains("epochs/column"), "{s}");
+    let running = panel_row(&s, "eval running");
+    assert_eq!(running[16 + 18], '▃', "{s}");
+    assert_eq!(running[16 + 19], '█', "{s}");
 }

@@ -378,7 +378,10 @@ fn signal_test(sig: i32) {
     s.assert_restored();
     // An orderly shutdown on a signal exits with the shell's 128 + signal.
     let code = status.exit_code();
-    assert!(status.signal().is_none() && code == 128 + sig as u32, "exit status {status:?}");
+    assert!(
+        status.signal().is_none() && code == 128 + sig as u32,
+        "exit status {status:?}"
+    );
 }
 
 #[test]
@@ -510,6 +513,14 @@ fn measure() {
         lat[lat.len() / 2],
         lat[lat.len() - 1],
         lat.len()
+    );
+    println!(
+        "  latencies (ms, sorted)   {}",
+        lat.iter().map(|l| format!("{l:.1}")).collect::<Vec<_>>().join(" ")
+    );
+    println!(
+        "  load average at the end  {}",
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
     );
     println!("  threads                  {threads:?}");
     if !threads.iter().any(|n| n == "bnscope-ui") {

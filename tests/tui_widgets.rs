@@ -147,3 +147,43 @@ fn predictions_before_data_and_many_images() {
     assert!(rows[0].contains("3 of 10 right"), "{rows:#?}");
     assert!(rows[4].contains("… 8 more images, 6 wrong"), "{rows:#?}");
 }
+
+fn app_with_epochs(n: usize) -> App {
+    let mut app = App::new(&TuiOptions::default(), Arc::new(Latest::default()));
+    app.handle_event(AppEvent::Trainer(Event::Started(bnscope::tui::fixtures::run_info())));
+    for e in 1..=n {
+        app.handle_event(AppEvent::Trainer(Event::Epoch(bnscope::tui::fixtures::epoch(e))));
+    }
+    app
+}
+
+#[test]
+fn history_window_aggregates_only_when_needed() {
+    use bnscope::tui::render::history::Window;
+    // Up to one epoch per column: as is.
+    let w = Window::new(&app_with_epochs(33), 33);
+    assert_eq!((w.per_col, w.cols, w.abs0), (1, 33, 0));
+    assert_eq!(w.column(32), Some(32));
+    // One more: two per column, aligned to even point numbers.
+    let w = Window::new(&app_with_epochs(34), 33);
+    assert_eq!((w.per_col, w.cols), (2, 17));
+    assert_eq!(w.bucket(16), 32..34);
+    // A mark waiting for its first point gets a column too.
+    let mut app = app_with_epochs(33);
+    app.handle_event(AppEvent::Key(KeyEvent::new(KeyCode::Char('r'), KeyModifiers::NONE)));
+    let w = Window::new(&app, 33);
+    assert_eq!((w.per_col, w.cols), (2, 17));
+    assert_eq!(w.column(33), Some(16));
+    // A full history (1000 kept of 1100): all of it, in at most 33 columns; the oldest bucket is partial.
+    let app = app_with_epochs(1100);
+    let w = Window::new(&app, 33);
+    assert_eq!(w.per_col, 31);
+    assert!(w.cols <= 33);
+    assert_eq!(w.bucket(0), 100..124);
+    assert_eq!(w.bucket(w.cols - 1).end, 1100);
+    assert_eq!(w.column(99), None, "dropped from the history");
+    assert_eq!(w.column(100), Some(0));
+    // Nothing yet, or no room: nothing drawn.
+    assert_eq!(Window::new(&app_with_epochs(0), 33).cols, 0);
+    assert_eq!(Window::new(&app, 0).cols, 0);
+}

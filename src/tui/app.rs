@@ -16,6 +16,9 @@ use super::TuiOptions;
 /// How many epochs the history keeps.
 pub const HISTORY_CAP: usize = 1000;
 
+/// The status while an `n` step is on its way.
+const STEPPING: &str = "one epoch…";
+
 /// The momentum ladder, Keras convention.
 pub const LADDER: &[f64] = &[0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999];
 
@@ -328,6 +331,14 @@ impl App {
                 if self.phase == Phase::Starting {
                     self.phase = Phase::Running;
                 }
+                // The `n` step arrived: say so instead of leaving "one epoch…" up.
+                if self.paused && self.status.as_ref().is_some_and(|(_, t)| t == STEPPING) {
+                    let sep = self.theme.sep();
+                    self.set_status(
+                        Tone::Good,
+                        format!("stepped to epoch {}{sep}n steps again, space resumes", m.epoch),
+                    );
+                }
                 self.latest = Some(m);
             }
             Event::BnReady => {
@@ -497,7 +508,7 @@ impl App {
             }
             Action::Step => {
                 if self.paused {
-                    self.set_status(Tone::Good, "one epoch…");
+                    self.set_status(Tone::Good, STEPPING);
                     vec![Command::Step]
                 } else {
                     self.set_status(Tone::Warn, "n steps only while paused (space pauses)");

@@ -224,6 +224,14 @@ impl Theme {
             "−"
         }
     }
+    /// Between the ends of a range: `1–1000`.
+    pub fn dash(&self) -> &'static str {
+        if self.ascii {
+            "-"
+        } else {
+            "–"
+        }
+    }
     pub fn ellipsis(&self) -> &'static str {
         if self.ascii {
             "..."

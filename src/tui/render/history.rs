@@ -1,4 +1,5 @@
-//! Accuracy and loss history: one-row sparklines on a shared time axis, with event marks.
+//! Accuracy and loss history: one-row sparklines on a shared time axis, with event marks. The whole bounded
+//! history is shown, several epochs per column once it outgrows the width (see `Window` and `Aggregate`).
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
@@ -17,31 +18,116 @@ const ACC_VALUE_W: u16 = 9;
 const LOSS_LABEL_W: u16 = 14;
 const LOSS_VALUE_W: u16 = 8;
 
-/// The visible window: `(first point index in the deque, count, spark width)`.
-struct Window {
-    start: usize,
-    count: usize,
-    width: u16,
-    /// Absolute index of column 0.
-    abs0: u64,
+/// The visible window. The whole bounded history (up to [`HISTORY_CAP`](super::super::app::HISTORY_CAP)
+/// epochs) is shown: one epoch per column while it fits, else `per_col` epochs per column. Buckets are
+/// aligned to multiples of `per_col` in absolute point numbers, so that a column keeps its epochs while
+/// new ones arrive (only the newest column changes, and everything moves left once per `per_col` epochs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Epochs per column (1 early in a run).
+    pub per_col: u64,
+    /// Columns that hold at least one point.
+    pub cols: usize,
+    /// Columns available.
+    pub width: u16,
+    /// Absolute point number where column 0's bucket starts (may precede the oldest point kept).
+    pub abs0: u64,
+    /// Absolute number of the oldest point shown (`History::first`).
+    first: u64,
+    /// One past the newest point.
+    end: u64,
 }
 
-fn window(app: &App, width: u16) -> Window {
+impl Window {
+    /// The window for the app's history in `width` columns.
+    pub fn new(app: &App, width: u16) -> Window {
+        let h = &app.history;
+        let (first, end) = (h.first, h.next_index());
+        let w = width as u64;
+        // A mark that waits for its first point needs a column too.
+        let pending = h.marks.back().is_some_and(|m| m.index >= end);
+        let last = if pending { end } else { end.saturating_sub(1) };
+        let empty = Window {
+            per_col: 1,
+            cols: 0,
+            width,
+            abs0: first,
+            first,
+            end,
+        };
+        if w == 0 || (end == first && !pending) {
+            return empty;
+        }
+        // The fewest epochs per column whose aligned buckets fit.
+        let span = last + 1 - first;
+        let mut k = span.div_ceil(w).max(1);
+        while last / k - first / k + 1 > w {
+            k += 1;
+        }
+        let abs0 = first / k * k;
+        Window {
+            per_col: k,
+            cols: (end.saturating_sub(abs0)).div_ceil(k) as usize,
+            width,
+            abs0,
+            first,
+            end,
+        }
+    }
+
+    /// Absolute point numbers in column `j` (empty for a column with no points).
+    pub fn bucket(&self, j: usize) -> std::ops::Range<u64> {
+        let a = self.abs0 + j as u64 * self.per_col;
+        a.max(self.first)..(a + self.per_col).min(self.end)
+    }
+
+    /// The column of absolute point number `index`, if it is shown.
+    pub fn column(&self, index: u64) -> Option<usize> {
+        if index < self.first {
+            return None;
+        }
+        let c = (index.checked_sub(self.abs0)? / self.per_col) as usize;
+        (c < self.width as usize).then_some(c)
+    }
+}
+
+/// How a column sums up the epochs of its bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Aggregate {
+    /// Accuracy: the bucket's mean, so that a curve that flips between 0.333 and 1.0 shows as the fraction of
+    /// epochs it was right (the last value alone would pick one of them at random).
+    Mean,
+    /// Loss on the log scale: the mean of log10(loss) (the geometric mean), matching the axis; an arithmetic
+    /// mean would let one spike dominate the bucket. Returned as log10.
+    MeanLog10,
+}
+
+/// One value per shown column: `None` where any epoch of the bucket is NaN/Inf (a divergence is never
+/// averaged away).
+fn columns(app: &App, win: &Window, get: impl Fn(&Point) -> f32, how: Aggregate) -> Vec<Option<f32>> {
     let h = &app.history;
-    let n = h.points.len();
-    let mut count = n.min(width as usize);
-    // Leave a column for a mark that waits for its first point.
-    let pending = h.marks.back().is_some_and(|m| m.index >= h.next_index());
-    if pending && count == width as usize && count > 0 {
-        count -= 1;
-    }
-    let start = n - count;
-    Window {
-        start,
-        count,
-        width,
-        abs0: h.first + start as u64,
-    }
+    (0..win.cols)
+        .map(|j| {
+            let r = win.bucket(j);
+            if r.is_empty() {
+                return None;
+            }
+            let pts = h.points.range((r.start - h.first) as usize..(r.end - h.first) as usize);
+            let mut sum = 0f64;
+            let n = r.end - r.start;
+            for p in pts {
+                let v = get(p);
+                if !v.is_finite() {
+                    return None;
+                }
+                sum += match how {
+                    Aggregate::Mean => v as f64,
+                    Aggregate::MeanLog10 => (v.max(1e-8) as f64).log10(),
+                };
+            }
+            Some((sum / n as f64) as f32)
+        })
+        .collect()
 }
 
 /// One curve of a panel: its label, colour, latest value and how to read it from a point.
@@ -82,19 +168,18 @@ fn curves(app: &App) -> [Curve; 3] {
     ]
 }
 
-/// Draws one sparkline row at `(x, y)`: `level(point)` gives `Some(0..=1)` or `None` for NaN/Inf.
+/// Draws one sparkline row at `(x, y)` from column values; `level` maps a value to `Some(0..=1)`.
 fn spark(
-    app: &App,
-    win: &Window,
+    th: &Theme,
+    values: &[Option<f32>],
     (x, y): (u16, u16),
     style: Style,
-    level: impl Fn(&Point) -> Option<f32>,
+    level: impl Fn(f32) -> Option<f32>,
     buf: &mut Buffer,
 ) {
-    let th = &app.theme;
     let levels = th.spark_levels();
-    for (j, p) in app.history.points.iter().skip(win.start).take(win.count).enumerate() {
-        let (sym, st) = match level(p) {
+    for (j, v) in values.iter().enumerate() {
+        let (sym, st) = match v.and_then(&level) {
             Some(v) => {
                 let i = (v.clamp(0.0, 1.0) * (levels.len() - 1) as f32).round() as usize;
                 (levels[i], style)
@@ -105,25 +190,50 @@ fn spark(
     }
 }
 
-/// The events row: a dot per epoch shown, and the marks.
+/// The events row: a dot per column shown, and the marks in the column of their epoch.
 fn events_row(th: &Theme, app: &App, win: &Window, x: u16, y: u16, buf: &mut Buffer) {
-    for j in 0..win.count {
+    for j in 0..win.cols {
         put(buf, x + j as u16, y, th.dot(), th.dim());
     }
     // Marks that share a column move right (or, at the edge, left) to the nearest free one.
     let w = win.width as usize;
     let mut taken = vec![false; w];
     for m in &app.history.marks {
-        if m.index < win.abs0 || m.index >= win.abs0 + w as u64 {
+        let Some(want) = win.column(m.index) else {
             continue;
-        }
-        let want = (m.index - win.abs0) as usize;
+        };
         let Some(col) = (want..w).chain((0..want).rev()).find(|&c| !taken[c]) else {
             break;
         };
         taken[col] = true;
         let mut s = [0u8; 4];
         put(buf, x + col as u16, y, m.symbol.encode_utf8(&mut s), th.mark());
+    }
+}
+
+/// The time axis under the sparklines: the first epoch shown at the left, the last one under the newest
+/// column, and how many epochs a column holds when that is more than one.
+fn axis_row(th: &Theme, app: &App, win: &Window, x: u16, y: u16, buf: &mut Buffer) {
+    let h = &app.history;
+    let (Some(first), Some(last)) = (h.points.front(), h.points.back()) else {
+        return;
+    };
+    let first = first.epoch.to_string();
+    let last = last.epoch.to_string();
+    let end = x + win.cols as u16;
+    buf.set_string(x, y, &first, th.dim());
+    let lx = end.saturating_sub(last.len() as u16);
+    if lx > x + first.len() as u16 {
+        buf.set_string(lx, y, &last, th.dim());
+    }
+    if win.per_col > 1 {
+        let between = lx.saturating_sub(x + first.len() as u16) as usize;
+        let long = format!("{} epochs/column", win.per_col);
+        let short = format!("{}/col", win.per_col);
+        if let Some(text) = [long, short].into_iter().find(|t| t.len() + 2 <= between) {
+            let tx = x + first.len() as u16 + ((between - text.len()) / 2) as u16;
+            buf.set_string(tx, y, text, th.dim());
+        }
     }
 }
 
@@ -146,7 +256,7 @@ fn spark_width(acc: Rect, loss: Option<Rect>) -> u16 {
 
 pub fn render(app: &App, acc_area: Rect, loss_area: Option<Rect>, buf: &mut Buffer) {
     let sw = spark_width(acc_area, loss_area);
-    let win = window(app, sw);
+    let win = Window::new(app, sw);
     render_accuracy(app, acc_area, &win, buf);
     if let Some(l) = loss_area {
         render_loss(app, l, &win, buf);
@@ -173,6 +283,16 @@ fn render_accuracy(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
             },
         ));
     }
+    // Without room for the axis row (80×24), the title says what the columns span.
+    let no_axis = area.height < 7;
+    if no_axis && win.per_col > 1 {
+        if let (Some(a), Some(b)) = (app.history.points.front(), app.history.points.back()) {
+            title.push(Span::styled(
+                format!("{sep}epochs {}{}{}, {}/col ", a.epoch, th.dash(), b.epoch, win.per_col),
+                th.dim(),
+            ));
+        }
+    }
     let block = panel(th, Line::from(title));
     let inner = block.inner(area);
     block.render(area, buf);
@@ -186,7 +306,8 @@ fn render_accuracy(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
         let label_style = if c.headline { th.strong() } else { th.label() };
         buf.set_stringn(inner.x, y, c.label, ACC_LABEL_W as usize - 1, label_style);
         let get = c.get;
-        spark(app, win, (xs, y), c.style, |p| acc_level(get(p).acc), buf);
+        let values = columns(app, win, |p| get(p).acc, Aggregate::Mean);
+        spark(th, &values, (xs, y), c.style, acc_level, buf);
         let mut spans = vec![value_span(c.latest.map_or("–".into(), |m| fmt::acc(m.acc)), c.style)];
         if c.headline {
             spans.push(Span::styled(format!(" {}", th.left_mark()), th.strong()));
@@ -199,16 +320,9 @@ fn render_accuracy(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
         events_row(th, app, win, xs, y, buf);
     }
     let y = inner.y + 4;
-    if y < inner.bottom() && win.count > 0 {
+    if y < inner.bottom() && win.cols > 0 {
         buf.set_stringn(inner.x, y, "epoch", ACC_LABEL_W as usize, th.dim());
-        let pts = &app.history.points;
-        let first = pts[win.start].epoch.to_string();
-        let last = pts[win.start + win.count - 1].epoch.to_string();
-        buf.set_string(xs, y, &first, th.dim());
-        let lx = (xs + win.count as u16).saturating_sub(last.len() as u16);
-        if lx > xs + first.len() as u16 {
-            buf.set_string(lx, y, &last, th.dim());
-        }
+        axis_row(th, app, win, xs, y, buf);
     }
 }
 
@@ -217,32 +331,37 @@ fn render_loss(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
     let block = panel(th, title_span(th, "loss (log scale)"));
     let inner = block.inner(area);
     block.render(area, buf);
-    // One log scale for the three curves over the visible window.
-    let visible = || app.history.points.iter().skip(win.start).take(win.count);
-    let logs = visible()
-        .flat_map(|p| [p.train.loss, p.running.loss, p.batch.loss])
-        .filter(|l| l.is_finite())
-        .map(|l| l.max(1e-8).log10());
-    let (lo, hi) = logs.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    // One log scale for the three curves over the columns shown (of the values drawn, i.e. bucket means).
+    let cs = curves(app);
+    let values: Vec<Vec<Option<f32>>> = cs
+        .iter()
+        .map(|c| {
+            let get = c.get;
+            columns(app, win, |p| get(p).loss, Aggregate::MeanLog10)
+        })
+        .collect();
+    let (lo, hi) = values
+        .iter()
+        .flatten()
+        .flatten()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
     let level = move |l: f32| -> Option<f32> {
-        if !l.is_finite() {
-            return None;
-        }
         if hi - lo < 1e-6 {
             return Some(0.5);
         }
-        Some((l.max(1e-8).log10() - lo) / (hi - lo))
+        Some((l - lo) / (hi - lo))
     };
     let xs = inner.x + LOSS_LABEL_W;
     let xv = xs + win.width + 1;
-    for (i, c) in curves(app).into_iter().enumerate() {
+    for (i, (c, values)) in cs.into_iter().zip(&values).enumerate() {
         let y = inner.y + i as u16;
         if y >= inner.bottom() {
             return;
         }
         buf.set_stringn(inner.x, y, c.label, LOSS_LABEL_W as usize - 1, th.label());
-        let get = c.get;
-        spark(app, win, (xs, y), c.style, |p| level(get(p).loss), buf);
+        spark(th, values, (xs, y), c.style, level, buf);
         let text = c.latest.map_or("–".into(), |m| fmt::loss(m.loss));
         buf.set_stringn(xv, y, format!("{text:>7}"), LOSS_VALUE_W as usize, c.style);
     }
@@ -253,12 +372,16 @@ fn render_loss(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
     }
     let y = inner.y + 4;
     if y < inner.bottom() && lo.is_finite() {
-        let text = format!(
+        let mut text = format!(
             "range {} {} {}",
             fmt::loss(10f32.powf(lo)),
             th.arrow(),
             fmt::loss(10f32.powf(hi))
         );
+        // Several epochs per column: the range is of the columns' geometric means (see `Aggregate`).
+        if win.per_col > 1 && text.chars().count() + 13 <= win.width as usize {
+            text.push_str(" (col. means)");
+        }
         buf.set_stringn(inner.x, y, "scale", LOSS_LABEL_W as usize, th.dim());
         buf.set_stringn(xs, y, text, win.width as usize, th.dim());
     }
