@@ -47,6 +47,12 @@ pub fn peak_rss_mb() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Resets the peak-RSS counter (`VmHWM`) to the current RSS, so that each configuration of `bench --all` reports
+/// its own peak rather than the largest so far (Linux ≥ 4.0; elsewhere the peak stays process-wide).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(|a, b| a.total_cmp(b));
     let med = if v.len() % 2 == 1 {
@@ -66,6 +72,7 @@ pub fn bench_one(
     warmup: usize,
     dev: &Device,
 ) -> Result<BenchResult> {
+    reset_peak_rss();
     let data = crate::data::embedded(size)?;
     let per = 3 * size * size;
     let mut pixels = Vec::with_capacity(batch * per);

@@ -143,6 +143,23 @@ impl BatchNorm2d {
             }
             BnMode::Train | BnMode::EvalBatch => {
                 let count = n * h * w;
+                let unbias = if count > 1 {
+                    count as f64 / (count as f64 - 1.0)
+                } else {
+                    1.0
+                };
+                let (gamma, beta) = (self.weight.as_tensor(), self.bias.as_tensor());
+                if crate::kernels::applies(&[x, gamma, beta]) {
+                    // Fused CPU kernel (one op forward, one backward); same semantics as the composite below.
+                    let (y, mean, var) = crate::kernels::bn::batch_norm_train(x, gamma, beta, self.eps)?;
+                    if mode == BnMode::Train {
+                        let dev = x.device();
+                        let bm = Tensor::from_vec(mean, c, dev)?;
+                        let bv: Vec<f32> = var.iter().map(|&v| (v as f64 * unbias) as f32).collect();
+                        self.update(bm, Tensor::from_vec(bv, c, dev)?)?;
+                    }
+                    return Ok(y);
+                }
                 let mean = (x.sum_keepdim((0, 2, 3))? / count as f64)?;
                 let centered = x.broadcast_sub(&mean)?;
                 let var = (centered.sqr()?.sum_keepdim((0, 2, 3))? / count as f64)?;
@@ -153,11 +170,6 @@ impl BatchNorm2d {
                     .broadcast_add(&self.bias.as_tensor().reshape(shape)?)?;
                 if mode == BnMode::Train {
                     let bm = mean.flatten_all()?.detach();
-                    let unbias = if count > 1 {
-                        count as f64 / (count as f64 - 1.0)
-                    } else {
-                        1.0
-                    };
                     let bv = (var.flatten_all()?.detach() * unbias)?;
                     self.update(bm, bv)?;
                 }

@@ -9,6 +9,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod headless;
+pub mod kernels;
 pub mod log;
 pub mod models;
 pub mod optim;

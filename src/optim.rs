@@ -33,6 +33,9 @@ pub struct Optimizer {
     vars: Vec<Var>,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
+    /// The moments on the host while the fused CPU update (`crate::kernels::adam`) owns them; `m`/`v` are stale
+    /// then. Converted back when the tensor path runs or a checkpoint is written.
+    host: Option<Vec<(Vec<f32>, Vec<f32>)>>,
     step: u64,
 }
 
@@ -51,6 +54,7 @@ impl Optimizer {
             vars,
             m,
             v,
+            host: None,
             step: 0,
         })
     }
@@ -82,6 +86,29 @@ impl Optimizer {
                 let t = self.step as i32;
                 let c1 = 1.0 - BETA1.powi(t);
                 let c2 = 1.0 - BETA2.powi(t);
+                if self
+                    .vars
+                    .iter()
+                    .all(|v| crate::kernels::applies(&[v.as_tensor()]) && v.is_contiguous())
+                {
+                    let h = crate::kernels::adam::AdamStep {
+                        lr: self.lr,
+                        beta1: BETA1,
+                        beta2: BETA2,
+                        eps: ADAM_EPS,
+                        c1,
+                        c2,
+                    };
+                    self.host_moments()?;
+                    let host = self.host.as_mut().expect("host moments");
+                    for (var, (m, v)) in self.vars.iter().zip(host.iter_mut()) {
+                        if let Some(g) = grads.get(var) {
+                            crate::kernels::adam::step(var.as_tensor(), g, m, v, &h)?;
+                        }
+                    }
+                    return Ok(());
+                }
+                self.sync_moments()?;
                 let step_size = self.lr / c1;
                 for (i, var) in self.vars.iter().enumerate() {
                     let Some(g) = grads.get(var) else { continue };
@@ -98,11 +125,48 @@ impl Optimizer {
         Ok(())
     }
 
+    /// The moments as host vectors for the fused update (moved there from the tensors on first use).
+    fn host_moments(&mut self) -> Result<()> {
+        if self.host.is_none() {
+            let mut h = Vec::with_capacity(self.m.len());
+            for (m, v) in self.m.iter().zip(&self.v) {
+                h.push((m.flatten_all()?.to_vec1::<f32>()?, v.flatten_all()?.to_vec1::<f32>()?));
+            }
+            self.host = Some(h);
+        }
+        Ok(())
+    }
+
+    /// Moment tensors as of now, whichever path last updated them.
+    fn moment_tensors(&self) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+        match &self.host {
+            None => Ok((self.m.clone(), self.v.clone())),
+            Some(h) => {
+                let (mut ms, mut vs) = (vec![], vec![]);
+                for ((m, v), t) in h.iter().zip(&self.m) {
+                    ms.push(Tensor::from_slice(m, t.shape(), t.device())?);
+                    vs.push(Tensor::from_slice(v, t.shape(), t.device())?);
+                }
+                Ok((ms, vs))
+            }
+        }
+    }
+
+    /// Brings the moment tensors up to date and drops the host copies.
+    fn sync_moments(&mut self) -> Result<()> {
+        if self.host.is_some() {
+            (self.m, self.v) = self.moment_tensors()?;
+            self.host = None;
+        }
+        Ok(())
+    }
+
     /// Moment estimates and step count as named tensors, for checkpoints (`names` parallel to the vars).
     pub fn state_dict(&self, names: &[String]) -> Result<HashMap<String, Tensor>> {
         let mut sd = HashMap::new();
+        let (ms, vs) = self.moment_tensors()?;
         for (i, name) in names.iter().enumerate() {
-            if let (Some(m), Some(v)) = (self.m.get(i), self.v.get(i)) {
+            if let (Some(m), Some(v)) = (ms.get(i), vs.get(i)) {
                 sd.insert(format!("optim.{name}.exp_avg"), m.clone());
                 sd.insert(format!("optim.{name}.exp_avg_sq"), v.clone());
             }
@@ -116,6 +180,7 @@ impl Optimizer {
 
     /// Restores what [`Self::state_dict`] wrote; missing moments are left at zero.
     pub fn load_state_dict(&mut self, names: &[String], sd: &HashMap<String, Tensor>) -> Result<()> {
+        self.sync_moments()?;
         for (i, name) in names.iter().enumerate() {
             if i >= self.m.len() {
                 break;

@@ -12,6 +12,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 static OWN_KERNELS: AtomicBool = AtomicBool::new(true);
 
@@ -48,7 +49,11 @@ impl MaxPool {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if own_kernels() && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
-            x.contiguous()?.apply_op1(*self)
+            // Keeps the argmax of each window from the forward pass so the backward pass is a scatter.
+            x.contiguous()?.apply_op1(MaxPoolSaved {
+                pool: *self,
+                idx: Arc::new(OnceLock::new()),
+            })
         } else {
             self.forward_composite(x)
         }
@@ -109,6 +114,9 @@ fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
 impl MaxPool {
     /// For each output cell, the flat index (within its plane) of the first maximum, or `usize::MAX` if the window
     /// holds only padding.
+    ///
+    /// Speed: the window is clipped to the image once per output cell (no per-element bounds tests), and planes
+    /// without NaN take a branch-light comparison; planes with a NaN take the exact original rule (a NaN wins).
     fn argmax_plane(
         &self,
         src: &[f32],
@@ -119,29 +127,40 @@ impl MaxPool {
         out: &mut [f32],
         idx: Option<&mut [usize]>,
     ) {
-        let (k, s, p) = (self.kernel, self.stride, self.padding);
         let mut idx = idx;
+        let has_nan = src.iter().any(|v| v.is_nan());
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        // Clipped window [lo, hi) along one axis for output position o.
+        let clip = |o: usize, n: usize| -> (usize, usize) {
+            let start = o * s;
+            let lo = p.saturating_sub(start).min(k);
+            let hi = (n + p).saturating_sub(start).min(k);
+            (lo, hi.max(lo))
+        };
         for oy in 0..oh {
+            let (ky0, ky1) = clip(oy, h);
             for ox in 0..ow {
+                let (kx0, kx1) = clip(ox, w);
                 let mut best = f32::NEG_INFINITY;
                 let mut at = usize::MAX;
-                for ky in 0..k {
-                    let y = (oy * s + ky) as isize - p as isize;
-                    if y < 0 || y >= h as isize {
-                        continue;
-                    }
-                    for kx in 0..k {
-                        let xx = (ox * s + kx) as isize - p as isize;
-                        if xx < 0 || xx >= w as isize {
-                            continue;
+                for ky in ky0..ky1 {
+                    let row = (oy * s + ky - p) * w + ox * s - p;
+                    let cells = &src[row + kx0..row + kx1];
+                    if !has_nan {
+                        for (j, &v) in cells.iter().enumerate() {
+                            if v > best || at == usize::MAX {
+                                best = v;
+                                at = row + kx0 + j;
+                            }
                         }
-                        let i = y as usize * w + xx as usize;
-                        let v = src[i];
-                        if v > best || v.is_nan() || at == usize::MAX {
-                            best = v;
-                            at = i;
-                            if v.is_nan() {
-                                break;
+                    } else {
+                        for (j, &v) in cells.iter().enumerate() {
+                            if v > best || v.is_nan() || at == usize::MAX {
+                                best = v;
+                                at = row + kx0 + j;
+                                if v.is_nan() {
+                                    break;
+                                }
                             }
                         }
                     }
@@ -198,6 +217,84 @@ impl CustomOp2 for MaxPoolBackward {
                 let mut scratch = vec![0f32; oh * ow];
                 let mut idx = vec![0usize; oh * ow];
                 self.0.argmax_plane(plane, h, w, oh, ow, &mut scratch, Some(&mut idx));
+                for (&i, &g) in idx.iter().zip(gout) {
+                    if i != usize::MAX {
+                        gin[i] += g;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(dst), Shape::from((n, c, h, w))))
+    }
+}
+
+/// The forward op used by [`MaxPool::forward`] on the CPU: as the `CustomOp1` of [`MaxPool`], but it keeps each
+/// window's argmax (within its plane) so that the backward pass scatters instead of searching again.
+struct MaxPoolSaved {
+    pool: MaxPool,
+    idx: Arc<OnceLock<Vec<usize>>>,
+}
+
+impl CustomOp1 for MaxPoolSaved {
+    fn name(&self) -> &'static str {
+        "bnscope-maxpool2d"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = layout.shape().dims4()?;
+        let src = contiguous(storage, layout)?;
+        let (oh, ow) = (self.pool.out_size(h), self.pool.out_size(w));
+        let mut dst = vec![0f32; n * c * oh * ow];
+        let mut idx = vec![0usize; n * c * oh * ow];
+        dst.par_chunks_mut(oh * ow)
+            .zip(idx.par_chunks_mut(oh * ow))
+            .zip(src.par_chunks(h * w))
+            .for_each(|((out, ix), plane)| self.pool.argmax_plane(plane, h, w, oh, ow, out, Some(ix)));
+        let _ = self.idx.set(idx);
+        Ok((CpuStorage::F32(dst), Shape::from((n, c, oh, ow))))
+    }
+
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        match self.idx.get() {
+            Some(idx) => {
+                let op = MaxPoolScatter {
+                    idx,
+                    dims: arg.dims4()?,
+                };
+                Ok(Some(grad_res.contiguous()?.apply_op1_no_bwd(&op)?))
+            }
+            None => self.pool.bwd(arg, res, grad_res),
+        }
+    }
+}
+
+/// `grad_output -> grad_input` from saved argmax indices.
+struct MaxPoolScatter<'a> {
+    idx: &'a [usize],
+    dims: (usize, usize, usize, usize),
+}
+
+impl CustomOp1 for MaxPoolScatter<'_> {
+    fn name(&self) -> &'static str {
+        "bnscope-maxpool2d-scatter"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = self.dims;
+        let grad = contiguous(storage, layout)?;
+        let planes = n * c;
+        if grad.len() != self.idx.len() || planes == 0 || grad.len() % planes != 0 {
+            candle_core::bail!(
+                "max-pool backward: gradient of {} cells for {} indices",
+                grad.len(),
+                self.idx.len()
+            );
+        }
+        let per = grad.len() / planes;
+        let mut dst = vec![0f32; n * c * h * w];
+        dst.par_chunks_mut(h * w)
+            .zip(grad.par_chunks(per))
+            .zip(self.idx.par_chunks(per))
+            .for_each(|((gin, gout), idx)| {
                 for (&i, &g) in idx.iter().zip(gout) {
                     if i != usize::MAX {
                         gin[i] += g;

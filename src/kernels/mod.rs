@@ -1,0 +1,143 @@
+//! bnscope's own CPU kernels, wired into candle as custom ops so that autograd and the optimizer keep working.
+//!
+//! Why they exist (candle 0.11.1, CPU, f32, measured on a 2-vCPU EPYC, see `docs/PERFORMANCE.md`):
+//! * [`conv`]: candle's conv2d forward is im2col + gemm but allocates and zero-fills per call, and its backward
+//!   computes the input gradient with `conv_transpose2d` in direct loops (~10× slower than PyTorch) and the weight
+//!   gradient with another slow path. Here forward, input gradient and weight gradient are each one gemm (the
+//!   `gemm` crate, the one candle uses) around im2col / col2im, sharing scratch buffers.
+//! * [`bn`]: candle builds train-mode BatchNorm out of ~10 tensor ops forward and ~20 backward, each a full pass
+//!   over the activation plus an allocation. The fused op does two passes forward and two backward.
+//! * `crate::optim` uses [`adam`] for a one-pass in-place Adam update instead of ~10 tensor ops per parameter.
+//!
+//! Every kernel is used only on the CPU, for f32, and while [`crate::pool::own_kernels`] is on; otherwise the
+//! callers fall back to candle's ops. Each is tested against candle's reference ops in `tests/kernels.rs`.
+pub mod adam;
+pub mod bn;
+pub mod conv;
+pub mod im2col;
+
+use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
+
+/// Whether the own kernels apply to these tensors: switch on, CPU, f32. The first time they do, the allocator is
+/// tuned (see [`tune_allocator`]).
+pub fn applies(ts: &[&Tensor]) -> bool {
+    let yes = crate::pool::own_kernels() && ts.iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32);
+    if yes {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(tune_allocator);
+    }
+    yes
+}
+
+/// Keeps freed activation buffers in the process instead of handing them back to the kernel.
+///
+/// Why: every candle op allocates its output (and autograd allocates a zeroed gradient plus a sum per node).
+/// glibc's default dynamic thresholds serve multi-MB blocks with fresh `mmap`s or trim them off the heap top when
+/// freed, so each step page-faults its activations back in: ~10 k faults per resnet18@64 step, and a 1×1 conv at
+/// 56×56 took 4.5 ms instead of 2.3 ms. A fixed 32 MiB mmap threshold with no trimming lets the heap keep its
+/// high-water mark (which the peak RSS is anyway). glibc only; elsewhere a no-op.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_TRIM_THRESHOLD: i32 = -1;
+        const M_TOP_PAD: i32 = -2;
+        const M_MMAP_THRESHOLD: i32 = -3;
+        // SAFETY: plain glibc tuning calls; they only change the thresholds of later allocations.
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 32 << 20);
+            mallopt(M_TRIM_THRESHOLD, i32::MAX);
+            mallopt(M_TOP_PAD, 16 << 20);
+        }
+    }
+}
+
+/// The f32 slice behind a contiguous layout.
+pub(crate) fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{what}: input must be contiguous")))?;
+    Ok(&s.as_slice::<f32>()?[a..b])
+}
+
+/// A raw pointer that may cross threads; users guarantee disjoint writes.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub *mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// # Safety
+    /// `off..off + len` must be inside the allocation and not written by anyone else meanwhile.
+    #[inline]
+    pub unsafe fn slice_mut<'a>(self, off: usize, len: usize) -> &'a mut [f32] {
+        std::slice::from_raw_parts_mut(self.0.add(off), len)
+    }
+}
+
+/// A zeroed `Vec<f32>` of length `n` for a kernel's output. (Every kernel overwrites all of it; writing into
+/// uninitialised memory through slices would skip this pass but is not sound Rust. The pass costs ~1 % of a step.)
+pub(crate) fn output_vec(n: usize) -> Vec<f32> {
+    vec![0f32; n]
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<[Vec<f32>; 2]> = const { std::cell::RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// Runs `f` with two scratch buffers of at least `a` and `b` elements (contents left from earlier use). They are kept per
+/// thread and only grow, so the hot loops neither allocate nor page-fault after the first step; their size is
+/// bounded by the largest layer's im2col matrix (≈ 7 M floats for resnet50@224, batch 3).
+pub(crate) fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            let [x, y] = &mut *bufs;
+            for (buf, n) in [(&mut *x, a), (&mut *y, b)] {
+                if buf.len() < n {
+                    *buf = vec![0f32; n];
+                }
+            }
+            f(&mut x[..a], &mut y[..b])
+        }
+        // Re-entered (a kernel called from inside another on the same thread): plain allocations.
+        Err(_) => f(&mut vec![0f32; a], &mut vec![0f32; b]),
+    })
+}
+
+/// `dst (m×n) = [dst +] a (m×k) · b (k×n)` with explicit row/column strides (in elements), f32.
+///
+/// # Safety
+/// The pointers with their strides must address valid, non-overlapping (dst vs. a/b) memory.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: isize,
+    dst_cs: isize,
+    accumulate: bool,
+    a: *const f32,
+    a_rs: isize,
+    a_cs: isize,
+    b: *const f32,
+    b_rs: isize,
+    b_cs: isize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    // Below ~1 MFLOP the fork/join costs more than it gains.
+    let par = if threads > 1 && m * n * k >= 1 << 18 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    gemm::gemm(
+        m, n, k, dst, dst_cs, dst_rs, accumulate, a, a_cs, a_rs, b, b_cs, b_rs, 1.0f32, 1.0f32, false, false, false,
+        par,
+    )
+}
