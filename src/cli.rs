@@ -96,6 +96,10 @@ pub struct RunArgs {
     /// Continue from a checkpoint written by --checkpoint.
     #[arg(long, value_name = "FILE")]
     pub resume: Option<PathBuf>,
+    /// At most N epochs a second, 0 for full speed (default: 20 in the TUI, so the mystery stays on screen long enough
+    /// to see; full speed headless). `<` and `>` change it in the TUI.
+    #[arg(long, value_name = "N")]
+    pub pace: Option<f64>,
     /// Start paused (TUI: press space to run, n to step).
     #[arg(long)]
     pub paused: bool,
@@ -183,6 +187,11 @@ impl RunArgs {
         }
         if self.epochs == Some(0) {
             return Err(usage("--epochs 0: must be at least 1"));
+        }
+        if let Some(p) = self.pace {
+            if !p.is_finite() || p < 0.0 {
+                return Err(usage(format!("--pace {p}: must be a number of epochs a second ≥ 0 (0: full speed)")));
+            }
         }
         if self.fps == 0 || self.fps > 60 {
             return Err(usage(format!("--fps {}: must be between 1 and 60", self.fps)));

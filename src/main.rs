@@ -8,6 +8,10 @@ use bnscope::protocol::EndReason;
 use bnscope::trainer::{Resume, TrainConfig, Trainer};
 use bnscope::{bench, checkpoint, data, device, headless, log::JsonlLog, signals, trainer};
 
+/// Epochs a second in the TUI unless `--pace` says otherwise: at full speed the tiny preset's running statistics
+/// converge by themselves within seconds, before a newcomer has read the screen.
+const DEFAULT_TUI_PACE: f64 = 20.0;
+
 fn main() {
     install_panic_hook();
     let cli = match cli::parse() {
@@ -106,6 +110,12 @@ fn run(cli: cli::Cli) -> Result<i32> {
     cfg.bn_eps = a.bn_eps;
     cfg.checkpoint = a.checkpoint.clone();
     cfg.start_paused = a.paused && !headless;
+    cfg.pace = match a.pace {
+        Some(p) if p > 0.0 => Some(p),
+        Some(_) => None,
+        None if headless => None,
+        None => Some(DEFAULT_TUI_PACE),
+    };
     // The log is created last, so that a bad flag or file never truncates an existing log.
     let log = match &a.log {
         Some(p) => Some(JsonlLog::create(p, a.log_bn)?),

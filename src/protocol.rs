@@ -97,6 +97,8 @@ pub struct RunInfo {
     pub bn_layers: Vec<BnLayerInfo>,
     /// Epoch the run starts from (non-zero after `--resume`).
     pub start_epoch: usize,
+    /// Most epochs a second (`None`: as fast as the hardware goes).
+    pub pace: Option<f64>,
 }
 
 /// Loss and accuracy of one pass.
@@ -169,6 +171,7 @@ pub enum EventKind {
     Recalibrate,
     Restart,
     Cumulative,
+    Pace,
     Diverged,
 }
 
@@ -183,6 +186,7 @@ impl EventKind {
             EventKind::Recalibrate => "recalibrate",
             EventKind::Restart => "restart",
             EventKind::Cumulative => "cumulative",
+            EventKind::Pace => "pace",
             EventKind::Diverged => "diverged",
         }
     }
@@ -232,6 +236,8 @@ pub enum Command {
     Recalibrate,
     /// New weights (a new seed derived from the old one), fresh optimizer and stats.
     Restart,
+    /// At most this many epochs a second (`None`: full speed). A slower pace leaves time to watch the mystery.
+    SetPace(Option<f64>),
     /// The front end switched the headline evaluation mode; the trainer records it in the log.
     NoteEvalMode(EvalMode),
     /// Stop: write the checkpoint (if asked) and the `end` record, send [`Event::Finished`], exit.

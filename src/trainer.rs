@@ -39,6 +39,8 @@ pub struct TrainConfig {
     pub bn_eps: f64,
     pub checkpoint: Option<PathBuf>,
     pub start_paused: bool,
+    /// Most epochs a second (`None`: full speed).
+    pub pace: Option<f64>,
 }
 
 impl TrainConfig {
@@ -57,6 +59,7 @@ impl TrainConfig {
             bn_eps: 1e-5,
             checkpoint: None,
             start_paused: false,
+            pace: None,
         }
     }
 }
@@ -95,6 +98,8 @@ pub struct Trainer {
     acc_seen: usize,
     step_times: Vec<f64>,
     fault: Option<(String, usize)>,
+    pace: Option<f64>,
+    epoch_started: Option<Instant>,
 }
 
 /// Fault injection for tests: `BNSCOPE_FAULT=panic@N` panics and `error@N` fails at the start of epoch N.
@@ -156,6 +161,8 @@ impl Trainer {
             acc_seen: 0,
             step_times: vec![],
             fault: fault_from_env(),
+            pace: cfg.pace,
+            epoch_started: None,
             cfg,
             data,
             device,
@@ -239,7 +246,18 @@ impl Trainer {
                 })
                 .collect(),
             start_epoch: self.start_epoch,
+            pace: self.pace,
         }
+    }
+
+    /// While running at a pace, the instant the next epoch may start (`None`: now).
+    fn pace_deadline(&self) -> Option<Instant> {
+        let (pace, started) = (self.pace?, self.epoch_started?);
+        if self.position != 0 || self.paused || pace <= 0.0 {
+            return None;
+        }
+        let at = started + Duration::from_secs_f64(1.0 / pace);
+        (at > Instant::now()).then_some(at)
     }
 
     /// True when `--epochs` is reached.
@@ -289,6 +307,14 @@ impl Trainer {
                 self.restart()?;
                 Some((EventKind::Restart, format!("seed {}", self.seed)))
             }
+            Command::SetPace(p) => {
+                self.pace = p.filter(|v| v.is_finite() && *v > 0.0);
+                let v = match self.pace {
+                    Some(p) => format!("{p} epochs/s"),
+                    None => "full speed".into(),
+                };
+                Some((EventKind::Pace, v))
+            }
             Command::NoteEvalMode(mode) => Some((EventKind::EvalMode, mode.as_str().to_string())),
             Command::Quit(_) => None,
         };
@@ -296,6 +322,7 @@ impl Trainer {
             let v = match kind {
                 EventKind::Momentum => json!(self.momentum),
                 EventKind::Cumulative => json!(self.cumulative),
+                EventKind::Pace => json!(self.pace),
                 _ if value.is_empty() => serde_json::Value::Null,
                 _ => json!(value),
             };
@@ -586,11 +613,18 @@ fn run_loop(t: &mut Trainer, rx: &Receiver<Command>, tx: &Sender<Event>, slot: &
     loop {
         // Apply every pending command before the next step.
         loop {
-            let cmd = if t.paused && t.pending_steps == 0 || t.done() {
-                // Idle: wait, but wake up now and then to notice a dropped receiver.
-                match rx.recv_timeout(Duration::from_millis(500)) {
+            let idle = t.paused && t.pending_steps == 0 || t.done();
+            let pace_wait = if idle { None } else { t.pace_deadline() };
+            let cmd = if idle || pace_wait.is_some() {
+                // Idle, or waiting for the pace: wait for a command, but wake up now and then to notice a dropped
+                // receiver (and, at a pace, when the next epoch is due).
+                let until = pace_wait.unwrap_or_else(|| Instant::now() + Duration::from_millis(500));
+                match rx.recv_deadline(until) {
                     Ok(c) => c,
                     Err(RecvTimeoutError::Timeout) => {
+                        if pace_wait.is_some() {
+                            continue;
+                        }
                         if t.done() {
                             return Ok(EndReason::Done);
                         }
@@ -635,6 +669,9 @@ fn run_loop(t: &mut Trainer, rx: &Receiver<Command>, tx: &Sender<Event>, slot: &
             return Ok(EndReason::Done);
         }
         let single = t.paused;
+        if t.position == 0 {
+            t.epoch_started = Some(Instant::now());
+        }
         let outcome = t.step()?;
         if single {
             t.pending_steps = t.pending_steps.saturating_sub(1);

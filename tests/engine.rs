@@ -202,3 +202,35 @@ fn the_thread_speaks_the_protocol() {
     assert!(epochs >= 3);
     handle.join().unwrap();
 }
+
+#[test]
+fn pace_caps_epochs_per_second() {
+    let mut cfg = TrainConfig::new(Preset::Tiny);
+    cfg.pace = Some(10.0);
+    cfg.image_size = 16;
+    let t = Trainer::new(cfg, data::embedded(16).unwrap(), Device::Cpu, "cpu".into(), None, None).unwrap();
+    let (link, handle) = t.spawn().unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        if let Event::Epoch(_) = link.events.recv_timeout(std::time::Duration::from_secs(30)).unwrap() {
+            seen.push(std::time::Instant::now());
+        }
+    }
+    // Three intervals at 10 epochs a second take at least 0.3 s, however fast the machine.
+    let span = seen[3] - seen[0];
+    assert!(span >= std::time::Duration::from_millis(280), "{span:?}");
+    // Full speed again: the command is applied while the trainer waits for the pace.
+    link.commands.send(Command::SetPace(None)).unwrap();
+    link.commands.send(Command::Quit(EndReason::Quit)).unwrap();
+    loop {
+        match link.events.recv_timeout(std::time::Duration::from_secs(30)).unwrap() {
+            Event::Applied { what, value, .. } => assert_eq!((what, value.as_str()), (EventKind::Pace, "full speed")),
+            Event::Finished { reason, .. } => {
+                assert_eq!(reason, EndReason::Quit);
+                break;
+            }
+            _ => {}
+        }
+    }
+    handle.join().unwrap();
+}

@@ -214,6 +214,19 @@ fn finished_by_itself_stays_open() {
 }
 
 #[test]
+fn pace_ladder() {
+    let mut h = Harness::seed();
+    // The fixture runs at full speed: slower starts at the top of the pace ladder.
+    assert_eq!(h.key('<'), vec![Command::SetPace(Some(100.0))]);
+    assert_eq!(h.key(','), vec![Command::SetPace(Some(50.0))]);
+    assert!(h.screen(120, 40).contains("pace 50 epochs/s"));
+    assert_eq!(h.key('>'), vec![Command::SetPace(Some(100.0))]);
+    assert_eq!(h.key('.'), vec![Command::SetPace(None)]);
+    assert!(h.app.status_text().unwrap().contains("full speed"));
+    assert!(!h.screen(120, 40).contains("epochs/s"));
+}
+
+#[test]
 fn momentum_ladder_and_cumulative() {
     let mut h = Harness::seed();
     let ups: Vec<_> = (0..4).flat_map(|_| h.key(']')).collect();

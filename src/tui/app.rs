@@ -21,6 +21,8 @@ const STEPPING: &str = "one epoch…";
 
 /// The momentum ladder, Keras convention.
 pub const LADDER: &[f64] = &[0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999];
+/// The pace ladder in epochs a second, slow to fast; past the top is full speed (`None`).
+pub const PACES: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0];
 
 /// Everything the UI thread reacts to, as one enum.
 #[derive(Debug)]
@@ -121,6 +123,8 @@ pub struct App {
     pub(crate) cumulative: bool,
     /// A momentum/cumulative command is in flight: don't let epoch reports overwrite the display.
     setting_pending: bool,
+    /// Epochs a second the trainer is held to (`None`: full speed).
+    pub(crate) pace: Option<f64>,
     /// Show the PyTorch/candle convention first.
     pub(crate) torch_first: bool,
     pub(crate) paused: bool,
@@ -152,6 +156,7 @@ impl App {
             momentum: 0.99,
             cumulative: false,
             setting_pending: false,
+            pace: None,
             torch_first: false,
             paused: false,
             phase: Phase::Starting,
@@ -310,6 +315,7 @@ impl App {
                 }
                 self.momentum = info.momentum;
                 self.cumulative = info.cumulative;
+                self.pace = info.pace;
                 self.setting_pending = false;
                 self.info = Some(info);
                 self.selected = self.selected.min(self.layer_count().saturating_sub(1));
@@ -495,6 +501,21 @@ impl App {
                 };
                 self.set_status(Tone::Good, format!("{s}{sep}sent"));
                 vec![Command::SetCumulative(self.cumulative)]
+            }
+            Action::Slower | Action::Faster => {
+                let next = match (action, self.pace) {
+                    (Action::Slower, None) => PACES.last().copied(),
+                    (Action::Slower, Some(p)) => Some(PACES.iter().rev().copied().find(|&v| v < p - 1e-9).unwrap_or(p)),
+                    (_, None) => None,
+                    (_, Some(p)) => PACES.iter().copied().find(|&v| v > p + 1e-9),
+                };
+                self.pace = next;
+                let words = match next {
+                    Some(p) => format!("pace {} epochs/s", super::fmt::momentum(p)),
+                    None => "full speed".to_string(),
+                };
+                self.set_status(Tone::Good, format!("{words}{sep}sent"));
+                vec![Command::SetPace(next)]
             }
             Action::PauseResume => {
                 self.paused = !self.paused;

@@ -20,6 +20,7 @@ pub const TINY_BN: &[(&str, usize)] = &[
 /// The seed run: tiny ResNet on cat, coffee, rocket.
 pub fn run_info() -> Arc<RunInfo> {
     Arc::new(RunInfo {
+        pace: None,
         model: "tiny".into(),
         image_size: 64,
         batch_size: 3,

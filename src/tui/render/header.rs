@@ -170,6 +170,10 @@ fn eval_line<'a>(app: &App, width: usize) -> Line<'a> {
             i.batch_size, i.optimizer, i.lr, i.seed
         )
     });
+    // The pace, when one is set, goes last and only where it fits.
+    let pace = app
+        .pace
+        .map(|p| format!("{sep}pace {} epochs/s", crate::tui::fmt::momentum(p)));
     let long_len = 11
         + mode.len()
         + how.len()
@@ -187,6 +191,12 @@ fn eval_line<'a>(app: &App, width: usize) -> Line<'a> {
         if long_len <= width {
             spans.push(Span::styled(sep, th.dim()));
             spans.push(Span::styled(e, th.dim()));
+        }
+    }
+    if let Some(p) = pace {
+        let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+        if used + p.chars().count() <= width {
+            spans.push(Span::styled(p, th.dim()));
         }
     }
     Line::from(spans)
