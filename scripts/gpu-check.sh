@@ -46,6 +46,7 @@ done
 # 2. benchmark
 run bench-all 150 bench --all --device cuda --json
 run bench-resnet50 120 bench --model resnet50 --image-size 224 --device cuda --steps 20 --warmup 5 --json
+run breakdown 120 bench --breakdown --all --device cuda --steps 20 --warmup 5
 
 # 3. PTY end-to-end against the CUDA binary
 log "pty: $PTY"
@@ -54,12 +55,16 @@ BNSCOPE_BIN=$ROOT/$BIN BNSCOPE_PTY_DEVICE=cuda timeout 120 "$PTY" --test-threads
 echo $? >"$RES/pty.rc"
 tail -n 3 "$RES/pty.txt" >&2
 
-# 4. agreement
-run agree-cpu 120 --headless --device cpu --epochs 20 --log-bn full --log "$RES/agree-cpu.jsonl"
-run agree-cuda 120 --headless --device cuda --epochs 20 --log-bn full --log "$RES/agree-cuda.jsonl"
-"$PY" scripts/compare_runs.py "$RES/agree-cpu.jsonl" "$RES/agree-cuda.jsonl" >"$RES/agree.txt" 2>&1
-echo $? >"$RES/agree.rc"
-cat "$RES/agree.txt" >&2
+# 4. agreement: Adam (the default), SGD, and frozen weights (lr 0: only the running stats move)
+for v in "adam" "sgd --optimizer sgd" "lr0 --lr 0"; do
+  set -- $v
+  name=$1; shift
+  run "agree-$name-cpu" 120 --headless --device cpu --epochs 20 --log-bn full --log "$RES/agree-$name-cpu.jsonl" "$@"
+  run "agree-$name-cuda" 120 --headless --device cuda --epochs 20 --log-bn full --log "$RES/agree-$name-cuda.jsonl" "$@"
+  "$PY" scripts/compare_runs.py "$RES/agree-$name-cpu.jsonl" "$RES/agree-$name-cuda.jsonl" >"$RES/agree-$name.txt" 2>&1
+  echo $? >"$RES/agree-$name.rc"
+  cat "$RES/agree-$name.txt" >&2
+done
 
 # 5. PyTorch on the same GPU
 log "pytorch resnet50"

@@ -81,7 +81,10 @@ print()
 pty = read("pty.txt")
 print(f"PTY end-to-end (keys e + space ? q, SIGTERM, SIGHUP) on the CUDA binary: exit {rc('pty')} ·",
       next((l for l in pty.splitlines() if l.startswith("test result")), "no result line"))
-print(f"CPU vs GPU agreement (tiny, seed 0, 20 epochs): exit {rc('agree')} ·",
-      " ".join(l for l in read("agree.txt").splitlines() if l.startswith(("AGREE", "DISAGREE", "epochs compared"))))
+for v in ("adam", "sgd", "lr0"):
+    print(f"CPU vs GPU agreement (tiny, seed 0, 20 epochs, {v}): exit {rc('agree-' + v)} ·",
+          " ".join(l for l in read(f"agree-{v}.txt").splitlines() if l.startswith(("AGREE", "DISAGREE", "epochs compared"))))
+print()
+print(read("breakdown.txt").strip())
 if ours50 and torch50:
     print(f"resnet50@224 step: bnscope {ours50:.1f} ms vs PyTorch {torch50:.1f} ms → ratio {ours50 / torch50:.2f}×")

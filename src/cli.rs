@@ -137,6 +137,9 @@ pub struct BenchArgs {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Time forward, backward and optimizer separately (synchronising the device after each).
+    #[arg(long)]
+    pub breakdown: bool,
     /// Kernels: bnscope's own CPU kernels where it has them, or candle's ops only.
     #[arg(long, value_enum, default_value_t = Kernels::Own)]
     pub kernels: Kernels,

@@ -14,6 +14,7 @@ pub mod log;
 pub mod models;
 pub mod optim;
 pub mod pool;
+pub mod profile;
 pub mod protocol;
 pub mod signals;
 pub mod trainer;

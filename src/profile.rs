@@ -1,0 +1,66 @@
+//! `bnscope bench --breakdown`: where a training step's time goes — forward (with the loss), backward, optimizer —
+//! each timed to a device synchronisation, so it also works on CUDA, where kernels run asynchronously.
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+
+use crate::bn::BnMode;
+use crate::cli::{check_image_size, BenchArgs};
+use crate::models::{Preset, ResNet};
+use crate::optim::{Optimizer, OptimizerKind};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Median forward, backward and optimizer milliseconds of one preset.
+pub fn breakdown_one(preset: Preset, size: usize, batch: usize, steps: usize, warmup: usize, dev: &Device) -> Result<[f64; 3]> {
+    let x = Tensor::rand(0f32, 1f32, (batch, 3, size, size), &Device::Cpu)?.to_device(dev)?;
+    let y = Tensor::from_vec((0..batch as u32).map(|i| i % 3).collect::<Vec<_>>(), batch, dev)?;
+    let mut model = ResNet::new(preset, 3, 0.99, 1e-5, 0, dev)?;
+    let mut opt = Optimizer::new(OptimizerKind::Adam, model.params(), 1e-3)?;
+    let (mut f, mut b, mut o) = (vec![], vec![], vec![]);
+    for i in 0..warmup + steps {
+        let t0 = Instant::now();
+        let loss = candle_nn::loss::cross_entropy(&model.forward(&x, BnMode::Train)?, &y)?;
+        dev.synchronize()?;
+        let t1 = Instant::now();
+        let grads = loss.backward()?;
+        dev.synchronize()?;
+        let t2 = Instant::now();
+        opt.step_with(&grads)?;
+        dev.synchronize()?;
+        let t3 = Instant::now();
+        if i >= warmup {
+            f.push((t1 - t0).as_secs_f64() * 1e3);
+            b.push((t2 - t1).as_secs_f64() * 1e3);
+            o.push((t3 - t2).as_secs_f64() * 1e3);
+        }
+    }
+    Ok([median(f), median(b), median(o)])
+}
+
+pub fn run(args: &BenchArgs) -> Result<i32> {
+    crate::pool::set_own_kernels(args.kernels == crate::cli::Kernels::Own);
+    let picked = crate::device::pick(&args.device)?;
+    let configs: Vec<(Preset, usize)> = if args.all {
+        vec![(Preset::Tiny, 64), (Preset::Resnet18, 64), (Preset::Resnet50, 224)]
+    } else {
+        let size = args.image_size.unwrap_or(args.model.default_image_size());
+        check_image_size(args.model, size)?;
+        vec![(args.model, size)]
+    };
+    let steps = args.steps.max(1);
+    println!(
+        "device {} · batch {} · median of {steps} steps after {} warm-up · ms",
+        picked.name, args.batch_size, args.warmup
+    );
+    println!("{:<9} {:>5} {:>9} {:>9} {:>9} {:>9}", "model", "size", "forward", "backward", "optimizer", "total");
+    for (preset, size) in configs {
+        let [f, b, o] = breakdown_one(preset, size, args.batch_size, steps, args.warmup, &picked.device)?;
+        println!("{:<9} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1}", preset.name(), size, f, b, o, f + b + o);
+    }
+    Ok(0)
+}
