@@ -60,10 +60,12 @@ impl MaxPool {
     }
 
     /// The device-independent version built from candle ops.
+    ///
+    /// It never calls candle's `max_pool2d`, even where kernel == stride: candle 0.11.1's backward for it multiplies
+    /// the output gradient by (number of maxima)/(kernel²) instead of dividing by the number of maxima, so a window
+    /// with one maximum passes back a quarter of its gradient for a 2×2 pool (`backprop.rs`, `Op::MaxPool2D`). Found
+    /// by the CPU-vs-CUDA agreement check; `tests/models.rs` checks this path against finite differences.
     pub fn forward_composite(&self, x: &Tensor) -> Result<Tensor> {
-        if self.padding == 0 && self.kernel == self.stride {
-            return x.max_pool2d(self.kernel);
-        }
         let x = self.pool_axis(x, 2)?;
         self.pool_axis(&x, 3)
     }

@@ -64,8 +64,15 @@ fn rand_input(shape: (usize, usize, usize, usize), seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// Finite differences of Σ w·pool(x) against the op's backward.
+/// Finite differences of Σ w·pool(x) against the op's backward (the CPU kernel, or with `composite` the
+/// device-independent version that CUDA uses).
 fn grad_check(pool: MaxPool, shape: (usize, usize, usize, usize), seed: u64) {
+    grad_check_with(pool, shape, seed, false);
+    grad_check_with(pool, shape, seed, true);
+}
+
+fn grad_check_with(pool: MaxPool, shape: (usize, usize, usize, usize), seed: u64, composite: bool) {
+    let fwd = |t: &Tensor| if composite { pool.forward_composite(t) } else { pool.forward(t) };
     let dev = Device::Cpu;
     // Distinct values at least 0.05 apart (a shuffled ramp), so a ±0.01 nudge never changes which one is the max.
     let n = shape.0 * shape.1 * shape.2 * shape.3;
@@ -77,7 +84,7 @@ fn grad_check(pool: MaxPool, shape: (usize, usize, usize, usize), seed: u64) {
         xv[i] = rank as f32 * 0.05 - n as f32 * 0.025;
     }
     let x = Var::from_vec(xv.clone(), shape, &dev).unwrap();
-    let y = pool.forward(x.as_tensor()).unwrap();
+    let y = fwd(x.as_tensor()).unwrap();
     let wv = rand_input(y.dims4().unwrap(), seed + 1);
     let w = Tensor::from_vec(wv, y.dims4().unwrap(), &dev).unwrap();
     let loss = (y * &w).unwrap().sum_all().unwrap();
@@ -85,7 +92,7 @@ fn grad_check(pool: MaxPool, shape: (usize, usize, usize, usize), seed: u64) {
     let g = grads.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let f = |v: &[f32]| -> f64 {
         let t = Tensor::from_vec(v.to_vec(), shape, &dev).unwrap();
-        (pool.forward(&t).unwrap() * &w).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64
+        (fwd(&t).unwrap() * &w).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64
     };
     let h = 1e-2f32;
     for i in 0..xv.len() {
@@ -94,7 +101,11 @@ fn grad_check(pool: MaxPool, shape: (usize, usize, usize, usize), seed: u64) {
         let mut m = xv.clone();
         m[i] -= h;
         let fd = (f(&p) - f(&m)) / (2.0 * h as f64);
-        assert!((fd - g[i] as f64).abs() < 1e-3, "{pool:?} {shape:?} element {i}: fd {fd} vs backward {}", g[i]);
+        assert!(
+            (fd - g[i] as f64).abs() < 1e-3,
+            "{pool:?} composite={composite} {shape:?} element {i}: fd {fd} vs backward {}",
+            g[i]
+        );
     }
 }
 
@@ -120,4 +131,20 @@ fn maxpool_kernel_matches_the_composite_and_candle() {
     let a = MaxPool::new(2, 2, 0).forward(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let b = x.max_pool2d(2).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(a, b);
+}
+
+/// Pins the candle 0.11.1 bug that `MaxPool::forward_composite` works around: `max_pool2d`'s backward passes a
+/// quarter of the gradient to a 2×2 window's single maximum. If this fails after a candle upgrade, the bug is fixed
+/// upstream and the workaround can go.
+#[test]
+fn candle_max_pool2d_backward_is_scaled_by_a_quarter() {
+    let dev = Device::Cpu;
+    let x = Var::from_vec(vec![1f32, 2., 3., 4.], (1, 1, 2, 2), &dev).unwrap();
+    let g = x.as_tensor().max_pool2d(2).unwrap().sum_all().unwrap().backward().unwrap();
+    let candle = g.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(candle, vec![0., 0., 0., 0.25]);
+    let y = MaxPool::new(2, 2, 0).forward_composite(x.as_tensor()).unwrap();
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let ours = g.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(ours, vec![0., 0., 0., 1.]);
 }
