@@ -118,8 +118,8 @@ fn too_small_terminal() {
 fn every_size_renders_without_panic() {
     let mut h = Harness::seed();
     h.key('?');
-    for w in [80, 81, 99, 100, 101, 119, 120, 160, 250] {
-        for hgt in [24, 25, 29, 30, 35, 36, 40, 60] {
+    for w in [1, 10, 20, 79, 80, 81, 99, 100, 101, 119, 120, 160, 250, 400] {
+        for hgt in [1, 3, 5, 23, 24, 25, 29, 30, 35, 36, 40, 60, 120] {
             h.screen(w, hgt);
         }
     }

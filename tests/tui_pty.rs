@@ -8,7 +8,7 @@
 //!
 //! Run: `cargo test --release --test tui_pty` (add `-- --nocapture` to see the screens on failure).
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -33,7 +33,9 @@ struct Session {
     /// One message per chunk processed by the reader.
     chunks: Receiver<()>,
     reader: Option<thread::JoinHandle<()>>,
-    _master: Box<dyn MasterPty + Send>,
+    /// While set, the reader stops reading: the terminal stalls like a frozen SSH connection.
+    stalled: Arc<AtomicBool>,
+    master: Box<dyn MasterPty + Send>,
     _dir: tempfile::TempDir,
 }
 
@@ -82,13 +84,18 @@ impl Session {
         let parser = Arc::new(Mutex::new(vt100::Parser::new(ROWS, COLS, 0)));
         let bytes = Arc::new(AtomicU64::new(0));
         let (tx, chunks) = unbounded();
+        let stalled = Arc::new(AtomicBool::new(false));
         // Read in the background so that the child never blocks on a full PTY buffer.
         let reader = {
             let parser = parser.clone();
             let bytes = bytes.clone();
+            let stalled = stalled.clone();
             thread::spawn(move || {
                 let mut buf = [0u8; 65536];
                 loop {
+                    while stalled.load(Ordering::Relaxed) {
+                        thread::sleep(Duration::from_millis(10));
+                    }
                     match reader.read(&mut buf) {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
@@ -107,9 +114,27 @@ impl Session {
             bytes,
             chunks,
             reader: Some(reader),
-            _master: pair.master,
+            stalled,
+            master: pair.master,
             _dir: dir,
         }
+    }
+
+    /// Resizes the terminal (the child gets SIGWINCH) and the emulator.
+    fn resize(&self, rows: u16, cols: u16) {
+        self.master
+            .resize(PtySize {
+                rows,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .expect("resize");
+        self.parser.lock().unwrap().screen_mut().set_size(rows, cols);
+    }
+
+    fn stall(&self, on: bool) {
+        self.stalled.store(on, Ordering::Relaxed);
     }
 
     fn pid(&self) -> i32 {
@@ -529,4 +554,78 @@ fn measure() {
     println!("  final screen:\n{}", s.screen());
     s.press("q");
     let _ = s.wait_exit(Duration::from_secs(20));
+}
+
+#[test]
+fn rapid_resizes_from_10x3_to_400x120() {
+    let mut s = Session::spawn(&["--device", &device()]);
+    first_frame(&s);
+    let sizes = [(3, 10), (120, 400), (5, 20), (24, 80), (1, 1), (40, 120), (23, 79), (60, 200), (10, 30)];
+    for _ in 0..3 {
+        for &(r, c) in &sizes {
+            s.resize(r, c);
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+    s.resize(ROWS, COLS);
+    s.expect("a whole frame after the resizes", STEP, |t| {
+        t.contains("BatchNorm layers") && t.contains("predictions") && t.contains("q quit")
+    });
+    s.press("q");
+    let status = s.wait_exit(Duration::from_secs(20));
+    s.assert_restored();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn logged_epochs(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("\"type\":\"epoch\"")
+        .count()
+}
+
+/// The epoch in the header (`… epoch 215 · step 215 …`).
+fn screen_epoch(screen: &str) -> usize {
+    let first = screen.lines().next().unwrap_or("");
+    first
+        .split("epoch ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_stalled_terminal_neither_stops_training_nor_grows_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stall.jsonl");
+    let mut s = Session::spawn(&["--device", &device(), "--pace", "0", "--log", log.to_str().unwrap()]);
+    first_frame(&s);
+    thread::sleep(Duration::from_millis(500));
+    let (rss0, e0) = (rss_kib(s.pid()), logged_epochs(&log));
+    // Stop reading the terminal for 10 s, as a frozen SSH connection does.
+    s.stall(true);
+    thread::sleep(Duration::from_secs(10));
+    let (rss1, e1) = (rss_kib(s.pid()), logged_epochs(&log));
+    s.stall(false);
+    eprintln!("stall: epochs {e0} -> {e1}, RSS {rss0} -> {rss1} KiB");
+    assert!(e1 >= e0 + 20, "training went on during the stall: {e0} -> {e1}");
+    assert!(rss1 < rss0 + 64 * 1024, "memory stayed bounded: {rss0} -> {rss1} KiB");
+    // The UI catches up at once (it draws the latest state, not every missed frame).
+    s.expect("the screen caught up", Duration::from_secs(5), |t| screen_epoch(t) >= e1);
+    s.press("q");
+    let status = s.wait_exit(Duration::from_secs(20));
+    s.assert_restored();
+    assert!(status.success(), "exit status {status:?}");
 }
