@@ -120,7 +120,9 @@ impl Session {
         }
     }
 
-    /// Resizes the terminal (the child gets SIGWINCH) and the emulator.
+    /// Resizes the terminal (the child gets SIGWINCH). The emulator keeps its 120×40 grid: frames drawn for the
+    /// other sizes land in it as garbage, and the last resize back to 120×40 must produce a whole clean frame.
+    /// (vt100 0.16 itself panics when output for a bigger grid arrives after shrinking it to 1×1.)
     fn resize(&self, rows: u16, cols: u16) {
         self.master
             .resize(PtySize {
@@ -130,7 +132,6 @@ impl Session {
                 pixel_height: 0,
             })
             .expect("resize");
-        self.parser.lock().unwrap().screen_mut().set_size(rows, cols);
     }
 
     fn stall(&self, on: bool) {
