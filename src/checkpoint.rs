@@ -110,9 +110,8 @@ pub fn save(path: &Path, tensors: &HashMap<String, Tensor>, meta: &Meta) -> Resu
         std::fs::rename(&tmp, path)
     };
     write()
-        .map_err(|e| {
+        .inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
-            e
         })
         .with_context(|| format!("--checkpoint {}: cannot write the checkpoint", path.display()))
 }

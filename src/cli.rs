@@ -193,7 +193,9 @@ impl RunArgs {
         }
         if let Some(p) = self.pace {
             if !p.is_finite() || p < 0.0 {
-                return Err(usage(format!("--pace {p}: must be a number of epochs a second ≥ 0 (0: full speed)")));
+                return Err(usage(format!(
+                    "--pace {p}: must be a number of epochs a second ≥ 0 (0: full speed)"
+                )));
             }
         }
         if self.fps == 0 || self.fps > 60 {

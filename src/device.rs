@@ -36,7 +36,10 @@ pub fn pick(spec: &str) -> Result<Picked> {
                 Ok(p) => Ok(p),
                 Err(e) => {
                     let mut p = cpu();
-                    p.notice = Some(format!("bnscope: no CUDA device answered ({}); using the CPU", first_line(&e)));
+                    p.notice = Some(format!(
+                        "bnscope: no CUDA device answered ({}); using the CPU",
+                        first_line(&e)
+                    ));
                     Ok(p)
                 }
             }
@@ -91,5 +94,10 @@ fn cuda(_ordinal: usize) -> Result<Picked> {
 
 /// candle's CUDA errors carry a backtrace; the user needs the first line.
 fn first_line(e: &anyhow::Error) -> String {
-    format!("{e:#}").lines().next().unwrap_or("unknown error").trim().to_string()
+    format!("{e:#}")
+        .lines()
+        .next()
+        .unwrap_or("unknown error")
+        .trim()
+        .to_string()
 }

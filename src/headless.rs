@@ -3,6 +3,7 @@ use anyhow::Result;
 use crossbeam_channel::{select, Receiver};
 
 use crate::protocol::*;
+use crate::tui::fmt::momentum as fmt_m;
 
 /// How a headless run ended.
 pub struct Outcome {
@@ -16,18 +17,7 @@ pub fn momentum_label(m: f64, cumulative: bool) -> String {
     if cumulative {
         "m cumulative".into()
     } else {
-        format!("m {} (torch {})", trim(m), trim(keras_to_torch(m)))
-    }
-}
-
-/// A number without float noise (`0.010000000000000009` → `0.01`).
-pub fn trim(x: f64) -> String {
-    let s = format!("{x:.6}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() || s == "-" {
-        "0".into()
-    } else {
-        s.to_string()
+        format!("m {} (torch {})", fmt_m(m), fmt_m(keras_to_torch(m)))
     }
 }
 
@@ -98,7 +88,7 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                             info.classes.join(", "),
                             info.device,
                             if info.cumulative { "momentum cumulative".to_string() } else {
-                                format!("momentum {} (Keras) = {} (PyTorch/candle)", trim(info.momentum), trim(keras_to_torch(info.momentum)))
+                                format!("momentum {} (Keras) = {} (PyTorch/candle)", fmt_m(info.momentum), fmt_m(keras_to_torch(info.momentum)))
                             },
                             info.optimizer,
                             info.lr,

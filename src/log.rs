@@ -37,10 +37,7 @@ impl JsonlLog {
             };
             usage(format!("--log {}: cannot create the log file: {why}", path.display()))
         })?;
-        Ok(Self {
-            out: file,
-            bn,
-        })
+        Ok(Self { out: file, bn })
     }
 
     /// One record = one `write` call of the whole line, so a crash (even `kill -9`) leaves only complete lines.

@@ -65,7 +65,11 @@ fn install_panic_hook() {
 
 fn run(cli: cli::Cli) -> Result<i32> {
     if let Some(Cmd::Bench(b)) = &cli.command {
-        return if b.breakdown { bnscope::profile::run(b) } else { bench::run(b) };
+        return if b.breakdown {
+            bnscope::profile::run(b)
+        } else {
+            bench::run(b)
+        };
     }
     let a = cli.run;
     a.validate()?;
@@ -163,4 +167,3 @@ fn run_tui(
         _ => 0,
     })
 }
-

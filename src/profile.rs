@@ -16,7 +16,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Median forward, backward and optimizer milliseconds of one preset.
-pub fn breakdown_one(preset: Preset, size: usize, batch: usize, steps: usize, warmup: usize, dev: &Device) -> Result<[f64; 3]> {
+pub fn breakdown_one(
+    preset: Preset,
+    size: usize,
+    batch: usize,
+    steps: usize,
+    warmup: usize,
+    dev: &Device,
+) -> Result<[f64; 3]> {
     let x = Tensor::rand(0f32, 1f32, (batch, 3, size, size), &Device::Cpu)?.to_device(dev)?;
     let y = Tensor::from_vec((0..batch as u32).map(|i| i % 3).collect::<Vec<_>>(), batch, dev)?;
     let mut model = ResNet::new(preset, 3, 0.99, 1e-5, 0, dev)?;
@@ -57,10 +64,21 @@ pub fn run(args: &BenchArgs) -> Result<i32> {
         "device {} · batch {} · median of {steps} steps after {} warm-up · ms",
         picked.name, args.batch_size, args.warmup
     );
-    println!("{:<9} {:>5} {:>9} {:>9} {:>9} {:>9}", "model", "size", "forward", "backward", "optimizer", "total");
+    println!(
+        "{:<9} {:>5} {:>9} {:>9} {:>9} {:>9}",
+        "model", "size", "forward", "backward", "optimizer", "total"
+    );
     for (preset, size) in configs {
         let [f, b, o] = breakdown_one(preset, size, args.batch_size, steps, args.warmup, &picked.device)?;
-        println!("{:<9} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1}", preset.name(), size, f, b, o, f + b + o);
+        println!(
+            "{:<9} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            preset.name(),
+            size,
+            f,
+            b,
+            o,
+            f + b + o
+        );
     }
     Ok(0)
 }

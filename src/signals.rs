@@ -59,12 +59,14 @@ pub fn install() -> Result<Receiver<i32>> {
     }
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let (tx, rx) = crossbeam_channel::unbounded();
-    std::thread::Builder::new().name("bnscope-signals".into()).spawn(move || {
-        for sig in signals.forever() {
-            let _ = FIRST_SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
-            let _ = tx.send(sig);
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("bnscope-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let _ = FIRST_SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+                let _ = tx.send(sig);
+            }
+        })?;
     Ok(rx)
 }
 

@@ -57,8 +57,16 @@ fn running_stats_follow_the_closed_form() {
             for (c, &(mu, _, var_unb)) in st.iter().enumerate() {
                 let want_m = (1.0 - mt) * mu;
                 let want_v = mt + (1.0 - mt) * var_unb;
-                assert!(rel(rm[c] as f64, want_m) < 1e-5, "m={m} t={t} c={c}: mean {} vs {want_m}", rm[c]);
-                assert!(rel(rv[c] as f64, want_v) < 1e-5, "m={m} t={t} c={c}: var {} vs {want_v}", rv[c]);
+                assert!(
+                    rel(rm[c] as f64, want_m) < 1e-5,
+                    "m={m} t={t} c={c}: mean {} vs {want_m}",
+                    rm[c]
+                );
+                assert!(
+                    rel(rv[c] as f64, want_v) < 1e-5,
+                    "m={m} t={t} c={c}: var {} vs {want_v}",
+                    rv[c]
+                );
             }
             assert_eq!(bn.t(), t as u64);
         }
@@ -70,10 +78,18 @@ fn eval_batch_leaves_stats_bit_identical_and_normalises_with_batch_stats() {
     let x = input(2);
     let mut bn = BatchNorm2d::new("bn", 3, 0.9, 1e-5, &Device::Cpu).unwrap();
     bn.forward(&input(3), BnMode::Train).unwrap();
-    let before = (bn.running_mean().to_vec1::<f32>().unwrap(), bn.running_var().to_vec1::<f32>().unwrap(), bn.t());
+    let before = (
+        bn.running_mean().to_vec1::<f32>().unwrap(),
+        bn.running_var().to_vec1::<f32>().unwrap(),
+        bn.t(),
+    );
     let y = bn.forward(&x, BnMode::EvalBatch).unwrap();
     bn.forward(&x, BnMode::EvalRunning).unwrap();
-    let after = (bn.running_mean().to_vec1::<f32>().unwrap(), bn.running_var().to_vec1::<f32>().unwrap(), bn.t());
+    let after = (
+        bn.running_mean().to_vec1::<f32>().unwrap(),
+        bn.running_var().to_vec1::<f32>().unwrap(),
+        bn.t(),
+    );
     assert_eq!(before, after);
     // Output: (x − μ_B)/√(σ²_B,biased + ε) with γ = 1, β = 0.
     let st = stats(&x);
@@ -95,8 +111,12 @@ fn eval_running_matches_the_formula() {
         bn.forward(&input(10 + s), BnMode::Train).unwrap();
     }
     // Non-trivial affine parameters.
-    bn.weight.set(&Tensor::new(&[0.5f32, -1.25, 2.0], &Device::Cpu).unwrap()).unwrap();
-    bn.bias.set(&Tensor::new(&[0.1f32, 0.0, -0.3], &Device::Cpu).unwrap()).unwrap();
+    bn.weight
+        .set(&Tensor::new(&[0.5f32, -1.25, 2.0], &Device::Cpu).unwrap())
+        .unwrap();
+    bn.bias
+        .set(&Tensor::new(&[0.1f32, 0.0, -0.3], &Device::Cpu).unwrap())
+        .unwrap();
     let rm = bn.running_mean().to_vec1::<f32>().unwrap();
     let rv = bn.running_var().to_vec1::<f32>().unwrap();
     let y = bn.forward(&x, BnMode::EvalRunning).unwrap();
@@ -107,7 +127,11 @@ fn eval_running_matches_the_formula() {
     for i in 0..xv.len() {
         let ch = (i / (h * w)) % c;
         let want = (xv[i] as f64 - rm[ch] as f64) / (rv[ch] as f64 + 1e-3).sqrt() * g[ch] + b[ch];
-        assert!((yv[i] as f64 - want).abs() < 1e-5 * want.abs().max(1.0), "{i}: {} vs {want}", yv[i]);
+        assert!(
+            (yv[i] as f64 - want).abs() < 1e-5 * want.abs().max(1.0),
+            "{i}: {} vs {want}",
+            yv[i]
+        );
     }
 }
 
@@ -147,9 +171,9 @@ fn snapshot_carries_the_values_that_entered_the_update() {
     bn.forward(&x, BnMode::Train).unwrap();
     let s = bn.snapshot().unwrap();
     let st = stats(&x);
-    for c in 0..3 {
-        assert!(rel(s.batch_mean[c] as f64, st[c].0) < 1e-5);
-        assert!(rel(s.batch_var[c] as f64, st[c].2) < 1e-5);
+    for (c, &(mean, _, var_unbiased)) in st.iter().enumerate() {
+        assert!(rel(s.batch_mean[c] as f64, mean) < 1e-5);
+        assert!(rel(s.batch_var[c] as f64, var_unbiased) < 1e-5);
     }
     // After one update with m = 0.99 the running mean is 1 % of the way: gap = ‖0.01μ − μ‖/‖μ‖ = 0.99.
     assert!((s.mean_gap - 0.99).abs() < 1e-4, "{}", s.mean_gap);

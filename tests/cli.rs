@@ -16,7 +16,9 @@ fn bnscope(args: &[&str]) -> Output {
 }
 
 fn rgb(w: u32, h: u32, seed: u8) -> image::RgbImage {
-    image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x as u8).wrapping_mul(seed), (y as u8).wrapping_add(seed), seed]))
+    image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x as u8).wrapping_mul(seed), (y as u8).wrapping_add(seed), seed])
+    })
 }
 
 /// A valid two-class folder: `root/a/0.png`, `root/b/0.png`.
@@ -29,7 +31,8 @@ fn two_classes(root: &Path) {
 
 fn png_bytes(img: &image::DynamicImage) -> Vec<u8> {
     let mut v = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut v), image::ImageFormat::Png).unwrap();
+    img.write_to(&mut std::io::Cursor::new(&mut v), image::ImageFormat::Png)
+        .unwrap();
     v
 }
 
@@ -45,7 +48,10 @@ fn png_header_only(w: u32, h: u32) -> Vec<u8> {
     chunk.extend_from_slice(&ihdr);
     v.extend_from_slice(&chunk);
     v.extend_from_slice(&crc32(&chunk).to_be_bytes());
-    for (kind, data) in [(&b"IDAT"[..], &[0x78u8, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01][..]), (b"IEND", &[])] {
+    for (kind, data) in [
+        (&b"IDAT"[..], &[0x78u8, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01][..]),
+        (b"IEND", &[]),
+    ] {
         v.extend_from_slice(&(data.len() as u32).to_be_bytes());
         let mut chunk = kind.to_vec();
         chunk.extend_from_slice(data);
@@ -73,7 +79,8 @@ fn palette_png(path: &Path) {
     enc.set_depth(png::BitDepth::Eight);
     enc.set_palette(vec![255, 0, 0, 0, 255, 0, 0, 0, 255]);
     let mut w = enc.write_header().unwrap();
-    w.write_image_data(&[0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0]).unwrap();
+    w.write_image_data(&[0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+        .unwrap();
 }
 
 fn is_root() -> bool {
@@ -87,10 +94,12 @@ enum Expect {
     Ok(usize),
 }
 
+/// Builds a case's input under the temp dir and returns the arguments.
+type Setup = Box<dyn Fn(&Path) -> Vec<String>>;
+
 struct Case {
     name: &'static str,
-    /// Builds the input under the temp dir and returns the arguments.
-    setup: Box<dyn Fn(&Path) -> Vec<String>>,
+    setup: Setup,
     expect: Expect,
 }
 
@@ -120,12 +129,16 @@ fn flags(f: &[&str]) -> Vec<String> {
 #[test]
 fn bad_input_table() {
     let cases = vec![
-        case("data dir missing", Expect::Fail(&["--data", "nope", "no such directory"]), |r| data_arg(&r.join("nope"))),
+        case(
+            "data dir missing",
+            Expect::Fail(&["--data", "nope", "no such directory"]),
+            |r| data_arg(&r.join("nope")),
+        ),
         case("data is a file", Expect::Fail(&["not a directory"]), |r| {
             std::fs::write(r.join("f"), b"x").unwrap();
             data_arg(&r.join("f"))
         }),
-        case("empty dir", Expect::Fail(&["no class folders"]), |r| data_arg(r)),
+        case("empty dir", Expect::Fail(&["no class folders"]), data_arg),
         case("files but no class folders", Expect::Fail(&["no class folders"]), |r| {
             rgb(4, 4, 1).save(r.join("x.png")).unwrap();
             data_arg(r)
@@ -135,29 +148,43 @@ fn bad_input_table() {
             rgb(4, 4, 1).save(r.join("a/x.png")).unwrap();
             data_arg(r)
         }),
-        case("class without images", Expect::Fail(&["empty", "has no .png/.jpg/.jpeg images"]), |r| {
-            two_classes(r);
-            std::fs::create_dir(r.join("empty")).unwrap();
-            std::fs::write(r.join("empty/notes.txt"), b"hi").unwrap();
-            data_arg(r)
-        }),
-        case("thousands of classes", Expect::Fail(&["1001 class folders", "1000"]), |r| {
-            for i in 0..1001 {
-                std::fs::create_dir(r.join(format!("c{i:04}"))).unwrap();
-            }
-            data_arg(r)
-        }),
+        case(
+            "class without images",
+            Expect::Fail(&["empty", "has no .png/.jpg/.jpeg images"]),
+            |r| {
+                two_classes(r);
+                std::fs::create_dir(r.join("empty")).unwrap();
+                std::fs::write(r.join("empty/notes.txt"), b"hi").unwrap();
+                data_arg(r)
+            },
+        ),
+        case(
+            "thousands of classes",
+            Expect::Fail(&["1001 class folders", "1000"]),
+            |r| {
+                for i in 0..1001 {
+                    std::fs::create_dir(r.join(format!("c{i:04}"))).unwrap();
+                }
+                data_arg(r)
+            },
+        ),
         case("truncated png", Expect::Fail(&["bad.png", "cannot decode"]), |r| {
             let full = png_bytes(&image::DynamicImage::ImageRgb8(rgb(30, 30, 3)));
             with_file(r, "bad.png", &full[..full.len() / 2])
         }),
-        case("zero-byte file", Expect::Fail(&["zero.png", "empty file"]), |r| with_file(r, "zero.png", b"")),
-        case("text renamed .png", Expect::Fail(&["text.png", "not a PNG or JPEG"]), |r| {
-            with_file(r, "text.png", b"hello, I am not an image\n")
+        case("zero-byte file", Expect::Fail(&["zero.png", "empty file"]), |r| {
+            with_file(r, "zero.png", b"")
         }),
-        case("decompression bomb header", Expect::Fail(&["bomb.png", "20000", "limit"]), |r| {
-            with_file(r, "bomb.png", &png_header_only(20000, 20000))
-        }),
+        case(
+            "text renamed .png",
+            Expect::Fail(&["text.png", "not a PNG or JPEG"]),
+            |r| with_file(r, "text.png", b"hello, I am not an image\n"),
+        ),
+        case(
+            "decompression bomb header",
+            Expect::Fail(&["bomb.png", "20000", "limit"]),
+            |r| with_file(r, "bomb.png", &png_header_only(20000, 20000)),
+        ),
         case("symlink loop", Expect::Fail(&["loop.png"]), |r| {
             two_classes(r);
             std::os::unix::fs::symlink(r.join("a/loop.png"), r.join("a/loop.png")).unwrap();
@@ -171,19 +198,26 @@ fn bad_input_table() {
             with_file(r, "photo.png", &v)
         }),
         case("16-bit png", Expect::Ok(3), |r| {
-            let img = image::DynamicImage::ImageRgb16(image::ImageBuffer::from_fn(8, 8, |x, _| image::Rgb([x as u16 * 8000, 0, 65535])));
+            let img = image::DynamicImage::ImageRgb16(image::ImageBuffer::from_fn(8, 8, |x, _| {
+                image::Rgb([x as u16 * 8000, 0, 65535])
+            }));
             with_file(r, "deep.png", &png_bytes(&img))
         }),
         case("grayscale", Expect::Ok(3), |r| {
-            let img = image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(8, 8, |x, _| image::Luma([x as u8 * 30])));
+            let img =
+                image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(8, 8, |x, _| image::Luma([x as u8 * 30])));
             with_file(r, "gray.png", &png_bytes(&img))
         }),
         case("grayscale+alpha", Expect::Ok(3), |r| {
-            let img = image::DynamicImage::ImageLumaA8(image::GrayAlphaImage::from_fn(8, 8, |x, _| image::LumaA([x as u8, 128])));
+            let img = image::DynamicImage::ImageLumaA8(image::GrayAlphaImage::from_fn(8, 8, |x, _| {
+                image::LumaA([x as u8, 128])
+            }));
             with_file(r, "ga.png", &png_bytes(&img))
         }),
         case("rgba", Expect::Ok(3), |r| {
-            let img = image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(8, 8, |x, y| image::Rgba([x as u8, y as u8, 9, 10])));
+            let img = image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(8, 8, |x, y| {
+                image::Rgba([x as u8, y as u8, 9, 10])
+            }));
             with_file(r, "rgba.png", &png_bytes(&img))
         }),
         case("palette png", Expect::Ok(3), |r| {
@@ -209,44 +243,82 @@ fn bad_input_table() {
             std::fs::create_dir(r.join(".hidden_class")).unwrap();
             data_arg(r)
         }),
-        case("momentum above 1", Expect::Fail(&["--momentum", "1.5"]), |_| flags(&["--momentum", "1.5"])),
-        case("momentum negative", Expect::Fail(&["--momentum", "-0.1"]), |_| flags(&["--momentum", "-0.1"])),
-        case("momentum NaN", Expect::Fail(&["--momentum", "NaN"]), |_| flags(&["--momentum", "NaN"])),
+        case("momentum above 1", Expect::Fail(&["--momentum", "1.5"]), |_| {
+            flags(&["--momentum", "1.5"])
+        }),
+        case("momentum negative", Expect::Fail(&["--momentum", "-0.1"]), |_| {
+            flags(&["--momentum", "-0.1"])
+        }),
+        case("momentum NaN", Expect::Fail(&["--momentum", "NaN"]), |_| {
+            flags(&["--momentum", "NaN"])
+        }),
         case("negative lr", Expect::Fail(&["--lr", "-1"]), |_| flags(&["--lr", "-1"])),
         case("NaN lr", Expect::Fail(&["--lr", "NaN"]), |_| flags(&["--lr", "NaN"])),
         case("lr 0 is valid", Expect::Ok(3), |_| flags(&["--lr", "0"])),
-        case("image size 0", Expect::Fail(&["--image-size 0"]), |_| flags(&["--image-size", "0"])),
-        case("image size 100000", Expect::Fail(&["--image-size 100000"]), |_| flags(&["--image-size", "100000"])),
-        case("batch size 0", Expect::Fail(&["--batch-size 0"]), |_| flags(&["--batch-size", "0"])),
-        case("unknown model", Expect::Fail(&["vgg", "--model"]), |_| flags(&["--model", "vgg"])),
-        case("unknown flag", Expect::Fail(&["--frobnicate"]), |_| flags(&["--frobnicate"])),
+        case("image size 0", Expect::Fail(&["--image-size 0"]), |_| {
+            flags(&["--image-size", "0"])
+        }),
+        case("image size 100000", Expect::Fail(&["--image-size 100000"]), |_| {
+            flags(&["--image-size", "100000"])
+        }),
+        case("batch size 0", Expect::Fail(&["--batch-size 0"]), |_| {
+            flags(&["--batch-size", "0"])
+        }),
+        case("unknown model", Expect::Fail(&["vgg", "--model"]), |_| {
+            flags(&["--model", "vgg"])
+        }),
+        case("unknown flag", Expect::Fail(&["--frobnicate"]), |_| {
+            flags(&["--frobnicate"])
+        }),
         case("epochs 0", Expect::Fail(&["--epochs 0"]), |_| flags(&["--epochs", "0"])),
         case("resume missing", Expect::Fail(&["--resume", "none.safetensors"]), |r| {
             vec!["--resume".into(), r.join("none.safetensors").display().to_string()]
         }),
-        case("resume corrupt", Expect::Fail(&["--resume", "bad.safetensors", "not a safetensors"]), |r| {
-            std::fs::write(r.join("bad.safetensors"), b"garbage garbage garbage").unwrap();
-            vec!["--resume".into(), r.join("bad.safetensors").display().to_string()]
+        case(
+            "resume corrupt",
+            Expect::Fail(&["--resume", "bad.safetensors", "not a safetensors"]),
+            |r| {
+                std::fs::write(r.join("bad.safetensors"), b"garbage garbage garbage").unwrap();
+                vec!["--resume".into(), r.join("bad.safetensors").display().to_string()]
+            },
+        ),
+        case(
+            "log into a missing dir",
+            Expect::Fail(&["--log", "does/not/exist.jsonl", "directory does not exist"]),
+            |r| vec!["--log".into(), r.join("does/not/exist.jsonl").display().to_string()],
+        ),
+        case("log is a directory", Expect::Fail(&["--log"]), |r| {
+            vec!["--log".into(), r.display().to_string()]
         }),
-        case("log into a missing dir", Expect::Fail(&["--log", "does/not/exist.jsonl", "directory does not exist"]), |r| {
-            vec!["--log".into(), r.join("does/not/exist.jsonl").display().to_string()]
+        case(
+            "cuda in a cpu build",
+            Expect::Fail(&["--device cuda", "--features cuda"]),
+            |_| {
+                if cfg!(feature = "cuda") {
+                    flags(&["--device", "cuda:99"])
+                } else {
+                    flags(&["--device", "cuda"])
+                }
+            },
+        ),
+        case("unknown device", Expect::Fail(&["--device tpu"]), |_| {
+            flags(&["--device", "tpu"])
         }),
-        case("log is a directory", Expect::Fail(&["--log"]), |r| vec!["--log".into(), r.display().to_string()]),
-        case("cuda in a cpu build", Expect::Fail(&["--device cuda", "--features cuda"]), |_| {
-            if cfg!(feature = "cuda") {
-                flags(&["--device", "cuda:99"])
-            } else {
-                flags(&["--device", "cuda"])
-            }
-        }),
-        case("unknown device", Expect::Fail(&["--device tpu"]), |_| flags(&["--device", "tpu"])),
     ];
     assert!(cases.len() >= 25);
     let mut failures = Vec::new();
     for c in &cases {
         let dir = tempfile::tempdir().unwrap();
         let mut args = (c.setup)(dir.path());
-        args.extend(flags(&["--headless", "--epochs", "1", "--image-size", "16", "--device", "cpu"]));
+        args.extend(flags(&[
+            "--headless",
+            "--epochs",
+            "1",
+            "--image-size",
+            "16",
+            "--device",
+            "cpu",
+        ]));
         // Cases that pass one of these flags keep their own value (clap refuses a flag given twice).
         for flag in ["--device", "--image-size", "--epochs"] {
             if args.iter().filter(|a| *a == flag).count() > 1 {
@@ -254,7 +326,11 @@ fn bad_input_table() {
                 args.drain(pos..pos + 2);
             }
         }
-        let out = Command::new(BIN).args(&args).env("RAYON_NUM_THREADS", "1").output().unwrap();
+        let out = Command::new(BIN)
+            .args(&args)
+            .env("RAYON_NUM_THREADS", "1")
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let problem = match &c.expect {
@@ -269,7 +345,10 @@ fn bad_input_table() {
                 } else if stderr.contains("panicked") || stderr.contains("backtrace") {
                     Some("panic".into())
                 } else {
-                    frags.iter().find(|f| !stderr.contains(*f)).map(|f| format!("stderr lacks {f:?}"))
+                    frags
+                        .iter()
+                        .find(|f| !stderr.contains(*f))
+                        .map(|f| format!("stderr lacks {f:?}"))
                 }
             }
             Expect::Ok(n) => {
@@ -285,10 +364,19 @@ fn bad_input_table() {
             }
         };
         if let Some(p) = problem {
-            failures.push(format!("{}: {p}\n  args: {args:?}\n  stderr: {stderr}\n  stdout: {stdout}", c.name));
+            failures.push(format!(
+                "{}: {p}\n  args: {args:?}\n  stderr: {stderr}\n  stdout: {stdout}",
+                c.name
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -301,7 +389,13 @@ fn unreadable_image_names_the_file() {
     two_classes(dir.path());
     let f = dir.path().join("a/0.png");
     std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
-    let out = bnscope(&["--data", &dir.path().display().to_string(), "--headless", "--epochs", "1"]);
+    let out = bnscope(&[
+        "--data",
+        &dir.path().display().to_string(),
+        "--headless",
+        "--epochs",
+        "1",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("0.png"));
 }
@@ -311,7 +405,13 @@ fn a_failed_start_leaves_an_existing_log_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("old.jsonl");
     std::fs::write(&log, "{\"keep\":true}\n").unwrap();
-    let out = bnscope(&["--data", "/definitely/not/here", "--log", &log.display().to_string(), "--headless"]);
+    let out = bnscope(&[
+        "--data",
+        "/definitely/not/here",
+        "--log",
+        &log.display().to_string(),
+        "--headless",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "{\"keep\":true}\n");
 }
@@ -330,13 +430,36 @@ fn headless_run_prints_logs_and_checkpoints() {
     let log = dir.path().join("run.jsonl");
     let ckpt = dir.path().join("run.safetensors");
     let (log_s, ckpt_s) = (log.display().to_string(), ckpt.display().to_string());
-    let out = bnscope(&["--headless", "--epochs", "3", "--log", &log_s, "--log-bn", "full", "--checkpoint", &ckpt_s]);
+    let out = bnscope(&[
+        "--headless",
+        "--epochs",
+        "3",
+        "--log",
+        &log_s,
+        "--log-bn",
+        "full",
+        "--checkpoint",
+        &ckpt_s,
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("momentum 0.99 (Keras) = 0.01 (PyTorch/candle)"), "{stdout}");
+    assert!(
+        stdout.contains("momentum 0.99 (Keras) = 0.01 (PyTorch/candle)"),
+        "{stdout}"
+    );
     for e in 1..=3 {
-        let line = stdout.lines().find(|l| l.starts_with(&format!("epoch {e}/3 "))).expect("epoch line");
-        for part in ["loss ", " acc ", "| eval running: loss ", "| eval batch: ", "| m 0.99 (torch 0.01) |", "ms/step"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("epoch {e}/3 ")))
+            .expect("epoch line");
+        for part in [
+            "loss ",
+            " acc ",
+            "| eval running: loss ",
+            "| eval batch: ",
+            "| m 0.99 (torch 0.01) |",
+            "ms/step",
+        ] {
             assert!(line.contains(part), "{line} lacks {part}");
         }
     }
@@ -344,7 +467,18 @@ fn headless_run_prints_logs_and_checkpoints() {
     let types: Vec<&str> = recs.iter().map(|r| r["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["run", "epoch", "bn", "epoch", "bn", "epoch", "bn", "end"]);
     let run = &recs[0];
-    for k in ["model", "image_size", "batch_size", "classes", "images", "momentum", "convention", "device", "seed", "bn_layers"] {
+    for k in [
+        "model",
+        "image_size",
+        "batch_size",
+        "classes",
+        "images",
+        "momentum",
+        "convention",
+        "device",
+        "seed",
+        "bn_layers",
+    ] {
         assert!(!run[k].is_null(), "run lacks {k}");
     }
     assert_eq!(run["convention"], "keras");
@@ -364,7 +498,15 @@ fn headless_run_prints_logs_and_checkpoints() {
     let bn = &recs[6];
     assert_eq!(bn["t"], 3);
     let l0 = &bn["layers"][0];
-    for k in ["name", "mean_gap", "var_gap", "running_mean", "running_var", "batch_mean", "batch_var"] {
+    for k in [
+        "name",
+        "mean_gap",
+        "var_gap",
+        "running_mean",
+        "running_var",
+        "batch_mean",
+        "batch_var",
+    ] {
         assert!(!l0[k].is_null(), "bn layer lacks {k}");
     }
     assert_eq!(l0["running_mean"].as_array().unwrap().len(), 16);
@@ -373,17 +515,36 @@ fn headless_run_prints_logs_and_checkpoints() {
 
     // Resume continues at epoch 4 with the same classes; --epochs counts the total.
     let log2 = dir.path().join("resumed.jsonl");
-    let out = bnscope(&["--headless", "--epochs", "5", "--resume", &ckpt_s, "--log", &log2.display().to_string()]);
+    let out = bnscope(&[
+        "--headless",
+        "--epochs",
+        "5",
+        "--resume",
+        &ckpt_s,
+        "--log",
+        &log2.display().to_string(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("epoch 4/5") && stdout.contains("epoch 5/5") && !stdout.contains("epoch 3/5"), "{stdout}");
+    assert!(
+        stdout.contains("epoch 4/5") && stdout.contains("epoch 5/5") && !stdout.contains("epoch 3/5"),
+        "{stdout}"
+    );
     let recs = read_jsonl(&log2);
     assert_eq!(recs[1]["epoch"], 4);
     // The resumed running stats continue: t counts on from 3.
     assert_eq!(recs[2]["t"], 4);
 
     // A checkpoint of another model is refused.
-    let out = bnscope(&["--headless", "--model", "resnet18", "--image-size", "32", "--resume", &ckpt_s]);
+    let out = bnscope(&[
+        "--headless",
+        "--model",
+        "resnet18",
+        "--image-size",
+        "32",
+        "--resume",
+        &ckpt_s,
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("checkpoint is for model tiny"));
 }
@@ -412,7 +573,14 @@ fn summary_log_has_gaps_only_and_torch_convention_gives_the_same_run() {
     assert!(bn["mean_gap"].is_number() && bn.get("running_mean").is_none());
     for (x, y) in ra.iter().zip(&rb) {
         if x["type"] == "epoch" {
-            for k in ["train", "eval_running", "eval_batch", "predictions_running", "predictions_batch", "momentum"] {
+            for k in [
+                "train",
+                "eval_running",
+                "eval_batch",
+                "predictions_running",
+                "predictions_batch",
+                "momentum",
+            ] {
                 assert_eq!(x[k], y[k], "{k}");
             }
         }
@@ -462,7 +630,10 @@ fn sigterm_in_headless_writes_the_end_record() {
 
 #[test]
 fn trainer_failures_end_headless_runs_with_a_message() {
-    for (fault, text) in [("panic@2", "trainer panicked: injected fault at epoch 2"), ("error@3", "injected fault at epoch 3")] {
+    for (fault, text) in [
+        ("panic@2", "trainer panicked: injected fault at epoch 2"),
+        ("error@3", "injected fault at epoch 3"),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("f.jsonl");
         let out = Command::new(BIN)
@@ -484,7 +655,15 @@ fn trainer_failures_end_headless_runs_with_a_message() {
 fn divergence_stops_a_headless_run_and_is_logged() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("d.jsonl");
-    let out = bnscope(&["--headless", "--epochs", "20", "--lr", "10", "--log", &log.display().to_string()]);
+    let out = bnscope(&[
+        "--headless",
+        "--epochs",
+        "20",
+        "--lr",
+        "10",
+        "--log",
+        &log.display().to_string(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("training diverged at epoch"));
     let recs = read_jsonl(&log);
@@ -498,13 +677,25 @@ fn kill_9_leaves_a_valid_log() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("k.jsonl");
     let mut child = Command::new(BIN)
-        .args(["--headless", "--epochs", "100000", "--log-bn", "full", "--log", &log.display().to_string()])
+        .args([
+            "--headless",
+            "--epochs",
+            "100000",
+            "--log-bn",
+            "full",
+            "--log",
+            &log.display().to_string(),
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::fs::read_to_string(&log).map(|s| s.matches("\"type\":\"epoch\"").count()).unwrap_or(0) < 4 {
+    while std::fs::read_to_string(&log)
+        .map(|s| s.matches("\"type\":\"epoch\"").count())
+        .unwrap_or(0)
+        < 4
+    {
         assert!(std::time::Instant::now() < deadline, "no epochs logged");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -514,6 +705,10 @@ fn kill_9_leaves_a_valid_log() {
     assert!(text.ends_with('\n'), "the last record is complete");
     let recs = read_jsonl(&log);
     assert_eq!(recs[0]["type"], "run");
-    let epochs: Vec<u64> = recs.iter().filter(|r| r["type"] == "epoch").map(|r| r["epoch"].as_u64().unwrap()).collect();
+    let epochs: Vec<u64> = recs
+        .iter()
+        .filter(|r| r["type"] == "epoch")
+        .map(|r| r["epoch"].as_u64().unwrap())
+        .collect();
     assert_eq!(epochs, (1..=epochs.len() as u64).collect::<Vec<_>>());
 }

@@ -42,7 +42,10 @@ fn seed_reproduction_tiny() {
 
         let mut t = trainer(seed, 0.01, 1e-3);
         let m = run(&mut t, 20);
-        eprintln!("seed {seed}, m 0.01, epoch 20: eval running {:.3}", m[19].eval_running.acc);
+        eprintln!(
+            "seed {seed}, m 0.01, epoch 20: eval running {:.3}",
+            m[19].eval_running.acc
+        );
         assert_eq!(m[19].eval_running.acc, 1.0, "seed {seed}");
     }
 }
@@ -81,11 +84,25 @@ fn frozen_weights_show_the_closed_form_in_every_layer() {
             // Each epoch shuffles the three images, so the f32 sums behind the batch mean round differently from
             // epoch to epoch; where channel means nearly cancel that is a few 1e-5 of the result.
             let tol = 1e-4 * want_m.abs().max(1e-2);
-            assert!((l.running_mean[c] as f64 - want_m).abs() < tol, "{} ch {c}: {} vs {want_m}", l.name, l.running_mean[c]);
-            assert!((l.running_var[c] as f64 - want_v).abs() < 1e-5 * want_v, "{} ch {c}", l.name);
+            assert!(
+                (l.running_mean[c] as f64 - want_m).abs() < tol,
+                "{} ch {c}: {} vs {want_m}",
+                l.name,
+                l.running_mean[c]
+            );
+            assert!(
+                (l.running_var[c] as f64 - want_v).abs() < 1e-5 * want_v,
+                "{} ch {c}",
+                l.name
+            );
         }
         let expected_gap = m.powi(12) as f32;
-        assert!((l.mean_gap - expected_gap).abs() < 1e-4, "{}: gap {} vs {expected_gap}", l.name, l.mean_gap);
+        assert!(
+            (l.mean_gap - expected_gap).abs() < 1e-4,
+            "{}: gap {} vs {expected_gap}",
+            l.name,
+            l.mean_gap
+        );
     }
 }
 
@@ -114,8 +131,16 @@ fn recalibrate_on_a_constant_batch_yields_its_stats_and_fixes_eval() {
     assert_eq!(snap.t, 1, "one batch holds the whole data set");
     for l in &snap.layers {
         for c in 0..l.running_mean.len() {
-            assert!((l.running_mean[c] - l.batch_mean[c]).abs() <= 1e-6 * l.batch_mean[c].abs().max(1.0), "{}", l.name);
-            assert!((l.running_var[c] - l.batch_var[c]).abs() <= 1e-6 * l.batch_var[c].abs().max(1.0), "{}", l.name);
+            assert!(
+                (l.running_mean[c] - l.batch_mean[c]).abs() <= 1e-6 * l.batch_mean[c].abs().max(1.0),
+                "{}",
+                l.name
+            );
+            assert!(
+                (l.running_var[c] - l.batch_var[c]).abs() <= 1e-6 * l.batch_var[c].abs().max(1.0),
+                "{}",
+                l.name
+            );
         }
     }
     // Twice the same batch: still exactly its stats (cumulative average of equal values).
@@ -133,7 +158,12 @@ fn recalibrate_on_a_constant_batch_yields_its_stats_and_fixes_eval() {
     // Running stats now equal the batch stats of the whole set, so both evaluations agree, up to the n/(n−1)
     // factor: the running variance is the unbiased one, batch-mode normalisation uses the biased one.
     assert_eq!(eval.acc, batch.acc);
-    assert!((eval.loss - batch.loss).abs() < 0.02 * batch.loss, "{} vs {}", eval.loss, batch.loss);
+    assert!(
+        (eval.loss - batch.loss).abs() < 0.02 * batch.loss,
+        "{} vs {}",
+        eval.loss,
+        batch.loss
+    );
 }
 
 #[test]
@@ -161,7 +191,11 @@ fn the_thread_speaks_the_protocol() {
     let mut started = 0;
     let mut applied_at = None;
     loop {
-        match link.events.recv_timeout(std::time::Duration::from_secs(60)).expect("trainer is alive") {
+        match link
+            .events
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("trainer is alive")
+        {
             Event::Started(info) => {
                 started += 1;
                 assert_eq!(info.bn_layers.len(), 9);

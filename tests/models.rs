@@ -45,8 +45,18 @@ fn resnet50_matches_torchvision() {
 
 #[test]
 fn same_seed_same_weights() {
-    let a = model(Preset::Tiny).params()[0].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = model(Preset::Tiny).params()[0].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let a = model(Preset::Tiny).params()[0]
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let b = model(Preset::Tiny).params()[0]
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     assert_eq!(a, b);
     // Kaiming normal, fan_out: std √(2/(16·9)) ≈ 0.118 for the tiny stem.
     let std = (a.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / a.len() as f64).sqrt();
@@ -72,7 +82,13 @@ fn grad_check(pool: MaxPool, shape: (usize, usize, usize, usize), seed: u64) {
 }
 
 fn grad_check_with(pool: MaxPool, shape: (usize, usize, usize, usize), seed: u64, composite: bool) {
-    let fwd = |t: &Tensor| if composite { pool.forward_composite(t) } else { pool.forward(t) };
+    let fwd = |t: &Tensor| {
+        if composite {
+            pool.forward_composite(t)
+        } else {
+            pool.forward(t)
+        }
+    };
     let dev = Device::Cpu;
     // Distinct values at least 0.05 apart (a shuffled ramp), so a ±0.01 nudge never changes which one is the max.
     let n = shape.0 * shape.1 * shape.2 * shape.3;
@@ -92,7 +108,12 @@ fn grad_check_with(pool: MaxPool, shape: (usize, usize, usize, usize), seed: u64
     let g = grads.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let f = |v: &[f32]| -> f64 {
         let t = Tensor::from_vec(v.to_vec(), shape, &dev).unwrap();
-        (fwd(&t).unwrap() * &w).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64
+        (fwd(&t).unwrap() * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64
     };
     let h = 1e-2f32;
     for i in 0..xv.len() {
@@ -124,12 +145,30 @@ fn maxpool_kernel_matches_the_composite_and_candle() {
         let x = Tensor::from_vec(rand_input(shape, seed), shape, &dev).unwrap();
         let p = MaxPool::new(3, 2, 1);
         let a = p.forward(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let b = p.forward_composite(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = p
+            .forward_composite(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(a, b, "{shape:?}");
     }
     let x = Tensor::from_vec(rand_input((2, 3, 8, 8), 9), (2, 3, 8, 8), &dev).unwrap();
-    let a = MaxPool::new(2, 2, 0).forward(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = x.max_pool2d(2).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let a = MaxPool::new(2, 2, 0)
+        .forward(&x)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let b = x
+        .max_pool2d(2)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     assert_eq!(a, b);
 }
 
@@ -140,7 +179,14 @@ fn maxpool_kernel_matches_the_composite_and_candle() {
 fn candle_max_pool2d_backward_is_scaled_by_a_quarter() {
     let dev = Device::Cpu;
     let x = Var::from_vec(vec![1f32, 2., 3., 4.], (1, 1, 2, 2), &dev).unwrap();
-    let g = x.as_tensor().max_pool2d(2).unwrap().sum_all().unwrap().backward().unwrap();
+    let g = x
+        .as_tensor()
+        .max_pool2d(2)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
     let candle = g.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(candle, vec![0., 0., 0., 0.25]);
     let y = MaxPool::new(2, 2, 0).forward_composite(x.as_tensor()).unwrap();

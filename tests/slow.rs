@@ -8,7 +8,15 @@ fn trainer(preset: Preset, size: usize, momentum: f64) -> Trainer {
     let mut cfg = TrainConfig::new(preset);
     cfg.image_size = size;
     cfg.momentum = momentum;
-    Trainer::new(cfg, data::embedded(size).unwrap(), Device::Cpu, "cpu".into(), None, None).unwrap()
+    Trainer::new(
+        cfg,
+        data::embedded(size).unwrap(),
+        Device::Cpu,
+        "cpu".into(),
+        None,
+        None,
+    )
+    .unwrap()
 }
 
 #[test]

@@ -561,7 +561,17 @@ fn measure() {
 fn rapid_resizes_from_10x3_to_400x120() {
     let mut s = Session::spawn(&["--device", &device()]);
     first_frame(&s);
-    let sizes = [(3, 10), (120, 400), (5, 20), (24, 80), (1, 1), (40, 120), (23, 79), (60, 200), (10, 30)];
+    let sizes = [
+        (3, 10),
+        (120, 400),
+        (5, 20),
+        (24, 80),
+        (1, 1),
+        (40, 120),
+        (23, 79),
+        (60, 200),
+        (10, 30),
+    ];
     for _ in 0..3 {
         for &(r, c) in &sizes {
             s.resize(r, c);
@@ -624,7 +634,9 @@ fn a_stalled_terminal_neither_stops_training_nor_grows_memory() {
     assert!(e1 >= e0 + 20, "training went on during the stall: {e0} -> {e1}");
     assert!(rss1 < rss0 + 64 * 1024, "memory stayed bounded: {rss0} -> {rss1} KiB");
     // The UI catches up at once (it draws the latest state, not every missed frame).
-    s.expect("the screen caught up", Duration::from_secs(5), |t| screen_epoch(t) >= e1);
+    s.expect("the screen caught up", Duration::from_secs(5), |t| {
+        screen_epoch(t) >= e1
+    });
     s.press("q");
     let status = s.wait_exit(Duration::from_secs(20));
     s.assert_restored();
