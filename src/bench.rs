@@ -90,7 +90,7 @@ pub fn bench_one(
     for i in 0..warmup + steps {
         let t0 = Instant::now();
         let logits = model.forward(&x, BnMode::Train)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+        let loss = crate::kernels::head::cross_entropy(&logits, &y)?;
         opt.backward_step(&loss)?;
         loss.to_scalar::<f32>()?;
         if i >= warmup {
@@ -128,6 +128,9 @@ pub fn run(args: &BenchArgs) -> Result<i32> {
         return Err(usage("--batch-size 0: must be at least 1"));
     }
     crate::pool::set_own_kernels(args.kernels == Kernels::Own);
+    if args.kernels == Kernels::Own {
+        crate::kernels::init();
+    }
     let picked = crate::device::pick(&args.device)?;
     if let Some(n) = &picked.notice {
         eprintln!("{n}");

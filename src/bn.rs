@@ -127,19 +127,35 @@ impl BatchNorm2d {
     }
 
     pub fn forward(&mut self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        self.forward_tail(x, None, false, mode)
+    }
+
+    /// `relu(self.forward(x, mode))`; one fused op on bnscope's CPU kernels (train and eval-batch modes).
+    pub fn forward_relu(&mut self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        self.forward_tail(x, None, true, mode)
+    }
+
+    /// A residual block's tail, `relu(self.forward(x, mode) + skip)`; one fused op on bnscope's CPU kernels
+    /// (train and eval-batch modes).
+    pub fn forward_add_relu(&mut self, x: &Tensor, skip: &Tensor, mode: BnMode) -> Result<Tensor> {
+        self.forward_tail(x, Some(skip), true, mode)
+    }
+
+    /// `bn(x) [+ skip]`, then `[relu]`.
+    fn forward_tail(&mut self, x: &Tensor, skip: Option<&Tensor>, relu: bool, mode: BnMode) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
         if c != self.channels {
             candle_core::bail!("{}: expected {} channels, got {c}", self.name, self.channels);
         }
         let shape = (1, c, 1, 1);
-        match mode {
+        let y = match mode {
             BnMode::EvalRunning => {
                 // y = (x − μ)/√(σ² + ε)·γ + β, folded into one scale and one shift per channel.
                 let inv_std = (&self.running_var + self.eps)?.sqrt()?.recip()?;
                 let scale = self.weight.as_tensor().mul(&inv_std)?;
                 let shift = self.bias.as_tensor().sub(&self.running_mean.mul(&scale)?)?;
                 x.broadcast_mul(&scale.reshape(shape)?)?
-                    .broadcast_add(&shift.reshape(shape)?)
+                    .broadcast_add(&shift.reshape(shape)?)?
             }
             BnMode::Train | BnMode::EvalBatch => {
                 let count = n * h * w;
@@ -149,9 +165,23 @@ impl BatchNorm2d {
                     1.0
                 };
                 let (gamma, beta) = (self.weight.as_tensor(), self.bias.as_tensor());
-                if crate::kernels::applies(&[x, gamma, beta]) {
-                    // Fused CPU kernel (one op forward, one backward); same semantics as the composite below.
-                    let (y, mean, var) = crate::kernels::bn::batch_norm_train(x, gamma, beta, self.eps)?;
+                let own = match skip {
+                    Some(s) => crate::kernels::applies(&[x, s, gamma, beta]),
+                    None => crate::kernels::applies(&[x, gamma, beta]),
+                };
+                if own {
+                    // Fused CPU kernel (one op forward, one backward, ReLU and residual add included); same
+                    // semantics as the composite below.
+                    use crate::kernels::bn as k;
+                    let (y, mean, var) = match (skip, relu) {
+                        (Some(s), true) => k::batch_norm_add_relu_train(x, s, gamma, beta, self.eps)?,
+                        (None, true) => k::batch_norm_relu_train(x, gamma, beta, self.eps)?,
+                        (None, false) => k::batch_norm_train(x, gamma, beta, self.eps)?,
+                        (Some(s), false) => {
+                            let (y, m, v) = k::batch_norm_train(x, gamma, beta, self.eps)?;
+                            ((y + s)?, m, v)
+                        }
+                    };
                     if mode == BnMode::Train {
                         let dev = x.device();
                         let bm = Tensor::from_vec(mean, c, dev)?;
@@ -173,8 +203,17 @@ impl BatchNorm2d {
                     let bv = (var.flatten_all()?.detach() * unbias)?;
                     self.update(bm, bv)?;
                 }
-                Ok(y)
+                y
             }
+        };
+        let y = match skip {
+            Some(s) => (y + s)?,
+            None => y,
+        };
+        if relu {
+            y.relu()
+        } else {
+            Ok(y)
         }
     }
 

@@ -25,6 +25,11 @@ fn main() {
             std::process::exit(code);
         }
     };
+    // Before any thread starts: candle's element-wise pool and the allocator settings (see `kernels::init`).
+    // `bench` does this itself, and not at all with `--kernels candle`, so that column stays candle's own.
+    if cli.command.is_none() {
+        bnscope::kernels::init();
+    }
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {

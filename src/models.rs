@@ -159,13 +159,13 @@ impl Block {
                 bn2,
                 down,
             } => {
-                let y = bn1.forward(&conv1.forward(x)?, mode)?.relu()?;
-                let y = bn2.forward(&conv2.forward(&y)?, mode)?;
+                // bn + relu and bn + add + relu are single ops on bnscope's CPU kernels (see `crate::kernels::bn`).
+                let y = bn1.forward_relu(&conv1.forward(x)?, mode)?;
                 let skip = match down {
                     Some((c, b)) => b.forward(&c.forward(x)?, mode)?,
                     None => x.clone(),
                 };
-                (y + skip)?.relu()
+                bn2.forward_add_relu(&conv2.forward(&y)?, &skip, mode)
             }
             Block::Bottleneck {
                 conv1,
@@ -176,14 +176,13 @@ impl Block {
                 bn3,
                 down,
             } => {
-                let y = bn1.forward(&conv1.forward(x)?, mode)?.relu()?;
-                let y = bn2.forward(&conv2.forward(&y)?, mode)?.relu()?;
-                let y = bn3.forward(&conv3.forward(&y)?, mode)?;
+                let y = bn1.forward_relu(&conv1.forward(x)?, mode)?;
+                let y = bn2.forward_relu(&conv2.forward(&y)?, mode)?;
                 let skip = match down {
                     Some((c, b)) => b.forward(&c.forward(x)?, mode)?,
                     None => x.clone(),
                 };
-                (y + skip)?.relu()
+                bn3.forward_add_relu(&conv3.forward(&y)?, &skip, mode)
             }
         }
     }
@@ -341,14 +340,18 @@ impl ResNet {
     /// Logits `(N, classes)` for images `(N, 3, H, W)`.
     pub fn forward(&mut self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
         let y = self.stem_conv.forward(x)?;
-        let y = self.stem_bn.forward(&y, mode)?.relu()?;
+        let y = self.stem_bn.forward_relu(&y, mode)?;
         let mut y = self.stem_pool.forward(&y)?;
         for b in self.blocks.iter_mut() {
             y = b.forward(&y, mode)?;
         }
+        let (w, b) = (self.fc_weight.as_tensor(), self.fc_bias.as_tensor());
+        if crate::kernels::applies(&[&y, w, b]) {
+            // Global average pool + linear as one op (see `crate::kernels::head`).
+            return crate::kernels::head::pool_linear(&y, w, b);
+        }
         let y = y.mean((2, 3))?;
-        y.matmul(&self.fc_weight.as_tensor().t()?)?
-            .broadcast_add(self.fc_bias.as_tensor())
+        y.matmul(&w.t()?)?.broadcast_add(b)
     }
 
     /// BN layers in forward (torchvision `named_modules`) order.

@@ -392,7 +392,7 @@ impl Trainer {
         let yb = self.y.index_select(&idx, 0)?;
         let started = Instant::now();
         let logits = self.model.forward(&xb, BnMode::Train)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &yb)?;
+        let loss = crate::kernels::head::cross_entropy(&logits, &yb)?;
         self.opt.backward_step(&loss)?;
         let loss_v = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
         self.step_times.push(started.elapsed().as_secs_f64() * 1e3);
@@ -457,7 +457,7 @@ impl Trainer {
             let xb = self.x.narrow(0, i, len)?;
             let yb = self.y.narrow(0, i, len)?;
             let logits = self.model.forward(&xb, mode)?.detach();
-            let loss = candle_nn::loss::cross_entropy(&logits, &yb)?
+            let loss = crate::kernels::head::cross_entropy(&logits, &yb)?
                 .to_dtype(DType::F32)?
                 .to_scalar::<f32>()?;
             loss_sum += loss as f64 * len as f64;

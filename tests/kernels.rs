@@ -320,3 +320,120 @@ fn tiny_training_is_the_same_with_either_kernel_set() {
     check("bn layer running mean", &bns[0].1, &bns[1].1);
     check("bn layer running var", &bns[0].2, &bns[1].2);
 }
+
+/// Fused BN + ReLU and BN + add + ReLU against `relu(bn(x) [+ skip])` built from candle ops: values, batch
+/// statistics and every gradient.
+fn bn_tail_case(rng: &mut StdRng, shape: [usize; 4], add: bool) {
+    let what = format!("bn-tail {shape:?} add {add}");
+    let eps = 1e-5;
+    let x = Var::from_tensor(&rand_tensor(rng, &shape, 0.3)).unwrap();
+    let skip = Var::from_tensor(&rand_tensor(rng, &shape, 0.0)).unwrap();
+    let gamma = Var::from_tensor(&rand_tensor(rng, &[shape[1]], 1.0)).unwrap();
+    let beta = Var::from_tensor(&rand_tensor(rng, &[shape[1]], 0.0)).unwrap();
+    let (y, mean, var) = if add {
+        kernels::bn::batch_norm_add_relu_train(&x, &skip, &gamma, &beta, eps).unwrap()
+    } else {
+        kernels::bn::batch_norm_relu_train(&x, &gamma, &beta, eps).unwrap()
+    };
+    let (yr, mr, vr) = bn_reference(&x, &gamma, &beta, eps).unwrap();
+    let yr = if add { (yr + skip.as_tensor()).unwrap() } else { yr }.relu().unwrap();
+    check(&format!("{what} y"), &y, &yr);
+    let c = shape[1];
+    check(
+        &format!("{what} mean"),
+        &Tensor::from_vec(mean, c, &Device::Cpu).unwrap(),
+        &mr,
+    );
+    check(
+        &format!("{what} var"),
+        &Tensor::from_vec(var, c, &Device::Cpu).unwrap(),
+        &vr,
+    );
+    let r = rand_tensor(rng, &shape, 0.0);
+    let g = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let gr = (yr * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    for (name, v) in [("dx", &x), ("dgamma", &gamma), ("dbeta", &beta)] {
+        check(&format!("{what} {name}"), g.get(v).unwrap(), gr.get(v).unwrap());
+    }
+    if add {
+        check(&format!("{what} dskip"), g.get(&skip).unwrap(), gr.get(&skip).unwrap());
+    } else {
+        assert!(g.get(&skip).is_none());
+    }
+}
+
+#[test]
+fn fused_batch_norm_relu_and_residual_tail_match_candle() {
+    let mut rng = StdRng::seed_from_u64(8);
+    for add in [false, true] {
+        for shape in [
+            [1, 3, 5, 7],
+            [7, 4, 3, 3],
+            [3, 64, 8, 8],
+            [2, 1, 13, 11],
+            [3, 16, 56, 56],
+            [5, 9, 1, 2],
+        ] {
+            bn_tail_case(&mut rng, shape, add);
+        }
+    }
+}
+
+#[test]
+fn pool_linear_head_matches_candle() {
+    let mut rng = StdRng::seed_from_u64(9);
+    for (n, c, h, w, k) in [
+        (3, 64, 8, 8, 10),
+        (1, 5, 1, 1, 1),
+        (7, 33, 3, 5, 4),
+        (2, 2048, 7, 7, 10),
+    ] {
+        let what = format!("head n{n} c{c} {h}x{w} k{k}");
+        let x = Var::from_tensor(&rand_tensor(&mut rng, &[n, c, h, w], 0.2)).unwrap();
+        let wt = Var::from_tensor(&rand_tensor(&mut rng, &[k, c], 0.0)).unwrap();
+        let b = Var::from_tensor(&rand_tensor(&mut rng, &[k], 0.0)).unwrap();
+        let own = kernels::head::pool_linear(&x, &wt, &b).unwrap();
+        let reference = x
+            .mean((2, 3))
+            .unwrap()
+            .matmul(&wt.t().unwrap())
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap();
+        check(&format!("{what} forward"), &own, &reference);
+        let r = rand_tensor(&mut rng, &[n, k], 0.0);
+        let g = (own * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gr = (reference * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, v) in [("dx", &x), ("dw", &wt), ("db", &b)] {
+            check(&format!("{what} {name}"), g.get(v).unwrap(), gr.get(v).unwrap());
+        }
+    }
+}
+
+#[test]
+fn cross_entropy_matches_candle_nn() {
+    let mut rng = StdRng::seed_from_u64(10);
+    for (n, k, spread) in [(3, 10, 1.0f32), (1, 2, 1.0), (7, 5, 30.0), (4, 1000, 5.0)] {
+        let v: Vec<f32> = (0..n * k).map(|_| rng.random_range(-spread..spread)).collect();
+        let logits = Var::from_tensor(&Tensor::from_vec(v, (n, k), &Device::Cpu).unwrap()).unwrap();
+        let t: Vec<u32> = (0..n).map(|_| rng.random_range(0..k as u32)).collect();
+        let targets = Tensor::new(t.as_slice(), &Device::Cpu).unwrap();
+        let own = kernels::head::cross_entropy(&logits, &targets).unwrap();
+        let reference = candle_nn::loss::cross_entropy(&logits, &targets).unwrap();
+        assert_eq!(own.dims(), reference.dims());
+        check(&format!("ce n{n} k{k} loss"), &own, &reference);
+        // Scaled, so that the incoming gradient is not 1.
+        let g = (own * 2.5).unwrap().backward().unwrap();
+        let gr = (reference * 2.5).unwrap().backward().unwrap();
+        check(
+            &format!("ce n{n} k{k} dlogits"),
+            g.get(&logits).unwrap(),
+            gr.get(&logits).unwrap(),
+        );
+    }
+    assert!(kernels::head::cross_entropy(
+        &Tensor::zeros((2, 3), candle_core::DType::F32, &Device::Cpu).unwrap(),
+        &Tensor::new(&[0u32, 3], &Device::Cpu).unwrap()
+    )
+    .is_err());
+}

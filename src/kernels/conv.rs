@@ -15,8 +15,8 @@
 //! result is then permuted back to NCHW. Scratch buffers are per-thread and reused (see [`super::with_scratch`]).
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::im2col::{col2im, from_channel_major, im2col, to_channel_major, Geom};
-use super::{output_vec, sgemm, slice, with_scratch};
+use super::im2col::{col2im_raw, from_channel_major_raw, im2col, to_channel_major, Geom};
+use super::{output_uninit, sgemm, slice, with_scratch, SendPtr};
 
 /// Output pixels per image from which an image may get its own gemm (see [`per_image`]).
 pub const PER_IMAGE_MIN_P: usize = 256;
@@ -58,134 +58,148 @@ fn geom(xs: &Shape, ws: &Shape, stride: usize, padding: usize) -> Result<(Geom, 
 /// Forward pass: returns `y (N, Cout, OH, OW)` as a flat vector.
 pub fn forward(x: &[f32], w: &[f32], g: &Geom, cout: usize) -> Vec<f32> {
     let (k, p) = (g.k(), g.p());
-    let mut y = output_vec(g.n * cout * p);
     let wp = w.as_ptr();
-    if per_image(g, cout) {
-        let col_len = if g.pointwise() { 0 } else { k * p };
-        with_scratch(col_len, 0, |col, _| {
-            for n in 0..g.n {
-                let src = if g.pointwise() {
-                    &x[n * k * p..][..k * p]
-                } else {
-                    im2col(x, g, n, n + 1, col);
-                    &*col
-                };
-                let dst = y[n * cout * p..].as_mut_ptr();
-                // SAFETY: y_n is cout×p, W is cout×k, col is k×p, all row-major and in bounds.
+    // Every element of y is written once: by a non-accumulating gemm (the `gemm` crate does not read the
+    // destination then) or by the channel-major copy.
+    let fill = |yp: SendPtr| {
+        if per_image(g, cout) {
+            let col_len = if g.pointwise() { 0 } else { k * p };
+            with_scratch(col_len, 0, |col, _| {
+                for n in 0..g.n {
+                    let src = if g.pointwise() {
+                        &x[n * k * p..][..k * p]
+                    } else {
+                        im2col(x, g, n, n + 1, col);
+                        &*col
+                    };
+                    // SAFETY: image n's cout×p block of y.
+                    let dst = unsafe { yp.at(n * cout * p) };
+                    // SAFETY: y_n is cout×p, W is cout×k, col is k×p, all row-major and in bounds.
+                    unsafe {
+                        sgemm(
+                            cout,
+                            p,
+                            k,
+                            dst,
+                            p as isize,
+                            1,
+                            false,
+                            wp,
+                            k as isize,
+                            1,
+                            src.as_ptr(),
+                            p as isize,
+                            1,
+                        )
+                    };
+                }
+            });
+        } else {
+            let l = g.n * p;
+            with_scratch(k * l, cout * l, |col, tmp| {
+                im2col(x, g, 0, g.n, col);
+                let (li, ki) = (l as isize, k as isize);
+                // SAFETY: tmp is cout×l, W cout×k, col k×l.
                 unsafe {
                     sgemm(
                         cout,
-                        p,
+                        l,
                         k,
-                        dst,
-                        p as isize,
+                        tmp.as_mut_ptr(),
+                        li,
                         1,
                         false,
                         wp,
-                        k as isize,
+                        ki,
                         1,
-                        src.as_ptr(),
-                        p as isize,
+                        col.as_ptr(),
+                        li,
                         1,
                     )
                 };
-            }
-        });
-    } else {
-        let l = g.n * p;
-        with_scratch(k * l, cout * l, |col, tmp| {
-            im2col(x, g, 0, g.n, col);
-            let (li, ki) = (l as isize, k as isize);
-            // SAFETY: tmp is cout×l, W cout×k, col k×l.
-            unsafe {
-                sgemm(
-                    cout,
-                    l,
-                    k,
-                    tmp.as_mut_ptr(),
-                    li,
-                    1,
-                    false,
-                    wp,
-                    ki,
-                    1,
-                    col.as_ptr(),
-                    li,
-                    1,
-                )
-            };
-            from_channel_major(tmp, cout, p, g.n, &mut y);
-        });
-    }
-    y
+                // SAFETY: y holds n·cout·p elements.
+                unsafe { from_channel_major_raw(tmp, cout, p, g.n, yp) };
+            });
+        }
+    };
+    // SAFETY: see `fill`.
+    unsafe { output_uninit(g.n * cout * p, fill) }
 }
 
 /// Backward pass: `[dx (N·Cin·H·W, only if need_dx) | dW (Cout·K)]` in one vector.
 pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geom, cout: usize, need_dx: bool) -> Vec<f32> {
     let (k, p) = (g.k(), g.p());
     let nx = if need_dx { g.n * g.c * g.h * g.w } else { 0 };
-    let mut out = output_vec(nx + cout * k);
-    let (dx, dw) = out.split_at_mut(nx);
-    let (wp, dwp) = (w.as_ptr(), dw.as_mut_ptr());
+    if g.n == 0 || p == 0 {
+        return vec![0f32; nx + cout * k];
+    }
+    let wp = w.as_ptr();
     let (ki, pi) = (k as isize, p as isize);
-    if per_image(g, cout) {
-        let col_len = if g.pointwise() { 0 } else { k * p };
-        let dcol_len = if g.pointwise() || !need_dx { 0 } else { k * p };
-        with_scratch(col_len, dcol_len, |col, dcol| {
-            for n in 0..g.n {
-                let dyn_ = dy[n * cout * p..][..cout * p].as_ptr();
-                let src = if g.pointwise() {
-                    &x[n * k * p..][..k * p]
-                } else {
-                    im2col(x, g, n, n + 1, col);
-                    &*col
-                };
-                // SAFETY (all gemms below): shapes as documented, buffers sized above.
-                // dW (cout×k) += dY_n (cout×p) · col_nᵀ (p×k)
-                unsafe { sgemm(cout, k, p, dwp, ki, 1, n > 0, dyn_, pi, 1, src.as_ptr(), 1, pi) };
-                if need_dx {
-                    // dcol_n (k×p) = Wᵀ (k×cout) · dY_n (cout×p)
-                    if g.pointwise() {
-                        let dst = dx[n * k * p..].as_mut_ptr();
-                        unsafe { sgemm(k, p, cout, dst, pi, 1, false, wp, 1, ki, dyn_, pi, 1) };
+    // Every element is written once: dW by the first (non-accumulating) gemm, dx by a non-accumulating gemm
+    // (1×1 stride 1) or by col2im, which zeroes each plane itself.
+    let fill = |out: SendPtr| {
+        // SAFETY: dW starts at nx.
+        let dwp = unsafe { out.at(nx) };
+        if per_image(g, cout) {
+            let col_len = if g.pointwise() { 0 } else { k * p };
+            let dcol_len = if g.pointwise() || !need_dx { 0 } else { k * p };
+            with_scratch(col_len, dcol_len, |col, dcol| {
+                for n in 0..g.n {
+                    let dyn_ = dy[n * cout * p..][..cout * p].as_ptr();
+                    let src = if g.pointwise() {
+                        &x[n * k * p..][..k * p]
                     } else {
-                        unsafe { sgemm(k, p, cout, dcol.as_mut_ptr(), pi, 1, false, wp, 1, ki, dyn_, pi, 1) };
-                        col2im(dcol, g, n, n + 1, dx);
+                        im2col(x, g, n, n + 1, col);
+                        &*col
+                    };
+                    // SAFETY (all gemms below): shapes as documented, buffers sized above.
+                    // dW (cout×k) += dY_n (cout×p) · col_nᵀ (p×k)
+                    unsafe { sgemm(cout, k, p, dwp, ki, 1, n > 0, dyn_, pi, 1, src.as_ptr(), 1, pi) };
+                    if need_dx {
+                        // dcol_n (k×p) = Wᵀ (k×cout) · dY_n (cout×p)
+                        if g.pointwise() {
+                            let dst = unsafe { out.at(n * k * p) };
+                            unsafe { sgemm(k, p, cout, dst, pi, 1, false, wp, 1, ki, dyn_, pi, 1) };
+                        } else {
+                            unsafe { sgemm(k, p, cout, dcol.as_mut_ptr(), pi, 1, false, wp, 1, ki, dyn_, pi, 1) };
+                            unsafe { col2im_raw(dcol, g, n, n + 1, out) };
+                        }
                     }
                 }
-            }
-        });
-    } else {
-        let l = g.n * p;
-        let li = l as isize;
-        with_scratch(k * l, cout * l, |col, dyc| {
-            to_channel_major(dy, cout, p, 0, g.n, dyc);
-            im2col(x, g, 0, g.n, col);
-            unsafe { sgemm(cout, k, l, dwp, ki, 1, false, dyc.as_ptr(), li, 1, col.as_ptr(), 1, li) };
-            if need_dx {
-                // The column matrix is no longer needed: reuse it for dcol.
-                unsafe {
-                    sgemm(
-                        k,
-                        l,
-                        cout,
-                        col.as_mut_ptr(),
-                        li,
-                        1,
-                        false,
-                        wp,
-                        1,
-                        ki,
-                        dyc.as_ptr(),
-                        li,
-                        1,
-                    )
-                };
-                col2im(col, g, 0, g.n, dx);
-            }
-        });
-    }
-    out
+            });
+        } else {
+            let l = g.n * p;
+            let li = l as isize;
+            with_scratch(k * l, cout * l, |col, dyc| {
+                to_channel_major(dy, cout, p, 0, g.n, dyc);
+                im2col(x, g, 0, g.n, col);
+                unsafe { sgemm(cout, k, l, dwp, ki, 1, false, dyc.as_ptr(), li, 1, col.as_ptr(), 1, li) };
+                if need_dx {
+                    // The column matrix is no longer needed: reuse it for dcol.
+                    unsafe {
+                        sgemm(
+                            k,
+                            l,
+                            cout,
+                            col.as_mut_ptr(),
+                            li,
+                            1,
+                            false,
+                            wp,
+                            1,
+                            ki,
+                            dyc.as_ptr(),
+                            li,
+                            1,
+                        )
+                    };
+                    unsafe { col2im_raw(col, g, 0, g.n, out) };
+                }
+            });
+        }
+    };
+    // SAFETY: see `fill`.
+    unsafe { output_uninit(nx + cout * k, fill) }
 }
 
 impl CustomOp2 for Conv2d {

@@ -118,18 +118,39 @@ pub fn im2col(x: &[f32], g: &Geom, n0: usize, n1: usize, col: &mut [f32]) {
 /// Writes the images `n0..n1` of `dx` (the whole NCHW batch) from `col` (as [`im2col`] lays it out), summing the
 /// overlapping windows: the adjoint of [`im2col`].
 pub fn col2im(col: &[f32], g: &Geom, n0: usize, n1: usize, dx: &mut [f32]) {
+    let hw = g.h * g.w;
+    assert!(dx.len() >= n1 * g.c * hw && col.len() >= g.k() * (n1 - n0) * g.p());
+    // SAFETY: dx covers the planes of images n0..n1 (checked).
+    unsafe { col2im_raw(col, g, n0, n1, SendPtr(dx.as_mut_ptr())) }
+}
+
+/// [`col2im`] into raw memory (the whole NCHW batch `dx`), which may be uninitialised: every element of the images
+/// `n0..n1` is written (each plane is zeroed while in cache, then accumulated), so a kernel's output needs no
+/// separate zero-fill pass.
+///
+/// # Safety
+/// `dx` must be valid for writes of the planes of images `n0..n1`, not accessed by anyone else meanwhile, and
+/// `col` must hold `K × (n1−n0)·P` elements.
+pub(crate) unsafe fn col2im_raw(col: &[f32], g: &Geom, n0: usize, n1: usize, dx: SendPtr) {
     let p = g.p();
     let ld = (n1 - n0) * p;
     let hw = g.h * g.w;
-    let planes = &mut dx[n0 * g.c * hw..n1 * g.c * hw];
     let kk = g.kh * g.kw;
-    let fill = |idx: usize, plane: &mut [f32]| {
+    let nplanes = (n1 - n0) * g.c;
+    let base = n0 * g.c * hw;
+    let fill = |idx: usize| {
         let (i, ci) = (idx / g.c, idx % g.c);
+        // SAFETY: plane idx of images n0..n1 is inside dx (caller) and written by this task only.
+        let plane = unsafe { dx.uninit(base + idx * hw, hw) };
         if g.pointwise() {
-            plane.copy_from_slice(&col[ci * ld + i * p..][..p]);
+            for (d, &s) in plane.iter_mut().zip(&col[ci * ld + i * p..][..p]) {
+                d.write(s);
+            }
             return;
         }
-        plane.fill(0.0);
+        plane.fill(std::mem::MaybeUninit::new(0.0));
+        // SAFETY: every element was just initialised.
+        let plane = unsafe { &mut *(plane as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
         for ky in 0..g.kh {
             for kx in 0..g.kw {
                 let row = &col[(ci * kk + ky * g.kw + kx) * ld + i * p..][..p];
@@ -155,10 +176,10 @@ pub fn col2im(col: &[f32], g: &Geom, n0: usize, n1: usize, dx: &mut [f32]) {
             }
         }
     };
-    if planes.len() < PAR_MIN {
-        planes.chunks_mut(hw).enumerate().for_each(|(i, pl)| fill(i, pl));
+    if nplanes * hw < PAR_MIN {
+        (0..nplanes).for_each(fill);
     } else {
-        planes.par_chunks_mut(hw).enumerate().for_each(|(i, pl)| fill(i, pl));
+        (0..nplanes).into_par_iter().for_each(fill);
     }
 }
 
@@ -179,16 +200,25 @@ pub fn to_channel_major(src: &[f32], c: usize, p: usize, n0: usize, n1: usize, d
 
 /// The inverse of [`to_channel_major`] for a whole batch: `dst[n, co, p] = src[co, n·P + p]`.
 pub fn from_channel_major(src: &[f32], c: usize, p: usize, n: usize, dst: &mut [f32]) {
+    assert!(dst.len() >= n * c * p && src.len() >= n * c * p);
+    // SAFETY: dst holds n·c·p elements (checked).
+    unsafe { from_channel_major_raw(src, c, p, n, SendPtr(dst.as_mut_ptr())) }
+}
+
+/// [`from_channel_major`] into raw memory, which may be uninitialised; writes all `n·c·p` elements.
+///
+/// # Safety
+/// `dst` must be valid for `n·c·p` writes and not accessed by anyone else meanwhile; `src.len() ≥ n·c·p`.
+pub(crate) unsafe fn from_channel_major_raw(src: &[f32], c: usize, p: usize, n: usize, dst: SendPtr) {
     let ld = n * p;
-    let out = SendPtr(dst.as_mut_ptr());
     let body = |co: usize| {
         for i in 0..n {
-            // SAFETY: plane (i, co) is written by this task only.
-            let d = unsafe { out.slice_mut((i * c + co) * p, p) };
-            d.copy_from_slice(&src[co * ld + i * p..][..p]);
+            let s = &src[co * ld + i * p..][..p];
+            // SAFETY: plane (i, co) is inside dst (caller) and written by this task only.
+            unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), dst.at((i * c + co) * p), p) };
         }
     };
-    if dst.len() < PAR_MIN {
+    if n * c * p < PAR_MIN {
         (0..c).for_each(body);
     } else {
         (0..c).into_par_iter().for_each(body);

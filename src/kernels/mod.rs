@@ -6,7 +6,9 @@
 //!   gradient with another slow path. Here forward, input gradient and weight gradient are each one gemm (the
 //!   `gemm` crate, the one candle uses) around im2col / col2im, sharing scratch buffers.
 //! * [`bn`]: candle builds train-mode BatchNorm out of ~10 tensor ops forward and ~20 backward, each a full pass
-//!   over the activation plus an allocation. The fused op does two passes forward and two backward.
+//!   over the activation plus an allocation. The fused op does two passes forward and two backward, and takes the
+//!   following ReLU, or a residual block's `relu(bn(x) + skip)`, into the same passes.
+//! * [`head`]: global average pool + linear classifier as one op, and cross-entropy as one op.
 //! * `crate::optim` uses [`adam`] for a one-pass in-place Adam update instead of ~10 tensor ops per parameter.
 //!
 //! Every kernel is used only on the CPU, for f32, and while [`crate::pool::own_kernels`] is on; otherwise the
@@ -14,6 +16,7 @@
 pub mod adam;
 pub mod bn;
 pub mod conv;
+pub mod head;
 pub mod im2col;
 
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
@@ -27,6 +30,24 @@ pub fn applies(ts: &[&Tensor]) -> bool {
         ONCE.call_once(tune_allocator);
     }
     yes
+}
+
+/// Process set-up for the own CPU kernels: call once at start-up, before any other thread exists (it may set an
+/// environment variable), when the own kernels are on (`bnscope bench` does so itself).
+///
+/// * `CANDLE_NUM_THREADS=1` unless the user set it: candle runs its element-wise CPU ops (with ≥ 64 K elements)
+///   on its own spin-barrier pool of `threads − 1` workers, separate from rayon's pool that the gemms and these
+///   kernels use. On 2 cores the two pools take turns badly: round 1's profile of resnet50@224 had 17 % of the
+///   samples in candle's `BarrierGuard::drop` (the main thread spinning for a descheduled worker). With the fused
+///   ops only autograd's gradient sums are left to candle, and running them inline is as fast or faster
+///   (`docs/PERFORMANCE.md`).
+/// * the allocator tuning of [`tune_allocator`].
+pub fn init() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // Single-threaded at this point (documented precondition), so no getenv can race with this.
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+    tune_allocator();
 }
 
 /// Keeps freed activation buffers in the process instead of handing them back to the kernel.
@@ -75,12 +96,39 @@ impl SendPtr {
     pub unsafe fn slice_mut<'a>(self, off: usize, len: usize) -> &'a mut [f32] {
         std::slice::from_raw_parts_mut(self.0.add(off), len)
     }
+
+    /// The element pointer at `off` (a method, so that closures capture the whole `Send` wrapper).
+    ///
+    /// # Safety
+    /// `off` must be inside the allocation (or one past its end).
+    #[inline]
+    pub unsafe fn at(self, off: usize) -> *mut f32 {
+        self.0.add(off)
+    }
+
+    /// As [`Self::slice_mut`], for memory that may not be initialised yet (write with `MaybeUninit::write`).
+    ///
+    /// # Safety
+    /// As [`Self::slice_mut`].
+    #[inline]
+    pub unsafe fn uninit<'a>(self, off: usize, len: usize) -> &'a mut [std::mem::MaybeUninit<f32>] {
+        std::slice::from_raw_parts_mut(self.0.add(off) as *mut std::mem::MaybeUninit<f32>, len)
+    }
 }
 
-/// A zeroed `Vec<f32>` of length `n` for a kernel's output. (Every kernel overwrites all of it; writing into
-/// uninitialised memory through slices would skip this pass but is not sound Rust. The pass costs ~1 % of a step.)
-pub(crate) fn output_vec(n: usize) -> Vec<f32> {
-    vec![0f32; n]
+/// A `Vec<f32>` of length `n` whose elements `fill` must all write, through the pointer it gets (raw-pointer
+/// writes, or [`SendPtr::uninit`] slices; never a `&mut [f32]` over unwritten memory). Skips the zero-fill pass of
+/// `vec![0.0; n]` (round 1: ~4 % of a resnet50@224 step went to `memset`).
+///
+/// # Safety
+/// `fill` must initialise all `n` elements before it returns normally (if it unwinds, the vector is dropped
+/// empty).
+pub(crate) unsafe fn output_uninit(n: usize, fill: impl FnOnce(SendPtr)) -> Vec<f32> {
+    let mut v: Vec<f32> = Vec::with_capacity(n);
+    fill(SendPtr(v.as_mut_ptr()));
+    // SAFETY: the caller's contract: all n elements were written.
+    unsafe { v.set_len(n) };
+    v
 }
 
 thread_local! {
