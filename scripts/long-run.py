@@ -51,7 +51,7 @@ def last_epoch(log):
         if r.get("type") == "epoch":
             return r["epoch"]
         if r.get("type") == "end":
-            return -1
+            return -r["epochs"]
     return 0
 
 
@@ -96,10 +96,12 @@ def main():
             ep = last_epoch(log)
             if kib is None:
                 break
-            samples.append((now - start, ep, kib))
-            print(f"{now - start:8.0f}s epoch {ep:>7} RSS {kib / 1024:8.1f} MiB", flush=True)
+            samples.append((now - start, abs(ep), kib))
+            print(f"{now - start:8.0f}s epoch {abs(ep):>7} RSS {kib / 1024:8.1f} MiB", flush=True)
             next_sample += a.interval
-            if a.tui and (ep >= a.epochs or ep < 0):
+            done = ep < 0
+            ep = abs(ep)
+            if a.tui and (ep >= a.epochs or done):
                 os.write(master, b"q")
         if master is None and proc.poll() is not None:
             break
