@@ -599,8 +599,17 @@ fn no_tty_means_headless_with_a_notice() {
 fn sigterm_in_headless_writes_the_end_record() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("sig.jsonl");
+    let ckpt = dir.path().join("sig.safetensors");
     let mut child = Command::new(BIN)
-        .args(["--headless", "--epochs", "100000", "--log", &log.display().to_string()])
+        .args([
+            "--headless",
+            "--epochs",
+            "100000",
+            "--log",
+            &log.display().to_string(),
+            "--checkpoint",
+            &ckpt.display().to_string(),
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -625,6 +634,12 @@ fn sigterm_in_headless_writes_the_end_record() {
     let end = recs.last().unwrap();
     assert_eq!(end["type"], "end");
     assert_eq!(end["reason"], "signal");
+    // The checkpoint was written on the way out, and resumes where the log ended.
+    let epochs = end["epochs"].as_u64().unwrap();
+    let next = (epochs + 1).to_string();
+    let out = bnscope(&["--headless", "--epochs", &next, "--resume", &ckpt.display().to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("epoch {next}/{next}")));
     let _ = std::io::stderr().flush();
 }
 

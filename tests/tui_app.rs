@@ -147,9 +147,10 @@ fn error_panel_stays_until_q() {
     // Run-changing keys are refused, the UI stays responsive.
     h.key('j');
     assert_eq!(h.app.selected_layer(), 1);
-    assert_eq!(h.key('q'), vec![Command::Quit(EndReason::Quit)]);
+    // The run failed: quitting says so (exit status 1).
+    assert_eq!(h.key('q'), vec![Command::Quit(EndReason::Error)]);
     h.app.handle_event(AppEvent::Disconnected);
-    assert_eq!(h.app.exit(), Some(EndReason::Quit));
+    assert_eq!(h.app.exit(), Some(EndReason::Error));
 }
 
 #[test]

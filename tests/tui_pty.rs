@@ -642,3 +642,26 @@ fn a_stalled_terminal_neither_stops_training_nor_grows_memory() {
     s.assert_restored();
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[test]
+fn a_trainer_panic_is_shown_in_place_and_q_still_quits() {
+    let bin = std::env::var("BNSCOPE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_bnscope").to_string());
+    let dev = device();
+    let mut s = Session::spawn_program(&bin, &["--device", &dev], &[("BNSCOPE_FAULT", "panic@3")]);
+    s.expect("the error in place", STEP, |t| t.contains("injected fault at epoch 3"));
+    {
+        let p = s.parser.lock().unwrap();
+        assert!(
+            p.screen().alternate_screen(),
+            "the UI still owns the screen after the trainer's panic"
+        );
+    }
+    // The UI stays responsive: help opens and closes.
+    s.press("?");
+    s.expect("help", STEP, |t| t.contains("this help"));
+    s.press("?");
+    s.press("q");
+    let status = s.wait_exit(Duration::from_secs(20));
+    s.assert_restored();
+    assert_eq!(status.exit_code(), 1, "a failed run exits 1");
+}

@@ -432,7 +432,13 @@ impl App {
         let sep = self.theme.sep();
         match action {
             Action::Quit => {
-                let cmds = self.begin_shutdown(EndReason::Quit);
+                // After a trainer error the run failed, whoever closes the window.
+                let reason = if self.error.is_some() {
+                    EndReason::Error
+                } else {
+                    EndReason::Quit
+                };
+                let cmds = self.begin_shutdown(reason);
                 if !cmds.is_empty() {
                     self.set_status(Tone::Warn, "saving… waiting for the trainer to write its checkpoint");
                 }
