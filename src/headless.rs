@@ -12,6 +12,9 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
+/// How many of the latest epochs the closing "median ms/step" covers.
+const STEP_WINDOW: usize = 10_000;
+
 /// Formats a momentum in both conventions: `m 0.99 (torch 0.01)` or `m cumulative`.
 pub fn momentum_label(m: f64, cumulative: bool) -> String {
     if cumulative {
@@ -70,7 +73,8 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
     let mut error = None;
     let mut first_converged: Option<usize> = None;
     let mut last: Option<Box<EpochMetrics>> = None;
-    let mut step_ms: Vec<f64> = Vec::new();
+    // The last STEP_WINDOW step times, for the closing median (bounded: runs can last millions of epochs).
+    let mut step_ms: std::collections::VecDeque<f64> = std::collections::VecDeque::with_capacity(STEP_WINDOW);
     loop {
         select! {
             recv(link.events) -> ev => {
@@ -101,7 +105,10 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                         if first_converged.is_none() && m.eval_running.acc >= 1.0 {
                             first_converged = Some(m.epoch);
                         }
-                        step_ms.push(m.step_ms);
+                        if step_ms.len() == STEP_WINDOW {
+                            step_ms.pop_front();
+                        }
+                        step_ms.push_back(m.step_ms);
                         last = Some(m);
                     }
                     Event::BnReady => { link.bn.take(); }
@@ -123,7 +130,7 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                                 None => say!("eval with running stats never reached acc 1.000 (last {:.3})", m.eval_running.acc),
                             }
                             if !step_ms.is_empty() {
-                                let mut s = step_ms.clone();
+                                let mut s: Vec<f64> = step_ms.iter().copied().collect();
                                 s.sort_by(|a, b| a.total_cmp(b));
                                 say!("median {:.1} ms/step over {} epochs", s[s.len() / 2], s.len());
                             }
