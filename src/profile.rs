@@ -51,6 +51,10 @@ pub fn breakdown_one(
 
 pub fn run(args: &BenchArgs) -> Result<i32> {
     crate::pool::set_own_kernels(args.kernels == crate::cli::Kernels::Own);
+    if args.kernels == crate::cli::Kernels::Own {
+        // As `bench` does: candle's element-wise ops inline, allocator tuned (see `kernels::init`).
+        crate::kernels::init();
+    }
     let picked = crate::device::pick(&args.device)?;
     let configs: Vec<(Preset, usize)> = if args.all {
         vec![(Preset::Tiny, 64), (Preset::Resnet18, 64), (Preset::Resnet50, 224)]
