@@ -613,8 +613,10 @@ fn run_loop(t: &mut Trainer, rx: &Receiver<Command>, tx: &Sender<Event>, slot: &
     loop {
         // Apply every pending command before the next step.
         loop {
-            let idle = t.paused && t.pending_steps == 0 || t.done();
-            let pace_wait = if idle { None } else { t.pace_deadline() };
+            // Done: apply what is pending, then finish at once (no waiting).
+            let done = t.done();
+            let idle = t.paused && t.pending_steps == 0 && !done;
+            let pace_wait = if idle || done { None } else { t.pace_deadline() };
             let cmd = if idle || pace_wait.is_some() {
                 // Idle, or waiting for the pace: wait for a command, but wake up now and then to notice a dropped
                 // receiver (and, at a pace, when the next epoch is due).
@@ -622,12 +624,6 @@ fn run_loop(t: &mut Trainer, rx: &Receiver<Command>, tx: &Sender<Event>, slot: &
                 match rx.recv_deadline(until) {
                     Ok(c) => c,
                     Err(RecvTimeoutError::Timeout) => {
-                        if pace_wait.is_some() {
-                            continue;
-                        }
-                        if t.done() {
-                            return Ok(EndReason::Done);
-                        }
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => return Ok(EndReason::Quit),
