@@ -51,7 +51,8 @@ run breakdown 120 bench --breakdown --all --device cuda --steps 20 --warmup 5
 # 3. PTY end-to-end against the CUDA binary
 log "pty: $PTY"
 BNSCOPE_BIN=$ROOT/$BIN BNSCOPE_PTY_DEVICE=cuda timeout 120 "$PTY" --test-threads=1 \
-  keys_then_q sigterm_restores_terminal sighup_restores_terminal >"$RES/pty.txt" 2>&1
+  keys_then_q sigterm_restores_terminal sighup_restores_terminal a_trainer_panic_is_shown_in_place_and_q_still_quits \
+  rapid_resizes_from_10x3_to_400x120 >"$RES/pty.txt" 2>&1
 echo $? >"$RES/pty.rc"
 tail -n 3 "$RES/pty.txt" >&2
 

@@ -79,7 +79,7 @@ except (ValueError, IndexError, KeyError):
 
 print()
 pty = read("pty.txt")
-print(f"PTY end-to-end (keys e + space ? q, SIGTERM, SIGHUP) on the CUDA binary: exit {rc('pty')} ·",
+print(f"PTY end-to-end (keys e + space ? q, SIGTERM, SIGHUP, trainer panic, resizes) on the CUDA binary: exit {rc('pty')} ·",
       next((l for l in pty.splitlines() if l.startswith("test result")), "no result line"))
 for v in ("adam", "sgd", "lr0"):
     print(f"CPU vs GPU agreement (tiny, seed 0, 20 epochs, {v}): exit {rc('agree-' + v)} ·",
