@@ -9,7 +9,7 @@
 # and prints a table last. Budget: under 8 minutes.
 #
 # Usage (from the repository root): scripts/gpu-check.sh [BNSCOPE_CUDA_BINARY] [TUI_PTY_TEST_BINARY]
-# Defaults: .gpu/bnscope and .gpu/tui_pty, as made by scripts/build-cuda.sh --gpu-bundle.
+# Defaults: .gpu/bnscope and .gpu/tui_pty, as made by scripts/gpu-bundle.sh.
 # Results go to $GPU_CHECK_OUT (default $OUT if set, else /tmp/gpu-check).
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
