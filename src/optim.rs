@@ -65,7 +65,8 @@ impl Optimizer {
 
     /// Backpropagates `loss` and applies one update. With `lr == 0` the weights stay bit-identical.
     pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
-        let grads = loss.backward()?;
+        // Same gradients as `loss.backward()`, without candle's zero-init + add pass per conv weight.
+        let grads = crate::kernels::conv::backward_collecting(loss)?;
         self.step_with(&grads)
     }
 

@@ -155,6 +155,43 @@ fn conv_resnet_shapes() {
     conv_case(&mut rng, 2, 16, 64, (97, 97), 3, 2, 1);
 }
 
+/// `kernels::conv::backward_collecting` returns exactly what `loss.backward()` does: for variable weights (one
+/// used by two convolutions, whose gradients it must sum), a weight computed from a variable (left to candle), the
+/// input, and a gradient that flows through a held-back weight's sibling ops.
+#[test]
+fn backward_collecting_matches_candle_backward() {
+    let mut rng = StdRng::seed_from_u64(17);
+    let x = Var::from_tensor(&rand_tensor(&mut rng, &[2, 3, 9, 9], 0.0)).unwrap();
+    let w1 = Var::from_tensor(&rand_tensor(&mut rng, &[4, 3, 3, 3], 0.0)).unwrap();
+    let w2 = Var::from_tensor(&rand_tensor(&mut rng, &[4, 4, 3, 3], 0.0)).unwrap();
+    let w3 = Var::from_tensor(&rand_tensor(&mut rng, &[4, 4, 1, 1], 0.0)).unwrap();
+    let loss = || {
+        let y = kernels::conv::conv2d(&x, &w1, 1, 1).unwrap();
+        let y = kernels::conv::conv2d(&y, &w2, 2, 1).unwrap();
+        let y = kernels::conv::conv2d(&y, &w2, 1, 1).unwrap();
+        let w3d = (w3.as_tensor() * 0.5).unwrap();
+        let y = kernels::conv::conv2d(&y, &w3d, 1, 0).unwrap();
+        (y.sqr().unwrap().sum_all().unwrap() + w1.as_tensor().sum_all().unwrap()).unwrap()
+    };
+    let reference = loss().backward().unwrap();
+    let collected = kernels::conv::backward_collecting(&loss()).unwrap();
+    for (name, t) in [
+        ("x", x.as_tensor()),
+        ("w1", w1.as_tensor()),
+        ("w2", w2.as_tensor()),
+        ("w3", w3.as_tensor()),
+    ] {
+        let (a, b) = (flat(collected.get(t).unwrap()), flat(reference.get(t).unwrap()));
+        assert_eq!(a, b, "{name}");
+    }
+    // Outside `backward_collecting` nothing is held back.
+    let again = loss().backward().unwrap();
+    assert_eq!(
+        flat(again.get(w2.as_tensor()).unwrap()),
+        flat(reference.get(w2.as_tensor()).unwrap())
+    );
+}
+
 /// The composite train-mode formula of `src/bn.rs`: batch mean, biased variance.
 fn bn_reference(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<(Tensor, Tensor, Tensor)> {
     let (n, c, h, w) = x.dims4()?;

@@ -128,18 +128,32 @@ pub fn forward(x: &[f32], w: &[f32], g: &Geom, cout: usize) -> Vec<f32> {
 
 /// Backward pass: `[dx (N·Cin·H·W, only if need_dx) | dW (Cout·K)]` in one vector.
 pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geom, cout: usize, need_dx: bool) -> Vec<f32> {
+    let (dx, dw) = backward_parts(x, w, dy, g, cout, need_dx);
+    let mut out = dx.unwrap_or_default();
+    out.extend_from_slice(&dw);
+    out
+}
+
+/// Backward pass as two allocations: `(dx (N·Cin·H·W) if need_dx, dW (Cout·K))`.
+pub fn backward_parts(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    g: &Geom,
+    cout: usize,
+    need_dx: bool,
+) -> (Option<Vec<f32>>, Vec<f32>) {
     let (k, p) = (g.k(), g.p());
     let nx = if need_dx { g.n * g.c * g.h * g.w } else { 0 };
     if g.n == 0 || p == 0 {
-        return vec![0f32; nx + cout * k];
+        return (need_dx.then(|| vec![0f32; nx]), vec![0f32; cout * k]);
     }
     let wp = w.as_ptr();
     let (ki, pi) = (k as isize, p as isize);
     // Every element is written once: dW by the first (non-accumulating) gemm, dx by a non-accumulating gemm
     // (1×1 stride 1) or by col2im, which zeroes each plane itself.
-    let fill = |out: SendPtr| {
-        // SAFETY: dW starts at nx.
-        let dwp = unsafe { out.at(nx) };
+    let fill = |out: SendPtr, dwo: SendPtr| {
+        let dwp = dwo.0;
         if per_image(g, cout) {
             let col_len = if g.pointwise() { 0 } else { k * p };
             let dcol_len = if g.pointwise() || !need_dx { 0 } else { k * p };
@@ -198,8 +212,10 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geom, cout: usize, need_dx
             });
         }
     };
-    // SAFETY: see `fill`.
-    unsafe { output_uninit(nx + cout * k, fill) }
+    let mut dx = Vec::new();
+    // SAFETY: see `fill`; dx is filled inside dW's fill, so both are complete when it returns.
+    let dw = unsafe { output_uninit(cout * k, |dwo| dx = output_uninit(nx, |out| fill(out, dwo))) };
+    (need_dx.then_some(dx), dw)
 }
 
 impl CustomOp2 for Conv2d {
@@ -225,28 +241,85 @@ impl CustomOp2 for Conv2d {
             stride: self.stride,
             padding: self.padding,
             need_dx,
+            dw: std::sync::Mutex::new(None),
         };
-        let packed = x.apply_op3_no_bwd(w, &dy.contiguous()?, &op)?;
-        let nx = if need_dx { x.elem_count() } else { 0 };
-        let dx = if need_dx {
-            Some(packed.narrow(0, 0, nx)?.reshape(x.shape())?)
+        let out = x.apply_op3_no_bwd(w, &dy.contiguous()?, &op)?;
+        let (dx, dw) = if need_dx {
+            let dw = op
+                .dw
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("conv2d backward: poisoned".into()))?
+                .take()
+                .ok_or_else(|| candle_core::Error::Msg("conv2d backward: no weight gradient".into()))?;
+            (Some(out), Tensor::from_vec(dw, w.shape(), w.device())?)
         } else {
-            None
+            (None, out)
         };
-        let dw = if need_dw {
-            Some(packed.narrow(0, nx, w.elem_count())?.reshape(w.shape())?)
-        } else {
-            None
-        };
+        let dw = if need_dw { collect_weight_grad(w, dw) } else { None };
         Ok((dx, dw))
     }
 }
 
-/// `(x, w, dy) -> [dx | dW]` flattened (see [`backward`]).
+thread_local! {
+    /// Weight gradients held back from candle's `GradStore` while [`backward_collecting`] runs on this thread.
+    static WEIGHT_GRADS: std::cell::RefCell<Option<Vec<(Tensor, Tensor)>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Inside [`backward_collecting`], keeps the gradient of a variable weight out of candle's backprop (returns
+/// `None`); otherwise hands it back for candle to accumulate.
+fn collect_weight_grad(w: &Tensor, dw: Tensor) -> Option<Tensor> {
+    if !w.is_variable() {
+        return Some(dw);
+    }
+    WEIGHT_GRADS.with(|cell| match cell.borrow_mut().as_mut() {
+        Some(list) => {
+            list.push((w.clone(), dw));
+            None
+        }
+        None => Some(dw),
+    })
+}
+
+/// `loss.backward()` with the same result, but the conv weights' gradients go straight into the returned store.
+///
+/// Why: candle's backprop accumulates every gradient it is handed as `or_insert` (a zero-filled tensor) + `add`
+/// (a new tensor): three param-sized memory passes per conv weight on top of the gradient itself. For a
+/// variable (a leaf, so nothing propagates further from it) the op's own buffer can be the final gradient.
+/// Only variable weights are held back; a weight used by several convolutions gets its gradients summed here.
+pub fn backward_collecting(loss: &Tensor) -> Result<candle_core::backprop::GradStore> {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            WEIGHT_GRADS.with(|cell| cell.borrow_mut().take());
+        }
+    }
+    let nested = WEIGHT_GRADS.with(|cell| cell.borrow().is_some());
+    if nested {
+        return loss.backward();
+    }
+    WEIGHT_GRADS.with(|cell| *cell.borrow_mut() = Some(Vec::new()));
+    let reset = Reset;
+    let grads = loss.backward();
+    let held = WEIGHT_GRADS.with(|cell| cell.borrow_mut().take()).unwrap_or_default();
+    drop(reset);
+    let mut grads = grads?;
+    for (w, dw) in held {
+        let sum = match grads.get(&w) {
+            Some(g) => g.add(&dw)?,
+            None => dw,
+        };
+        grads.insert(&w, sum);
+    }
+    Ok(grads)
+}
+
+/// `(x, w, dy) -> dx`, with `dW` left in `dw`; or `-> dW` when `dx` is not needed (see [`backward`]). `dW` gets
+/// its own allocation so that holding it does not keep `dx` alive.
 struct Conv2dBackward {
     stride: usize,
     padding: usize,
     need_dx: bool,
+    dw: std::sync::Mutex<Option<Vec<f32>>>,
 }
 
 impl CustomOp3 for Conv2dBackward {
@@ -270,8 +343,16 @@ impl CustomOp3 for Conv2dBackward {
         let x = slice(s1, l1, "conv2d backward")?;
         let w = slice(s2, l2, "conv2d backward")?;
         let dy = slice(s3, l3, "conv2d backward")?;
-        let out = backward(x, w, dy, &g, cout, self.need_dx);
-        let len = out.len();
-        Ok((CpuStorage::F32(out), Shape::from(len)))
+        let (dx, dw) = backward_parts(x, w, dy, &g, cout, self.need_dx);
+        match dx {
+            Some(dx) => {
+                *self
+                    .dw
+                    .lock()
+                    .map_err(|_| candle_core::Error::Msg("conv2d backward: poisoned".into()))? = Some(dw);
+                Ok((CpuStorage::F32(dx), l1.shape().clone()))
+            }
+            None => Ok((CpuStorage::F32(dw), l2.shape().clone())),
+        }
     }
 }
