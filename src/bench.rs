@@ -53,7 +53,8 @@ pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
+/// Median, min and max.
+pub fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(|a, b| a.total_cmp(b));
     let med = if v.len() % 2 == 1 {
         v[v.len() / 2]
@@ -109,7 +110,7 @@ pub fn bench_one(
         model: preset.name().into(),
         image_size: size,
         batch_size: batch,
-        kernels: if crate::pool::own_kernels() { "own" } else { "candle" }.into(),
+        kernels: if crate::kernels::own_kernels() { "own" } else { "candle" }.into(),
         median_ms,
         min_ms,
         max_ms,
@@ -120,14 +121,19 @@ pub fn bench_one(
     })
 }
 
-pub fn run(args: &BenchArgs) -> Result<i32> {
+/// One configuration to time: preset, image size, batch size.
+pub type Config = (Preset, usize, usize);
+
+/// Validates the flags, switches the kernels, picks the device and lists the `(preset, image size, batch)`
+/// configurations to time. Shared by `bench` and `bench --breakdown`.
+pub fn setup(args: &BenchArgs) -> Result<(crate::device::Picked, Vec<Config>)> {
     if args.steps == 0 {
         return Err(usage("--steps 0: must be at least 1"));
     }
     if args.batch_size == 0 {
         return Err(usage("--batch-size 0: must be at least 1"));
     }
-    crate::pool::set_own_kernels(args.kernels == Kernels::Own);
+    crate::kernels::set_own_kernels(args.kernels == Kernels::Own);
     if args.kernels == Kernels::Own {
         crate::kernels::init();
     }
@@ -135,7 +141,7 @@ pub fn run(args: &BenchArgs) -> Result<i32> {
     if let Some(n) = &picked.notice {
         eprintln!("{n}");
     }
-    let configs: Vec<(Preset, usize, usize)> = if args.all {
+    let configs: Vec<Config> = if args.all {
         [Preset::Tiny, Preset::Resnet18, Preset::Resnet50]
             .into_iter()
             .map(|p| {
@@ -155,6 +161,11 @@ pub fn run(args: &BenchArgs) -> Result<i32> {
         check_image_size(args.model, size)?;
         vec![(args.model, size, args.batch_size)]
     };
+    Ok((picked, configs))
+}
+
+pub fn run(args: &BenchArgs) -> Result<i32> {
+    let (picked, configs) = setup(args)?;
     let mut report = BenchReport {
         device: picked.name.clone(),
         threads: rayon::current_num_threads(),

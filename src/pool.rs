@@ -11,19 +11,7 @@
 //! Both are tested against finite differences and against each other (`tests/models.rs`).
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-
-static OWN_KERNELS: AtomicBool = AtomicBool::new(true);
-
-/// Whether bnscope's own CPU kernels are used (`bench --kernels candle` switches them off to compare).
-pub fn own_kernels() -> bool {
-    OWN_KERNELS.load(Ordering::Relaxed)
-}
-
-pub fn set_own_kernels(on: bool) {
-    OWN_KERNELS.store(on, Ordering::Relaxed)
-}
 
 /// Square max-pool geometry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +36,7 @@ impl MaxPool {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if own_kernels() && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        if crate::kernels::own_kernels() && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
             // Keeps the argmax of each window from the forward pass so the backward pass is a scatter.
             x.contiguous()?.apply_op1(MaxPoolSaved {
                 pool: *self,

@@ -6,13 +6,12 @@ use anyhow::Result;
 use candle_core::{Device, Tensor};
 
 use crate::bn::BnMode;
-use crate::cli::{check_image_size, BenchArgs};
+use crate::cli::BenchArgs;
 use crate::models::{Preset, ResNet};
 use crate::optim::{Optimizer, OptimizerKind};
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+fn median(v: Vec<f64>) -> f64 {
+    crate::bench::stats(v).0
 }
 
 /// Median forward, backward and optimizer milliseconds of one preset.
@@ -50,19 +49,7 @@ pub fn breakdown_one(
 }
 
 pub fn run(args: &BenchArgs) -> Result<i32> {
-    crate::pool::set_own_kernels(args.kernels == crate::cli::Kernels::Own);
-    if args.kernels == crate::cli::Kernels::Own {
-        // As `bench` does: candle's element-wise ops inline, allocator tuned (see `kernels::init`).
-        crate::kernels::init();
-    }
-    let picked = crate::device::pick(&args.device)?;
-    let configs: Vec<(Preset, usize)> = if args.all {
-        vec![(Preset::Tiny, 64), (Preset::Resnet18, 64), (Preset::Resnet50, 224)]
-    } else {
-        let size = args.image_size.unwrap_or(args.model.default_image_size());
-        check_image_size(args.model, size)?;
-        vec![(args.model, size)]
-    };
+    let (picked, configs) = crate::bench::setup(args)?;
     let steps = args.steps.max(1);
     println!(
         "device {} · batch {} · median of {steps} steps after {} warm-up · ms",
@@ -72,8 +59,8 @@ pub fn run(args: &BenchArgs) -> Result<i32> {
         "{:<9} {:>5} {:>9} {:>9} {:>9} {:>9}",
         "model", "size", "forward", "backward", "optimizer", "total"
     );
-    for (preset, size) in configs {
-        let [f, b, o] = breakdown_one(preset, size, args.batch_size, steps, args.warmup, &picked.device)?;
+    for (preset, size, batch) in configs {
+        let [f, b, o] = breakdown_one(preset, size, batch, steps, args.warmup, &picked.device)?;
         println!(
             "{:<9} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
             preset.name(),

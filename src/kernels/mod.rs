@@ -11,7 +11,7 @@
 //! * [`head`]: global average pool + linear classifier as one op, and cross-entropy as one op.
 //! * `crate::optim` uses [`adam`] for a one-pass in-place Adam update instead of ~10 tensor ops per parameter.
 //!
-//! Every kernel is used only on the CPU, for f32, and while [`crate::pool::own_kernels`] is on; otherwise the
+//! Every kernel is used only on the CPU, for f32, and while [`own_kernels`] is on; otherwise the
 //! callers fall back to candle's ops. Each is tested against candle's reference ops in `tests/kernels.rs`.
 pub mod adam;
 pub mod bn;
@@ -21,10 +21,23 @@ pub mod im2col;
 
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static OWN_KERNELS: AtomicBool = AtomicBool::new(true);
+
+/// Whether bnscope's own CPU kernels are used (`bench --kernels candle` switches them off to compare).
+pub fn own_kernels() -> bool {
+    OWN_KERNELS.load(Ordering::Relaxed)
+}
+
+pub fn set_own_kernels(on: bool) {
+    OWN_KERNELS.store(on, Ordering::Relaxed)
+}
+
 /// Whether the own kernels apply to these tensors: switch on, CPU, f32. The first time they do, the allocator is
 /// tuned (see [`tune_allocator`]).
 pub fn applies(ts: &[&Tensor]) -> bool {
-    let yes = crate::pool::own_kernels() && ts.iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32);
+    let yes = own_kernels() && ts.iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32);
     if yes {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(tune_allocator);
