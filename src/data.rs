@@ -146,34 +146,19 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 /// allocated for it.
 pub fn decode(path: &Path) -> Result<DynamicImage> {
     let fail = |what: String| usage(format!("{}: {what}", path.display()));
-    let mut head = [0u8; 16];
-    let n = {
-        use std::io::Read;
-        let mut f = std::fs::File::open(path).map_err(|e| fail(format!("cannot open image: {e}")))?;
-        let mut n = 0;
-        while n < head.len() {
-            match f.read(&mut head[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) => return Err(fail(format!("cannot read image: {e}"))),
-            }
-        }
-        n
-    };
-    if n == 0 {
+    // One read of the file (compressed, so far smaller than the decoded image); the header is checked before any
+    // pixel memory is allocated.
+    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read image: {e}")))?;
+    if bytes.is_empty() {
         return Err(fail("empty file, not an image".into()));
     }
-    let format = match image::guess_format(&head[..n]) {
+    let format = match image::guess_format(&bytes) {
         Ok(f @ (image::ImageFormat::Png | image::ImageFormat::Jpeg)) => f,
         Ok(other) => return Err(fail(format!("a {other:?} image; bnscope reads PNG and JPEG"))),
         Err(_) => return Err(fail("not a PNG or JPEG image (unrecognised content)".into())),
     };
-    let open = || -> Result<ImageReader<std::io::BufReader<std::fs::File>>> {
-        let mut r = ImageReader::open(path).map_err(|e| fail(format!("cannot open image: {e}")))?;
-        r.set_format(format);
-        Ok(r)
-    };
-    let (w, h) = open()?
+    let reader = || ImageReader::with_format(std::io::Cursor::new(&bytes[..]), format);
+    let (w, h) = reader()
         .into_dimensions()
         .map_err(|e| fail(format!("cannot decode image: {e}")))?;
     if w == 0 || h == 0 {
@@ -184,9 +169,9 @@ pub fn decode(path: &Path) -> Result<DynamicImage> {
             "image is {w}×{h} pixels, over the limit of {MAX_SIDE} a side; refusing to decode it"
         )));
     }
-    let mut reader = open()?;
-    reader.limits(limits());
-    reader.decode().map_err(|e| match e {
+    let mut r = reader();
+    r.limits(limits());
+    r.decode().map_err(|e| match e {
         image::ImageError::Limits(_) => fail(format!(
             "image is {w}×{h} pixels and needs more than {} MiB decoded; refusing to decode it",
             MAX_ALLOC >> 20
