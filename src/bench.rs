@@ -71,6 +71,7 @@ pub fn bench_one(
     batch: usize,
     steps: usize,
     warmup: usize,
+    kernels: Kernels,
     dev: &Device,
 ) -> Result<BenchResult> {
     reset_peak_rss();
@@ -90,10 +91,7 @@ pub fn bench_one(
     let mut times = Vec::with_capacity(steps);
     for i in 0..warmup + steps {
         let t0 = Instant::now();
-        let logits = model.forward(&x, BnMode::Train)?;
-        let loss = crate::kernels::head::cross_entropy(&logits, &y)?;
-        opt.backward_step(&loss)?;
-        loss.to_scalar::<f32>()?;
+        opt.train_step(&mut model, &x, &y)?;
         if i >= warmup {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
@@ -110,7 +108,7 @@ pub fn bench_one(
         model: preset.name().into(),
         image_size: size,
         batch_size: batch,
-        kernels: if crate::kernels::own_kernels() { "own" } else { "candle" }.into(),
+        kernels: kernels.name().into(),
         median_ms,
         min_ms,
         max_ms,
@@ -133,8 +131,9 @@ pub fn setup(args: &BenchArgs) -> Result<(crate::device::Picked, Vec<Config>)> {
     if args.batch_size == 0 {
         return Err(usage("--batch-size 0: must be at least 1"));
     }
-    crate::kernels::set_own_kernels(args.kernels == Kernels::Own);
-    if args.kernels == Kernels::Own {
+    crate::kernels::set_own_kernels(args.kernels != Kernels::Candle);
+    crate::kernels::step::set_graph_free(args.kernels == Kernels::Own);
+    if args.kernels != Kernels::Candle {
         crate::kernels::init();
     }
     let picked = crate::device::pick(&args.device)?;
@@ -192,7 +191,15 @@ pub fn run(args: &BenchArgs) -> Result<i32> {
         );
     }
     for (preset, size, batch) in configs {
-        let r = bench_one(preset, size, batch, args.steps, args.warmup, &picked.device)?;
+        let r = bench_one(
+            preset,
+            size,
+            batch,
+            args.steps,
+            args.warmup,
+            args.kernels,
+            &picked.device,
+        )?;
         if !args.json {
             println!(
                 "{:<9} {:>5} {:>5} {:>7} {:>10.1} {:>10.1} {:>10.1} {:>9.1} {:>8.1} {:>10.1} {:>9.0}",

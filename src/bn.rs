@@ -183,10 +183,7 @@ impl BatchNorm2d {
                         }
                     };
                     if mode == BnMode::Train {
-                        let dev = x.device();
-                        let bm = Tensor::from_vec(mean, c, dev)?;
-                        let bv: Vec<f32> = var.iter().map(|&v| (v as f64 * unbias) as f32).collect();
-                        self.update(bm, Tensor::from_vec(bv, c, dev)?)?;
+                        self.update_from_batch(mean, &var, count)?;
                     }
                     return Ok(y);
                 }
@@ -215,6 +212,21 @@ impl BatchNorm2d {
         } else {
             Ok(y)
         }
+    }
+
+    /// One running-stat update from host vectors: the batch mean and the biased batch variance over `count`
+    /// values per channel (the fused kernels' statistics; the variance is unbiased here).
+    pub fn update_from_batch(&mut self, mean: Vec<f32>, biased_var: &[f32], count: usize) -> Result<()> {
+        let unbias = if count > 1 {
+            count as f64 / (count as f64 - 1.0)
+        } else {
+            1.0
+        };
+        let dev = self.running_mean.device().clone();
+        let c = self.channels;
+        let bm = Tensor::from_vec(mean, c, &dev)?;
+        let bv: Vec<f32> = biased_var.iter().map(|&v| (v as f64 * unbias) as f32).collect();
+        self.update(bm, Tensor::from_vec(bv, c, &dev)?)
     }
 
     /// One running-stat update from a batch's mean and unbiased variance.

@@ -140,7 +140,8 @@ pub struct BenchArgs {
     /// Time forward, backward and optimizer separately (synchronising the device after each).
     #[arg(long)]
     pub breakdown: bool,
-    /// Kernels: bnscope's own CPU kernels where it has them, or candle's ops only.
+    /// Kernels: own (bnscope's CPU kernels, training steps without candle's autograd graph), ops (the same
+    /// kernels as candle custom ops through candle's autograd), candle (candle's ops only).
     #[arg(long, value_enum, default_value_t = Kernels::Own)]
     pub kernels: Kernels,
 }
@@ -148,7 +149,18 @@ pub struct BenchArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Kernels {
     Own,
+    Ops,
     Candle,
+}
+
+impl Kernels {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernels::Own => "own",
+            Kernels::Ops => "ops",
+            Kernels::Candle => "candle",
+        }
+    }
 }
 
 impl RunArgs {

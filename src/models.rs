@@ -235,6 +235,18 @@ impl Block {
     }
 }
 
+/// A conv layer with the BN layer after it.
+pub(crate) type ConvBn<'a> = (&'a Conv, &'a BatchNorm2d);
+
+/// A ResNet's layers in forward order: stem (conv, BN + ReLU, max-pool); per block the main path's conv/BN pairs
+/// (the last one's BN takes the residual add and ReLU) and the downsample shortcut if any; the classifier's
+/// weight and bias. BN layers appear in [`ResNet::bn_layers`] order.
+pub(crate) struct Layout<'a> {
+    pub stem: (&'a Conv, &'a BatchNorm2d, MaxPool),
+    pub blocks: Vec<(Vec<ConvBn<'a>>, Option<ConvBn<'a>>)>,
+    pub fc: (&'a Var, &'a Var),
+}
+
 /// A ResNet: stem, residual blocks, global average pool, linear classifier.
 pub struct ResNet {
     preset: Preset,
@@ -352,6 +364,27 @@ impl ResNet {
         }
         let y = y.mean((2, 3))?;
         y.matmul(&w.t()?)?.broadcast_add(b)
+    }
+
+    /// The layers, for the graph-free CPU training step (`crate::kernels::step`).
+    pub(crate) fn layout(&self) -> Layout<'_> {
+        Layout {
+            stem: (&self.stem_conv, &self.stem_bn, self.stem_pool),
+            blocks: self
+                .blocks
+                .iter()
+                .map(|b| {
+                    let mut parts = b.parts();
+                    let n_main = match b {
+                        Block::Basic { .. } => 2,
+                        Block::Bottleneck { .. } => 3,
+                    };
+                    let down = (parts.len() > n_main).then(|| parts.remove(n_main));
+                    (parts, down)
+                })
+                .collect(),
+            fc: (&self.fc_weight, &self.fc_bias),
+        }
     }
 
     /// BN layers in forward (torchvision `named_modules`) order.

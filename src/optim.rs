@@ -7,6 +7,9 @@ use std::collections::HashMap;
 
 use candle_core::{backprop::GradStore, Result, Tensor, Var};
 
+use crate::bn::BnMode;
+use crate::models::ResNet;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OptimizerKind {
     Adam,
@@ -61,6 +64,21 @@ impl Optimizer {
 
     pub fn steps(&self) -> u64 {
         self.step
+    }
+
+    /// One training step of `model` on images `x` with class indices `y`: forward with BN in train mode, mean
+    /// cross-entropy, backward, update. Returns the loss and the logits. On the CPU with the own kernels this is
+    /// [`crate::kernels::step::train_step`] (no candle graph); elsewhere `model.forward` + candle's autograd. Both
+    /// give the same gradients (`tests/kernels.rs`).
+    pub fn train_step(&mut self, model: &mut ResNet, x: &Tensor, y: &Tensor) -> Result<(f32, Tensor)> {
+        if let Some(out) = crate::kernels::step::train_step(model, x, y)? {
+            self.step_with(&out.grads)?;
+            return Ok((out.loss, out.logits));
+        }
+        let logits = model.forward(x, BnMode::Train)?;
+        let loss = crate::kernels::head::cross_entropy(&logits, y)?;
+        self.backward_step(&loss)?;
+        Ok((loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?, logits))
     }
 
     /// Backpropagates `loss` and applies one update. With `lr == 0` the weights stay bit-identical.

@@ -102,6 +102,20 @@ fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
 }
 
 impl MaxPool {
+    /// Forward on a host slice `(N, C, H, W)`: the pooled map and, per output cell, the flat index (within its
+    /// plane) of the window's first maximum (`usize::MAX` for a window of padding only).
+    pub(crate) fn forward_saved(&self, src: &[f32], dims: (usize, usize, usize, usize)) -> (Vec<f32>, Vec<usize>) {
+        let (n, c, h, w) = dims;
+        let (oh, ow) = (self.out_size(h), self.out_size(w));
+        let mut dst = vec![0f32; n * c * oh * ow];
+        let mut idx = vec![0usize; n * c * oh * ow];
+        dst.par_chunks_mut(oh * ow)
+            .zip(idx.par_chunks_mut(oh * ow))
+            .zip(src.par_chunks(h * w))
+            .for_each(|((out, ix), plane)| self.argmax_plane(plane, h, w, oh, ow, out, Some(ix)));
+        (dst, idx)
+    }
+
     /// For each output cell, the flat index (within its plane) of the first maximum, or `usize::MAX` if the window
     /// holds only padding.
     ///
@@ -256,12 +270,7 @@ impl CustomOp1 for MaxPoolSaved {
         let (n, c, h, w) = layout.shape().dims4()?;
         let src = contiguous(storage, layout)?;
         let (oh, ow) = (self.pool.out_size(h), self.pool.out_size(w));
-        let mut dst = vec![0f32; n * c * oh * ow];
-        let mut idx = vec![0usize; n * c * oh * ow];
-        dst.par_chunks_mut(oh * ow)
-            .zip(idx.par_chunks_mut(oh * ow))
-            .zip(src.par_chunks(h * w))
-            .for_each(|((out, ix), plane)| self.pool.argmax_plane(plane, h, w, oh, ow, out, Some(ix)));
+        let (dst, idx) = self.pool.forward_saved(src, (n, c, h, w));
         let _ = self.idx.set(idx);
         Ok((CpuStorage::F32(dst), Shape::from((n, c, oh, ow))))
     }
@@ -302,18 +311,29 @@ impl CustomOp1 for MaxPoolScatter<'_> {
                 self.idx.len()
             );
         }
-        let per = grad.len() / planes;
-        let mut dst = vec![0f32; n * c * h * w];
-        dst.par_chunks_mut(h * w)
-            .zip(grad.par_chunks(per))
-            .zip(self.idx.par_chunks(per))
-            .for_each(|((gin, gout), idx)| {
-                for (&i, &g) in idx.iter().zip(gout) {
-                    if i != usize::MAX {
-                        gin[i] += g;
-                    }
-                }
-            });
+        let dst = scatter(grad, self.idx, (n, c, h, w));
         Ok((CpuStorage::F32(dst), Shape::from((n, c, h, w))))
     }
+}
+
+/// Input gradient `(N, C, H, W)` of a max-pool from the output gradient and the argmax indices of
+/// [`MaxPool::forward_saved`] (the caller checks that the gradient has one cell per index and whole planes).
+pub(crate) fn scatter(grad: &[f32], idx: &[usize], dims: (usize, usize, usize, usize)) -> Vec<f32> {
+    let (n, c, h, w) = dims;
+    let per = grad.len() / (n * c).max(1);
+    let mut dst = vec![0f32; n * c * h * w];
+    if per == 0 {
+        return dst;
+    }
+    dst.par_chunks_mut(h * w)
+        .zip(grad.par_chunks(per))
+        .zip(idx.par_chunks(per))
+        .for_each(|((gin, gout), idx)| {
+            for (&i, &g) in idx.iter().zip(gout) {
+                if i != usize::MAX {
+                    gin[i] += g;
+                }
+            }
+        });
+    dst
 }

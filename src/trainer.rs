@@ -391,10 +391,7 @@ impl Trainer {
         let xb = self.x.index_select(&idx, 0)?;
         let yb = self.y.index_select(&idx, 0)?;
         let started = Instant::now();
-        let logits = self.model.forward(&xb, BnMode::Train)?;
-        let loss = crate::kernels::head::cross_entropy(&logits, &yb)?;
-        self.opt.backward_step(&loss)?;
-        let loss_v = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        let (loss_v, logits) = self.opt.train_step(&mut self.model, &xb, &yb)?;
         self.step_times.push(started.elapsed().as_secs_f64() * 1e3);
         let pred = argmax_rows(&logits)?;
         let truth = yb.to_vec1::<u32>()?;

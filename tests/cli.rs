@@ -727,3 +727,43 @@ fn kill_9_leaves_a_valid_log() {
         .collect();
     assert_eq!(epochs, (1..=epochs.len() as u64).collect::<Vec<_>>());
 }
+
+/// `bench --json` prints one object in the documented shape for each kernel set; the three kernel sets train the
+/// same network, so all report plausible, positive timings (speed itself is a benchmark, not a test).
+#[test]
+fn bench_json_has_the_documented_shape() {
+    for kernels in ["own", "ops", "candle"] {
+        let out = bnscope(&[
+            "bench",
+            "--model",
+            "tiny",
+            "--image-size",
+            "16",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--json",
+            "--kernels",
+            kernels,
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{kernels}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        assert!(v["device"].as_str().unwrap().starts_with("cpu"));
+        assert_eq!(v["threads"], 1);
+        let r = &v["results"].as_array().unwrap()[0];
+        assert_eq!(r["model"], "tiny");
+        assert_eq!(r["image_size"], 16);
+        assert_eq!(r["batch_size"], 3);
+        assert_eq!(r["kernels"], kernels);
+        for key in ["median_ms", "min_ms", "max_ms", "images_per_s", "gflops", "peak_rss_mb"] {
+            assert!(r[key].as_f64().unwrap() > 0.0, "{kernels}: {key} = {}", r[key]);
+        }
+        assert!(r["min_ms"].as_f64() <= r["median_ms"].as_f64() && r["median_ms"].as_f64() <= r["max_ms"].as_f64());
+    }
+}

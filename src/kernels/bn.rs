@@ -92,11 +92,11 @@ fn take_stats(y: Tensor, saved: &OnceLock<Stats>) -> Result<(Tensor, Vec<f32>, V
 
 /// Per-channel batch statistics (and γ) saved by the forward pass for the backward one.
 #[derive(Debug)]
-struct Stats {
-    mean: Vec<f32>,
-    var: Vec<f32>,
-    inv_std: Vec<f32>,
-    gamma: Vec<f32>,
+pub(crate) struct Stats {
+    pub(crate) mean: Vec<f32>,
+    pub(crate) var: Vec<f32>,
+    pub(crate) inv_std: Vec<f32>,
+    pub(crate) gamma: Vec<f32>,
 }
 
 /// The forward op. Inputs `(x, γ, β)`, or `(x, skip, [γ | β])` with `add`.
@@ -233,7 +233,7 @@ fn affine_plane(out: &mut [MaybeUninit<f32>], x: &[f32], skip: Option<&[f32]>, a
 }
 
 /// Forward on host slices: returns `(y, stats)`.
-fn forward(
+pub(crate) fn forward(
     x: &[f32],
     skip: Option<&[f32]>,
     gamma: &[f32],
@@ -288,7 +288,7 @@ fn forward(
 }
 
 /// Backward on host slices: `[dx | dskip (with add) | dγ | dβ]`. `mask` (the forward output) applies the ReLU.
-fn backward(
+pub(crate) fn backward(
     x: &[f32],
     dy: &[f32],
     mask: Option<&[f32]>,

@@ -30,6 +30,44 @@ fn head_dims(l1: &Layout, l2: &Layout, l3: &Layout) -> Result<(usize, usize, usi
     Ok((n, c, h * w, k))
 }
 
+/// Logits `(N·K)` of [`pool_linear`] on host slices; `dims = (N, C, H·W, K)`.
+pub(crate) fn pool_linear_forward(x: &[f32], w: &[f32], b: &[f32], dims: (usize, usize, usize, usize)) -> Vec<f32> {
+    let (n, c, hw, k) = dims;
+    let pooled = pool(x, n, c, hw);
+    let mut out = Vec::with_capacity(n * k);
+    for p in pooled.chunks_exact(c) {
+        out.extend(
+            w.chunks_exact(c)
+                .zip(b)
+                .map(|(row, &bias)| bias + row.iter().zip(p).map(|(a, b)| a * b).sum::<f32>()),
+        );
+    }
+    out
+}
+
+/// Backward of [`pool_linear`] on host slices: `[dx | dW | db]`; `dims = (N, C, H·W, K)`.
+pub(crate) fn pool_linear_backward(x: &[f32], dy: &[f32], w: &[f32], dims: (usize, usize, usize, usize)) -> Vec<f32> {
+    let (n, c, hw, k) = dims;
+    let pooled = pool(x, n, c, hw);
+    let mut out = Vec::with_capacity(n * c * hw + k * c + k);
+    // dx[n, c, :] = Σ_k dy[n, k]·w[k, c] / HW
+    let inv = 1.0 / hw as f32;
+    for i in 0..n {
+        let g = &dy[i * k..][..k];
+        for ch in 0..c {
+            let v: f32 = g.iter().enumerate().map(|(j, &d)| d * w[j * c + ch]).sum::<f32>() * inv;
+            out.extend(std::iter::repeat_n(v, hw));
+        }
+    }
+    // dW[k, c] = Σ_n dy[n, k]·pooled[n, c]
+    for j in 0..k {
+        out.extend((0..c).map(|ch| (0..n).map(|i| dy[i * k + j] * pooled[i * c + ch]).sum::<f32>()));
+    }
+    // db[k] = Σ_n dy[n, k]
+    out.extend((0..k).map(|j| (0..n).map(|i| dy[i * k + j]).sum::<f32>()));
+    out
+}
+
 /// `pooled (N, C)`: per-plane means, summed in f64.
 fn pool(x: &[f32], n: usize, c: usize, hw: usize) -> Vec<f32> {
     x.chunks_exact(hw)
@@ -54,15 +92,7 @@ impl CustomOp3 for PoolLinear {
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c, hw, k) = head_dims(l1, l2, l3)?;
         let (x, w, b) = (slice(s1, l1, "head")?, slice(s2, l2, "head")?, slice(s3, l3, "head")?);
-        let pooled = pool(x, n, c, hw);
-        let mut out = Vec::with_capacity(n * k);
-        for p in pooled.chunks_exact(c) {
-            out.extend(
-                w.chunks_exact(c)
-                    .zip(b)
-                    .map(|(row, &bias)| bias + row.iter().zip(p).map(|(a, b)| a * b).sum::<f32>()),
-            );
-        }
+        let out = pool_linear_forward(x, w, b, (n, c, hw, k));
         Ok((CpuStorage::F32(out), Shape::from((n, k))))
     }
 
@@ -112,23 +142,7 @@ impl CustomOp3 for PoolLinearBackward {
             );
         }
         let (x, dy, w) = (slice(s1, l1, "head")?, slice(s2, l2, "head")?, slice(s3, l3, "head")?);
-        let pooled = pool(x, n, c, hw);
-        let mut out = Vec::with_capacity(n * c * hw + k * c + k);
-        // dx[n, c, :] = Σ_k dy[n, k]·w[k, c] / HW
-        let inv = 1.0 / hw as f32;
-        for i in 0..n {
-            let g = &dy[i * k..][..k];
-            for ch in 0..c {
-                let v: f32 = g.iter().enumerate().map(|(j, &d)| d * w[j * c + ch]).sum::<f32>() * inv;
-                out.extend(std::iter::repeat_n(v, hw));
-            }
-        }
-        // dW[k, c] = Σ_n dy[n, k]·pooled[n, c]
-        for j in 0..k {
-            out.extend((0..c).map(|ch| (0..n).map(|i| dy[i * k + j] * pooled[i * c + ch]).sum::<f32>()));
-        }
-        // db[k] = Σ_n dy[n, k]
-        out.extend((0..k).map(|j| (0..n).map(|i| dy[i * k + j]).sum::<f32>()));
+        let out = pool_linear_backward(x, dy, w, (n, c, hw, k));
         let len = out.len();
         Ok((CpuStorage::F32(out), Shape::from(len)))
     }
@@ -157,6 +171,30 @@ struct CrossEntropy {
     targets: Vec<u32>,
 }
 
+/// Mean cross-entropy of `logits (N·K)` against `targets` on host slices (targets checked by the caller).
+pub(crate) fn cross_entropy_forward(logits: &[f32], targets: &[u32], n: usize, k: usize) -> f32 {
+    let total: f64 = logits
+        .chunks_exact(k)
+        .zip(targets)
+        .map(|(row, &t)| log_sum_exp(row) - row[t as usize] as f64)
+        .sum();
+    (total / n as f64) as f32
+}
+
+/// Gradient of [`cross_entropy_forward`] times `scale`: `scale·(softmax − onehot)/N`.
+pub(crate) fn cross_entropy_backward(logits: &[f32], targets: &[u32], scale: f32, n: usize, k: usize) -> Vec<f32> {
+    let f = scale as f64 / n as f64;
+    let mut out = Vec::with_capacity(n * k);
+    for (row, &t) in logits.chunks_exact(k).zip(targets) {
+        let lse = log_sum_exp(row);
+        out.extend(row.iter().enumerate().map(|(j, &v)| {
+            let p = (v as f64 - lse).exp() - if j == t as usize { 1.0 } else { 0.0 };
+            (p * f) as f32
+        }));
+    }
+    out
+}
+
 /// Per row: `(log Σ exp(l − max) + max)` in f64.
 fn log_sum_exp(row: &[f32]) -> f64 {
     let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
@@ -171,12 +209,8 @@ impl candle_core::CustomOp1 for CrossEntropy {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, k) = l.shape().dims2()?;
         let x = slice(s, l, "cross-entropy")?;
-        let total: f64 = x
-            .chunks_exact(k)
-            .zip(&self.targets)
-            .map(|(row, &t)| log_sum_exp(row) - row[t as usize] as f64)
-            .sum();
-        Ok((CpuStorage::F32(vec![(total / n as f64) as f32]), Shape::from(())))
+        let loss = cross_entropy_forward(x, &self.targets, n, k);
+        Ok((CpuStorage::F32(vec![loss]), Shape::from(())))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -202,15 +236,7 @@ impl candle_core::CustomOp1 for CrossEntropyBackward<'_> {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, k) = l.shape().dims2()?;
         let x = slice(s, l, "cross-entropy")?;
-        let f = self.scale as f64 / n as f64;
-        let mut out = Vec::with_capacity(n * k);
-        for (row, &t) in x.chunks_exact(k).zip(self.targets) {
-            let lse = log_sum_exp(row);
-            out.extend(row.iter().enumerate().map(|(j, &v)| {
-                let p = (v as f64 - lse).exp() - if j == t as usize { 1.0 } else { 0.0 };
-                (p * f) as f32
-            }));
-        }
+        let out = cross_entropy_backward(x, self.targets, self.scale, n, k);
         Ok((CpuStorage::F32(out), Shape::from((n, k))))
     }
 }

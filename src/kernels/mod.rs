@@ -18,6 +18,7 @@ pub mod bn;
 pub mod conv;
 pub mod head;
 pub mod im2col;
+pub mod step;
 
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
 
