@@ -71,6 +71,10 @@ impl Optimizer {
     /// [`crate::kernels::step::train_step`] (no candle graph); elsewhere `model.forward` + candle's autograd. Both
     /// give the same gradients (`tests/kernels.rs`).
     pub fn train_step(&mut self, model: &mut ResNet, x: &Tensor, y: &Tensor) -> Result<(f32, Tensor)> {
+        crate::kernels::in_pool(|| self.train_step_here(model, x, y))
+    }
+
+    fn train_step_here(&mut self, model: &mut ResNet, x: &Tensor, y: &Tensor) -> Result<(f32, Tensor)> {
         if let Some(out) = crate::kernels::step::train_step(model, x, y)? {
             self.step_with(&out.grads)?;
             return Ok((out.loss, out.logits));
