@@ -153,6 +153,12 @@ fn conv_resnet_shapes() {
     conv_case(&mut rng, 2, 16, 64, (48, 48), 3, 1, 1);
     conv_case(&mut rng, 2, 256, 64, (47, 47), 1, 1, 0);
     conv_case(&mut rng, 2, 16, 64, (97, 97), 3, 2, 1);
+    // Batched columns with a weight-gradient depth long enough to be cut in two (`kernels::sgemm_abt`), and an
+    // input gradient wide enough to be split by columns across threads (`kernels::sgemm`).
+    let g = kernels::im2col::Geom::new(3, 16, 32, 32, 3, 3, 1, 1);
+    assert!(!kernels::conv::per_image(&g, 32));
+    conv_case(&mut rng, 3, 16, 16, (32, 32), 3, 1, 1);
+    conv_case(&mut rng, 3, 16, 32, (32, 31), 3, 1, 1);
 }
 
 /// `kernels::conv::backward_collecting` returns exactly what `loss.backward()` does: for variable weights (one

@@ -16,7 +16,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::im2col::{col2im_raw, from_channel_major_raw, im2col, to_channel_major, Geom};
-use super::{output_uninit, sgemm, slice, with_scratch, SendPtr};
+use super::{output_uninit, sgemm, sgemm_abt, slice, with_scratch, SendPtr};
 
 /// Output pixels per image from which an image may get its own gemm (see [`per_image`]).
 pub const PER_IMAGE_MIN_P: usize = 256;
@@ -168,7 +168,7 @@ pub fn backward_parts(
                     };
                     // SAFETY (all gemms below): shapes as documented, buffers sized above.
                     // dW (cout×k) += dY_n (cout×p) · col_nᵀ (p×k)
-                    unsafe { sgemm(cout, k, p, dwp, ki, 1, n > 0, dyn_, pi, 1, src.as_ptr(), 1, pi) };
+                    unsafe { sgemm_abt(cout, k, p, dwp, n > 0, dyn_, p, src.as_ptr(), p) };
                     if need_dx {
                         // dcol_n (k×p) = Wᵀ (k×cout) · dY_n (cout×p)
                         if g.pointwise() {
@@ -187,7 +187,7 @@ pub fn backward_parts(
             with_scratch(k * l, cout * l, |col, dyc| {
                 to_channel_major(dy, cout, p, 0, g.n, dyc);
                 im2col(x, g, 0, g.n, col);
-                unsafe { sgemm(cout, k, l, dwp, ki, 1, false, dyc.as_ptr(), li, 1, col.as_ptr(), 1, li) };
+                unsafe { sgemm_abt(cout, k, l, dwp, false, dyc.as_ptr(), l, col.as_ptr(), l) };
                 if need_dx {
                     // The column matrix is no longer needed: reuse it for dcol.
                     unsafe {
