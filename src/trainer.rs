@@ -444,6 +444,11 @@ impl Trainer {
     /// Loss, accuracy and softmax predictions over the whole data set in `mode` (which must not update stats).
     pub fn evaluate(&mut self, mode: BnMode) -> Result<(Metric, Vec<Vec<f32>>)> {
         assert!(mode != BnMode::Train, "evaluation never updates running statistics");
+        // On a rayon thread, as the training step (see `kernels::in_pool`).
+        crate::kernels::in_pool(|| self.evaluate_here(mode))
+    }
+
+    fn evaluate_here(&mut self, mode: BnMode) -> Result<(Metric, Vec<Vec<f32>>)> {
         let mut loss_sum = 0f64;
         let mut correct = 0usize;
         let mut preds = Vec::new();
