@@ -138,7 +138,8 @@ impl<'a> Unit<'a> {
     }
 
     /// BN backward (ReLU masked by `out` where given, `dskip` returned with `add`), then conv backward; records
-    /// γ, β and conv-weight gradients and returns `(dx if need_dx, dskip if add)`.
+    /// γ, β and conv-weight gradients and returns `(dx if need_dx, the BN backward's packed output)`; with `add`,
+    /// `dskip` is `packed[len..2·len]` (left in place rather than copied out).
     fn backward(
         &self,
         x: &[f32],
@@ -157,15 +158,15 @@ impl<'a> Unit<'a> {
         let at = if add { 2 * len } else { len };
         grads.push(self.gamma, packed[at..at + c].to_vec());
         grads.push(self.beta, packed[at + c..at + 2 * c].to_vec());
-        let dskip = add.then(|| packed[len..2 * len].to_vec());
+
         let (dx, dw) = conv::backward_parts(x, self.w.slice()?, &packed[..len], &self.g, self.cout, need_dx);
         grads.push(self.conv_w, dw);
-        Ok((dx, dskip))
+        Ok((dx, packed))
     }
 }
 
-/// `(dx, dskip)` of [`Unit::backward`].
-type UnitGrads = (Option<Vec<f32>>, Option<Vec<f32>>);
+/// `(dx, packed)` of [`Unit::backward`].
+type UnitGrads = (Option<Vec<f32>>, Vec<f32>);
 
 /// The value of an `Option` the step's own logic guarantees, as an error instead of a panic if it ever is not.
 fn must<T>(o: Option<T>, what: &str) -> Result<T> {
@@ -300,20 +301,21 @@ pub fn train_step(model: &mut ResNet, x: &Tensor, y: &Tensor) -> Result<Option<S
         let output = &acts[i + 1];
         let last = b.main.len() - 1;
         let prev_out = if last > 0 { &b.main[last - 1].y } else { input };
-        let (d, dskip) = b.main[last].backward(prev_out, &dcur, Some(output), true, true, &mut grads)?;
-        let dskip = must(dskip, "dskip")?;
+        let (d, packed) = b.main[last].backward(prev_out, &dcur, Some(output), true, true, &mut grads)?;
+        let dskip = &packed[output.len()..2 * output.len()];
         let mut d = must(d, "dx")?;
         for j in (0..last).rev() {
             let u = &b.main[j];
             let uin = if j > 0 { &b.main[j - 1].y } else { input };
             d = must(u.backward(uin, &d, Some(&u.y), false, true, &mut grads)?.0, "dx")?;
         }
-        let other = match &b.down {
-            Some(du) => must(du.backward(input, &dskip, None, false, true, &mut grads)?.0, "dx")?,
-            None => dskip,
+        let down_dx = match &b.down {
+            Some(du) => Some(must(du.backward(input, dskip, None, false, true, &mut grads)?.0, "dx")?),
+            None => None,
         };
+        let other = down_dx.as_deref().unwrap_or(dskip);
         // The block input's two gradients, summed as candle's backprop sums them.
-        for (a, b) in d.iter_mut().zip(&other) {
+        for (a, b) in d.iter_mut().zip(other) {
             *a += *b;
         }
         dcur = d;
