@@ -458,7 +458,10 @@ impl Trainer {
             let len = self.cfg.batch_size.min(n - i);
             let xb = self.x.narrow(0, i, len)?;
             let yb = self.y.narrow(0, i, len)?;
-            let logits = self.model.forward(&xb, mode)?.detach();
+            let logits = match crate::kernels::step::eval_forward(&self.model, &xb, mode)? {
+                Some(l) => l,
+                None => self.model.forward(&xb, mode)?.detach(),
+            };
             let loss = crate::kernels::head::cross_entropy(&logits, &yb)?
                 .to_dtype(DType::F32)?
                 .to_scalar::<f32>()?;

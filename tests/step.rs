@@ -76,6 +76,16 @@ fn case(preset: Preset, n: usize, size: usize) {
         same(&format!("{what} running stat {i}"), sa, sb);
     }
     assert_eq!(a.bn_t(), b.bn_t());
+    // Evaluation after the step: the graph-free pass against the candle graph, both modes, statistics untouched.
+    for mode in [BnMode::EvalBatch, BnMode::EvalRunning] {
+        let own = kernels::step::eval_forward(&a, &x, mode).unwrap().expect("applies");
+        let reference = b.forward(&x, mode).unwrap();
+        same(&format!("{what} {mode:?} logits"), &flat(&own), &flat(&reference));
+    }
+    for (i, (sa, sb)) in stats(&a).iter().zip(&stats(&b)).enumerate() {
+        same(&format!("{what} running stat {i} after evaluation"), sa, sb);
+    }
+    assert!(kernels::step::eval_forward(&a, &x, BnMode::Train).unwrap().is_none());
 }
 
 #[test]

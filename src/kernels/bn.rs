@@ -287,6 +287,37 @@ pub(crate) fn forward(
     )
 }
 
+/// `y = x·a + b [+ skip]`, `[max(·, 0)]` per channel (`a`, `b`: `C` each): BatchNorm with fixed statistics.
+pub(crate) fn affine(
+    x: &[f32],
+    skip: Option<&[f32]>,
+    a: &[f32],
+    b: &[f32],
+    dims: (usize, usize, usize),
+    relu: bool,
+) -> Vec<f32> {
+    let (n, c, hw) = dims;
+    let fill = |yp: SendPtr| {
+        for_channels(c, x.len(), |ch| {
+            for i in 0..n {
+                let off = (i * c + ch) * hw;
+                // SAFETY: plane (i, ch) of y is written by this task only.
+                let out = unsafe { yp.uninit(off, hw) };
+                affine_plane(
+                    out,
+                    &x[off..off + hw],
+                    skip.map(|s| &s[off..off + hw]),
+                    a[ch],
+                    b[ch],
+                    relu,
+                );
+            }
+        })
+    };
+    // SAFETY: the channel tasks together write every plane of y.
+    unsafe { output_uninit(x.len(), fill) }
+}
+
 /// Backward on host slices: `[dx | dskip (with add) | dγ | dβ]`. `mask` (the forward output) applies the ReLU.
 pub(crate) fn backward(
     x: &[f32],

@@ -86,8 +86,20 @@ impl<'a> Held<'a> {
     }
 }
 
+/// How a forward pass normalises, and whether it keeps what the backward pass needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Norm {
+    /// Batch statistics, everything kept for the backward pass and the running-statistics update.
+    Train,
+    /// Batch statistics, nothing kept (`BnMode::EvalBatch`).
+    Batch,
+    /// Running statistics (`BnMode::EvalRunning`).
+    Running,
+}
+
 /// A conv + BN unit's weights, geometry and what its forward pass saved.
 struct Unit<'a> {
+    bn: &'a crate::bn::BatchNorm2d,
     conv_w: &'a Var,
     gamma: &'a Var,
     beta: &'a Var,
@@ -112,6 +124,7 @@ impl<'a> Unit<'a> {
             candle_core::bail!("{}: a {h}×{w} input is smaller than the {kh}×{kw} kernel", c.name);
         }
         Ok(Self {
+            bn: b,
             conv_w: &c.weight,
             gamma: &b.weight,
             beta: &b.bias,
@@ -128,12 +141,42 @@ impl<'a> Unit<'a> {
         (self.g.n, self.cout, self.g.p())
     }
 
-    /// Conv, then BN `[+ skip]` `[ReLU]`; returns the BN output.
-    fn forward(&mut self, x: &[f32], skip: Option<&[f32]>, relu: bool, eps: f64) -> Result<Vec<f32>> {
-        self.c = conv::forward(x, self.w.slice()?, &self.g, self.cout);
+    /// Conv, then BN `[+ skip]` `[ReLU]`; returns the BN output. With [`Norm::Train`] the conv output and the
+    /// batch statistics are kept for the backward pass.
+    fn forward(&mut self, x: &[f32], skip: Option<&[f32]>, relu: bool, norm: Norm) -> Result<Vec<f32>> {
+        let c = conv::forward(x, self.w.slice()?, &self.g, self.cout);
         let (gamma, beta) = (Held::new(self.gamma.as_tensor())?, Held::new(self.beta.as_tensor())?);
-        let (y, stats) = bn::forward(&self.c, skip, gamma.slice()?, beta.slice()?, self.dims(), eps, relu);
-        self.stats = Some(stats);
+        let (gamma, beta) = (gamma.slice()?, beta.slice()?);
+        let y = match norm {
+            Norm::Running => {
+                // The composite of `crate::bn` (EvalRunning), operation for operation in f32:
+                // a = γ·(1/√(σ²+ε)), b = β − μ·a, y = x·a + b.
+                let (rm, rv) = (Held::new(self.bn.running_mean())?, Held::new(self.bn.running_var())?);
+                let eps = self.bn.eps() as f32;
+                let a: Vec<f32> = gamma
+                    .iter()
+                    .zip(rv.slice()?)
+                    .map(|(&g, &v)| g * (1.0 / (v + eps).sqrt()))
+                    .collect();
+                let b: Vec<f32> = beta
+                    .iter()
+                    .zip(rm.slice()?)
+                    .zip(&a)
+                    .map(|((&b, &m), &a)| b - m * a)
+                    .collect();
+                bn::affine(&c, skip, &a, &b, self.dims(), relu)
+            }
+            Norm::Train | Norm::Batch => {
+                let (y, stats) = bn::forward(&c, skip, gamma, beta, self.dims(), self.bn.eps(), relu);
+                if norm == Norm::Train {
+                    self.stats = Some(stats);
+                }
+                y
+            }
+        };
+        if norm == Norm::Train {
+            self.c = c;
+        }
         Ok(y)
     }
 
@@ -188,44 +231,38 @@ struct BlockRun<'a> {
     down: Option<Unit<'a>>,
 }
 
-/// One training step of `model` on `x (N, 3, H, W)` with class indices `y (N)`: forward with batch statistics
-/// (updating every BN layer's running statistics, as `model.forward(x, BnMode::Train)` does), mean cross-entropy,
-/// and the gradient of every parameter. `Ok(None)` where [`applies`] says no; the caller then takes candle's graph.
-pub fn train_step(model: &mut ResNet, x: &Tensor, y: &Tensor) -> Result<Option<StepOutput>> {
-    if !applies(model, x) {
-        return Ok(None);
-    }
-    let started = Instant::now();
+/// A forward pass's state: the units with what they kept, the block activations, the logits.
+struct Net<'a> {
+    stem: Unit<'a>,
+    stem_dims: (usize, usize, usize, usize),
+    argmax: Vec<usize>,
+    /// `acts[i]` is block `i`'s input, `acts[i + 1]` its output (only the last is kept outside [`Norm::Train`]).
+    acts: Vec<Vec<f32>>,
+    blocks: Vec<BlockRun<'a>>,
+    fc: (&'a Var, &'a Var),
+    head_dims: (usize, usize, usize, usize),
+    logits: Vec<f32>,
+}
+
+/// The forward pass of `model` on `x (N, 3, H, W)` (a contiguous f32 CPU tensor) up to the logits.
+fn forward_net<'a>(model: &'a ResNet, x: &Tensor, norm: Norm) -> Result<Net<'a>> {
     let (n, cin, h, w) = x.dims4()?;
-    let classes = model.classes();
-    let targets = y.to_dtype(candle_core::DType::U32)?.to_vec1::<u32>()?;
-    if targets.len() != n {
-        candle_core::bail!("graph-free step: {} labels for {n} images", targets.len());
-    }
-    if let Some(&bad) = targets.iter().find(|&&t| t as usize >= classes) {
-        candle_core::bail!("graph-free step: label {bad} out of range for {classes} classes");
-    }
-    let x = x.contiguous()?;
-    let eps: Vec<f64> = model.bn_layers().iter().map(|b| b.eps()).collect();
-    let mut eps = eps.into_iter();
-    let mut next_eps = || eps.next().unwrap_or(1e-5);
-
     let layout = model.layout();
-    let xh = Held::new(&x)?;
+    let xh = Held::new(x)?;
     let xs = xh.slice()?;
-
-    // ---- forward ----
+    let keep = norm == Norm::Train;
     let (stem_conv, stem_bn, pool) = layout.stem;
     let mut stem = Unit::new((stem_conv, stem_bn), n, cin, h, w)?;
-    let stem_out = stem.forward(xs, None, true, next_eps())?;
+    let stem_out = stem.forward(xs, None, true, norm)?;
     let (sh, sw) = (stem.g.oh, stem.g.ow);
     let stem_dims = (n, stem.cout, sh, sw);
     if pool.out_size(sh) == 0 || pool.out_size(sw) == 0 || sh + 2 * pool.padding < pool.kernel {
         candle_core::bail!("graph-free step: a {sh}×{sw} map is too small for the stem pool");
     }
     let (pooled, argmax) = pool.forward_saved(&stem_out, stem_dims);
-    stem.y = stem_out;
-    // acts[i] is block i's input, acts[i + 1] its output; dims alongside.
+    if keep {
+        stem.y = stem_out;
+    }
     let mut acts: Vec<Vec<f32>> = vec![pooled];
     let mut dims = vec![(stem.cout, pool.out_size(sh), pool.out_size(sw))];
     let mut blocks: Vec<BlockRun> = Vec::with_capacity(layout.blocks.len());
@@ -239,12 +276,11 @@ pub fn train_step(model: &mut ResNet, x: &Tensor, y: &Tensor) -> Result<Option<S
             (c, hh, ww) = (u.cout, u.g.oh, u.g.ow);
             units.push(u);
         }
-        let eps_main: Vec<f64> = (0..units.len()).map(|_| next_eps()).collect();
         let last = units.len() - 1;
         for i in 0..last {
             let (done, rest) = units.split_at_mut(i);
             let inp = if i == 0 { input } else { &done[i - 1].y };
-            rest[0].y = rest[0].forward(inp, None, true, eps_main[i])?;
+            rest[0].y = rest[0].forward(inp, None, true, norm)?;
         }
         let mut down_unit = match down {
             Some(cb) => Some(Unit::new(*cb, n, c0, h0, w0)?),
@@ -255,7 +291,7 @@ pub fn train_step(model: &mut ResNet, x: &Tensor, y: &Tensor) -> Result<Option<S
                 if (d.cout, d.g.oh, d.g.ow) != (c, hh, ww) {
                     candle_core::bail!("graph-free step: shortcut shape differs from the main path");
                 }
-                Some(d.forward(input, None, false, next_eps())?)
+                Some(d.forward(input, None, false, norm)?)
             }
             None => {
                 if (c0, h0, w0) != (c, hh, ww) {
@@ -266,7 +302,14 @@ pub fn train_step(model: &mut ResNet, x: &Tensor, y: &Tensor) -> Result<Option<S
         };
         let (done, rest) = units.split_at_mut(last);
         let prev = if last == 0 { input } else { &done[last - 1].y };
-        let out = rest[0].forward(prev, Some(skip.as_deref().unwrap_or(input)), true, eps_main[last])?;
+        let out = rest[0].forward(prev, Some(skip.as_deref().unwrap_or(input)), true, norm)?;
+        if !keep {
+            // Evaluation: nothing goes backward, so only the newest activation is needed.
+            units.iter_mut().for_each(|u| u.y = Vec::new());
+            if let Some(prev) = acts.last_mut() {
+                *prev = Vec::new();
+            }
+        }
         acts.push(out);
         dims.push((c, hh, ww));
         blocks.push(BlockRun {
@@ -275,21 +318,83 @@ pub fn train_step(model: &mut ResNet, x: &Tensor, y: &Tensor) -> Result<Option<S
         });
     }
     let (fw, fb) = layout.fc;
-    let (fwh, fbh) = (Held::new(fw.as_tensor())?, Held::new(fb.as_tensor())?);
     let (fc_c, fh, fwd) = *dims.last().expect("features");
     let (k, fc_in) = fw.as_tensor().dims2()?;
-    if fc_in != fc_c || k != classes {
+    if fc_in != fc_c || k != model.classes() {
         candle_core::bail!("graph-free step: classifier {k}×{fc_in} for {fc_c} features");
     }
     let head_dims = (n, fc_c, fh * fwd, k);
+    let (fwh, fbh) = (Held::new(fw.as_tensor())?, Held::new(fb.as_tensor())?);
+    let logits = head::pool_linear_forward(acts.last().expect("features"), fwh.slice()?, fbh.slice()?, head_dims);
+    Ok(Net {
+        stem,
+        stem_dims,
+        argmax,
+        acts,
+        blocks,
+        fc: (fw, fb),
+        head_dims,
+        logits,
+    })
+}
+
+/// Logits `(N, classes)` of an evaluation pass (`mode` `EvalBatch` or `EvalRunning`), bit-identical to
+/// `model.forward(x, mode)` over the custom ops but without building candle's graph. `Ok(None)` where
+/// [`applies`] says no, or for `BnMode::Train` (which updates statistics: use [`train_step`]).
+pub fn eval_forward(model: &ResNet, x: &Tensor, mode: crate::bn::BnMode) -> Result<Option<Tensor>> {
+    let norm = match mode {
+        crate::bn::BnMode::EvalBatch => Norm::Batch,
+        crate::bn::BnMode::EvalRunning => Norm::Running,
+        crate::bn::BnMode::Train => return Ok(None),
+    };
+    if !applies(model, x) {
+        return Ok(None);
+    }
+    let x = x.contiguous()?;
+    let net = forward_net(model, &x, norm)?;
+    let (n, _, _, k) = net.head_dims;
+    Ok(Some(Tensor::from_vec(net.logits, (n, k), &Device::Cpu)?))
+}
+
+/// One training step of `model` on `x (N, 3, H, W)` with class indices `y (N)`: forward with batch statistics
+/// (updating every BN layer's running statistics, as `model.forward(x, BnMode::Train)` does), mean cross-entropy,
+/// and the gradient of every parameter. `Ok(None)` where [`applies`] says no; the caller then takes candle's graph.
+pub fn train_step(model: &mut ResNet, x: &Tensor, y: &Tensor) -> Result<Option<StepOutput>> {
+    if !applies(model, x) {
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let n = x.dims4()?.0;
+    let classes = model.classes();
+    let targets = y.to_dtype(candle_core::DType::U32)?.to_vec1::<u32>()?;
+    if targets.len() != n {
+        candle_core::bail!("graph-free step: {} labels for {n} images", targets.len());
+    }
+    if let Some(&bad) = targets.iter().find(|&&t| t as usize >= classes) {
+        candle_core::bail!("graph-free step: label {bad} out of range for {classes} classes");
+    }
+    let x = x.contiguous()?;
+    let xh = Held::new(&x)?;
+    let xs = xh.slice()?;
+    let Net {
+        mut stem,
+        stem_dims,
+        argmax,
+        acts,
+        mut blocks,
+        fc: (fw, fb),
+        head_dims,
+        logits,
+    } = forward_net(model, &x, Norm::Train)?;
+    let (_, fc_c, _, k) = head_dims;
     let feat = acts.last().expect("features");
-    let logits = head::pool_linear_forward(feat, fwh.slice()?, fbh.slice()?, head_dims);
     let loss = head::cross_entropy_forward(&logits, &targets, n, k);
     let forward_ms = started.elapsed().as_secs_f64() * 1e3;
 
     // ---- backward ----
     let mut grads = Grads(Vec::new());
     let dlogits = head::cross_entropy_backward(&logits, &targets, 1.0, n, k);
+    let fwh = Held::new(fw.as_tensor())?;
     let packed = head::pool_linear_backward(feat, &dlogits, fwh.slice()?, head_dims);
     let nfeat = feat.len();
     grads.push(fw, packed[nfeat..nfeat + k * fc_c].to_vec());
@@ -342,7 +447,7 @@ pub fn train_step(model: &mut ResNet, x: &Tensor, y: &Tensor) -> Result<Option<S
         store.insert(v.as_tensor(), t);
     }
     let logits = Tensor::from_vec(logits, (n, k), &Device::Cpu)?;
-    drop((stem, blocks, xh, fwh, fbh, layout));
+    drop((stem, blocks, xh, fwh));
     for ((bn, s), count) in model.bn_layers_mut().into_iter().zip(stats).zip(counts) {
         let s = s.ok_or_else(|| candle_core::Error::Msg("graph-free step: missing statistics".into()))?;
         bn.update_from_batch(s.mean, &s.var, count)?;
