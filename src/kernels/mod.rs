@@ -81,32 +81,46 @@ pub fn tune_allocator() {
         const M_TRIM_THRESHOLD: i32 = -1;
         const M_TOP_PAD: i32 = -2;
         const M_MMAP_THRESHOLD: i32 = -3;
-        const M_ARENA_MAX: i32 = -8;
         // SAFETY: plain glibc tuning calls; they only change the thresholds of later allocations.
         unsafe {
             mallopt(M_MMAP_THRESHOLD, 32 << 20);
             mallopt(M_TRIM_THRESHOLD, i32::MAX);
             mallopt(M_TOP_PAD, 16 << 20);
-            // One heap for every thread: the training step runs on whichever rayon thread picks it up
-            // ([`in_pool`]), and per-thread arenas would each keep their own high-water mark of activations
-            // (resnet50@224 peak RSS 1.04 → 1.43 GB).
-            mallopt(M_ARENA_MAX, 1);
         }
     }
 }
 
-/// Runs `f` on a thread of rayon's pool (the caller waits), so that the kernels' parallel loops and gemms inside
-/// it fork from a pool thread.
+/// Runs `f` on the first thread of rayon's pool (the caller waits), so that the kernels' parallel loops and gemms
+/// inside it fork from a pool thread.
 ///
 /// Why: a parallel loop started from a thread outside the pool (bnscope's trainer thread, `bench`'s main thread)
 /// hands its work to the pool and sleeps until the pool is done: two thread wake-ups per loop, each tens of µs
 /// on a VM. tiny@64 runs ~100 such loops a step, and a quarter of its samples were in the scheduler. From inside
 /// the pool the forking thread works on its own loop and the other threads join in as they wake.
+///
+/// Always the *same* pool thread (index 0, via `rayon::broadcast`; the other threads return at once and are free
+/// to help): glibc gives each thread its own malloc arena, and a step's activation buffers should come back to
+/// the arena they were freed into. Steps wandering between threads made each arena keep its own high-water mark
+/// (resnet50@224 peak RSS 1.04 → 1.43 GB); one shared arena instead (`M_ARENA_MAX=1`) let the trainer thread's
+/// small long-lived allocations (epoch events queued for a stalled terminal) land between the activations and
+/// fragment the heap (RSS +250–400 MB in 10 s of a stalled TUI at full speed).
 pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         return f();
     }
-    rayon::scope(|_| with_warm_pool(f))
+    let f = std::sync::Mutex::new(Some(f));
+    let out = std::sync::Mutex::new(None);
+    rayon::broadcast(|ctx| {
+        if ctx.index() == 0 {
+            let f = f.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(f) = f {
+                let r = with_warm_pool(f);
+                *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            }
+        }
+    });
+    let r = out.into_inner().unwrap_or_else(|e| e.into_inner());
+    r.expect("rayon::broadcast runs on thread 0")
 }
 
 /// Runs `f` (on a pool thread) while another pool thread, if there is one, stays awake taking work from the pool
