@@ -27,32 +27,40 @@ pub fn breakdown_one(
     let y = Tensor::from_vec((0..batch as u32).map(|i| i % 3).collect::<Vec<_>>(), batch, dev)?;
     let mut model = ResNet::new(preset, 3, 0.99, 1e-5, 0, dev)?;
     let mut opt = Optimizer::new(OptimizerKind::Adam, model.params(), 1e-3)?;
-    let (mut f, mut b, mut o) = (vec![], vec![], vec![]);
-    for i in 0..warmup + steps {
-        let t0 = Instant::now();
-        // The graph-free CPU step runs forward and backward in one call and reports its forward time.
-        let (fwd, grads) = match crate::kernels::step::train_step(&mut model, &x, &y)? {
-            Some(out) => (out.forward_ms, out.grads),
-            None => {
-                let loss = crate::kernels::head::cross_entropy(&model.forward(&x, BnMode::Train)?, &y)?;
-                dev.synchronize()?;
-                let fwd = t0.elapsed().as_secs_f64() * 1e3;
-                (fwd, crate::kernels::conv::backward_collecting(&loss)?)
+    // On the CPU the steps run on a rayon pool thread, as in training and `bench` (see `kernels::in_pool`).
+    let mut run = || -> Result<[f64; 3]> {
+        let (mut f, mut b, mut o) = (vec![], vec![], vec![]);
+        for i in 0..warmup + steps {
+            let t0 = Instant::now();
+            // The graph-free CPU step runs forward and backward in one call and reports its forward time.
+            let (fwd, grads) = match crate::kernels::step::train_step(&mut model, &x, &y)? {
+                Some(out) => (out.forward_ms, out.grads),
+                None => {
+                    let loss = crate::kernels::head::cross_entropy(&model.forward(&x, BnMode::Train)?, &y)?;
+                    dev.synchronize()?;
+                    let fwd = t0.elapsed().as_secs_f64() * 1e3;
+                    (fwd, crate::kernels::conv::backward_collecting(&loss)?)
+                }
+            };
+            dev.synchronize()?;
+            let t2 = Instant::now();
+            opt.step_with(&grads)?;
+            dev.synchronize()?;
+            let t3 = Instant::now();
+            if i >= warmup {
+                let fwd_bwd = (t2 - t0).as_secs_f64() * 1e3;
+                f.push(fwd);
+                b.push(fwd_bwd - fwd);
+                o.push((t3 - t2).as_secs_f64() * 1e3);
             }
-        };
-        dev.synchronize()?;
-        let t2 = Instant::now();
-        opt.step_with(&grads)?;
-        dev.synchronize()?;
-        let t3 = Instant::now();
-        if i >= warmup {
-            let fwd_bwd = (t2 - t0).as_secs_f64() * 1e3;
-            f.push(fwd);
-            b.push(fwd_bwd - fwd);
-            o.push((t3 - t2).as_secs_f64() * 1e3);
         }
+        Ok([median(f), median(b), median(o)])
+    };
+    if dev.is_cpu() {
+        crate::kernels::in_pool(run)
+    } else {
+        run()
     }
-    Ok([median(f), median(b), median(o)])
 }
 
 pub fn run(args: &BenchArgs) -> Result<i32> {

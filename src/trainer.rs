@@ -444,7 +444,10 @@ impl Trainer {
     /// Loss, accuracy and softmax predictions over the whole data set in `mode` (which must not update stats).
     pub fn evaluate(&mut self, mode: BnMode) -> Result<(Metric, Vec<Vec<f32>>)> {
         assert!(mode != BnMode::Train, "evaluation never updates running statistics");
-        // On a rayon thread, as the training step (see `kernels::in_pool`).
+        // On a rayon thread, as the training step (see `kernels::in_pool`); GPU work stays on this thread.
+        if !self.device.is_cpu() {
+            return self.evaluate_here(mode);
+        }
         crate::kernels::in_pool(|| self.evaluate_here(mode))
     }
 
