@@ -14,6 +14,7 @@ const DEFAULT_TUI_PACE: f64 = 20.0;
 
 fn main() {
     install_panic_hook();
+    bnscope::kernels::name_pool();
     let cli = match cli::parse() {
         Ok(c) => c,
         Err((msg, 0)) => {
@@ -46,11 +47,12 @@ fn one_line(e: &anyhow::Error) -> String {
     format!("{e:#}").replace('\n', " ")
 }
 
-/// Trainer panics are caught in the trainer thread and shown by the front end, so the hook stays quiet for them.
+/// Trainer panics are caught in the trainer thread and shown by the front end, and pool-thread panics reach the
+/// thread waiting on the pool, so the hook stays quiet for them (`trainer::panic_is_relayed`).
 /// Anywhere else: restore the terminal, then one line instead of a backtrace.
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        if std::thread::current().name() == Some(trainer::THREAD_NAME) {
+        if trainer::panic_is_relayed() {
             return;
         }
         signals::restore_terminal();

@@ -372,7 +372,9 @@ impl Trainer {
         if let Some((kind, at)) = &self.fault {
             if self.position == 0 && self.epoch + 1 == *at {
                 match kind.as_str() {
-                    "panic" => panic!("injected fault at epoch {at} (BNSCOPE_FAULT)"),
+                    // Raised on a pool thread, where the step's kernels run, so that the path a real kernel bug
+                    // would take is the one tested.
+                    "panic" => crate::kernels::in_pool(|| panic!("injected fault at epoch {at} (BNSCOPE_FAULT)")),
                     _ => anyhow::bail!("injected fault at epoch {at} (BNSCOPE_FAULT)"),
                 }
             }
@@ -556,6 +558,16 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 /// The trainer thread's name, so that a panic hook can tell trainer panics (caught and shown in the UI) from UI
 /// panics (which must restore the terminal).
 pub const THREAD_NAME: &str = "bnscope-trainer";
+
+/// Whether a panic on the current thread reaches a caller that reports it (so a panic hook should stay quiet):
+/// the trainer thread catches its panics and shows them in place, and a panic on a rayon pool thread
+/// (`crate::kernels::POOL_THREAD_PREFIX`) propagates to the thread waiting on the pool (the trainer, or `bench`'s
+/// main thread, whose own panic the hook then reports).
+pub fn panic_is_relayed() -> bool {
+    let t = std::thread::current();
+    let name = t.name().unwrap_or("");
+    name == THREAD_NAME || name.starts_with(crate::kernels::POOL_THREAD_PREFIX)
+}
 
 fn thread_main(mut t: Trainer, rx: Receiver<Command>, tx: Sender<Event>, slot: BnSlot) {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_loop(&mut t, &rx, &tx, &slot)));

@@ -143,3 +143,20 @@ fn declines_what_it_does_not_handle() {
     let bad = Tensor::new(&[0u32, 7], &dev).unwrap();
     assert!(kernels::step::train_step(&mut m, &x, &bad).is_err());
 }
+
+/// A panic inside `in_pool` (a kernel bug, `BNSCOPE_FAULT=panic@N`) reaches the caller instead of leaving the pool
+/// spinning: the kept-awake second thread must stop when the step unwinds.
+#[test]
+fn a_panic_in_the_pool_reaches_the_caller() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = std::panic::catch_unwind(|| kernels::in_pool(|| -> u32 { panic!("boom") }));
+        let ok = kernels::in_pool(|| 7u32);
+        let _ = tx.send((r.is_err(), ok));
+    });
+    let (caught, after) = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("in_pool returned (no hang)");
+    assert!(caught, "the panic reached the caller");
+    assert_eq!(after, 7, "the pool still works afterwards");
+}

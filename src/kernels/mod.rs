@@ -90,6 +90,18 @@ pub fn tune_allocator() {
     }
 }
 
+/// Names of rayon's pool threads (see [`name_pool`]).
+pub const POOL_THREAD_PREFIX: &str = "bnscope-pool-";
+
+/// Builds rayon's global pool with named threads (`bnscope-pool-0`, …; `RAYON_NUM_THREADS` still sets their
+/// number), so that panic hooks and profilers can tell them apart. Call before anything uses rayon; later calls,
+/// or a pool that already exists, leave it as it is.
+pub fn name_pool() {
+    let _ = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("{POOL_THREAD_PREFIX}{i}"))
+        .build_global();
+}
+
 /// Runs `f` on the first thread of rayon's pool (the caller waits), so that the kernels' parallel loops and gemms
 /// inside it fork from a pool thread.
 ///
@@ -138,9 +150,15 @@ fn with_warm_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     let me = rayon::current_thread_index();
     let (out, ()) = rayon::join(
         || {
-            let out = f();
-            done.store(true, Ordering::Release);
-            out
+            // Also when `f` panics: join waits for the spinner before passing the panic on.
+            struct Done<'a>(&'a AtomicBool);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Release);
+                }
+            }
+            let _done = Done(&done);
+            f()
         },
         || {
             // Popped back by `f`'s own thread (nobody stole it in time, or while `f` waits inside a loop):

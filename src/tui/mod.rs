@@ -78,7 +78,7 @@ fn install_panic_hook() {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             // The trainer's panics are caught in its thread and shown in place: the terminal stays ours.
-            if thread::current().name() != Some(crate::trainer::THREAD_NAME) {
+            if !crate::trainer::panic_is_relayed() {
                 restore_terminal();
             }
             previous(info);
