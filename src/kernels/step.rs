@@ -12,10 +12,11 @@
 //! max-pool argmax and scatter, the pool + linear head, cross-entropy), called in the same order on the same
 //! inputs, and the two branch gradients of a block input are added as candle adds them (`0 + a + b`, and IEEE
 //! addition commutes). The gradients are therefore bit-identical to `loss.backward()` over the custom ops, which
-//! `tests/kernels.rs` checks, and the seed reproductions do not move.
+//! `tests/step.rs` checks, and the seed reproductions do not move. [`eval_forward`] is the same forward pass for
+//! the two evaluation modes (bit-identical logits).
 //!
-//! Used for train-mode steps on the CPU with f32 and the own kernels on (see [`applies`]); otherwise callers take
-//! the candle graph (`crate::models::ResNet::forward` + autograd), which also serves CUDA.
+//! Used on the CPU with f32 and the own kernels on (see [`applies`]); otherwise callers take the candle graph
+//! (`crate::models::ResNet::forward` + autograd), which also serves CUDA.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -38,7 +39,7 @@ pub fn set_graph_free(on: bool) {
     GRAPH_FREE.store(on, Ordering::Relaxed)
 }
 
-/// Whether [`train_step`] handles `x`: own kernels and the graph-free step on, CPU, f32 images, and every
+/// Whether [`train_step`] and [`eval_forward`] handle `x`: own kernels and the graph-free step on, CPU, f32 images, and every
 /// parameter of `model` a contiguous f32 CPU tensor.
 pub fn applies(model: &ResNet, x: &Tensor) -> bool {
     graph_free()
