@@ -69,7 +69,7 @@ impl Optimizer {
     /// One training step of `model` on images `x` with class indices `y`: forward with BN in train mode, mean
     /// cross-entropy, backward, update. Returns the loss and the logits. On the CPU with the own kernels this is
     /// [`crate::kernels::step::train_step`] (no candle graph); elsewhere `model.forward` + candle's autograd. Both
-    /// give the same gradients (`tests/kernels.rs`).
+    /// give the same gradients, bit for bit (`tests/step.rs`).
     pub fn train_step(&mut self, model: &mut ResNet, x: &Tensor, y: &Tensor) -> Result<(f32, Tensor)> {
         if !x.device().is_cpu() {
             // GPU work is queued from the trainer thread, as before (a CUDA context is bound per thread).
