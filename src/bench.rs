@@ -147,6 +147,8 @@ pub fn setup(args: &BenchArgs) -> Result<(crate::device::Picked, Vec<Config>)> {
     if args.kernels != Kernels::Candle {
         crate::kernels::init();
     }
+    // After `init` (see there); names the pool threads for panic hooks and profilers.
+    crate::kernels::name_pool();
     let picked = crate::device::pick(&args.device)?;
     if let Some(n) = &picked.notice {
         eprintln!("{n}");

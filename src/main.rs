@@ -14,7 +14,6 @@ const DEFAULT_TUI_PACE: f64 = 20.0;
 
 fn main() {
     install_panic_hook();
-    bnscope::kernels::name_pool();
     let cli = match cli::parse() {
         Ok(c) => c,
         Err((msg, 0)) => {
@@ -30,6 +29,8 @@ fn main() {
     // `bench` does this itself, and not at all with `--kernels candle`, so that column stays candle's own.
     if cli.command.is_none() {
         bnscope::kernels::init();
+        // After `init`, which may set an environment variable: that must happen before other threads exist.
+        bnscope::kernels::name_pool();
     }
     let code = match run(cli) {
         Ok(code) => code,
