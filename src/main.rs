@@ -122,6 +122,9 @@ fn run(cli: cli::Cli) -> Result<i32> {
     cfg.bn_eps = a.bn_eps;
     cfg.checkpoint = a.checkpoint.clone();
     cfg.start_paused = a.paused && !headless;
+    // The TUI draws the newest state and keeps a bounded history, so a stalled terminal may skip epochs (the log
+    // keeps them all); headless output prints every epoch.
+    cfg.event_backlog = (!headless).then_some(1024);
     cfg.pace = match a.pace {
         Some(p) if p > 0.0 => Some(p),
         Some(_) => None,

@@ -41,6 +41,11 @@ pub struct TrainConfig {
     pub start_paused: bool,
     /// Most epochs a second (`None`: full speed).
     pub pace: Option<f64>,
+    /// Most events left waiting for the front end before the trainer holds back epoch metrics (`None`: never).
+    /// While the front end is that far behind (a stalled terminal), only the newest epoch's metrics are kept and
+    /// delivered once it catches up, so memory stays bounded however long the stall; every other event is
+    /// delivered, in order. The JSONL log keeps every epoch either way. The TUI sets it; headless output does not.
+    pub event_backlog: Option<usize>,
 }
 
 impl TrainConfig {
@@ -60,6 +65,7 @@ impl TrainConfig {
             checkpoint: None,
             start_paused: false,
             pace: None,
+            event_backlog: None,
         }
     }
 }
@@ -100,6 +106,8 @@ pub struct Trainer {
     fault: Option<(String, usize)>,
     pace: Option<f64>,
     epoch_started: Option<Instant>,
+    /// Epoch metrics held back while the front end is more than `cfg.event_backlog` events behind.
+    held_epoch: Option<Box<EpochMetrics>>,
 }
 
 /// Fault injection for tests: `BNSCOPE_FAULT=panic@N` panics and `error@N` fails at the start of epoch N.
@@ -161,6 +169,7 @@ impl Trainer {
             acc_seen: 0,
             step_times: vec![],
             fault: fault_from_env(),
+            held_epoch: None,
             pace: cfg.pace,
             epoch_started: None,
             cfg,
@@ -580,6 +589,7 @@ fn thread_main(mut t: Trainer, rx: Receiver<Command>, tx: Sender<Event>, slot: B
             Some(format!("trainer panicked: {}", panic_message(&*p))),
         ),
     };
+    let _ = flush_held(&mut t, &tx);
     if let Some(msg) = &message {
         let _ = tx.send(Event::Error(msg.clone()));
         // An error leaves the front end in charge: wait for its quit so that the message stays visible.
@@ -619,9 +629,10 @@ fn run_loop(t: &mut Trainer, rx: &Receiver<Command>, tx: &Sender<Event>, slot: &
     if let Some(log) = t.log.as_mut() {
         log.run(&info)?;
     }
-    send(tx, Event::Started(Arc::new(info)))?;
+    send_in_order(t, tx, Event::Started(Arc::new(info)))?;
     if t.paused {
-        send(
+        send_in_order(
+            t,
             tx,
             Event::Applied {
                 epoch: t.epoch,
@@ -660,7 +671,8 @@ fn run_loop(t: &mut Trainer, rx: &Receiver<Command>, tx: &Sender<Event>, slot: &
             }
             let was_restart = cmd == Command::Restart;
             if let Some((what, value)) = t.apply(&cmd)? {
-                send(
+                send_in_order(
+                    t,
                     tx,
                     Event::Applied {
                         epoch: t.epoch,
@@ -674,12 +686,15 @@ fn run_loop(t: &mut Trainer, rx: &Receiver<Command>, tx: &Sender<Event>, slot: &
                 if let Some(log) = t.log.as_mut() {
                     log.run(&info)?;
                 }
-                send(tx, Event::Started(Arc::new(info)))?;
+                send_in_order(t, tx, Event::Started(Arc::new(info)))?;
             }
             if matches!(cmd, Command::ResetStats | Command::Recalibrate | Command::Restart) {
                 // Let the gauges move at once, even while paused.
-                publish_bn(tx, slot, Arc::new(t.snapshot()?))?;
+                publish_bn(t, tx, slot, Arc::new(t.snapshot()?))?;
             }
+        }
+        if t.held_epoch.is_some() && !backlogged(t, tx) {
+            flush_held(t, tx)?;
         }
         if t.done() {
             return Ok(EndReason::Done);
@@ -694,14 +709,14 @@ fn run_loop(t: &mut Trainer, rx: &Receiver<Command>, tx: &Sender<Event>, slot: &
         }
         if let StepOutcome::Epoch(metrics, snap) = outcome {
             let (epoch, loss) = (metrics.epoch, metrics.train.loss);
-            send(tx, Event::Epoch(metrics))?;
-            publish_bn(tx, slot, snap)?;
+            send_epoch(t, tx, metrics)?;
+            publish_bn(t, tx, slot, snap)?;
             if diverged(loss, t.data.classes.len()) && !t.paused {
                 t.paused = true;
                 if let Some(log) = t.log.as_mut() {
                     log.event(epoch, EventKind::Diverged, json!(loss.to_string()))?;
                 }
-                send(tx, Event::Diverged { epoch, loss })?;
+                send_in_order(t, tx, Event::Diverged { epoch, loss })?;
             }
         }
     }
@@ -717,11 +732,40 @@ pub fn diverged(loss: f32, classes: usize) -> bool {
 /// See [`diverged`].
 pub const DIVERGED_FACTOR: f64 = 1000.0;
 
-fn publish_bn(tx: &Sender<Event>, slot: &BnSlot, snap: Arc<BnSnapshot>) -> Result<()> {
+fn publish_bn(t: &mut Trainer, tx: &Sender<Event>, slot: &BnSlot, snap: Arc<BnSnapshot>) -> Result<()> {
     if slot.put(snap) {
-        send(tx, Event::BnReady)?;
+        send_in_order(t, tx, Event::BnReady)?;
     }
     Ok(())
+}
+
+/// Whether the front end is more than `cfg.event_backlog` events behind.
+fn backlogged(t: &Trainer, tx: &Sender<Event>) -> bool {
+    t.cfg.event_backlog.is_some_and(|max| tx.len() >= max)
+}
+
+/// Sends an epoch's metrics, or holds them (replacing older held ones) while the front end is backlogged.
+fn send_epoch(t: &mut Trainer, tx: &Sender<Event>, m: Box<EpochMetrics>) -> Result<()> {
+    if backlogged(t, tx) {
+        t.held_epoch = Some(m);
+        return Ok(());
+    }
+    flush_held(t, tx)?;
+    send(tx, Event::Epoch(m))
+}
+
+/// Delivers held epoch metrics, if any.
+fn flush_held(t: &mut Trainer, tx: &Sender<Event>) -> Result<()> {
+    match t.held_epoch.take() {
+        Some(m) => send(tx, Event::Epoch(m)),
+        None => Ok(()),
+    }
+}
+
+/// Sends any other event, after the held epoch metrics so that the front end sees everything in order.
+fn send_in_order(t: &mut Trainer, tx: &Sender<Event>, ev: Event) -> Result<()> {
+    flush_held(t, tx)?;
+    send(tx, ev)
 }
 
 /// Sends an event; a dropped receiver ends the trainer (reported as a quit).

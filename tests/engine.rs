@@ -268,3 +268,44 @@ fn pace_caps_epochs_per_second() {
     }
     handle.join().unwrap();
 }
+
+/// A front end that stops reading (a stalled terminal) holds the trainer's queue at the configured backlog: the
+/// trainer keeps training, holds back epoch metrics but the newest, and delivers everything else in order; the
+/// last epoch arrives before `Finished`.
+#[test]
+fn a_stalled_front_end_bounds_the_event_queue() {
+    let mut cfg = TrainConfig::new(Preset::Tiny);
+    cfg.image_size = 16;
+    cfg.epochs = Some(400);
+    cfg.event_backlog = Some(50);
+    let t = Trainer::new(cfg, data::embedded(16).unwrap(), Device::Cpu, "cpu".into(), None, None).unwrap();
+    let (link, handle) = t.spawn().unwrap();
+    // Read nothing until the trainer is done (its thread ends after `Finished`, which a full queue never blocks).
+    let mut most = 0;
+    while !handle.is_finished() {
+        most = most.max(link.events.len());
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    handle.join().unwrap();
+    assert!(
+        most <= 52,
+        "queue stayed within the backlog (+ the held epoch and Finished): {most}"
+    );
+    let events: Vec<Event> = link.events.try_iter().collect();
+    let epochs: Vec<usize> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Epoch(m) => Some(m.epoch),
+            _ => None,
+        })
+        .collect();
+    assert!(epochs.windows(2).all(|w| w[0] < w[1]), "in order");
+    assert!(epochs.len() < 400, "some epochs were held back: {}", epochs.len());
+    assert_eq!(epochs.last(), Some(&400), "the newest epoch is delivered");
+    assert!(matches!(events.first(), Some(Event::Started(_))));
+    assert!(
+        matches!(events.last(), Some(Event::Finished { epochs: 400, .. })),
+        "Finished comes last: {:?}",
+        events.last()
+    );
+}
