@@ -4,7 +4,10 @@
 //!
 //! # Delivery policy
 //! * Events travel on an **unbounded** crossbeam channel, so the trainer never blocks on a slow receiver.
-//! * [`Event::Epoch`] metrics are small and are **never dropped**: every epoch produces exactly one.
+//! * [`Event::Epoch`] metrics are small; every epoch produces exactly one. They are delivered in order, all of them,
+//!   unless the trainer runs with an event backlog (`TrainConfig::event_backlog`, the TUI's 1024): while that
+//!   many events wait unread, it keeps only the newest epoch's metrics and delivers them first once the queue
+//!   drains or before any other event. Every other event is always delivered, in order.
 //! * BatchNorm snapshots can be large (resnet50: 26,560 channels × 4 arrays). They are **coalesced**: the trainer
 //!   stores the newest one in a [`Latest`] slot and sends [`Event::BnReady`] only when the slot was empty, i.e.
 //!   when the receiver has taken the previous one. A lagging receiver therefore sees the newest snapshot and
@@ -108,7 +111,7 @@ pub struct Metric {
     pub acc: f32,
 }
 
-/// Everything measured in one epoch. Never dropped.
+/// Everything measured in one epoch (see the delivery policy above).
 #[derive(Clone, Debug)]
 pub struct EpochMetrics {
     /// 1-based epoch number.
