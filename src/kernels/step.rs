@@ -202,7 +202,6 @@ impl<'a> Unit<'a> {
         let at = if add { 2 * len } else { len };
         grads.push(self.gamma, packed[at..at + c].to_vec());
         grads.push(self.beta, packed[at + c..at + 2 * c].to_vec());
-
         let (dx, dw) = conv::backward_parts(x, self.w.slice()?, &packed[..len], &self.g, self.cout, need_dx);
         grads.push(self.conv_w, dw);
         Ok((dx, packed))
