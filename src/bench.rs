@@ -99,18 +99,7 @@ pub fn bench_one(
     let mut eval = Vec::new();
     for _ in 0..steps.clamp(1, 10) {
         let t0 = Instant::now();
-        let mut pass = || -> candle_core::Result<()> {
-            match crate::kernels::step::eval_forward(&model, &x, BnMode::EvalRunning)? {
-                Some(l) => l.to_vec2::<f32>()?,
-                None => model.forward(&x, BnMode::EvalRunning)?.to_vec2::<f32>()?,
-            };
-            Ok(())
-        };
-        if dev.is_cpu() {
-            crate::kernels::in_pool(pass)?
-        } else {
-            pass()?
-        }
+        crate::kernels::in_pool(dev, || model.eval_forward(&x, BnMode::EvalRunning)?.to_vec2::<f32>())?;
         eval.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     let (median_ms, min_ms, max_ms) = stats(times);

@@ -387,6 +387,16 @@ impl ResNet {
         }
     }
 
+    /// Logits of an evaluation pass (`mode` `EvalBatch` or `EvalRunning`; nothing is updated): the graph-free
+    /// CPU pass where it applies (`crate::kernels::step::eval_forward`), candle's ops elsewhere, with the same
+    /// numbers.
+    pub fn eval_forward(&mut self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        match crate::kernels::step::eval_forward(self, x, mode)? {
+            Some(logits) => Ok(logits),
+            None => Ok(self.forward(x, mode)?.detach()),
+        }
+    }
+
     /// BN layers in forward (torchvision `named_modules`) order.
     pub fn bn_layers(&self) -> Vec<&BatchNorm2d> {
         let mut v = vec![&self.stem_bn];

@@ -71,11 +71,7 @@ impl Optimizer {
     /// [`crate::kernels::step::train_step`] (no candle graph); elsewhere `model.forward` + candle's autograd. Both
     /// give the same gradients, bit for bit (`tests/step.rs`).
     pub fn train_step(&mut self, model: &mut ResNet, x: &Tensor, y: &Tensor) -> Result<(f32, Tensor)> {
-        if !x.device().is_cpu() {
-            // GPU work is queued from the trainer thread, as before (a CUDA context is bound per thread).
-            return self.train_step_here(model, x, y);
-        }
-        crate::kernels::in_pool(|| self.train_step_here(model, x, y))
+        crate::kernels::in_pool(x.device(), || self.train_step_here(model, x, y))
     }
 
     fn train_step_here(&mut self, model: &mut ResNet, x: &Tensor, y: &Tensor) -> Result<(f32, Tensor)> {

@@ -28,7 +28,7 @@ pub fn breakdown_one(
     let mut model = ResNet::new(preset, 3, 0.99, 1e-5, 0, dev)?;
     let mut opt = Optimizer::new(OptimizerKind::Adam, model.params(), 1e-3)?;
     // On the CPU the steps run on a rayon pool thread, as in training and `bench` (see `kernels::in_pool`).
-    let mut run = || -> Result<[f64; 3]> {
+    let run = || -> Result<[f64; 3]> {
         let (mut f, mut b, mut o) = (vec![], vec![], vec![]);
         for i in 0..warmup + steps {
             let t0 = Instant::now();
@@ -56,11 +56,7 @@ pub fn breakdown_one(
         }
         Ok([median(f), median(b), median(o)])
     };
-    if dev.is_cpu() {
-        crate::kernels::in_pool(run)
-    } else {
-        run()
-    }
+    crate::kernels::in_pool(dev, run)
 }
 
 pub fn run(args: &BenchArgs) -> Result<i32> {

@@ -383,7 +383,9 @@ impl Trainer {
                 match kind.as_str() {
                     // Raised on a pool thread, where the step's kernels run, so that the path a real kernel bug
                     // would take is the one tested.
-                    "panic" => crate::kernels::in_pool(|| panic!("injected fault at epoch {at} (BNSCOPE_FAULT)")),
+                    "panic" => {
+                        crate::kernels::in_pool(&Device::Cpu, || panic!("injected fault at epoch {at} (BNSCOPE_FAULT)"))
+                    }
                     _ => anyhow::bail!("injected fault at epoch {at} (BNSCOPE_FAULT)"),
                 }
             }
@@ -455,11 +457,9 @@ impl Trainer {
     /// Loss, accuracy and softmax predictions over the whole data set in `mode` (which must not update stats).
     pub fn evaluate(&mut self, mode: BnMode) -> Result<(Metric, Vec<Vec<f32>>)> {
         assert!(mode != BnMode::Train, "evaluation never updates running statistics");
-        // On a rayon thread, as the training step (see `kernels::in_pool`); GPU work stays on this thread.
-        if !self.device.is_cpu() {
-            return self.evaluate_here(mode);
-        }
-        crate::kernels::in_pool(|| self.evaluate_here(mode))
+        // On a rayon thread, as the training step (see `kernels::in_pool`).
+        let dev = self.device.clone();
+        crate::kernels::in_pool(&dev, || self.evaluate_here(mode))
     }
 
     fn evaluate_here(&mut self, mode: BnMode) -> Result<(Metric, Vec<Vec<f32>>)> {
@@ -472,10 +472,7 @@ impl Trainer {
             let len = self.cfg.batch_size.min(n - i);
             let xb = self.x.narrow(0, i, len)?;
             let yb = self.y.narrow(0, i, len)?;
-            let logits = match crate::kernels::step::eval_forward(&self.model, &xb, mode)? {
-                Some(l) => l,
-                None => self.model.forward(&xb, mode)?.detach(),
-            };
+            let logits = self.model.eval_forward(&xb, mode)?;
             let loss = crate::kernels::head::cross_entropy(&logits, &yb)?
                 .to_dtype(DType::F32)?
                 .to_scalar::<f32>()?;

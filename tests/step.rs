@@ -150,8 +150,8 @@ fn declines_what_it_does_not_handle() {
 fn a_panic_in_the_pool_reaches_the_caller() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let r = std::panic::catch_unwind(|| kernels::in_pool(|| -> u32 { panic!("boom") }));
-        let ok = kernels::in_pool(|| 7u32);
+        let r = std::panic::catch_unwind(|| kernels::in_pool(&Device::Cpu, || -> u32 { panic!("boom") }));
+        let ok = kernels::in_pool(&Device::Cpu, || 7u32);
         let _ = tx.send((r.is_err(), ok));
     });
     let (caught, after) = rx

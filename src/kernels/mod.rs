@@ -116,8 +116,11 @@ pub fn name_pool() {
 /// (resnet50@224 peak RSS 1.04 → 1.43 GB); one shared arena instead (`M_ARENA_MAX=1`) let the trainer thread's
 /// small long-lived allocations (epoch events queued for a stalled terminal) land between the activations and
 /// fragment the heap (RSS +250–400 MB in 10 s of a stalled TUI at full speed).
-pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_thread_index().is_some() {
+///
+/// Work on another device runs right here instead: a CUDA context is bound per thread, and GPU work is queued
+/// from the trainer thread.
+pub fn in_pool<R: Send>(dev: &candle_core::Device, f: impl FnOnce() -> R + Send) -> R {
+    if !dev.is_cpu() || rayon::current_thread_index().is_some() {
         return f();
     }
     let f = std::sync::Mutex::new(Some(f));
