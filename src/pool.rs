@@ -9,7 +9,7 @@
 //!   gradient the ReLU blocks anyway.
 //!
 //! Both are tested against finite differences and against each other (`tests/models.rs`).
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, OnceLock};
 
@@ -30,13 +30,24 @@ impl MaxPool {
         }
     }
 
-    /// Output side for an input side `n`.
+    /// Output side for an input side `n` (at least the kernel with padding; see [`Self::out_dims`]).
     pub fn out_size(&self, n: usize) -> usize {
         (n + 2 * self.padding - self.kernel) / self.stride + 1
     }
 
+    /// Output `(height, width)` for an `h×w` input, or an error where the window does not fit.
+    pub fn out_dims(&self, h: usize, w: usize) -> Result<(usize, usize)> {
+        if h + 2 * self.padding < self.kernel || w + 2 * self.padding < self.kernel || self.stride == 0 {
+            candle_core::bail!(
+                "max-pool: a {h}×{w} map is smaller than the {0}×{0} window",
+                self.kernel
+            );
+        }
+        Ok((self.out_size(h), self.out_size(w)))
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if crate::kernels::own_kernels() && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        if crate::kernels::applies(&[x]) {
             // Keeps the argmax of each window from the forward pass so the backward pass is a scatter.
             x.contiguous()?.apply_op1(MaxPoolSaved {
                 pool: *self,
@@ -94,13 +105,6 @@ impl MaxPool {
     }
 }
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("max-pool: input must be contiguous".into()))?;
-    Ok(&s.as_slice::<f32>()?[a..b])
-}
-
 impl MaxPool {
     /// Forward on a host slice `(N, C, H, W)`: the pooled map and, per output cell, the flat index (within its
     /// plane) of the window's first maximum (`usize::MAX` for a window of padding only).
@@ -112,7 +116,7 @@ impl MaxPool {
         dst.par_chunks_mut(oh * ow)
             .zip(idx.par_chunks_mut(oh * ow))
             .zip(src.par_chunks(h * w))
-            .for_each(|((out, ix), plane)| self.argmax_plane(plane, h, w, oh, ow, out, Some(ix)));
+            .for_each(|((out, ix), plane)| self.argmax_plane(plane, h, w, oh, ow, out, ix));
         (dst, idx)
     }
 
@@ -122,17 +126,7 @@ impl MaxPool {
     /// Speed: the window is clipped to the image once per output cell (no per-element bounds tests), and planes
     /// without NaN take a branch-light comparison; planes with a NaN take the exact original rule (a NaN wins).
     #[allow(clippy::too_many_arguments)] // one plane's geometry; a struct would only rename the same eight values
-    fn argmax_plane(
-        &self,
-        src: &[f32],
-        h: usize,
-        w: usize,
-        oh: usize,
-        ow: usize,
-        out: &mut [f32],
-        idx: Option<&mut [usize]>,
-    ) {
-        let mut idx = idx;
+    fn argmax_plane(&self, src: &[f32], h: usize, w: usize, oh: usize, ow: usize, out: &mut [f32], idx: &mut [usize]) {
         // Branch-free scan (vectorises, unlike a short-circuiting `any`).
         let has_nan = src.iter().fold(false, |a, v| a | v.is_nan());
         let (k, s, p) = (self.kernel, self.stride, self.padding);
@@ -150,9 +144,7 @@ impl MaxPool {
                         }
                     }
                     out[oy * ow + ox] = best;
-                    if let Some(idx) = idx.as_deref_mut() {
-                        idx[oy * ow + ox] = at;
-                    }
+                    idx[oy * ow + ox] = at;
                 }
             }
             return;
@@ -193,69 +185,14 @@ impl MaxPool {
                     }
                 }
                 out[oy * ow + ox] = best;
-                if let Some(idx) = idx.as_deref_mut() {
-                    idx[oy * ow + ox] = at;
-                }
+                idx[oy * ow + ox] = at;
             }
         }
     }
 }
 
-impl CustomOp1 for MaxPool {
-    fn name(&self) -> &'static str {
-        "bnscope-maxpool2d"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = layout.shape().dims4()?;
-        let src = contiguous(storage, layout)?;
-        let (oh, ow) = (self.out_size(h), self.out_size(w));
-        let mut dst = vec![0f32; n * c * oh * ow];
-        dst.par_chunks_mut(oh * ow)
-            .zip(src.par_chunks(h * w))
-            .for_each(|(out, plane)| self.argmax_plane(plane, h, w, oh, ow, out, None));
-        Ok((CpuStorage::F32(dst), Shape::from((n, c, oh, ow))))
-    }
-
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let g = arg.apply_op2_no_bwd(&grad_res.contiguous()?, &MaxPoolBackward(*self))?;
-        Ok(Some(g))
-    }
-}
-
-/// Gradient of [`MaxPool`] with respect to its input: `(input, grad_output) -> grad_input`.
-struct MaxPoolBackward(MaxPool);
-
-impl CustomOp2 for MaxPoolBackward {
-    fn name(&self) -> &'static str {
-        "bnscope-maxpool2d-backward"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = l1.shape().dims4()?;
-        let (_, _, oh, ow) = l2.shape().dims4()?;
-        let src = contiguous(s1, l1)?;
-        let grad = contiguous(s2, l2)?;
-        let mut dst = vec![0f32; n * c * h * w];
-        dst.par_chunks_mut(h * w)
-            .zip(src.par_chunks(h * w))
-            .zip(grad.par_chunks(oh * ow))
-            .for_each(|((gin, plane), gout)| {
-                let mut scratch = vec![0f32; oh * ow];
-                let mut idx = vec![0usize; oh * ow];
-                self.0.argmax_plane(plane, h, w, oh, ow, &mut scratch, Some(&mut idx));
-                for (&i, &g) in idx.iter().zip(gout) {
-                    if i != usize::MAX {
-                        gin[i] += g;
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(dst), Shape::from((n, c, h, w))))
-    }
-}
-
-/// The forward op used by [`MaxPool::forward`] on the CPU: as the `CustomOp1` of [`MaxPool`], but it keeps each
-/// window's argmax (within its plane) so that the backward pass scatters instead of searching again.
+/// The forward op used by [`MaxPool::forward`] on the CPU. It keeps each window's argmax (within its plane) so
+/// that the backward pass scatters instead of searching again.
 struct MaxPoolSaved {
     pool: MaxPool,
     idx: Arc<OnceLock<Vec<usize>>>,
@@ -268,14 +205,14 @@ impl CustomOp1 for MaxPoolSaved {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = layout.shape().dims4()?;
-        let src = contiguous(storage, layout)?;
-        let (oh, ow) = (self.pool.out_size(h), self.pool.out_size(w));
+        let src = crate::kernels::slice(storage, layout, "max-pool")?;
+        let (oh, ow) = self.pool.out_dims(h, w)?;
         let (dst, idx) = self.pool.forward_saved(src, (n, c, h, w));
         let _ = self.idx.set(idx);
         Ok((CpuStorage::F32(dst), Shape::from((n, c, oh, ow))))
     }
 
-    fn bwd(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         match self.idx.get() {
             Some(idx) => {
                 let op = MaxPoolScatter {
@@ -284,7 +221,7 @@ impl CustomOp1 for MaxPoolSaved {
                 };
                 Ok(Some(grad_res.contiguous()?.apply_op1_no_bwd(&op)?))
             }
-            None => self.pool.bwd(arg, res, grad_res),
+            None => candle_core::bail!("max-pool backward: the forward pass kept no argmax"),
         }
     }
 }
@@ -302,7 +239,7 @@ impl CustomOp1 for MaxPoolScatter<'_> {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = self.dims;
-        let grad = contiguous(storage, layout)?;
+        let grad = crate::kernels::slice(storage, layout, "max-pool")?;
         let planes = n * c;
         if grad.len() != self.idx.len() || planes == 0 || grad.len() % planes != 0 {
             candle_core::bail!(

@@ -126,14 +126,6 @@ pub fn forward(x: &[f32], w: &[f32], g: &Geom, cout: usize) -> Vec<f32> {
     unsafe { output_uninit(g.n * cout * p, fill) }
 }
 
-/// Backward pass: `[dx (N·Cin·H·W, only if need_dx) | dW (Cout·K)]` in one vector.
-pub fn backward(x: &[f32], w: &[f32], dy: &[f32], g: &Geom, cout: usize, need_dx: bool) -> Vec<f32> {
-    let (dx, dw) = backward_parts(x, w, dy, g, cout, need_dx);
-    let mut out = dx.unwrap_or_default();
-    out.extend_from_slice(&dw);
-    out
-}
-
 /// Backward pass as two allocations: `(dx (N·Cin·H·W) if need_dx, dW (Cout·K))`.
 pub fn backward_parts(
     x: &[f32],

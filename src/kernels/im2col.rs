@@ -115,16 +115,8 @@ pub fn im2col(x: &[f32], g: &Geom, n0: usize, n1: usize, col: &mut [f32]) {
     }
 }
 
-/// Writes the images `n0..n1` of `dx` (the whole NCHW batch) from `col` (as [`im2col`] lays it out), summing the
-/// overlapping windows: the adjoint of [`im2col`].
-pub fn col2im(col: &[f32], g: &Geom, n0: usize, n1: usize, dx: &mut [f32]) {
-    let hw = g.h * g.w;
-    assert!(dx.len() >= n1 * g.c * hw && col.len() >= g.k() * (n1 - n0) * g.p());
-    // SAFETY: dx covers the planes of images n0..n1 (checked).
-    unsafe { col2im_raw(col, g, n0, n1, SendPtr(dx.as_mut_ptr())) }
-}
-
-/// [`col2im`] into raw memory (the whole NCHW batch `dx`), which may be uninitialised: every element of the images
+/// Writes the images `n0..n1` of `dx` (the whole NCHW batch, raw memory that may be uninitialised) from `col`
+/// (as [`im2col`] lays it out), summing the overlapping windows — the adjoint of [`im2col`]: every element of the images
 /// `n0..n1` is written (each plane is zeroed while in cache, then accumulated), so a kernel's output needs no
 /// separate zero-fill pass.
 ///
@@ -198,14 +190,8 @@ pub fn to_channel_major(src: &[f32], c: usize, p: usize, n0: usize, n1: usize, d
     }
 }
 
-/// The inverse of [`to_channel_major`] for a whole batch: `dst[n, co, p] = src[co, n·P + p]`.
-pub fn from_channel_major(src: &[f32], c: usize, p: usize, n: usize, dst: &mut [f32]) {
-    assert!(dst.len() >= n * c * p && src.len() >= n * c * p);
-    // SAFETY: dst holds n·c·p elements (checked).
-    unsafe { from_channel_major_raw(src, c, p, n, SendPtr(dst.as_mut_ptr())) }
-}
-
-/// [`from_channel_major`] into raw memory, which may be uninitialised; writes all `n·c·p` elements.
+/// The inverse of [`to_channel_major`] for a whole batch, `dst[n, co, p] = src[co, n·P + p]`, into raw memory
+/// that may be uninitialised; writes all `n·c·p` elements.
 ///
 /// # Safety
 /// `dst` must be valid for `n·c·p` writes and not accessed by anyone else meanwhile; `src.len() ≥ n·c·p`.

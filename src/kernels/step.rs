@@ -256,15 +256,13 @@ fn forward_net<'a>(model: &'a ResNet, x: &Tensor, norm: Norm) -> Result<Net<'a>>
     let stem_out = stem.forward(xs, None, true, norm)?;
     let (sh, sw) = (stem.g.oh, stem.g.ow);
     let stem_dims = (n, stem.cout, sh, sw);
-    if pool.out_size(sh) == 0 || pool.out_size(sw) == 0 || sh + 2 * pool.padding < pool.kernel {
-        candle_core::bail!("graph-free step: a {sh}×{sw} map is too small for the stem pool");
-    }
+    let (ph, pw) = pool.out_dims(sh, sw)?;
     let (pooled, argmax) = pool.forward_saved(&stem_out, stem_dims);
     if keep {
         stem.y = stem_out;
     }
     let mut acts: Vec<Vec<f32>> = vec![pooled];
-    let mut dims = vec![(stem.cout, pool.out_size(sh), pool.out_size(sw))];
+    let mut dims = vec![(stem.cout, ph, pw)];
     let mut blocks: Vec<BlockRun> = Vec::with_capacity(layout.blocks.len());
     for (main, down) in &layout.blocks {
         let (c0, h0, w0) = *dims.last().expect("stem dims");
