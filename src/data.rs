@@ -146,9 +146,14 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 /// allocated for it.
 pub fn decode(path: &Path) -> Result<DynamicImage> {
     let fail = |what: String| usage(format!("{}: {what}", path.display()));
-    // One read of the file (compressed, so far smaller than the decoded image); the header is checked before any
-    // pixel memory is allocated.
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read image: {e}")))?;
+    // One pass over the file (compressed, so far smaller than the decoded image): its first bytes decide the format
+    // before the rest is read, so a large file that is no image is refused without loading it; the header is
+    // checked before any pixel memory is allocated.
+    use std::io::Read;
+    let read_err = |e: std::io::Error| fail(format!("cannot read image: {e}"));
+    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    file.by_ref().take(16).read_to_end(&mut bytes).map_err(read_err)?;
     if bytes.is_empty() {
         return Err(fail("empty file, not an image".into()));
     }
@@ -157,6 +162,7 @@ pub fn decode(path: &Path) -> Result<DynamicImage> {
         Ok(other) => return Err(fail(format!("a {other:?} image; bnscope reads PNG and JPEG"))),
         Err(_) => return Err(fail("not a PNG or JPEG image (unrecognised content)".into())),
     };
+    file.read_to_end(&mut bytes).map_err(read_err)?;
     let reader = || ImageReader::with_format(std::io::Cursor::new(&bytes[..]), format);
     let (w, h) = reader()
         .into_dimensions()
