@@ -159,11 +159,6 @@ impl BatchNorm2d {
             }
             BnMode::Train | BnMode::EvalBatch => {
                 let count = n * h * w;
-                let unbias = if count > 1 {
-                    count as f64 / (count as f64 - 1.0)
-                } else {
-                    1.0
-                };
                 let (gamma, beta) = (self.weight.as_tensor(), self.bias.as_tensor());
                 let own = match skip {
                     Some(s) => crate::kernels::applies(&[x, s, gamma, beta]),
@@ -197,7 +192,7 @@ impl BatchNorm2d {
                     .broadcast_add(&self.bias.as_tensor().reshape(shape)?)?;
                 if mode == BnMode::Train {
                     let bm = mean.flatten_all()?.detach();
-                    let bv = (var.flatten_all()?.detach() * unbias)?;
+                    let bv = (var.flatten_all()?.detach() * unbias(count))?;
                     self.update(bm, bv)?;
                 }
                 y
@@ -217,11 +212,7 @@ impl BatchNorm2d {
     /// One running-stat update from host vectors: the batch mean and the biased batch variance over `count`
     /// values per channel (the fused kernels' statistics; the variance is unbiased here).
     pub fn update_from_batch(&mut self, mean: Vec<f32>, biased_var: &[f32], count: usize) -> Result<()> {
-        let unbias = if count > 1 {
-            count as f64 / (count as f64 - 1.0)
-        } else {
-            1.0
-        };
+        let unbias = unbias(count);
         let dev = self.running_mean.device().clone();
         let c = self.channels;
         let bm = Tensor::from_vec(mean, c, &dev)?;
@@ -261,6 +252,16 @@ impl BatchNorm2d {
             batch_mean: bm,
             batch_var: bv,
         })
+    }
+}
+
+/// Bessel's correction `n/(n−1)` that turns a biased variance over `count` values into the unbiased one (1 for a
+/// single value).
+fn unbias(count: usize) -> f64 {
+    if count > 1 {
+        count as f64 / (count as f64 - 1.0)
+    } else {
+        1.0
     }
 }
 

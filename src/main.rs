@@ -124,7 +124,7 @@ fn run(cli: cli::Cli) -> Result<i32> {
     cfg.start_paused = a.paused && !headless;
     // The TUI draws the newest state and keeps a bounded history, so a stalled terminal may skip epochs (the log
     // keeps them all); headless output prints every epoch.
-    cfg.event_backlog = (!headless).then_some(1024);
+    cfg.event_backlog = (!headless).then_some(bnscope::tui::EVENT_BACKLOG);
     cfg.pace = match a.pace {
         Some(p) if p > 0.0 => Some(p),
         Some(_) => None,

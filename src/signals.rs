@@ -36,7 +36,7 @@ fn second_signal_exit(sig: i32) {
         unsafe { libc::write(*fd, msg.as_ptr().cast(), msg.len()) };
     }
     // SAFETY: _exit is async-signal-safe and ends the process at once.
-    unsafe { libc::_exit(128 + sig) };
+    unsafe { libc::_exit(exit_status(sig)) };
 }
 
 /// Installs the handlers and returns the channel the front end selects on.

@@ -24,6 +24,15 @@ pub const LADDER: &[f64] = &[0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0
 /// The pace ladder in epochs a second, slow to fast; past the top is full speed (`None`).
 pub const PACES: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0];
 
+/// The next value of an ascending `ladder` above (`up`) or below `v`, if any.
+fn ladder_step(ladder: &[f64], v: f64, up: bool) -> Option<f64> {
+    if up {
+        ladder.iter().copied().find(|&m| m > v + 1e-9)
+    } else {
+        ladder.iter().rev().copied().find(|&m| m < v - 1e-9)
+    }
+}
+
 /// Everything the UI thread reacts to, as one enum.
 #[derive(Debug)]
 pub enum AppEvent {
@@ -460,11 +469,7 @@ impl App {
             }
             Action::MomentumUp | Action::MomentumDown => {
                 let up = action == Action::MomentumUp;
-                let next = if up {
-                    LADDER.iter().copied().find(|&m| m > self.momentum + 1e-9)
-                } else {
-                    LADDER.iter().rev().copied().find(|&m| m < self.momentum - 1e-9)
-                };
+                let next = ladder_step(LADDER, self.momentum, up);
                 match next {
                     Some(m) => {
                         self.momentum = m;
@@ -511,13 +516,13 @@ impl App {
             Action::Slower | Action::Faster => {
                 let next = match (action, self.pace) {
                     (Action::Slower, None) => PACES.last().copied(),
-                    (Action::Slower, Some(p)) => Some(PACES.iter().rev().copied().find(|&v| v < p - 1e-9).unwrap_or(p)),
+                    (Action::Slower, Some(p)) => Some(ladder_step(PACES, p, false).unwrap_or(p)),
                     (_, None) => None,
-                    (_, Some(p)) => PACES.iter().copied().find(|&v| v > p + 1e-9),
+                    (_, Some(p)) => ladder_step(PACES, p, true),
                 };
                 self.pace = next;
                 let words = match next {
-                    Some(p) => format!("pace {} epochs/s", super::fmt::momentum(p)),
+                    Some(p) => super::fmt::pace(p),
                     None => "full speed".to_string(),
                 };
                 self.set_status(Tone::Good, format!("{words}{sep}sent"));

@@ -37,6 +37,11 @@ pub fn loss(v: f32) -> String {
 }
 
 /// A momentum without trailing zeros: `0.99`, `0`, `0.9999`.
+/// A pace as the header and the status line show it: `pace 20 epochs/s`.
+pub fn pace(p: f64) -> String {
+    format!("pace {} epochs/s", momentum(p))
+}
+
 pub fn momentum(m: f64) -> String {
     if let Some(s) = non_finite(m) {
         return s.to_string();

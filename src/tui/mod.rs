@@ -60,6 +60,9 @@ pub const UI_THREAD: &str = "bnscope-ui";
 pub const QUIT_WAIT: Duration = Duration::from_secs(10);
 /// How long a signal waits for the trainer.
 pub const SIGNAL_WAIT: Duration = Duration::from_secs(5);
+/// Unread trainer events after which the trainer holds back epoch metrics for the TUI
+/// (`TrainConfig::event_backlog`): the TUI draws the newest state and keeps a bounded history.
+pub const EVENT_BACKLOG: usize = 1024;
 
 type Term = Terminal<CrosstermBackend<BufWriter<Stdout>>>;
 

@@ -171,9 +171,7 @@ fn eval_line<'a>(app: &App, width: usize) -> Line<'a> {
         )
     });
     // The pace, when one is set, goes last and only where it fits.
-    let pace = app
-        .pace
-        .map(|p| format!("{sep}pace {} epochs/s", crate::tui::fmt::momentum(p)));
+    let pace = app.pace.map(|p| format!("{sep}{}", fmt::pace(p)));
     let long_len = 11
         + mode.len()
         + how.len()
