@@ -6,10 +6,10 @@ use anyhow::Result;
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
-use crate::bn::BnMode;
 use crate::cli::{check_image_size, BenchArgs, Kernels};
 use crate::error::usage;
-use crate::models::{Preset, ResNet};
+use crate::model::BnMode;
+use crate::model::{Preset, ResNet};
 use crate::optim::{Optimizer, OptimizerKind};
 
 #[derive(Debug, Serialize)]
@@ -99,7 +99,7 @@ pub fn bench_one(
     let mut eval = Vec::new();
     for _ in 0..steps.clamp(1, 10) {
         let t0 = Instant::now();
-        crate::kernels::in_pool(dev, || model.eval_forward(&x, BnMode::EvalRunning)?.to_vec2::<f32>())?;
+        crate::runtime::in_pool(dev, || model.eval_forward(&x, BnMode::EvalRunning)?.to_vec2::<f32>())?;
         eval.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     let (median_ms, min_ms, max_ms) = stats(times);
@@ -131,13 +131,13 @@ pub fn setup(args: &BenchArgs) -> Result<(crate::device::Picked, Vec<Config>)> {
     if args.batch_size == 0 {
         return Err(usage("--batch-size 0: must be at least 1"));
     }
-    crate::kernels::set_own_kernels(args.kernels != Kernels::Candle);
-    crate::kernels::step::set_graph_free(args.kernels == Kernels::Own);
+    crate::model::path::set_own_kernels(args.kernels != Kernels::Candle);
+    crate::model::path::set_graph_free(args.kernels == Kernels::Own);
     if args.kernels != Kernels::Candle {
-        crate::kernels::init();
+        crate::runtime::init();
     }
     // After `init` (see there); names the pool threads for panic hooks and profilers.
-    crate::kernels::name_pool();
+    crate::runtime::name_pool();
     let picked = crate::device::pick(&args.device)?;
     if let Some(n) = &picked.notice {
         eprintln!("{n}");

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::usage;
 use crate::log::LogBn;
-use crate::models::Preset;
+use crate::model::Preset;
 use crate::optim::OptimizerKind;
 
 #[derive(Parser, Debug)]

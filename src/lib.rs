@@ -1,8 +1,9 @@
 //! bnscope: watch BatchNorm's train/eval gap while a small ResNet trains.
 //!
-//! See `docs/ARCHITECTURE.md` for the threads, the channel protocol and the module map.
+//! Dependencies point one way (see `docs/ARCHITECTURE.md` for the picture):
+//! front ends (`tui`, `headless`) → `protocol` ← `trainer` → `optim` → `model` → `kernels`, with `runtime`
+//! (threads, allocator) and `terminal` (restoring it) beside them.
 pub mod bench;
-pub mod bn;
 pub mod checkpoint;
 pub mod cli;
 pub mod data;
@@ -11,11 +12,12 @@ pub mod error;
 pub mod headless;
 pub mod kernels;
 pub mod log;
-pub mod models;
+pub mod model;
 pub mod optim;
-pub mod pool;
 pub mod profile;
 pub mod protocol;
+pub mod runtime;
 pub mod signals;
+pub mod terminal;
 pub mod trainer;
 pub mod tui;

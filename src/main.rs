@@ -6,14 +6,14 @@ use bnscope::cli::{self, Cmd};
 use bnscope::error::exit_code;
 use bnscope::protocol::EndReason;
 use bnscope::trainer::{Resume, TrainConfig, Trainer};
-use bnscope::{bench, checkpoint, data, device, headless, log::JsonlLog, signals, trainer};
+use bnscope::{bench, checkpoint, data, device, headless, log::JsonlLog, signals, terminal};
 
 /// Epochs a second in the TUI unless `--pace` says otherwise: at full speed the tiny preset's running statistics
 /// converge by themselves within seconds, before a newcomer has read the screen.
 const DEFAULT_TUI_PACE: f64 = 20.0;
 
 fn main() {
-    install_panic_hook();
+    terminal::install_panic_hook();
     let cli = match cli::parse() {
         Ok(c) => c,
         Err((msg, 0)) => {
@@ -25,17 +25,17 @@ fn main() {
             std::process::exit(code);
         }
     };
-    // Before any thread starts: candle's element-wise pool and the allocator settings (see `kernels::init`).
+    // Before any thread starts: candle's element-wise pool and the allocator settings (see `runtime::init`).
     // `bench` does this itself, and not at all with `--kernels candle`, so that column stays candle's own.
     if cli.command.is_none() {
-        bnscope::kernels::init();
+        bnscope::runtime::init();
         // After `init`, which may set an environment variable: that must happen before other threads exist.
-        bnscope::kernels::name_pool();
+        bnscope::runtime::name_pool();
     }
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            signals::restore_terminal();
+            terminal::restore();
             eprintln!("bnscope: error: {}", one_line(&e));
             exit_code(&e)
         }
@@ -46,29 +46,6 @@ fn main() {
 /// The error and its causes on one line.
 fn one_line(e: &anyhow::Error) -> String {
     format!("{e:#}").replace('\n', " ")
-}
-
-/// Trainer panics are caught in the trainer thread and shown by the front end, and pool-thread panics reach the
-/// thread waiting on the pool, so the hook stays quiet for them (`trainer::panic_is_relayed`).
-/// Anywhere else: restore the terminal, then one line instead of a backtrace.
-fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        if trainer::panic_is_relayed() {
-            return;
-        }
-        signals::restore_terminal();
-        let msg = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        let at = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        eprintln!("bnscope: internal error (a bug, please report it): {msg}{at}");
-    }));
 }
 
 fn run(cli: cli::Cli) -> Result<i32> {

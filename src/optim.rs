@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use candle_core::{backprop::GradStore, Result, Tensor, Var};
 
-use crate::bn::BnMode;
-use crate::models::ResNet;
+use crate::model::BnMode;
+use crate::model::ResNet;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OptimizerKind {
@@ -68,19 +68,19 @@ impl Optimizer {
 
     /// One training step of `model` on images `x` with class indices `y`: forward with BN in train mode, mean
     /// cross-entropy, backward, update. Returns the loss and the logits. On the CPU with the own kernels this is
-    /// [`crate::kernels::step::train_step`] (no candle graph); elsewhere `model.forward` + candle's autograd. Both
+    /// [`crate::model::step::train_step`] (no candle graph); elsewhere `model.forward` + candle's autograd. Both
     /// give the same gradients, bit for bit (`tests/step.rs`).
     pub fn train_step(&mut self, model: &mut ResNet, x: &Tensor, y: &Tensor) -> Result<(f32, Tensor)> {
-        crate::kernels::in_pool(x.device(), || self.train_step_here(model, x, y))
+        crate::runtime::in_pool(x.device(), || self.train_step_here(model, x, y))
     }
 
     fn train_step_here(&mut self, model: &mut ResNet, x: &Tensor, y: &Tensor) -> Result<(f32, Tensor)> {
-        if let Some(out) = crate::kernels::step::train_step(model, x, y)? {
+        if let Some(out) = crate::model::step::train_step(model, x, y)? {
             self.step_with(&out.grads)?;
             return Ok((out.loss, out.logits));
         }
         let logits = model.forward(x, BnMode::Train)?;
-        let loss = crate::kernels::head::cross_entropy(&logits, y)?;
+        let loss = crate::model::cross_entropy(&logits, y)?;
         self.backward_step(&loss)?;
         Ok((loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?, logits))
     }
@@ -112,7 +112,7 @@ impl Optimizer {
                 if self
                     .vars
                     .iter()
-                    .all(|v| crate::kernels::applies(&[v.as_tensor()]) && v.is_contiguous())
+                    .all(|v| crate::model::path::custom_ops(&[v.as_tensor()]) && v.is_contiguous())
                 {
                     let h = crate::kernels::adam::AdamStep {
                         lr: self.lr,

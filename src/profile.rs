@@ -5,9 +5,9 @@ use std::time::Instant;
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 
-use crate::bn::BnMode;
 use crate::cli::BenchArgs;
-use crate::models::{Preset, ResNet};
+use crate::model::BnMode;
+use crate::model::{Preset, ResNet};
 use crate::optim::{Optimizer, OptimizerKind};
 
 fn median(v: Vec<f64>) -> f64 {
@@ -27,16 +27,16 @@ pub fn breakdown_one(
     let y = Tensor::from_vec((0..batch as u32).map(|i| i % 3).collect::<Vec<_>>(), batch, dev)?;
     let mut model = ResNet::new(preset, 3, 0.99, 1e-5, 0, dev)?;
     let mut opt = Optimizer::new(OptimizerKind::Adam, model.params(), 1e-3)?;
-    // On the CPU the steps run on a rayon pool thread, as in training and `bench` (see `kernels::in_pool`).
+    // On the CPU the steps run on a rayon pool thread, as in training and `bench` (see `runtime::in_pool`).
     let run = || -> Result<[f64; 3]> {
         let (mut f, mut b, mut o) = (vec![], vec![], vec![]);
         for i in 0..warmup + steps {
             let t0 = Instant::now();
             // The graph-free CPU step runs forward and backward in one call and reports its forward time.
-            let (fwd, grads) = match crate::kernels::step::train_step(&mut model, &x, &y)? {
+            let (fwd, grads) = match crate::model::step::train_step(&mut model, &x, &y)? {
                 Some(out) => (out.forward_ms, out.grads),
                 None => {
-                    let loss = crate::kernels::head::cross_entropy(&model.forward(&x, BnMode::Train)?, &y)?;
+                    let loss = crate::model::cross_entropy(&model.forward(&x, BnMode::Train)?, &y)?;
                     dev.synchronize()?;
                     let fwd = t0.elapsed().as_secs_f64() * 1e3;
                     (fwd, crate::kernels::conv::backward_collecting(&loss)?)
@@ -56,7 +56,7 @@ pub fn breakdown_one(
         }
         Ok([median(f), median(b), median(o)])
     };
-    crate::kernels::in_pool(dev, run)
+    crate::runtime::in_pool(dev, run)
 }
 
 pub fn run(args: &BenchArgs) -> Result<i32> {

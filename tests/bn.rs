@@ -1,6 +1,6 @@
 //! BatchNorm numerics against closed forms.
-use bnscope::bn::{BatchNorm2d, BnMode};
 use bnscope::cli::Cli;
+use bnscope::model::{BatchNorm2d, BnMode};
 use candle_core::{Device, Tensor};
 use clap::Parser;
 

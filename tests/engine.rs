@@ -1,7 +1,7 @@
 //! The trainer reproduces the seed's experiment, deterministically.
-use bnscope::bn::BnMode;
 use bnscope::data;
-use bnscope::models::Preset;
+use bnscope::model::BnMode;
+use bnscope::model::Preset;
 use bnscope::protocol::*;
 use bnscope::trainer::{TrainConfig, Trainer};
 use candle_core::Device;

@@ -1,8 +1,8 @@
 //! bnscope's own CPU kernels against candle's reference ops: forward values and gradients on random shapes,
 //! with a maximum error of 1e-4 relative to the reference's largest magnitude.
-use bnscope::bn::{BatchNorm2d, BnMode};
 use bnscope::kernels;
-use bnscope::models::{Preset, ResNet};
+use bnscope::model::{BatchNorm2d, BnMode};
+use bnscope::model::{Preset, ResNet};
 use bnscope::optim::{Optimizer, OptimizerKind};
 use candle_core::{Device, Result, Tensor, Var};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -297,7 +297,7 @@ fn adam_kernel_matches_the_formula() {
 }
 
 fn train_steps(own: bool, steps: usize) -> (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<f32>) {
-    bnscope::kernels::set_own_kernels(own);
+    bnscope::model::path::set_own_kernels(own);
     let dev = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(6);
     let x = rand_tensor(&mut rng, &[3, 3, 24, 24], 0.0);
@@ -332,7 +332,7 @@ fn train_steps(own: bool, steps: usize) -> (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<f3
 fn tiny_training_is_the_same_with_either_kernel_set() {
     let (pa, sa, la) = train_steps(true, 3);
     let (pb, sb, lb) = train_steps(false, 3);
-    bnscope::kernels::set_own_kernels(true);
+    bnscope::model::path::set_own_kernels(true);
     for (a, b) in la.iter().zip(&lb) {
         assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "loss {a} vs {b}");
     }
@@ -353,12 +353,12 @@ fn tiny_training_is_the_same_with_either_kernel_set() {
     let x = rand_tensor(&mut rng, &[5, 4, 6, 6], 2.0);
     let mut bns = vec![];
     for own in [true, false] {
-        bnscope::kernels::set_own_kernels(own);
+        bnscope::model::path::set_own_kernels(own);
         let mut bn = BatchNorm2d::new("bn", 4, 0.9, 1e-5, &Device::Cpu).unwrap();
         let y = bn.forward(&x, BnMode::Train).unwrap();
         bns.push((y, bn.running_mean().clone(), bn.running_var().clone()));
     }
-    bnscope::kernels::set_own_kernels(true);
+    bnscope::model::path::set_own_kernels(true);
     check("bn layer y", &bns[0].0, &bns[1].0);
     check("bn layer running mean", &bns[0].1, &bns[1].1);
     check("bn layer running var", &bns[0].2, &bns[1].2);

@@ -1,7 +1,7 @@
 //! Model topology, parameter counts and the max-pool backward.
-use bnscope::bn::BnMode;
-use bnscope::models::{Preset, ResNet};
-use bnscope::pool::MaxPool;
+use bnscope::model::BnMode;
+use bnscope::model::MaxPool;
+use bnscope::model::{Preset, ResNet};
 use candle_core::{Device, Tensor, Var};
 
 fn model(p: Preset) -> ResNet {

@@ -1,6 +1,6 @@
 //! Slow checks, run with `cargo test --release -- --ignored`.
 use bnscope::data;
-use bnscope::models::Preset;
+use bnscope::model::Preset;
 use bnscope::trainer::{TrainConfig, Trainer};
 use candle_core::Device;
 

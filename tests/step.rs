@@ -1,9 +1,9 @@
 //! The graph-free CPU training step (`kernels::step`) against candle's autograd over the same custom ops: loss,
 //! logits, every parameter gradient and every running statistic must be bit-identical, on every preset, odd
 //! sizes, batch 1. (Own test binary: `tests/kernels.rs` flips the global kernel switch while its tests run.)
-use bnscope::bn::BnMode;
 use bnscope::kernels;
-use bnscope::models::{Preset, ResNet};
+use bnscope::model::BnMode;
+use bnscope::model::{Preset, ResNet};
 use bnscope::optim::{Optimizer, OptimizerKind};
 use candle_core::{Device, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -49,7 +49,7 @@ fn case(preset: Preset, n: usize, size: usize) {
     let dev = Device::Cpu;
     let mut a = ResNet::new(preset, 3, 0.9, 1e-5, 1, &dev).unwrap();
     let mut b = ResNet::new(preset, 3, 0.9, 1e-5, 1, &dev).unwrap();
-    let out = kernels::step::train_step(&mut a, &x, &y)
+    let out = bnscope::model::step::train_step(&mut a, &x, &y)
         .unwrap()
         .expect("the graph-free step applies on the CPU");
     let logits = b.forward(&x, BnMode::Train).unwrap();
@@ -78,14 +78,18 @@ fn case(preset: Preset, n: usize, size: usize) {
     assert_eq!(a.bn_t(), b.bn_t());
     // Evaluation after the step: the graph-free pass against the candle graph, both modes, statistics untouched.
     for mode in [BnMode::EvalBatch, BnMode::EvalRunning] {
-        let own = kernels::step::eval_forward(&a, &x, mode).unwrap().expect("applies");
+        let own = bnscope::model::step::eval_forward(&a, &x, mode)
+            .unwrap()
+            .expect("applies");
         let reference = b.forward(&x, mode).unwrap();
         same(&format!("{what} {mode:?} logits"), &flat(&own), &flat(&reference));
     }
     for (i, (sa, sb)) in stats(&a).iter().zip(&stats(&b)).enumerate() {
         same(&format!("{what} running stat {i} after evaluation"), sa, sb);
     }
-    assert!(kernels::step::eval_forward(&a, &x, BnMode::Train).unwrap().is_none());
+    assert!(bnscope::model::step::eval_forward(&a, &x, BnMode::Train)
+        .unwrap()
+        .is_none());
 }
 
 #[test]
@@ -137,11 +141,11 @@ fn declines_what_it_does_not_handle() {
     let mut m = ResNet::new(Preset::Tiny, 3, 0.99, 1e-5, 0, &dev).unwrap();
     let x = Tensor::zeros((2, 3, 16, 16), candle_core::DType::F64, &dev).unwrap();
     let y = Tensor::new(&[0u32, 1], &dev).unwrap();
-    assert!(kernels::step::train_step(&mut m, &x, &y).unwrap().is_none());
+    assert!(bnscope::model::step::train_step(&mut m, &x, &y).unwrap().is_none());
     // A label out of range is an error, not a panic.
     let x = Tensor::zeros((2, 3, 16, 16), candle_core::DType::F32, &dev).unwrap();
     let bad = Tensor::new(&[0u32, 7], &dev).unwrap();
-    assert!(kernels::step::train_step(&mut m, &x, &bad).is_err());
+    assert!(bnscope::model::step::train_step(&mut m, &x, &bad).is_err());
 }
 
 /// A panic inside `in_pool` (a kernel bug, `BNSCOPE_FAULT=panic@N`) reaches the caller instead of leaving the pool
@@ -150,8 +154,8 @@ fn declines_what_it_does_not_handle() {
 fn a_panic_in_the_pool_reaches_the_caller() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let r = std::panic::catch_unwind(|| kernels::in_pool(&Device::Cpu, || -> u32 { panic!("boom") }));
-        let ok = kernels::in_pool(&Device::Cpu, || 7u32);
+        let r = std::panic::catch_unwind(|| bnscope::runtime::in_pool(&Device::Cpu, || -> u32 { panic!("boom") }));
+        let ok = bnscope::runtime::in_pool(&Device::Cpu, || 7u32);
         let _ = tx.send((r.is_err(), ok));
     });
     let (caught, after) = rx

@@ -119,7 +119,7 @@ impl InplaceOp2 for InPlace<'_> {
         let (a, b) = l1
             .contiguous_offsets()
             .ok_or_else(|| candle_core::Error::Msg("adam: parameter must be contiguous".into()))?;
-        let g = super::slice(s2, l2, "adam")?;
+        let g = super::buf::slice(s2, l2, "adam")?;
         let p = match s1 {
             CpuStorage::F32(v) => &mut v[a..b],
             _ => candle_core::bail!("adam: parameter must be f32"),

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 
 use std::mem::MaybeUninit;
 
-use super::{output_uninit, slice, SendPtr};
+use super::buf::{output_uninit, slice, SendPtr};
 
 /// Below this many elements a pass runs on one thread.
 const PAR_MIN: usize = 1 << 14;

@@ -15,8 +15,9 @@
 //! result is then permuted back to NCHW. Scratch buffers are per-thread and reused (see [`super::with_scratch`]).
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
+use super::buf::{output_uninit, slice, with_scratch, SendPtr};
+use super::gemm::{sgemm, sgemm_abt};
 use super::im2col::{col2im_raw, from_channel_major_raw, im2col, to_channel_major, Geom};
-use super::{output_uninit, sgemm, sgemm_abt, slice, with_scratch, SendPtr};
 
 /// Output pixels per image from which an image may get its own gemm (see [`per_image`]).
 pub const PER_IMAGE_MIN_P: usize = 256;

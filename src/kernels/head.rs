@@ -6,7 +6,7 @@
 //! overhead is a visible part of the step. The arithmetic here is tiny (`N·C·H·W` adds, `N·C·K` MACs).
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
-use super::slice;
+use super::buf::slice;
 
 /// Logits `(N, K)` = `mean_{h,w}(x) · wᵀ + b` for `x (N, C, H, W)`, `w (K, C)`, `b (K)`.
 pub fn pool_linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -150,11 +150,15 @@ impl CustomOp3 for PoolLinearBackward {
 
 /// Mean cross-entropy of `logits (N, K)` against class indices `targets (N)` (u32), as
 /// `candle_nn::loss::cross_entropy`: `−(1/N)·Σ_n log_softmax(logits_n)[t_n]`, a scalar. One op forward (log-sum-exp
-/// in f64) and one backward (`(softmax − onehot)/N`). Falls back to candle-nn off the CPU, for other dtypes, or
-/// with the own kernels switched off.
+/// in f64) and one backward (`(softmax − onehot)/N`). CPU and f32 only: `crate::model::cross_entropy` chooses
+/// between this and candle-nn's.
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    if !(super::applies(&[logits]) && targets.device().is_cpu() && targets.rank() == 1 && logits.rank() == 2) {
-        return candle_nn::loss::cross_entropy(logits, targets);
+    if targets.rank() != 1 || logits.rank() != 2 {
+        candle_core::bail!(
+            "cross-entropy: logits must be (N, K) and targets (N), got {:?} and {:?}",
+            logits.dims(),
+            targets.dims()
+        );
     }
     let t = targets.to_dtype(DType::U32)?.to_vec1::<u32>()?;
     let (n, k) = logits.dims2()?;

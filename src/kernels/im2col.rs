@@ -5,7 +5,7 @@
 //! (rather than image by image) makes the gemm's N dimension `N·P` instead of `P`, which matters at 7×7.
 use rayon::prelude::*;
 
-use super::SendPtr;
+use super::buf::SendPtr;
 
 /// Geometry of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

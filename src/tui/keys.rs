@@ -51,70 +51,123 @@ impl Key {
     }
 }
 
+impl Key {
+    /// How the help and the footer write the key.
+    pub fn label(self) -> String {
+        match self {
+            Key::Char(' ') => "space".into(),
+            Key::Char(c) => c.to_string(),
+            Key::Ctrl(c) => format!("Ctrl-{}", c.to_ascii_uppercase()),
+            Key::Code(KeyCode::Esc) => "Esc".into(),
+            Key::Code(KeyCode::Up) => "Up".into(),
+            Key::Code(KeyCode::Down) => "Down".into(),
+            Key::Code(KeyCode::Left) => "Left".into(),
+            Key::Code(KeyCode::Right) => "Right".into(),
+            Key::Code(KeyCode::PageUp) => "PgUp".into(),
+            Key::Code(KeyCode::PageDown) => "PgDn".into(),
+            Key::Code(KeyCode::Home) => "Home".into(),
+            Key::Code(KeyCode::End) => "End".into(),
+            Key::Code(KeyCode::Tab) => "Tab".into(),
+            Key::Code(KeyCode::Enter) => "Enter".into(),
+            Key::Code(code) => format!("{code:?}"),
+        }
+    }
+}
+
+/// A binding's place in the footer.
+#[derive(Clone, Copy, Debug)]
+pub struct FooterHint {
+    pub words: &'static str,
+    /// When the footer is too narrow, the lowest priority goes first.
+    pub priority: u8,
+    /// Another action whose first key is shown with this one's (`+/-`, `j/k`).
+    pub pair: Option<Action>,
+}
+
 /// A row of the binding table.
 #[derive(Clone, Copy, Debug)]
 pub struct Binding {
     pub action: Action,
     pub keys: &'static [Key],
-    /// The keys as the help overlay shows them.
-    pub keys_label: &'static str,
     /// What the help overlay says.
     pub help: &'static str,
-    /// `(keys, words, priority)` for the footer, in footer order; `None` keeps the binding out of the
-    /// footer. When the footer is too narrow, the lowest priority goes first.
-    pub footer: Option<(&'static str, &'static str, u8)>,
-    /// Whether the binding changes the run (and so needs a live trainer).
+    /// The footer hint, in footer order; `None` keeps the binding out of the footer.
+    pub footer: Option<FooterHint>,
+    /// Whether the binding changes the run (and so needs a live trainer): dimmed in the footer when there is none.
     pub changes_run: bool,
+}
+
+impl Binding {
+    /// All keys, as the help overlay shows them (`q Esc Ctrl-C`).
+    pub fn keys_label(&self) -> String {
+        self.keys.iter().map(|k| k.label()).collect::<Vec<_>>().join(" ")
+    }
+
+    /// The first key typed as a character (what the footer shows), else the first key.
+    fn first_key(&self) -> Key {
+        let typed = self.keys.iter().find(|k| matches!(k, Key::Char(_)));
+        *typed.unwrap_or(&self.keys[0])
+    }
 }
 
 const fn b(
     action: Action,
     keys: &'static [Key],
-    keys_label: &'static str,
     help: &'static str,
-    footer: Option<(&'static str, &'static str, u8)>,
+    footer: Option<FooterHint>,
     changes_run: bool,
 ) -> Binding {
     Binding {
         action,
         keys,
-        keys_label,
         help,
         footer,
         changes_run,
     }
 }
 
-/// The table. Order matters: Ctrl-C is matched before `c`, and this is the help overlay's order.
+const fn hint(words: &'static str, priority: u8) -> Option<FooterHint> {
+    Some(FooterHint {
+        words,
+        priority,
+        pair: None,
+    })
+}
+
+const fn pair(words: &'static str, priority: u8, with: Action) -> Option<FooterHint> {
+    Some(FooterHint {
+        words,
+        priority,
+        pair: Some(with),
+    })
+}
+
+/// The table, in the help overlay's order. No key is bound twice (tested), so the order never decides dispatch.
 pub const BINDINGS: &[Binding] = &[
     b(
         Action::Quit,
         &[Key::Char('q'), Key::Code(KeyCode::Esc), Key::Ctrl('c')],
-        "q Esc Ctrl-C",
         "quit (the trainer writes its checkpoint first)",
-        Some(("q", "quit", 9)),
+        hint("quit", 9),
         false,
     ),
     b(
         Action::ToggleEval,
         &[Key::Char('e')],
-        "e",
         "headline eval: running stats (model.evaluate) <-> batch stats",
-        Some(("e", "eval", 8)),
+        hint("eval", 8),
         false,
     ),
     b(
         Action::MomentumUp,
         &[Key::Char('+'), Key::Char('='), Key::Char(']')],
-        "+ = ]",
         "raise BN momentum (Keras convention) one rung up the ladder",
-        Some(("+/-", "momentum", 8)),
+        pair("momentum", 8, Action::MomentumDown),
         true,
     ),
     b(
         Action::MomentumDown,
         &[Key::Char('-'), Key::Char('[')],
-        "- [",
         "lower BN momentum one rung: running stats catch up faster",
         None,
         true,
@@ -122,39 +175,34 @@ pub const BINDINGS: &[Binding] = &[
     b(
         Action::ToggleConvention,
         &[Key::Char('m')],
-        "m",
         "show the Keras or the PyTorch/candle momentum first",
-        Some(("m", "conv.", 2)),
+        hint("conv.", 2),
         false,
     ),
     b(
         Action::ToggleCumulative,
         &[Key::Char('u')],
-        "u",
         "cumulative averaging on/off (PyTorch momentum=None)",
-        Some(("u", "cumul.", 3)),
+        hint("cumul.", 3),
         true,
     ),
     b(
         Action::PauseResume,
         &[Key::Char(' ')],
-        "space",
         "pause / resume training",
-        Some(("space", "pause", 7)),
+        hint("pause", 7),
         true,
     ),
     b(
         Action::Slower,
         &[Key::Char('<'), Key::Char(',')],
-        "< ,",
         "slower: fewer epochs a second (time to watch)",
-        Some(("</>", "speed", 0)),
+        pair("speed", 0, Action::Faster),
         true,
     ),
     b(
         Action::Faster,
         &[Key::Char('>'), Key::Char('.')],
-        "> .",
         "faster, up to full speed",
         None,
         true,
@@ -162,55 +210,48 @@ pub const BINDINGS: &[Binding] = &[
     b(
         Action::Step,
         &[Key::Char('n')],
-        "n",
         "one epoch while paused",
-        Some(("n", "step", 5)),
+        hint("step", 5),
         true,
     ),
     b(
         Action::ResetStats,
         &[Key::Char('r')],
-        "r",
         "reset running stats to mean 0 / var 1, t = 0 (weights stay)",
-        Some(("r", "reset", 6)),
+        hint("reset", 6),
         true,
     ),
     b(
         Action::Recalibrate,
         &[Key::Char('c')],
-        "c",
         "recalibrate: re-estimate running stats from one pass over the data",
-        Some(("c", "recal.", 6)),
+        hint("recal.", 6),
         true,
     ),
     b(
         Action::Restart,
         &[Key::Char('R')],
-        "R",
         "restart with new weights (fresh optimizer and stats)",
-        Some(("R", "restart", 4)),
+        hint("restart", 4),
         true,
     ),
     b(
         Action::Up,
         &[Key::Code(KeyCode::Up), Key::Char('k')],
-        "Up k",
         "select the previous BatchNorm layer",
-        Some(("j/k", "layer", 1)),
+        None,
         false,
     ),
     b(
         Action::Down,
         &[Key::Code(KeyCode::Down), Key::Char('j')],
-        "Down j",
         "select the next BatchNorm layer",
-        None,
+        pair("layer", 1, Action::Up),
         false,
     ),
     b(
         Action::PageUp,
         &[Key::Code(KeyCode::PageUp)],
-        "PgUp",
         "ten layers up",
         None,
         false,
@@ -218,33 +259,17 @@ pub const BINDINGS: &[Binding] = &[
     b(
         Action::PageDown,
         &[Key::Code(KeyCode::PageDown)],
-        "PgDn",
         "ten layers down",
         None,
         false,
     ),
-    b(
-        Action::Home,
-        &[Key::Code(KeyCode::Home)],
-        "Home",
-        "first layer",
-        None,
-        false,
-    ),
-    b(
-        Action::End,
-        &[Key::Code(KeyCode::End)],
-        "End",
-        "last layer",
-        None,
-        false,
-    ),
+    b(Action::Home, &[Key::Code(KeyCode::Home)], "first layer", None, false),
+    b(Action::End, &[Key::Code(KeyCode::End)], "last layer", None, false),
     b(
         Action::Help,
         &[Key::Char('?')],
-        "?",
         "this help (? or Esc closes it)",
-        Some(("?", "help", 9)),
+        hint("help", 9),
         false,
     ),
 ];
@@ -257,17 +282,55 @@ pub fn lookup(ev: &KeyEvent) -> Option<&'static Binding> {
     BINDINGS.iter().find(|b| b.keys.iter().any(|k| k.matches(ev)))
 }
 
-/// The footer hints in display order: the run keys first, then `? help` and `q quit` last.
-pub fn footer_hints() -> impl Iterator<Item = (&'static str, &'static str, u8)> {
+/// One footer hint: the keys as shown, the words, the priority and the binding it stands for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hint {
+    pub keys: String,
+    pub words: &'static str,
+    pub priority: u8,
+    pub binding: &'static Binding,
+}
+
+impl PartialEq for Binding {
+    fn eq(&self, other: &Self) -> bool {
+        self.action == other.action
+    }
+}
+
+/// The binding of an action.
+pub fn binding(action: Action) -> &'static Binding {
+    BINDINGS
+        .iter()
+        .find(|b| b.action == action)
+        .expect("every action has a binding")
+}
+
+/// The footer hints in display order: the run keys first, then `? help` and `q quit` last. Key labels come from
+/// the key codes (`+/-` is the first typed key of each of a pair).
+pub fn footer_hints() -> impl Iterator<Item = Hint> {
+    let hint = |b: &'static Binding| {
+        b.footer.map(|f| {
+            let mut keys = b.first_key().label();
+            if let Some(other) = f.pair {
+                keys = format!("{keys}/{}", binding(other).first_key().label());
+            }
+            Hint {
+                keys,
+                words: f.words,
+                priority: f.priority,
+                binding: b,
+            }
+        })
+    };
     let main = BINDINGS
         .iter()
         .filter(|b| !matches!(b.action, Action::Quit | Action::Help))
-        .filter_map(|b| b.footer);
+        .filter_map(hint);
     let tail = BINDINGS
         .iter()
         .filter(|b| matches!(b.action, Action::Help | Action::Quit))
         .rev()
-        .filter_map(|b| b.footer);
+        .filter_map(hint);
     main.chain(tail)
 }
 
@@ -297,8 +360,45 @@ mod tests {
 
     #[test]
     fn footer_ends_with_help_and_quit() {
-        let hints: Vec<_> = footer_hints().collect();
-        assert_eq!(hints[0], ("e", "eval", 8));
-        assert_eq!(&hints[hints.len() - 2..], &[("?", "help", 9), ("q", "quit", 9)]);
+        let hints: Vec<_> = footer_hints().map(|h| (h.keys, h.words, h.priority)).collect();
+        assert_eq!(hints[0], ("e".to_string(), "eval", 8));
+        let last: Vec<_> = hints[hints.len() - 2..]
+            .iter()
+            .map(|(k, w, _)| (k.as_str(), *w))
+            .collect();
+        assert_eq!(last, [("?", "help"), ("q", "quit")]);
+    }
+
+    #[test]
+    fn no_key_is_bound_twice() {
+        let mut seen: Vec<(Key, Action)> = Vec::new();
+        for b in BINDINGS {
+            for &k in b.keys {
+                if let Some((_, first)) = seen.iter().find(|(s, _)| *s == k) {
+                    panic!("{} is bound to both {first:?} and {:?}", k.label(), b.action);
+                }
+                seen.push((k, b.action));
+            }
+        }
+        // Every action has exactly one row.
+        for b in BINDINGS {
+            assert_eq!(
+                BINDINGS.iter().filter(|o| o.action == b.action).count(),
+                1,
+                "{:?}",
+                b.action
+            );
+        }
+    }
+
+    #[test]
+    fn labels_come_from_the_key_codes() {
+        assert_eq!(binding(Action::Quit).keys_label(), "q Esc Ctrl-C");
+        assert_eq!(binding(Action::PauseResume).keys_label(), "space");
+        assert_eq!(binding(Action::Up).keys_label(), "Up k");
+        let keys: Vec<String> = footer_hints().map(|h| h.keys).collect();
+        for want in ["+/-", "</>", "j/k", "space", "?", "q"] {
+            assert!(keys.iter().any(|k| k == want), "{want} missing from {keys:?}");
+        }
     }
 }

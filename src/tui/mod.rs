@@ -2,30 +2,33 @@
 //! redraw ticks arrive through one crossbeam `select!`; all pending events are drained before one draw;
 //! redraws happen only when something changed, at most `fps` times a second.
 //!
-//! * `app.rs`: the state, changed only by `App::handle_*`.
+//! * `store.rs`: the trainer's data as received (`Store::ingest`); `app.rs`: the view state and `App::handle_*`,
+//!   the only places where state changes; `diagnosis.rs`: the derived words.
 //! * `keys.rs`: the one binding table (dispatch, footer, help).
 //! * `render/`: pure rendering, one file per panel (`impl Widget for &App`).
 use std::io::{self, BufWriter, Stdout, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use crossbeam_channel::{after, never, select, unbounded, Receiver, Sender};
 use crossterm::event::{self as ct, Event as CtEvent};
-use crossterm::{cursor, execute, terminal};
+use crossterm::terminal;
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 
 use crate::protocol::{Command, EndReason, Event, Link};
 
 pub mod app;
+pub mod diagnosis;
 #[doc(hidden)]
 pub mod fixtures;
 pub mod fmt;
 pub mod keys;
 pub mod render;
+pub mod store;
 pub mod theme;
 
 pub use app::{App, AppEvent};
@@ -66,42 +69,14 @@ pub const EVENT_BACKLOG: usize = 1024;
 
 type Term = Terminal<CrosstermBackend<BufWriter<Stdout>>>;
 
-/// Restores the terminal: raw mode off, alternate screen left, cursor shown. Safe to call twice.
-fn restore_terminal() {
-    let _ = terminal::disable_raw_mode();
-    let mut out = io::stdout();
-    let _ = execute!(out, terminal::LeaveAlternateScreen, cursor::Show);
-    let _ = out.flush();
-}
-
-/// Installs (once per process) a panic hook that restores the terminal, then calls the previous hook.
-fn install_panic_hook() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            // The trainer's panics are caught in its thread and shown in place: the terminal stays ours.
-            if !crate::trainer::panic_is_relayed() {
-                restore_terminal();
-            }
-            previous(info);
-        }));
-    });
-}
-
 fn init_terminal() -> anyhow::Result<Term> {
-    install_panic_hook();
-    terminal::enable_raw_mode().context("enabling raw mode")?;
-    let mut out = io::stdout();
-    if let Err(e) = execute!(out, terminal::EnterAlternateScreen, cursor::Hide) {
-        restore_terminal();
-        return Err(e).context("entering the alternate screen");
-    }
+    crate::terminal::install_panic_hook();
+    crate::terminal::enter().context("entering raw mode and the alternate screen")?;
     let backend = CrosstermBackend::new(BufWriter::with_capacity(1 << 16, io::stdout()));
     match Terminal::new(backend) {
         Ok(t) => Ok(t),
         Err(e) => {
-            restore_terminal();
+            crate::terminal::restore();
             Err(e).context("creating the terminal")
         }
     }
@@ -154,7 +129,7 @@ pub fn run(link: Link, signals: Receiver<i32>, opts: TuiOptions) -> anyhow::Resu
             }
             let _ = term.show_cursor();
             drop(term);
-            restore_terminal();
+            crate::terminal::restore();
             result
         })
         .context("starting the UI thread")?;
@@ -162,7 +137,7 @@ pub fn run(link: Link, signals: Receiver<i32>, opts: TuiOptions) -> anyhow::Resu
         Ok(r) => r,
         Err(_) => {
             // The panic hook already restored the terminal; stop the trainer too.
-            restore_terminal();
+            crate::terminal::restore();
             let _ = commands.send(Command::Quit(EndReason::Error));
             Err(anyhow!("the UI thread panicked"))
         }

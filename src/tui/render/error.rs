@@ -4,7 +4,7 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Widget, Wrap};
 
-use super::super::app::App;
+use crate::tui::app::App;
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let th = &app.theme;
@@ -19,7 +19,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     }
     Clear.render(r, buf);
-    let (title, body) = match &app.error {
+    let (title, body) = match &app.store.error {
         Some(msg) => ("trainer error", msg.clone()),
         None => (
             "trainer disconnected",

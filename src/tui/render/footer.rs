@@ -4,25 +4,25 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use super::super::app::App;
-use super::super::fmt;
-use super::super::keys;
-use super::super::theme::Tone;
 use super::panel;
+use crate::tui::app::App;
+use crate::tui::fmt;
+use crate::tui::keys;
+use crate::tui::theme::Tone;
 
 /// The hints that fit `width`, dropping the lowest priorities first.
-pub fn hints(width: usize) -> Vec<(&'static str, &'static str)> {
+pub fn hints(width: usize) -> Vec<keys::Hint> {
     let all: Vec<_> = keys::footer_hints().collect();
-    let len = |v: &[(&str, &str, u8)]| -> usize {
-        v.iter().map(|(k, w, _)| k.len() + 1 + w.len()).sum::<usize>() + 2 * v.len().saturating_sub(1)
+    let len = |v: &[keys::Hint]| -> usize {
+        v.iter().map(|h| h.keys.len() + 1 + h.words.len()).sum::<usize>() + 2 * v.len().saturating_sub(1)
     };
-    let mut kept = all.clone();
+    let mut kept = all;
     let mut prio = 0u8;
     while len(&kept) > width && prio < u8::MAX {
-        kept.retain(|h| h.2 > prio);
+        kept.retain(|h| h.priority > prio);
         prio += 1;
     }
-    kept.into_iter().map(|(k, w, _)| (k, w)).collect()
+    kept
 }
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
@@ -49,12 +49,14 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     }
     let mut spans = Vec::new();
-    for (i, (k, w)) in hints(width).into_iter().enumerate() {
+    for (i, h) in hints(width).into_iter().enumerate() {
         if i > 0 {
             spans.push(Span::raw("  "));
         }
-        spans.push(Span::styled(k, th.key()));
-        spans.push(Span::styled(format!(" {w}"), th.dim()));
+        // Keys that cannot act now (a run key after the trainer stopped, n while running) are dimmed.
+        let style = if app.can_act(h.binding) { th.key() } else { th.dim() };
+        spans.push(Span::styled(h.keys, style));
+        spans.push(Span::styled(format!(" {}", h.words), th.dim()));
     }
     Line::from(spans).render(inner, buf);
 }

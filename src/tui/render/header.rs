@@ -6,9 +6,9 @@ use ratatui::widgets::{Paragraph, Widget, Wrap};
 
 use crate::protocol::{travelled, EvalMode};
 
-use super::super::app::App;
-use super::super::fmt;
 use super::{panel, title_span};
+use crate::tui::app::{App, RunState};
+use crate::tui::fmt;
 
 fn model_name(model: &str) -> String {
     match model {
@@ -22,7 +22,7 @@ fn model_name(model: &str) -> String {
 /// `bnscope · tiny ResNet · 3 images (cat, coffee, rocket) · cpu`.
 fn left_title(app: &App) -> String {
     let sep = app.theme.sep();
-    let Some(info) = &app.info else {
+    let Some(info) = &app.store.info else {
         let mut s = "bnscope".to_string();
         if !app.data_label.is_empty() {
             s.push_str(sep);
@@ -50,8 +50,9 @@ fn right_title<'a>(app: &App) -> Line<'a> {
     let th = &app.theme;
     let sep = th.sep();
     let mut parts = Vec::new();
-    if let Some(m) = &app.latest {
+    if let Some(m) = &app.store.latest {
         let of = app
+            .store
             .info
             .as_ref()
             .and_then(|i| i.epochs)
@@ -70,10 +71,11 @@ fn right_title<'a>(app: &App) -> Line<'a> {
         );
         parts.push(ms);
     }
-    let (tone, word) = app.state_word();
-    let icon = if word == "paused" || word == "diverged" {
+    let state = app.run_state();
+    let (tone, word) = state.word();
+    let icon = if state.held() {
         th.pause()
-    } else if word == "running" {
+    } else if state == RunState::Running {
         th.play()
     } else {
         ""
@@ -100,7 +102,7 @@ fn right_title<'a>(app: &App) -> Line<'a> {
 fn momentum_line<'a>(app: &App, width: usize) -> Line<'a> {
     let th = &app.theme;
     let sep = th.sep();
-    let t = app.t();
+    let t = app.store.t();
     let value = app.momentum_words();
     let tail_long;
     let tail_short;
@@ -164,7 +166,7 @@ fn eval_line<'a>(app: &App, width: usize) -> Line<'a> {
     }
     .add_modifier(ratatui::style::Modifier::BOLD);
     let conv = app.convergence_words();
-    let extra = app.info.as_ref().map(|i| {
+    let extra = app.store.info.as_ref().map(|i| {
         format!(
             "batch {}{sep}{} lr {}{sep}seed {}",
             i.batch_size, i.optimizer, i.lr, i.seed

@@ -4,10 +4,10 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Widget};
 
-use super::super::app::{App, LADDER};
-use super::super::fmt;
-use super::super::keys::BINDINGS;
 use super::title_span;
+use crate::tui::app::{App, LADDER};
+use crate::tui::fmt;
+use crate::tui::keys::BINDINGS;
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let th = &app.theme;
@@ -16,7 +16,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         .iter()
         .map(|b| {
             Line::from(vec![
-                Span::styled(format!(" {:<13}", b.keys_label), th.key()),
+                Span::styled(format!(" {:<13}", b.keys_label()), th.key()),
                 Span::styled(b.help.replace("<->", th.arrow()), th.text()),
             ])
         })

@@ -8,17 +8,18 @@ use ratatui::widgets::Widget;
 
 use crate::protocol::{EvalMode, Metric};
 
-use super::super::app::{App, Point};
-use super::super::fmt;
-use super::super::theme::Theme;
 use super::{panel, put, title_span};
+use crate::tui::app::App;
+use crate::tui::fmt;
+use crate::tui::store::Point;
+use crate::tui::theme::Theme;
 
 const ACC_LABEL_W: u16 = 14;
 const ACC_VALUE_W: u16 = 9;
 const LOSS_LABEL_W: u16 = 14;
 const LOSS_VALUE_W: u16 = 8;
 
-/// The visible window. The whole bounded history (up to [`HISTORY_CAP`](super::super::app::HISTORY_CAP)
+/// The visible window. The whole bounded history (up to [`HISTORY_CAP`](crate::tui::store::HISTORY_CAP)
 /// epochs) is shown: one epoch per column while it fits, else `per_col` epochs per column. Buckets are
 /// aligned to multiples of `per_col` in absolute point numbers, so that a column keeps its epochs while
 /// new ones arrive (only the newest column changes, and everything moves left once per `per_col` epochs).
@@ -41,7 +42,7 @@ pub struct Window {
 impl Window {
     /// The window for the app's history in `width` columns.
     pub fn new(app: &App, width: u16) -> Window {
-        let h = &app.history;
+        let h = &app.store.history;
         let (first, end) = (h.first, h.next_index());
         let w = width as u64;
         // A mark that waits for its first point needs a column too.
@@ -105,7 +106,7 @@ enum Aggregate {
 /// One value per shown column: `None` where any epoch of the bucket is NaN/Inf (a divergence is never
 /// averaged away).
 fn columns(app: &App, win: &Window, get: impl Fn(&Point) -> f32, how: Aggregate) -> Vec<Option<f32>> {
-    let h = &app.history;
+    let h = &app.store.history;
     (0..win.cols)
         .map(|j| {
             let r = win.bucket(j);
@@ -141,7 +142,7 @@ struct Curve {
 
 fn curves(app: &App) -> [Curve; 3] {
     let th = &app.theme;
-    let latest = app.latest.as_ref();
+    let latest = app.store.latest.as_ref();
     let head = app.eval_mode;
     [
         Curve {
@@ -184,7 +185,7 @@ fn spark(
                 let i = (v.clamp(0.0, 1.0) * (levels.len() - 1) as f32).round() as usize;
                 (levels[i], style)
             }
-            None => (th.nan_cell(), th.tone(super::super::theme::Tone::Bad)),
+            None => (th.nan_cell(), th.tone(crate::tui::theme::Tone::Bad)),
         };
         put(buf, x + j as u16, y, sym, st);
     }
@@ -198,7 +199,7 @@ fn events_row(th: &Theme, app: &App, win: &Window, x: u16, y: u16, buf: &mut Buf
     // Marks that share a column move right (or, at the edge, left) to the nearest free one.
     let w = win.width as usize;
     let mut taken = vec![false; w];
-    for m in &app.history.marks {
+    for m in &app.store.history.marks {
         let Some(want) = win.column(m.index) else {
             continue;
         };
@@ -214,7 +215,7 @@ fn events_row(th: &Theme, app: &App, win: &Window, x: u16, y: u16, buf: &mut Buf
 /// The time axis under the sparklines: the first epoch shown at the left, the last one under the newest
 /// column, and how many epochs a column holds when that is more than one.
 fn axis_row(th: &Theme, app: &App, win: &Window, x: u16, y: u16, buf: &mut Buffer) {
-    let h = &app.history;
+    let h = &app.store.history;
     let (Some(first), Some(last)) = (h.points.front(), h.points.back()) else {
         return;
     };
@@ -267,7 +268,7 @@ fn render_accuracy(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
     let th = &app.theme;
     let mut title = vec![title_span(th, "accuracy")];
     let sep = th.sep().trim_start();
-    if let Some(m) = &app.latest {
+    if let Some(m) = &app.store.latest {
         let gap = m.train.acc - m.eval_running.acc;
         let gap_s = if gap.is_finite() {
             format!("{gap:.3}")
@@ -277,7 +278,7 @@ fn render_accuracy(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
         title.push(Span::styled(
             format!("{sep}gap train{}eval running {gap_s} ", th.minus()),
             if gap.is_finite() && gap > 0.2 {
-                th.tone(super::super::theme::Tone::Warn)
+                th.tone(crate::tui::theme::Tone::Warn)
             } else {
                 th.dim()
             },
@@ -286,7 +287,7 @@ fn render_accuracy(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
     // Without room for the axis row (80×24), the title says what the columns span.
     let no_axis = area.height < 7;
     if no_axis && win.per_col > 1 {
-        if let (Some(a), Some(b)) = (app.history.points.front(), app.history.points.back()) {
+        if let (Some(a), Some(b)) = (app.store.history.points.front(), app.store.history.points.back()) {
             title.push(Span::styled(
                 format!("{sep}epochs {}{}{}, {}/col ", a.epoch, th.dash(), b.epoch, win.per_col),
                 th.dim(),

@@ -6,10 +6,10 @@ use ratatui::widgets::Widget;
 
 use crate::protocol::BnLayerSnapshot;
 
-use super::super::app::App;
-use super::super::fmt;
-use super::super::theme::{Theme, Tone};
 use super::{panel, put, title_span};
+use crate::tui::app::App;
+use crate::tui::fmt;
+use crate::tui::theme::{Theme, Tone};
 
 /// `1 − min(1, gap)`: how close the running stats are to the batch stats (NaN stays NaN).
 pub fn convergence(gap: f32) -> f32 {
@@ -76,14 +76,14 @@ pub fn scroll_offset(selected: usize, len: usize, rows: usize) -> usize {
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let th = &app.theme;
-    let names: Vec<&str> = match (&app.bn, &app.info) {
+    let names: Vec<&str> = match (&app.store.bn, &app.store.info) {
         (Some(bn), _) => bn.layers.iter().map(|l| l.name.as_str()).collect(),
         (None, Some(info)) => info.bn_layers.iter().map(|l| l.name.as_str()).collect(),
         _ => Vec::new(),
     };
     let n = names.len();
     let mut title = vec![title_span(th, format!("BatchNorm layers ({n})"))];
-    if let Some(bn) = &app.bn {
+    if let Some(bn) = &app.store.bn {
         title.push(Span::styled(
             format!("{}snapshot epoch {} ", th.sep().trim_start(), bn.epoch),
             th.dim(),
@@ -147,7 +147,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         let name = fmt::truncate(names[i], name_w as usize, th.ellipsis());
         let name_style = if selected { th.selected() } else { th.text() };
         buf.set_stringn(inner.x + 2, y, name, name_w as usize, name_style);
-        let layer = app.bn.as_ref().and_then(|b| b.layers.get(i));
+        let layer = app.store.bn.as_ref().and_then(|b| b.layers.get(i));
         ConvergenceGauge {
             theme: th,
             value: layer.map(|l| convergence(l.mean_gap)),
@@ -217,9 +217,10 @@ fn range(values: impl Iterator<Item = f32>, symmetric: bool) -> (f32, f32) {
 /// The selected layer's channels: running vs batch mean and variance.
 pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
     let th = &app.theme;
-    let layer: Option<&BnLayerSnapshot> = app.bn.as_ref().and_then(|b| b.layers.get(app.selected));
+    let layer: Option<&BnLayerSnapshot> = app.store.bn.as_ref().and_then(|b| b.layers.get(app.selected));
     let name = layer.map(|l| l.name.clone()).or_else(|| {
-        app.info
+        app.store
+            .info
             .as_ref()
             .and_then(|i| i.bn_layers.get(app.selected))
             .map(|l| l.name.clone())

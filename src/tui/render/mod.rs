@@ -3,12 +3,12 @@
 //! Layout at 120×40 (and anything at least 100×30): header, accuracy | loss, layers | channel detail,
 //! predictions, footer. At 80×24 the loss panel and the channel detail go. Below 80×24: one line.
 use ratatui::buffer::Buffer;
-use ratatui::layout::{Alignment, Rect};
+use ratatui::layout::{Alignment, Constraint, Layout, Rect, Spacing};
 use ratatui::symbols::merge::MergeStrategy;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Padding, Paragraph, Widget};
 
-use super::app::{App, Phase};
+use super::app::App;
 use super::theme::Theme;
 
 pub mod error;
@@ -37,13 +37,57 @@ pub struct Areas {
 
 /// How many image rows the predictions panel shows for an app in an area.
 fn prediction_rows(app: &App, area: Rect) -> u16 {
-    let n = app.info.as_ref().map_or(3, |i| i.images.len().max(1)) as u16;
+    let n = app.store.info.as_ref().map_or(3, |i| i.images.len().max(1)) as u16;
     let cap = if area.height >= 36 { 8 } else { 3 };
     n.min(cap)
 }
 
 impl Areas {
+    /// The declarative layout: header, charts, layers, predictions and footer stacked with their borders
+    /// overlapping by one cell; the layers panel takes what is left. At least 100×30 the charts and the layers
+    /// split into two columns (the left one a cell wider, the shared border between them).
     pub fn compute(app: &App, area: Rect) -> Areas {
+        let wide = area.width >= 100 && area.height >= 30;
+        let hist_h = if wide { 7 } else { 6 };
+        let pred_h = 3 + prediction_rows(app, area);
+        let [header, hist, layers, predictions, footer] = Layout::vertical([
+            Constraint::Length(6),
+            Constraint::Length(hist_h),
+            Constraint::Fill(1),
+            Constraint::Length(pred_h),
+            Constraint::Length(3),
+        ])
+        .spacing(Spacing::Overlap(1))
+        .areas(area);
+        if !wide {
+            return Areas {
+                header,
+                accuracy: hist,
+                loss: None,
+                layers,
+                detail: None,
+                predictions,
+                footer,
+            };
+        }
+        let columns = Layout::horizontal([Constraint::Length(area.width / 2 + 1), Constraint::Fill(1)])
+            .spacing(Spacing::Overlap(1));
+        let [accuracy, loss] = columns.areas(hist);
+        let [layers, detail] = columns.areas(layers);
+        Areas {
+            header,
+            accuracy,
+            loss: Some(loss),
+            layers,
+            detail: Some(detail),
+            predictions,
+            footer,
+        }
+    }
+
+    /// The hand-computed layout this replaced, kept to check the declarative one cell for cell.
+    #[cfg(test)]
+    fn compute_by_hand(app: &App, area: Rect) -> Areas {
         let wide = area.width >= 100 && area.height >= 30;
         let header_h = 6;
         let hist_h = if wide { 7 } else { 6 };
@@ -134,8 +178,8 @@ impl Widget for &App {
         }
         predictions::render(self, a.predictions, buf);
         footer::render(self, a.footer, buf);
-        let trainer_lost = self.disconnected && !matches!(self.phase, Phase::Finished { .. });
-        if self.error.is_some() || trainer_lost {
+        let trainer_lost = self.store.disconnected && !self.store.finished();
+        if self.store.error.is_some() || trainer_lost {
             error::render(self, a.body(), buf);
         }
         if self.show_help {
@@ -162,4 +206,21 @@ fn too_small(app: &App, area: Rect, buf: &mut Buffer) {
         .style(app.theme.tone(super::theme::Tone::Warn))
         .alignment(Alignment::Center)
         .render(Rect::new(area.x, top, area.width, h), buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declarative_layout_matches_the_hand_computed_one() {
+        let app = App::new(&crate::tui::TuiOptions::default(), Default::default());
+        for w in MIN_WIDTH..=220 {
+            for h in MIN_HEIGHT..=70 {
+                let area = Rect::new(0, 0, w, h);
+                let (a, b) = (Areas::compute(&app, area), Areas::compute_by_hand(&app, area));
+                assert_eq!(format!("{a:?}"), format!("{b:?}"), "{w}x{h}");
+            }
+        }
+    }
 }

@@ -7,10 +7,10 @@ use ratatui::widgets::Widget;
 
 use crate::protocol::EvalMode;
 
-use super::super::app::{argmax, App};
-use super::super::fmt;
-use super::super::theme::Tone;
 use super::{panel, title_span};
+use crate::tui::app::{argmax, App};
+use crate::tui::fmt;
+use crate::tui::theme::Tone;
 
 fn mode_words(mode: EvalMode) -> &'static str {
     match mode {
@@ -47,7 +47,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     if inner.height == 0 {
         return;
     }
-    let (Some(info), Some(preds)) = (&app.info, app.predictions(mode)) else {
+    let (Some(info), Some(preds)) = (&app.store.info, app.predictions(mode)) else {
         buf.set_stringn(
             inner.x + 1,
             inner.y,

@@ -161,8 +161,8 @@ impl BatchNorm2d {
                 let count = n * h * w;
                 let (gamma, beta) = (self.weight.as_tensor(), self.bias.as_tensor());
                 let own = match skip {
-                    Some(s) => crate::kernels::applies(&[x, s, gamma, beta]),
-                    None => crate::kernels::applies(&[x, gamma, beta]),
+                    Some(s) => super::path::custom_ops(&[x, s, gamma, beta]),
+                    None => super::path::custom_ops(&[x, gamma, beta]),
                 };
                 if own {
                     // Fused CPU kernel (one op forward, one backward, ReLU and residual add included); same

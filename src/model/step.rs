@@ -15,41 +15,16 @@
 //! `tests/step.rs` checks, and the seed reproductions do not move. [`eval_forward`] is the same forward pass for
 //! the two evaluation modes (bit-identical logits).
 //!
-//! Used on the CPU with f32 and the own kernels on (see [`applies`]); otherwise callers take the candle graph
-//! (`crate::models::ResNet::forward` + autograd), which also serves CUDA.
-use std::sync::atomic::{AtomicBool, Ordering};
+//! Used on the CPU with f32 and the own kernels on (see `super::path::graph_free_applies`); otherwise callers take the candle graph
+//! (`crate::model::ResNet::forward` + autograd), which also serves CUDA.
 use std::time::Instant;
 
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Result, Storage, Tensor, Var};
 
-use super::im2col::Geom;
-use super::{bn, conv, head};
-use crate::models::{ConvBn, ResNet};
-
-static GRAPH_FREE: AtomicBool = AtomicBool::new(true);
-
-/// Whether train steps on the CPU skip candle's autograd (`bench --kernels ops` switches this off to measure the
-/// custom ops through autograd).
-pub fn graph_free() -> bool {
-    GRAPH_FREE.load(Ordering::Relaxed)
-}
-
-pub fn set_graph_free(on: bool) {
-    GRAPH_FREE.store(on, Ordering::Relaxed)
-}
-
-/// Whether [`train_step`] and [`eval_forward`] handle `x`: own kernels and the graph-free step on, CPU, f32 images, and every
-/// parameter of `model` a contiguous f32 CPU tensor.
-pub fn applies(model: &ResNet, x: &Tensor) -> bool {
-    graph_free()
-        && super::applies(&[x])
-        && x.rank() == 4
-        && model
-            .params()
-            .iter()
-            .all(|v| super::applies(&[v.as_tensor()]) && v.is_contiguous())
-}
+use super::{BnMode, ConvBn, ResNet};
+use crate::kernels::im2col::Geom;
+use crate::kernels::{bn, conv, head, pool};
 
 /// What one step produced.
 pub struct StepOutput {
@@ -100,7 +75,7 @@ enum Norm {
 
 /// A conv + BN unit's weights, geometry and what its forward pass saved.
 struct Unit<'a> {
-    bn: &'a crate::bn::BatchNorm2d,
+    bn: &'a super::BatchNorm2d,
     conv_w: &'a Var,
     gamma: &'a Var,
     beta: &'a Var,
@@ -257,7 +232,7 @@ fn forward_net<'a>(model: &'a ResNet, x: &Tensor, norm: Norm) -> Result<Net<'a>>
     let (sh, sw) = (stem.g.oh, stem.g.ow);
     let stem_dims = (n, stem.cout, sh, sw);
     let (ph, pw) = pool.out_dims(sh, sw)?;
-    let (pooled, argmax) = pool.forward_saved(&stem_out, stem_dims);
+    let (pooled, argmax) = pool.window().forward_saved(&stem_out, stem_dims);
     if keep {
         stem.y = stem_out;
     }
@@ -338,14 +313,14 @@ fn forward_net<'a>(model: &'a ResNet, x: &Tensor, norm: Norm) -> Result<Net<'a>>
 
 /// Logits `(N, classes)` of an evaluation pass (`mode` `EvalBatch` or `EvalRunning`), bit-identical to
 /// `model.forward(x, mode)` over the custom ops but without building candle's graph. `Ok(None)` where
-/// [`applies`] says no, or for `BnMode::Train` (which updates statistics: use [`train_step`]).
-pub fn eval_forward(model: &ResNet, x: &Tensor, mode: crate::bn::BnMode) -> Result<Option<Tensor>> {
+/// `super::path::graph_free_applies` says no, or for `BnMode::Train` (which updates statistics: use [`train_step`]).
+pub fn eval_forward(model: &ResNet, x: &Tensor, mode: BnMode) -> Result<Option<Tensor>> {
     let norm = match mode {
-        crate::bn::BnMode::EvalBatch => Norm::Batch,
-        crate::bn::BnMode::EvalRunning => Norm::Running,
-        crate::bn::BnMode::Train => return Ok(None),
+        BnMode::EvalBatch => Norm::Batch,
+        BnMode::EvalRunning => Norm::Running,
+        BnMode::Train => return Ok(None),
     };
-    if !applies(model, x) {
+    if !super::path::graph_free_applies(model, x) {
         return Ok(None);
     }
     let x = x.contiguous()?;
@@ -356,9 +331,9 @@ pub fn eval_forward(model: &ResNet, x: &Tensor, mode: crate::bn::BnMode) -> Resu
 
 /// One training step of `model` on `x (N, 3, H, W)` with class indices `y (N)`: forward with batch statistics
 /// (updating every BN layer's running statistics, as `model.forward(x, BnMode::Train)` does), mean cross-entropy,
-/// and the gradient of every parameter. `Ok(None)` where [`applies`] says no; the caller then takes candle's graph.
+/// and the gradient of every parameter. `Ok(None)` where `super::path::graph_free_applies` says no; the caller then takes candle's graph.
 pub fn train_step(model: &mut ResNet, x: &Tensor, y: &Tensor) -> Result<Option<StepOutput>> {
-    if !applies(model, x) {
+    if !super::path::graph_free_applies(model, x) {
         return Ok(None);
     }
     let started = Instant::now();
@@ -423,7 +398,7 @@ pub fn train_step(model: &mut ResNet, x: &Tensor, y: &Tensor) -> Result<Option<S
         }
         dcur = d;
     }
-    let dstem = crate::pool::scatter(&dcur, &argmax, stem_dims);
+    let dstem = pool::scatter(&dcur, &argmax, stem_dims);
     stem.backward(xs, &dstem, Some(&stem.y), false, false, &mut grads)?;
 
     // ---- outputs ----

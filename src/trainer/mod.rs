@@ -1,6 +1,11 @@
 //! The trainer: owns the model, the optimizer, the data and the JSONL log, and runs in its own thread
 //! (`bnscope-trainer`). Front ends talk to it only through [`crate::protocol`].
 //!
+//! * this file: the synchronous engine ([`Trainer`]: `step`, `run_epoch`, `evaluate`, `apply`, `snapshot`), which
+//!   the tests drive directly;
+//! * `thread.rs`: the thread loop around it (commands between steps, pace, errors and panics);
+//! * `outbox.rs`: the event channel's delivery policy for a front end that falls behind.
+//!
 //! Each epoch: shuffle (seeded), one optimizer step per batch of `--batch-size`, then evaluate the whole data set
 //! twice without touching the running statistics (running stats, then batch stats), compute softmax predictions in
 //! both modes and a BatchNorm snapshot. Commands are applied before every step.
@@ -9,17 +14,21 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 use serde_json::json;
 
-use crate::bn::{argmax_rows, softmax_rows, BnMode};
+mod outbox;
+mod thread;
+
+pub use outbox::ReceiverGone;
+
 use crate::checkpoint::{self, Meta};
 use crate::data::Dataset;
 use crate::log::JsonlLog;
-use crate::models::{Preset, ResNet};
+use crate::model::{argmax_rows, softmax_rows, BnMode};
+use crate::model::{Preset, ResNet};
 use crate::optim::{Optimizer, OptimizerKind};
 use crate::protocol::*;
 
@@ -96,18 +105,24 @@ pub struct Trainer {
     paused: bool,
     pending_steps: usize,
     log: Option<JsonlLog>,
-    // The epoch in progress.
-    order: Vec<u32>,
-    position: usize,
-    acc_loss: f64,
-    acc_correct: usize,
-    acc_seen: usize,
-    step_times: Vec<f64>,
+    /// The epoch in progress.
+    cur: EpochProgress,
     fault: Option<(String, usize)>,
     pace: Option<f64>,
     epoch_started: Option<Instant>,
-    /// Epoch metrics held back while the front end is more than `cfg.event_backlog` events behind.
-    held_epoch: Option<Box<EpochMetrics>>,
+}
+
+/// Where the trainer is inside the current epoch, and what it has summed so far.
+#[derive(Default)]
+struct EpochProgress {
+    /// This epoch's shuffled image order.
+    order: Vec<u32>,
+    /// Images of `order` already trained on (0: at an epoch boundary).
+    position: usize,
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+    step_ms: Vec<f64>,
 }
 
 /// Fault injection for tests: `BNSCOPE_FAULT=panic@N` panics and `error@N` fails at the start of epoch N.
@@ -162,14 +177,8 @@ impl Trainer {
             paused: cfg.start_paused,
             pending_steps: 0,
             log,
-            order: vec![],
-            position: 0,
-            acc_loss: 0.0,
-            acc_correct: 0,
-            acc_seen: 0,
-            step_times: vec![],
+            cur: EpochProgress::default(),
             fault: fault_from_env(),
-            held_epoch: None,
             pace: cfg.pace,
             epoch_started: None,
             cfg,
@@ -262,7 +271,7 @@ impl Trainer {
     /// While running at a pace, the instant the next epoch may start (`None`: now).
     fn pace_deadline(&self) -> Option<Instant> {
         let (pace, started) = (self.pace?, self.epoch_started?);
-        if self.position != 0 || self.paused || pace <= 0.0 {
+        if self.cur.position != 0 || self.paused || pace <= 0.0 {
             return None;
         }
         let at = started + Duration::from_secs_f64(1.0 / pace);
@@ -271,7 +280,7 @@ impl Trainer {
 
     /// True when `--epochs` is reached.
     pub fn done(&self) -> bool {
-        self.position == 0 && self.cfg.epochs.is_some_and(|n| self.epoch >= n)
+        self.cur.position == 0 && self.cfg.epochs.is_some_and(|n| self.epoch >= n)
     }
 
     /// Applies a command. Returns the acknowledgement to show, if the command changed something.
@@ -357,8 +366,7 @@ impl Trainer {
         self.epoch = 0;
         self.start_epoch = 0;
         self.step = 0;
-        self.position = 0;
-        self.order.clear();
+        self.cur = EpochProgress::default();
         Ok(())
     }
 
@@ -379,49 +387,52 @@ impl Trainer {
     pub fn step(&mut self) -> Result<StepOutcome> {
         let n = self.data.len();
         if let Some((kind, at)) = &self.fault {
-            if self.position == 0 && self.epoch + 1 == *at {
+            if self.cur.position == 0 && self.epoch + 1 == *at {
                 match kind.as_str() {
                     // Raised on a pool thread, where the step's kernels run, so that the path a real kernel bug
                     // would take is the one tested.
                     "panic" => {
-                        crate::kernels::in_pool(&Device::Cpu, || panic!("injected fault at epoch {at} (BNSCOPE_FAULT)"))
+                        crate::runtime::in_pool(&Device::Cpu, || panic!("injected fault at epoch {at} (BNSCOPE_FAULT)"))
                     }
                     _ => anyhow::bail!("injected fault at epoch {at} (BNSCOPE_FAULT)"),
                 }
             }
         }
-        if self.position == 0 {
+        if self.cur.position == 0 {
             let mut order: Vec<u32> = (0..n as u32).collect();
             order.shuffle(&mut self.shuffle);
-            self.order = order;
-            self.acc_loss = 0.0;
-            self.acc_correct = 0;
-            self.acc_seen = 0;
-            self.step_times.clear();
+            self.cur = EpochProgress {
+                order,
+                ..EpochProgress::default()
+            };
         }
-        let len = self.cfg.batch_size.min(n - self.position);
-        let idx = Tensor::from_slice(&self.order[self.position..self.position + len], len, &self.device)?;
+        let c = &mut self.cur;
+        let len = self.cfg.batch_size.min(n - c.position);
+        let idx = Tensor::from_slice(&c.order[c.position..c.position + len], len, &self.device)?;
         let xb = self.x.index_select(&idx, 0)?;
         let yb = self.y.index_select(&idx, 0)?;
         let started = Instant::now();
         let (loss_v, logits) = self.opt.train_step(&mut self.model, &xb, &yb)?;
-        self.step_times.push(started.elapsed().as_secs_f64() * 1e3);
+        let ms = started.elapsed().as_secs_f64() * 1e3;
         let pred = argmax_rows(&logits)?;
         let truth = yb.to_vec1::<u32>()?;
-        self.acc_correct += pred.iter().zip(&truth).filter(|(a, b)| a == b).count();
-        self.acc_loss += loss_v as f64 * len as f64;
-        self.acc_seen += len;
+        let c = &mut self.cur;
+        c.step_ms.push(ms);
+        c.correct += pred.iter().zip(&truth).filter(|(a, b)| a == b).count();
+        c.loss_sum += loss_v as f64 * len as f64;
+        c.seen += len;
+        c.position += len;
         self.step += 1;
-        self.position += len;
-        if self.position < n {
+        if c.position < n {
             return Ok(StepOutcome::Step);
         }
-        self.position = 0;
+        c.position = 0;
         self.epoch += 1;
         let train = Metric {
-            loss: (self.acc_loss / self.acc_seen as f64) as f32,
-            acc: self.acc_correct as f32 / self.acc_seen as f32,
+            loss: (c.loss_sum / c.seen as f64) as f32,
+            acc: c.correct as f32 / c.seen as f32,
         };
+        let step_ms = c.step_ms.iter().sum::<f64>() / c.step_ms.len().max(1) as f64;
         let (eval_running, predictions_running) = self.evaluate(BnMode::EvalRunning)?;
         let (eval_batch, predictions_batch) = self.evaluate(BnMode::EvalBatch)?;
         let metrics = EpochMetrics {
@@ -435,7 +446,7 @@ impl Trainer {
             eval_batch,
             predictions_running,
             predictions_batch,
-            step_ms: self.step_times.iter().sum::<f64>() / self.step_times.len().max(1) as f64,
+            step_ms,
         };
         let snap = Arc::new(self.snapshot()?);
         if let Some(log) = self.log.as_mut() {
@@ -457,9 +468,9 @@ impl Trainer {
     /// Loss, accuracy and softmax predictions over the whole data set in `mode` (which must not update stats).
     pub fn evaluate(&mut self, mode: BnMode) -> Result<(Metric, Vec<Vec<f32>>)> {
         assert!(mode != BnMode::Train, "evaluation never updates running statistics");
-        // On a rayon thread, as the training step (see `kernels::in_pool`).
+        // On a rayon thread, as the training step (see `runtime::in_pool`).
         let dev = self.device.clone();
-        crate::kernels::in_pool(&dev, || self.evaluate_here(mode))
+        crate::runtime::in_pool(&dev, || self.evaluate_here(mode))
     }
 
     fn evaluate_here(&mut self, mode: BnMode) -> Result<(Metric, Vec<Vec<f32>>)> {
@@ -473,7 +484,7 @@ impl Trainer {
             let xb = self.x.narrow(0, i, len)?;
             let yb = self.y.narrow(0, i, len)?;
             let logits = self.model.eval_forward(&xb, mode)?;
-            let loss = crate::kernels::head::cross_entropy(&logits, &yb)?
+            let loss = crate::model::cross_entropy(&logits, &yb)?
                 .to_dtype(DType::F32)?
                 .to_scalar::<f32>()?;
             loss_sum += loss as f64 * len as f64;
@@ -537,9 +548,10 @@ impl Trainer {
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
         let bn: BnSlot = Arc::default();
         let slot = bn.clone();
+        let out = outbox::Outbox::new(ev_tx, self.cfg.event_backlog);
         let handle = std::thread::Builder::new()
-            .name(THREAD_NAME.into())
-            .spawn(move || thread_main(self, cmd_rx, ev_tx, slot))?;
+            .name(crate::runtime::TRAINER_THREAD.into())
+            .spawn(move || thread::main(self, cmd_rx, out, slot))?;
         Ok((
             Link {
                 commands: cmd_tx,
@@ -548,174 +560,6 @@ impl Trainer {
             },
             handle,
         ))
-    }
-}
-
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".into()
-    }
-}
-
-/// The trainer thread's name, so that a panic hook can tell trainer panics (caught and shown in the UI) from UI
-/// panics (which must restore the terminal).
-pub const THREAD_NAME: &str = "bnscope-trainer";
-
-/// Whether a panic on the current thread reaches a caller that reports it (so a panic hook should stay quiet):
-/// the trainer thread catches its panics and shows them in place, and a panic on a rayon pool thread
-/// (`crate::kernels::POOL_THREAD_PREFIX`) propagates to the thread waiting on the pool (the trainer, or `bench`'s
-/// main thread, whose own panic the hook then reports).
-pub fn panic_is_relayed() -> bool {
-    let t = std::thread::current();
-    let name = t.name().unwrap_or("");
-    name == THREAD_NAME || name.starts_with(crate::kernels::POOL_THREAD_PREFIX)
-}
-
-fn thread_main(mut t: Trainer, rx: Receiver<Command>, tx: Sender<Event>, slot: BnSlot) {
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_loop(&mut t, &rx, &tx, &slot)));
-    let (reason, message) = match result {
-        Ok(Ok(reason)) => (reason, None),
-        Ok(Err(e)) if e.downcast_ref::<ReceiverGone>().is_some() => (EndReason::Quit, None),
-        Ok(Err(e)) => (EndReason::Error, Some(format!("{e:#}"))),
-        Err(p) => (
-            EndReason::Error,
-            Some(format!("trainer panicked: {}", panic_message(&*p))),
-        ),
-    };
-    let _ = flush_held(&mut t, &tx);
-    if let Some(msg) = &message {
-        let _ = tx.send(Event::Error(msg.clone()));
-        // An error leaves the front end in charge: wait for its quit so that the message stays visible.
-        if reason == EndReason::Error {
-            wait_for_quit(&rx);
-        }
-    }
-    let checkpoint = match t.save_checkpoint() {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = tx.send(Event::Error(format!("{e:#}")));
-            None
-        }
-    };
-    if let Some(log) = t.log.as_mut() {
-        let _ = log.end(t.epoch, reason, message.as_deref());
-    }
-    let _ = tx.send(Event::Finished {
-        epochs: t.epoch,
-        reason,
-        checkpoint,
-    });
-}
-
-fn wait_for_quit(rx: &Receiver<Command>) {
-    loop {
-        match rx.recv() {
-            Ok(Command::Quit(_)) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
-}
-
-/// The trainer's loop. Returns why it ended.
-fn run_loop(t: &mut Trainer, rx: &Receiver<Command>, tx: &Sender<Event>, slot: &BnSlot) -> Result<EndReason> {
-    let info = t.info();
-    if let Some(log) = t.log.as_mut() {
-        log.run(&info)?;
-    }
-    send_in_order(t, tx, Event::Started(Arc::new(info)))?;
-    if t.paused {
-        send_in_order(
-            t,
-            tx,
-            Event::Applied {
-                epoch: t.epoch,
-                what: EventKind::Pause,
-                value: String::new(),
-            },
-        )?;
-    }
-    loop {
-        // Apply every pending command before the next step.
-        loop {
-            // Done: apply what is pending, then finish at once (no waiting).
-            let done = t.done();
-            let idle = t.paused && t.pending_steps == 0 && !done;
-            let pace_wait = if idle || done { None } else { t.pace_deadline() };
-            let cmd = if idle || pace_wait.is_some() {
-                // Idle, or waiting for the pace: wait for a command, but wake up now and then to notice a dropped
-                // receiver (and, at a pace, when the next epoch is due).
-                let until = pace_wait.unwrap_or_else(|| Instant::now() + Duration::from_millis(500));
-                match rx.recv_deadline(until) {
-                    Ok(c) => c,
-                    Err(RecvTimeoutError::Timeout) => {
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => return Ok(EndReason::Quit),
-                }
-            } else {
-                match rx.try_recv() {
-                    Ok(c) => c,
-                    Err(crossbeam_channel::TryRecvError::Empty) => break,
-                    Err(crossbeam_channel::TryRecvError::Disconnected) => return Ok(EndReason::Quit),
-                }
-            };
-            if let Command::Quit(reason) = cmd {
-                return Ok(reason);
-            }
-            let was_restart = cmd == Command::Restart;
-            if let Some((what, value)) = t.apply(&cmd)? {
-                send_in_order(
-                    t,
-                    tx,
-                    Event::Applied {
-                        epoch: t.epoch,
-                        what,
-                        value,
-                    },
-                )?;
-            }
-            if was_restart {
-                let info = t.info();
-                if let Some(log) = t.log.as_mut() {
-                    log.run(&info)?;
-                }
-                send_in_order(t, tx, Event::Started(Arc::new(info)))?;
-            }
-            if matches!(cmd, Command::ResetStats | Command::Recalibrate | Command::Restart) {
-                // Let the gauges move at once, even while paused.
-                publish_bn(t, tx, slot, Arc::new(t.snapshot()?))?;
-            }
-        }
-        if t.held_epoch.is_some() && !backlogged(t, tx) {
-            flush_held(t, tx)?;
-        }
-        if t.done() {
-            return Ok(EndReason::Done);
-        }
-        let single = t.paused;
-        if t.position == 0 {
-            t.epoch_started = Some(Instant::now());
-        }
-        let outcome = t.step()?;
-        if single {
-            t.pending_steps = t.pending_steps.saturating_sub(1);
-        }
-        if let StepOutcome::Epoch(metrics, snap) = outcome {
-            let (epoch, loss) = (metrics.epoch, metrics.train.loss);
-            send_epoch(t, tx, metrics)?;
-            publish_bn(t, tx, slot, snap)?;
-            if diverged(loss, t.data.classes.len()) && !t.paused {
-                t.paused = true;
-                if let Some(log) = t.log.as_mut() {
-                    log.event(epoch, EventKind::Diverged, json!(loss.to_string()))?;
-                }
-                send_in_order(t, tx, Event::Diverged { epoch, loss })?;
-            }
-        }
     }
 }
 
@@ -728,56 +572,3 @@ pub fn diverged(loss: f32, classes: usize) -> bool {
 
 /// See [`diverged`].
 pub const DIVERGED_FACTOR: f64 = 1000.0;
-
-fn publish_bn(t: &mut Trainer, tx: &Sender<Event>, slot: &BnSlot, snap: Arc<BnSnapshot>) -> Result<()> {
-    if slot.put(snap) {
-        send_in_order(t, tx, Event::BnReady)?;
-    }
-    Ok(())
-}
-
-/// Whether the front end is more than `cfg.event_backlog` events behind.
-fn backlogged(t: &Trainer, tx: &Sender<Event>) -> bool {
-    t.cfg.event_backlog.is_some_and(|max| tx.len() >= max)
-}
-
-/// Sends an epoch's metrics, or holds them (replacing older held ones) while the front end is backlogged.
-fn send_epoch(t: &mut Trainer, tx: &Sender<Event>, m: Box<EpochMetrics>) -> Result<()> {
-    if backlogged(t, tx) {
-        t.held_epoch = Some(m);
-        return Ok(());
-    }
-    flush_held(t, tx)?;
-    send(tx, Event::Epoch(m))
-}
-
-/// Delivers held epoch metrics, if any.
-fn flush_held(t: &mut Trainer, tx: &Sender<Event>) -> Result<()> {
-    match t.held_epoch.take() {
-        Some(m) => send(tx, Event::Epoch(m)),
-        None => Ok(()),
-    }
-}
-
-/// Sends any other event, after the held epoch metrics so that the front end sees everything in order.
-fn send_in_order(t: &mut Trainer, tx: &Sender<Event>, ev: Event) -> Result<()> {
-    flush_held(t, tx)?;
-    send(tx, ev)
-}
-
-/// Sends an event; a dropped receiver ends the trainer (reported as a quit).
-fn send(tx: &Sender<Event>, ev: Event) -> Result<()> {
-    tx.send(ev).map_err(|_| anyhow!(ReceiverGone))
-}
-
-/// The front end went away.
-#[derive(Debug)]
-pub struct ReceiverGone;
-
-impl std::fmt::Display for ReceiverGone {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the front end stopped listening")
-    }
-}
-
-impl std::error::Error for ReceiverGone {}

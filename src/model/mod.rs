@@ -15,8 +15,13 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rand_distr::Normal;
 
-use crate::bn::{BatchNorm2d, BnMode};
-use crate::pool::MaxPool;
+pub mod batchnorm;
+pub mod maxpool;
+pub mod path;
+pub mod step;
+
+pub use batchnorm::{argmax_rows, relative_gap, softmax_rows, BatchNorm2d, BnMode};
+pub use maxpool::MaxPool;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Preset {
@@ -94,7 +99,7 @@ impl Conv {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let w = self.weight.as_tensor();
         // bnscope's im2col + gemm op on the CPU (candle's conv backward is ~10× slower); candle's elsewhere.
-        if crate::kernels::applies(&[x, w]) {
+        if path::custom_ops(&[x, w]) {
             return crate::kernels::conv::conv2d(x, w, self.stride, self.padding);
         }
         x.conv2d(w, self.padding, self.stride, 1, 1)
@@ -358,7 +363,7 @@ impl ResNet {
             y = b.forward(&y, mode)?;
         }
         let (w, b) = (self.fc_weight.as_tensor(), self.fc_bias.as_tensor());
-        if crate::kernels::applies(&[&y, w, b]) {
+        if path::custom_ops(&[&y, w, b]) {
             // Global average pool + linear as one op (see `crate::kernels::head`).
             return crate::kernels::head::pool_linear(&y, w, b);
         }
@@ -366,7 +371,7 @@ impl ResNet {
         y.matmul(&w.t()?)?.broadcast_add(b)
     }
 
-    /// The layers, for the graph-free CPU training step (`crate::kernels::step`).
+    /// The layers, for the graph-free CPU training step ([`step`]).
     pub(crate) fn layout(&self) -> Layout<'_> {
         Layout {
             stem: (&self.stem_conv, &self.stem_bn, self.stem_pool),
@@ -388,10 +393,10 @@ impl ResNet {
     }
 
     /// Logits of an evaluation pass (`mode` `EvalBatch` or `EvalRunning`; nothing is updated): the graph-free
-    /// CPU pass where it applies (`crate::kernels::step::eval_forward`), candle's ops elsewhere, with the same
+    /// CPU pass where it applies ([`step::eval_forward`]), candle's ops elsewhere, with the same
     /// numbers.
     pub fn eval_forward(&mut self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
-        match crate::kernels::step::eval_forward(self, x, mode)? {
+        match step::eval_forward(self, x, mode)? {
             Some(logits) => Ok(logits),
             None => Ok(self.forward(x, mode)?.detach()),
         }
@@ -495,8 +500,8 @@ impl ResNet {
         let (mut sh, mut sw);
         let (m, oh, ow) = self.stem_conv.macs(h, w);
         macs += m;
-        sh = self.stem_pool.out_size(oh);
-        sw = self.stem_pool.out_size(ow);
+        sh = self.stem_pool.window().out_size(oh);
+        sw = self.stem_pool.window().out_size(ow);
         for b in &self.blocks {
             let parts = b.parts();
             let n_main = match b {
@@ -634,4 +639,14 @@ fn downsample(
         Conv::new(format!("{name}.downsample.0"), cin, cout, 1, stride, 0, init)?,
         bn(&format!("{name}.downsample.1"), cout)?,
     )))
+}
+
+/// Mean cross-entropy of `logits (N, K)` against class indices `targets (N)`: bnscope's one-op kernel
+/// (`crate::kernels::head::cross_entropy`) where custom ops apply, candle-nn's otherwise (the same value).
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    if path::custom_ops(&[logits]) && targets.device().is_cpu() && targets.rank() == 1 && logits.rank() == 2 {
+        crate::kernels::head::cross_entropy(logits, targets)
+    } else {
+        candle_nn::loss::cross_entropy(logits, targets)
+    }
 }

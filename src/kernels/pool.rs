@@ -1,27 +1,24 @@
-//! Max-pooling with padding and a backward pass.
+//! Max-pooling with padding on the CPU: the forward pass keeps each window's argmax, and the backward pass
+//! scatters the output gradient to it (the first maximum of the window in row-major order, as PyTorch does;
+//! padding is −∞).
 //!
-//! candle 0.11's `max_pool2d` backward only works when kernel == stride, but torchvision's ResNet stem pools with
-//! a 3×3 window, stride 2 and padding 1. This module provides that op:
-//! * on the CPU, a direct kernel written here as a candle `CustomOp1` (forward) whose backward routes each output
-//!   gradient to the first maximum of its window, in row-major order, as PyTorch does; padding is −∞;
-//! * on other devices, a composition of candle ops (−∞ padding, strided selection by reshaping, `maximum`), so
-//!   candle's autograd differentiates it. Ties split the gradient there; after a ReLU ties are zeros whose
-//!   gradient the ReLU blocks anyway.
-//!
-//! Both are tested against finite differences and against each other (`tests/models.rs`).
+//! Why our own: candle 0.11's `max_pool2d` backward only works when kernel == stride (torchvision's ResNet stem
+//! pools with a 3×3 window, stride 2, padding 1), and it scales the gradient by (#maxima)/k² instead of
+//! 1/#maxima. The model's `MaxPool` layer (`crate::model::MaxPool`) uses this op on the CPU and a composite of
+//! candle ops elsewhere; both are tested against finite differences (`tests/models.rs`).
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, OnceLock};
 
 /// Square max-pool geometry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MaxPool {
+pub struct Window {
     pub kernel: usize,
     pub stride: usize,
     pub padding: usize,
 }
 
-impl MaxPool {
+impl Window {
     pub fn new(kernel: usize, stride: usize, padding: usize) -> Self {
         Self {
             kernel,
@@ -45,67 +42,9 @@ impl MaxPool {
         }
         Ok((self.out_size(h), self.out_size(w)))
     }
-
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if crate::kernels::applies(&[x]) {
-            // Keeps the argmax of each window from the forward pass so the backward pass is a scatter.
-            x.contiguous()?.apply_op1(MaxPoolSaved {
-                pool: *self,
-                idx: Arc::new(OnceLock::new()),
-            })
-        } else {
-            self.forward_composite(x)
-        }
-    }
-
-    /// The device-independent version built from candle ops.
-    ///
-    /// It never calls candle's `max_pool2d`, even where kernel == stride: candle 0.11.1's backward for it multiplies
-    /// the output gradient by (number of maxima)/(kernel²) instead of dividing by the number of maxima, so a window
-    /// with one maximum passes back a quarter of its gradient for a 2×2 pool (`backprop.rs`, `Op::MaxPool2D`). Found
-    /// by the CPU-vs-CUDA agreement check; `tests/models.rs` checks this path against finite differences.
-    pub fn forward_composite(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.pool_axis(x, 2)?;
-        self.pool_axis(&x, 3)
-    }
-
-    /// Pools one spatial axis (separable: max over a 2-D window = max over rows of max over columns).
-    fn pool_axis(&self, x: &Tensor, axis: usize) -> Result<Tensor> {
-        let n = x.dim(axis)?;
-        let out = self.out_size(n);
-        let (k, s, p) = (self.kernel, self.stride, self.padding);
-        // Enough −∞ cells on the right that every window offset can take `out·s` cells.
-        let total = (k - 1 + out * s).max(n + 2 * p);
-        let right = total - n - p;
-        let mut dims = x.dims().to_vec();
-        let mut parts = Vec::with_capacity(3);
-        if p > 0 {
-            dims[axis] = p;
-            parts.push(Tensor::full(f32::NEG_INFINITY, dims.clone(), x.device())?.to_dtype(x.dtype())?);
-        }
-        parts.push(x.clone());
-        if right > 0 {
-            dims[axis] = right;
-            parts.push(Tensor::full(f32::NEG_INFINITY, dims.clone(), x.device())?.to_dtype(x.dtype())?);
-        }
-        let padded = Tensor::cat(&parts, axis)?;
-        let mut best: Option<Tensor> = None;
-        for offset in 0..k {
-            let window = padded.narrow(axis, offset, out * s)?;
-            let mut split = window.dims().to_vec();
-            split[axis] = out;
-            split.insert(axis + 1, s);
-            let picked = window.reshape(split)?.narrow(axis + 1, 0, 1)?.squeeze(axis + 1)?;
-            best = Some(match best {
-                None => picked,
-                Some(b) => b.maximum(&picked)?,
-            });
-        }
-        Ok(best.expect("kernel >= 1"))
-    }
 }
 
-impl MaxPool {
+impl Window {
     /// Forward on a host slice `(N, C, H, W)`: the pooled map and, per output cell, the flat index (within its
     /// plane) of the window's first maximum (`usize::MAX` for a window of padding only).
     pub(crate) fn forward_saved(&self, src: &[f32], dims: (usize, usize, usize, usize)) -> (Vec<f32>, Vec<usize>) {
@@ -191,10 +130,18 @@ impl MaxPool {
     }
 }
 
-/// The forward op used by [`MaxPool::forward`] on the CPU. It keeps each window's argmax (within its plane) so
+/// Max-pools `x (N, C, H, W)` with the CPU op that keeps the argmax for its backward pass.
+pub fn max_pool(x: &Tensor, pool: Window) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(MaxPoolSaved {
+        pool,
+        idx: Arc::new(OnceLock::new()),
+    })
+}
+
+/// The forward op of [`max_pool`]. It keeps each window's argmax (within its plane) so
 /// that the backward pass scatters instead of searching again.
 struct MaxPoolSaved {
-    pool: MaxPool,
+    pool: Window,
     idx: Arc<OnceLock<Vec<usize>>>,
 }
 
@@ -205,7 +152,7 @@ impl CustomOp1 for MaxPoolSaved {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = layout.shape().dims4()?;
-        let src = crate::kernels::slice(storage, layout, "max-pool")?;
+        let src = super::buf::slice(storage, layout, "max-pool")?;
         let (oh, ow) = self.pool.out_dims(h, w)?;
         let (dst, idx) = self.pool.forward_saved(src, (n, c, h, w));
         let _ = self.idx.set(idx);
@@ -239,7 +186,7 @@ impl CustomOp1 for MaxPoolScatter<'_> {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = self.dims;
-        let grad = crate::kernels::slice(storage, layout, "max-pool")?;
+        let grad = super::buf::slice(storage, layout, "max-pool")?;
         let planes = n * c;
         if grad.len() != self.idx.len() || planes == 0 || grad.len() % planes != 0 {
             candle_core::bail!(
@@ -254,7 +201,7 @@ impl CustomOp1 for MaxPoolScatter<'_> {
 }
 
 /// Input gradient `(N, C, H, W)` of a max-pool from the output gradient and the argmax indices of
-/// [`MaxPool::forward_saved`] (the caller checks that the gradient has one cell per index and whole planes).
+/// [`Window::forward_saved`] (the caller checks that the gradient has one cell per index and whole planes).
 pub(crate) fn scatter(grad: &[f32], idx: &[usize], dims: (usize, usize, usize, usize)) -> Vec<f32> {
     let (n, c, h, w) = dims;
     let per = grad.len() / (n * c).max(1);

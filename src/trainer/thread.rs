@@ -1,0 +1,167 @@
+//! The trainer thread (`bnscope-trainer`): applies commands between steps, keeps the pace, reports epochs and
+//! snapshots through the [`Outbox`], and turns errors and panics into events.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use serde_json::json;
+
+use super::outbox::{Outbox, ReceiverGone};
+use super::{diverged, StepOutcome, Trainer};
+use crate::protocol::*;
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
+pub(super) fn main(mut t: Trainer, rx: Receiver<Command>, mut out: Outbox, slot: BnSlot) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_loop(&mut t, &rx, &mut out, &slot)));
+    let (reason, message) = match result {
+        Ok(Ok(reason)) => (reason, None),
+        Ok(Err(e)) if e.downcast_ref::<ReceiverGone>().is_some() => (EndReason::Quit, None),
+        Ok(Err(e)) => (EndReason::Error, Some(format!("{e:#}"))),
+        Err(p) => (
+            EndReason::Error,
+            Some(format!("trainer panicked: {}", panic_message(&*p))),
+        ),
+    };
+    if let Some(msg) = &message {
+        let _ = out.send(Event::Error(msg.clone()));
+        // An error leaves the front end in charge: wait for its quit so that the message stays visible.
+        if reason == EndReason::Error {
+            wait_for_quit(&rx);
+        }
+    } else {
+        let _ = out.flush();
+    }
+    let checkpoint = match t.save_checkpoint() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = out.send(Event::Error(format!("{e:#}")));
+            None
+        }
+    };
+    if let Some(log) = t.log.as_mut() {
+        let _ = log.end(t.epoch, reason, message.as_deref());
+    }
+    let _ = out.send(Event::Finished {
+        epochs: t.epoch,
+        reason,
+        checkpoint,
+    });
+}
+
+fn wait_for_quit(rx: &Receiver<Command>) {
+    loop {
+        match rx.recv() {
+            Ok(Command::Quit(_)) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The trainer's loop. Returns why it ended.
+fn run_loop(t: &mut Trainer, rx: &Receiver<Command>, out: &mut Outbox, slot: &BnSlot) -> Result<EndReason> {
+    let info = t.info();
+    if let Some(log) = t.log.as_mut() {
+        log.run(&info)?;
+    }
+    out.send(Event::Started(Arc::new(info)))?;
+    if t.paused {
+        out.send(Event::Applied {
+            epoch: t.epoch,
+            what: EventKind::Pause,
+            value: String::new(),
+        })?;
+    }
+    loop {
+        // Apply every pending command before the next step.
+        loop {
+            // Done: apply what is pending, then finish at once (no waiting).
+            let done = t.done();
+            let idle = t.paused && t.pending_steps == 0 && !done;
+            let pace_wait = if idle || done { None } else { t.pace_deadline() };
+            let cmd = if idle || pace_wait.is_some() {
+                // Idle, or waiting for the pace: wait for a command, but wake up now and then to notice a dropped
+                // receiver (and, at a pace, when the next epoch is due).
+                let until = pace_wait.unwrap_or_else(|| Instant::now() + Duration::from_millis(500));
+                match rx.recv_deadline(until) {
+                    Ok(c) => c,
+                    Err(RecvTimeoutError::Timeout) => {
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return Ok(EndReason::Quit),
+                }
+            } else {
+                match rx.try_recv() {
+                    Ok(c) => c,
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => return Ok(EndReason::Quit),
+                }
+            };
+            if let Command::Quit(reason) = cmd {
+                return Ok(reason);
+            }
+            let was_restart = cmd == Command::Restart;
+            if let Some((what, value)) = t.apply(&cmd)? {
+                out.send(Event::Applied {
+                    epoch: t.epoch,
+                    what,
+                    value,
+                })?;
+            }
+            if was_restart {
+                let info = t.info();
+                if let Some(log) = t.log.as_mut() {
+                    log.run(&info)?;
+                }
+                out.send(Event::Started(Arc::new(info)))?;
+            }
+            if matches!(cmd, Command::ResetStats | Command::Recalibrate | Command::Restart) {
+                // Let the gauges move at once, even while paused.
+                publish_bn(out, slot, Arc::new(t.snapshot()?))?;
+            }
+        }
+        if out.can_flush() {
+            out.flush()?;
+        }
+        if t.done() {
+            return Ok(EndReason::Done);
+        }
+        let single = t.paused;
+        if t.cur.position == 0 {
+            t.epoch_started = Some(Instant::now());
+        }
+        let outcome = t.step()?;
+        if single {
+            t.pending_steps = t.pending_steps.saturating_sub(1);
+        }
+        if let StepOutcome::Epoch(metrics, snap) = outcome {
+            let (epoch, loss) = (metrics.epoch, metrics.train.loss);
+            out.epoch(metrics)?;
+            publish_bn(out, slot, snap)?;
+            if diverged(loss, t.data.classes.len()) && !t.paused {
+                t.paused = true;
+                if let Some(log) = t.log.as_mut() {
+                    log.event(epoch, EventKind::Diverged, json!(loss.to_string()))?;
+                }
+                out.send(Event::Diverged { epoch, loss })?;
+            }
+        }
+    }
+}
+
+/// Puts a snapshot in the newest-wins slot; `BnReady` only when the slot was empty.
+fn publish_bn(out: &mut Outbox, slot: &BnSlot, snap: Arc<BnSnapshot>) -> Result<()> {
+    if slot.put(snap) {
+        out.send(Event::BnReady)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! The derived words: the header's diagnosis (what the numbers mean and which key helps) and the convergence
+//! line. Pure functions of the app state; nothing here changes it.
+use crate::protocol::{steps_to_one_percent, travelled, EvalMode};
+
+use super::app::App;
+use super::store::Phase;
+use super::theme::Tone;
+
+impl App {
+    /// The diagnosis: what the numbers mean and which key helps.
+    pub(crate) fn diagnosis(&self) -> Diagnosis {
+        use super::fmt::{acc, percent};
+        let th = &self.theme;
+        let warn = th.warn();
+        let d = |tone, long: String, short: String| Diagnosis { tone, long, short };
+        if let Some(e) = &self.store.error {
+            let first = e.lines().next().unwrap_or("");
+            let t = format!("{warn} The trainer failed: {first}");
+            return d(Tone::Bad, t.clone(), t);
+        }
+        if self.store.disconnected && !matches!(self.store.phase, Phase::Finished { .. }) {
+            return d(
+                Tone::Bad,
+                format!("{warn} The trainer went away without saying goodbye. Press q to quit."),
+                format!("{warn} The trainer went away. Press q to quit."),
+            );
+        }
+        let Some(m) = &self.store.latest else {
+            let t = "Waiting for the first epoch…".to_string();
+            return d(Tone::Info, t.clone(), t);
+        };
+        let (prefix, short_prefix) = match (&self.store.phase, self.paused) {
+            (Phase::Finished { epochs, .. }, _) => {
+                (format!("Finished after {epochs} epochs. "), "Finished. ".to_string())
+            }
+            (_, true) if self.store.diverged.is_none() => (
+                "Paused: n runs one epoch, space resumes. ".to_string(),
+                "Paused. ".to_string(),
+            ),
+            _ => (String::new(), String::new()),
+        };
+        let (p, sp) = (prefix.as_str(), short_prefix.as_str());
+        let train = m.train.acc;
+        let run = m.eval_running.acc;
+        let bat = m.eval_batch.acc;
+        let losses = [m.train.loss, m.eval_running.loss, m.eval_batch.loss];
+        if self.store.diverged.is_some() || losses.iter().any(|l| !l.is_finite()) {
+            let paused = if self.paused { " and the trainer paused" } else { "" };
+            return d(
+                Tone::Bad,
+                format!(
+                    "{warn} {p}The loss is not finite (NaN/Inf): training diverged{paused}. \
+                     Restart with new weights (R), or lower the learning rate."
+                ),
+                format!("{warn} {sp}Loss is NaN/Inf: training diverged{paused}. R restarts with new weights."),
+            );
+        }
+        if self.store.info.as_ref().is_some_and(|i| i.batch_size == 1) {
+            return d(
+                Tone::Warn,
+                format!(
+                    "{warn} {p}Batch size 1: each batch's statistics are one image's, so train-mode BatchNorm \
+                     is degenerate and the running stats chase single images. Use a larger batch."
+                ),
+                format!("{warn} {sp}Batch size 1: train-mode BN is degenerate; running stats chase single images."),
+            );
+        }
+        let gap = train - run;
+        let trav = travelled(self.momentum, m.t);
+        if self.eval_mode == EvalMode::Batch && gap > 0.2 {
+            return d(
+                Tone::Warn,
+                format!(
+                    "{p}The headline uses batch statistics ({}), like Keras learning_phase=1. model.evaluate \
+                     would use the running stats and report {}: press e to see it.",
+                    acc(bat),
+                    acc(run)
+                ),
+                format!(
+                    "{sp}Headline: batch stats ({}). model.evaluate (running stats) reports {}: press e.",
+                    acc(bat),
+                    acc(run)
+                ),
+            );
+        }
+        if self.cumulative {
+            return d(
+                if gap > 0.2 { Tone::Warn } else { Tone::Info },
+                format!(
+                    "{p}Cumulative averaging: the running stats are the plain mean of all {} batches since the \
+                     reset, so early batches (older weights) weigh as much as new ones. Eval with running stats \
+                     {} vs train {}.",
+                    m.t,
+                    acc(run),
+                    acc(train)
+                ),
+                format!(
+                    "{sp}Cumulative: running stats = mean of {} batches. Eval running {} vs train {}.",
+                    m.t,
+                    acc(run),
+                    acc(train)
+                ),
+            );
+        }
+        if gap > 0.2 {
+            return if trav < 0.9 {
+                d(
+                    Tone::Warn,
+                    format!(
+                        "{warn} {p}Training accuracy is {} but evaluation uses moving statistics that are only {} \
+                         of the way to the batch statistics: the network sees inputs it was never trained on. \
+                         Lower momentum (-) or recalibrate (c).",
+                        acc(train),
+                        percent(trav)
+                    ),
+                    format!(
+                        "{warn} {sp}Train acc {} but eval with running stats {}: they travelled only {}. \
+                         Lower momentum (-) or recalibrate (c).",
+                        acc(train),
+                        acc(run),
+                        percent(trav)
+                    ),
+                )
+            } else {
+                d(
+                    Tone::Warn,
+                    format!(
+                        "{warn} {p}Training accuracy is {} but evaluation with running stats gives {}: the stats \
+                         have travelled {} on paper, but the weights moved under them. Recalibrate (c) or reset (r).",
+                        acc(train),
+                        acc(run),
+                        percent(trav)
+                    ),
+                    format!(
+                        "{warn} {sp}Train acc {} but eval with running stats {} although they travelled {}: \
+                         recalibrate (c).",
+                        acc(train),
+                        acc(run),
+                        percent(trav)
+                    ),
+                )
+            };
+        }
+        if train >= 0.99 && gap.abs() <= 0.05 {
+            let check = th.check();
+            return d(
+                Tone::Good,
+                format!(
+                    "{check} {p}Converged: evaluation with running stats matches training ({} vs {}); the running \
+                     stats have travelled {}.",
+                    acc(run),
+                    acc(train),
+                    percent(trav)
+                ),
+                format!(
+                    "{check} {sp}Converged: eval with running stats {} = train {} (travelled {}).",
+                    acc(run),
+                    acc(train),
+                    percent(trav)
+                ),
+            );
+        }
+        let sep = th.sep();
+        d(
+            Tone::Info,
+            format!(
+                "{p}Training: train {}{sep}eval running {}{sep}eval batch {}. Running stats travelled {}.",
+                acc(train),
+                acc(run),
+                acc(bat),
+                percent(trav)
+            ),
+            format!(
+                "{sp}Train {}{sep}eval running {}{sep}eval batch {}{sep}travelled {}.",
+                acc(train),
+                acc(run),
+                acc(bat),
+                percent(trav)
+            ),
+        )
+    }
+
+    /// `1 % needs 459 updates: 454 to go`, or why not.
+    pub(crate) fn convergence_words(&self) -> String {
+        if self.cumulative {
+            return format!("cumulative: the mean of t={} batches", self.store.t());
+        }
+        match steps_to_one_percent(self.momentum) {
+            None => "m = 1: the running stats never move".to_string(),
+            Some(n) => {
+                let t = self.store.t();
+                if t >= n {
+                    format!("within 1% after {n} updates (t={t})")
+                } else {
+                    format!("1% needs {n} updates: {} to go", n - t)
+                }
+            }
+        }
+    }
+}
+
+/// The header's diagnosis line, in a long and a short form (for narrow terminals).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Diagnosis {
+    pub tone: Tone,
+    pub long: String,
+    pub short: String,
+}
