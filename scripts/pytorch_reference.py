@@ -23,7 +23,7 @@ PRESETS = {"tiny": 64, "resnet18": 64, "resnet50": 224}
 
 
 def tiny_model(classes):
-    """`tiny` exactly as src/models.rs documents it (77,587 parameters for 3 classes)."""
+    """`tiny` exactly as src/model/mod.rs documents it (77,587 parameters for 3 classes)."""
     import torch.nn as nn
     from torchvision.models.resnet import BasicBlock
 
@@ -100,7 +100,7 @@ def bench_one(name, threads, steps, warmup, batch):
     size = PRESETS[name]
     model = build(name)
     if name == "tiny":
-        assert sum(p.numel() for p in model.parameters()) == 77_587, "tiny must match src/models.rs"
+        assert sum(p.numel() for p in model.parameters()) == 77_587, "tiny must match src/model/mod.rs"
     x = torch.randn(batch, 3, size, size)
     y = torch.arange(batch) % 3
     flops = 3.0 * forward_flops(model, x) * batch

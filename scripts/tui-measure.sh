@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measures the TUI's cost during steady training: bytes/s written to the terminal (target <= 20 KB/s at
+# Measures the TUI's cost during steady training: bytes/s written to the terminal (target <= 5 KB/s at
 # 120x40), CPU % of the UI thread ("bnscope-ui") and key-to-screen latency (presses `m`, which swaps the
 # momentum conventions in the header, and times until the emulated screen shows it).
 #

@@ -524,7 +524,7 @@ fn measure() {
         );
     }
     println!(
-        "  terminal output          {:.1} KB/s  (target <= 20 KB/s)",
+        "  terminal output          {:.1} KB/s  (target <= 5 KB/s)",
         bytes as f64 / 1000.0 / elapsed
     );
     println!("  UI thread (bnscope-ui)   {:.1} % CPU", cpu("bnscope-ui"));

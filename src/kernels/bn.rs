@@ -1,7 +1,7 @@
 //! Fused train-mode BatchNorm2d (batch statistics) forward and backward, optionally with the ReLU that follows it
 //! and with a ResNet block's residual tail (`relu(bn(x) + skip)`).
 //!
-//! Why: the composite version in `crate::bn` is ~10 candle ops forward (sum, sub, sqr, sum, add, sqrt, recip,
+//! Why: the composite version in `crate::model::batchnorm` is ~10 candle ops forward (sum, sub, sqr, sum, add, sqrt, recip,
 //! 3 broadcast ops) and about twice as many in the backward pass, each a full pass over the activation plus an
 //! allocation; it was ~26 % of a small ResNet's step. The ReLU after it and the residual `relu(y + skip)` cost
 //! candle another ~8 activation-sized passes each in the backward pass (its ReLU gradient is `ge`, `to_dtype`,
@@ -10,7 +10,7 @@
 //!
 //! * forward: mean, then the biased variance `Σ(x−μ)²/M` (two passes, not `E[x²]−μ²`, for accuracy), then
 //!   `y = x·a + b [+ skip]`, `[max(·, 0)]`, with `a = γ/√(σ²+ε)`, `b = β − μ·a`; `M = N·H·W`. The batch mean
-//!   and biased variance are returned to the caller so that `crate::bn` can update its running statistics;
+//!   and biased variance are returned to the caller so that `crate::model::batchnorm` can update its running statistics;
 //! * backward: `g = dy·[y > 0]` with ReLU (PyTorch's rule; candle's `relu` passes the gradient at exactly 0 too,
 //!   a measure-zero difference), `g = dy` without; `dskip = g`; `dβ = Σg`, `dγ = Σg·x̂`,
 //!   `dx = γ/√(σ²+ε)·(g − dβ/M − x̂·dγ/M)`, `x̂ = (x−μ)/√(σ²+ε)`.

@@ -8,16 +8,18 @@
 //! Initialisation follows torchvision: Kaiming-normal (fan_out, ReLU) convolutions, BN weight 1 and bias 0, and
 //! PyTorch's default `Linear` init (uniform ±1/√fan_in for weight and bias). Weights come from a seeded `StdRng` on
 //! the host, so the same seed gives the same network on every device.
-use std::collections::HashMap;
 use std::fmt;
 
-use candle_core::{DType, Device, Result, Tensor, Var};
-use rand::{rngs::StdRng, Rng, SeedableRng};
-use rand_distr::Normal;
+use candle_core::{Device, Result, Tensor, Var};
+use rand::{rngs::StdRng, SeedableRng};
+
+use build::{basic, bottleneck, Init};
 
 pub mod batchnorm;
+mod build;
 pub mod maxpool;
 pub mod path;
+mod state;
 pub mod step;
 
 pub use batchnorm::{argmax_rows, relative_gap, softmax_rows, BatchNorm2d, BnMode};
@@ -111,27 +113,6 @@ impl Conv {
         let oh = (h + 2 * self.padding - k) / self.stride + 1;
         let ow = (w + 2 * self.padding - k) / self.stride + 1;
         (cout * cin * k * k * oh * ow, oh, ow)
-    }
-}
-
-/// Host-side seeded initialiser.
-struct Init {
-    rng: StdRng,
-    dev: Device,
-}
-
-impl Init {
-    fn normal<S: Into<candle_core::Shape>>(&mut self, shape: S, std: f64) -> Result<Var> {
-        let shape = shape.into();
-        let dist = Normal::new(0.0f32, std as f32).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let v: Vec<f32> = (0..shape.elem_count()).map(|_| self.rng.sample(dist)).collect();
-        Var::from_tensor(&Tensor::from_vec(v, shape, &self.dev)?)
-    }
-    fn uniform<S: Into<candle_core::Shape>>(&mut self, shape: S, bound: f64) -> Result<Var> {
-        let shape = shape.into();
-        let b = bound as f32;
-        let v: Vec<f32> = (0..shape.elem_count()).map(|_| self.rng.random_range(-b..=b)).collect();
-        Var::from_tensor(&Tensor::from_vec(v, shape, &self.dev)?)
     }
 }
 
@@ -487,158 +468,6 @@ impl ResNet {
         self.set_cumulative(cumulative);
         result
     }
-
-    /// Floating-point operations of one training step (forward + backward ≈ 3× forward) per image, counting a
-    /// multiply-accumulate as 2 FLOPs and only convolutions and the classifier.
-    pub fn train_flops_per_image(&self, h: usize, w: usize) -> f64 {
-        3.0 * self.forward_flops_per_image(h, w)
-    }
-
-    /// Forward FLOPs per image (convolutions and classifier, 2 per MAC).
-    pub fn forward_flops_per_image(&self, h: usize, w: usize) -> f64 {
-        let mut macs = 0usize;
-        let (mut sh, mut sw);
-        let (m, oh, ow) = self.stem_conv.macs(h, w);
-        macs += m;
-        sh = self.stem_pool.window().out_size(oh);
-        sw = self.stem_pool.window().out_size(ow);
-        for b in &self.blocks {
-            let parts = b.parts();
-            let n_main = match b {
-                Block::Basic { .. } => 2,
-                Block::Bottleneck { .. } => 3,
-            };
-            let (mut h2, mut w2) = (sh, sw);
-            for (c, _) in &parts[..n_main] {
-                let (m, oh, ow) = c.macs(h2, w2);
-                macs += m;
-                h2 = oh;
-                w2 = ow;
-            }
-            if let Some((c, _)) = parts.get(n_main) {
-                macs += c.macs(sh, sw).0;
-            }
-            sh = h2;
-            sw = w2;
-        }
-        macs += self.fc_weight.elem_count();
-        2.0 * macs as f64
-    }
-
-    /// Parameters, running statistics and t as named tensors (for checkpoints).
-    pub fn state_dict(&self) -> Result<HashMap<String, Tensor>> {
-        let mut m = HashMap::new();
-        for (name, v) in self.named_params() {
-            m.insert(name, v.as_tensor().clone());
-        }
-        for bn in self.bn_layers() {
-            m.insert(format!("{}.running_mean", bn.name()), bn.running_mean().clone());
-            m.insert(format!("{}.running_var", bn.name()), bn.running_var().clone());
-            let t = Tensor::new(&[bn.t() as i64], &Device::Cpu)?;
-            m.insert(format!("{}.num_batches_tracked", bn.name()), t);
-        }
-        Ok(m)
-    }
-
-    /// Loads what [`Self::state_dict`] wrote. Every tensor must be present with the right shape.
-    pub fn load_state_dict(&mut self, sd: &HashMap<String, Tensor>) -> std::result::Result<(), String> {
-        let get = |name: &str, want: &[usize]| -> std::result::Result<&Tensor, String> {
-            let t = sd.get(name).ok_or_else(|| format!("tensor {name} is missing"))?;
-            if t.dims() != want {
-                return Err(format!("tensor {name} has shape {:?}, expected {:?}", t.dims(), want));
-            }
-            Ok(t)
-        };
-        for (name, v) in self.named_params() {
-            let t = get(&name, v.dims())?;
-            let t = t
-                .to_dtype(DType::F32)
-                .and_then(|t| t.to_device(v.device()))
-                .map_err(|e| e.to_string())?;
-            v.set(&t).map_err(|e| e.to_string())?;
-        }
-        for bn in self.bn_layers_mut() {
-            let c = bn.channels();
-            let mean = get(&format!("{}.running_mean", bn.name()), &[c])?.clone();
-            let var = get(&format!("{}.running_var", bn.name()), &[c])?.clone();
-            let t = get(&format!("{}.num_batches_tracked", bn.name()), &[1])?
-                .to_dtype(DType::I64)
-                .and_then(|t| t.to_vec1::<i64>())
-                .map_err(|e| e.to_string())?[0];
-            bn.set_running_stats(mean, var, t.max(0) as u64)
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    }
-}
-
-fn basic(
-    name: &str,
-    cin: usize,
-    cout: usize,
-    stride: usize,
-    init: &mut Init,
-    bn: &dyn Fn(&str, usize) -> Result<BatchNorm2d>,
-) -> Result<Block> {
-    let conv1 = Conv::new(format!("{name}.conv1"), cin, cout, 3, stride, 1, init)?;
-    let bn1 = bn(&format!("{name}.bn1"), cout)?;
-    let conv2 = Conv::new(format!("{name}.conv2"), cout, cout, 3, 1, 1, init)?;
-    let bn2 = bn(&format!("{name}.bn2"), cout)?;
-    let down = downsample(name, cin, cout, stride, init, bn)?;
-    Ok(Block::Basic {
-        conv1,
-        bn1,
-        conv2,
-        bn2,
-        down,
-    })
-}
-
-fn bottleneck(
-    name: &str,
-    cin: usize,
-    width: usize,
-    stride: usize,
-    init: &mut Init,
-    bn: &dyn Fn(&str, usize) -> Result<BatchNorm2d>,
-) -> Result<Block> {
-    let cout = width * 4;
-    // torchvision creates conv1, bn1, conv2, bn2, conv3, bn3, then the downsample; keep that order so that the
-    // random stream matches the module order.
-    let conv1 = Conv::new(format!("{name}.conv1"), cin, width, 1, 1, 0, init)?;
-    let bn1 = bn(&format!("{name}.bn1"), width)?;
-    let conv2 = Conv::new(format!("{name}.conv2"), width, width, 3, stride, 1, init)?;
-    let bn2 = bn(&format!("{name}.bn2"), width)?;
-    let conv3 = Conv::new(format!("{name}.conv3"), width, cout, 1, 1, 0, init)?;
-    let bn3 = bn(&format!("{name}.bn3"), cout)?;
-    let down = downsample(name, cin, cout, stride, init, bn)?;
-    Ok(Block::Bottleneck {
-        conv1,
-        bn1,
-        conv2,
-        bn2,
-        conv3,
-        bn3,
-        down,
-    })
-}
-
-/// The 1×1 conv + BN shortcut, where the block changes shape.
-fn downsample(
-    name: &str,
-    cin: usize,
-    cout: usize,
-    stride: usize,
-    init: &mut Init,
-    bn: &dyn Fn(&str, usize) -> Result<BatchNorm2d>,
-) -> Result<Option<(Conv, BatchNorm2d)>> {
-    if stride == 1 && cin == cout {
-        return Ok(None);
-    }
-    Ok(Some((
-        Conv::new(format!("{name}.downsample.0"), cin, cout, 1, stride, 0, init)?,
-        bn(&format!("{name}.downsample.1"), cout)?,
-    )))
 }
 
 /// Mean cross-entropy of `logits (N, K)` against class indices `targets (N)`: bnscope's one-op kernel

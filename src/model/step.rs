@@ -125,7 +125,7 @@ impl<'a> Unit<'a> {
         let (gamma, beta) = (gamma.slice()?, beta.slice()?);
         let y = match norm {
             Norm::Running => {
-                // The composite of `crate::bn` (EvalRunning), operation for operation in f32:
+                // The composite of `crate::model::batchnorm` (EvalRunning), operation for operation in f32:
                 // a = γ·(1/√(σ²+ε)), b = β − μ·a, y = x·a + b.
                 let (rm, rv) = (Held::new(self.bn.running_mean())?, Held::new(self.bn.running_var())?);
                 let eps = self.bn.eps() as f32;

@@ -30,13 +30,14 @@ pub mod keys;
 pub mod render;
 pub mod store;
 pub mod theme;
+pub mod wire;
 
 pub use app::{App, AppEvent};
 
 /// How the UI looks and how often it may redraw.
 #[derive(Clone, Debug)]
 pub struct TuiOptions {
-    /// Most redraws per second (default 15).
+    /// Most redraws per second for trainer events (keys, signals and resizes redraw at once; default 5).
     pub fps: u32,
     /// No braille or block characters.
     pub ascii: bool,
@@ -49,7 +50,7 @@ pub struct TuiOptions {
 impl Default for TuiOptions {
     fn default() -> Self {
         TuiOptions {
-            fps: 15,
+            fps: 5,
             ascii: false,
             no_color: false,
             data_label: String::new(),
@@ -67,12 +68,12 @@ pub const SIGNAL_WAIT: Duration = Duration::from_secs(5);
 /// (`TrainConfig::event_backlog`): the TUI draws the newest state and keeps a bounded history.
 pub const EVENT_BACKLOG: usize = 1024;
 
-type Term = Terminal<CrosstermBackend<BufWriter<Stdout>>>;
+type Term = Terminal<wire::Coalescing<CrosstermBackend<BufWriter<Stdout>>>>;
 
 fn init_terminal() -> anyhow::Result<Term> {
     crate::terminal::install_panic_hook();
     crate::terminal::enter().context("entering raw mode and the alternate screen")?;
-    let backend = CrosstermBackend::new(BufWriter::with_capacity(1 << 16, io::stdout()));
+    let backend = wire::Coalescing::new(CrosstermBackend::new(BufWriter::with_capacity(1 << 16, io::stdout())));
     match Terminal::new(backend) {
         Ok(t) => Ok(t),
         Err(e) => {
@@ -156,10 +157,10 @@ fn wait_finished(events: &Receiver<Event>, limit: Duration) {
 }
 
 fn draw(term: &mut Term, app: &App) -> anyhow::Result<()> {
-    let out = term.backend_mut();
+    let out = term.backend_mut().inner_mut();
     let _ = crossterm::queue!(out, terminal::BeginSynchronizedUpdate);
     term.draw(|f| f.render_widget(app, f.area())).context("drawing")?;
-    let out = term.backend_mut();
+    let out = term.backend_mut().inner_mut();
     let _ = crossterm::queue!(out, terminal::EndSynchronizedUpdate);
     out.flush().context("flushing the terminal")?;
     Ok(())
