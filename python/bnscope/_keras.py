@@ -1,0 +1,246 @@
+"""Keras 3: `KerasCallback("run.jsonl", eval_data=(x, y))` for `model.fit` (docs/LOG_FORMAT.md).
+
+Each epoch: train loss/accuracy from fit's logs, every BatchNormalization layer's moving statistics and, with
+`eval_data`, the accuracy and loss with the moving statistics (`model(x, training=False)`) and with the batch's own
+statistics (`model(x, training=True)` with each layer's momentum set to 0 so that its moving statistics become
+exactly that batch's statistics, which are read and then restored, with the momentum). `eval_data` goes through the
+model as one batch. `training=True` also switches Dropout on, as Keras' `learning_phase=1` did.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
+
+import keras
+import numpy as np
+
+from ._log import SCHEMA, JsonlWriter, PathLike, Record, add_info, common, gap, metric, short
+
+Stats = Dict[str, Tuple[np.ndarray, np.ndarray]]
+ACC_KEYS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy", "binary_accuracy")
+MAX_PREDICTIONS = 32
+
+
+def bn_layers(model: Any) -> List[Tuple[str, Any]]:
+    """Every BatchNormalization layer, nested models and layers included (`outer/inner` names for those)."""
+    out: List[Tuple[str, Any]] = []
+    seen: Set[int] = set()
+
+    def walk(layer: Any, prefix: str) -> None:
+        for sub in layer._flatten_layers(include_self=False, recursive=False):
+            if id(sub) in seen:
+                continue
+            seen.add(id(sub))
+            if isinstance(sub, keras.layers.BatchNormalization):
+                out.append((prefix + sub.name, sub))
+            walk(sub, f"{prefix}{sub.name}/")
+
+    walk(model, "")
+    return out
+
+
+def numpy(x: Any) -> np.ndarray:
+    if isinstance(x, keras.Variable):
+        x = x.value
+    return np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float64)
+
+
+def class_indices(y: Any, classes: int) -> np.ndarray:
+    """Integer labels from integer or one-hot `y`."""
+    y = np.asarray(y)
+    out: np.ndarray = y.argmax(-1) if y.ndim > 1 and y.shape[-1] == classes > 1 else y.reshape(-1).astype(int)
+    return out
+
+
+def probabilities(p: np.ndarray) -> np.ndarray:
+    """Rows of class probabilities: the model's output if it already is one, else its softmax."""
+    if (p >= 0).all() and np.allclose(p.sum(-1), 1.0, atol=1e-3):
+        return p
+    e = np.exp(p - p.max(-1, keepdims=True))
+    out: np.ndarray = e / e.sum(-1, keepdims=True)
+    return out
+
+
+class KerasCallback(keras.callbacks.Callback):  # type: ignore[misc]
+    """Writes the bnscope log of `model.fit`. A second `fit` appends a new `run` to the same file."""
+
+    def __init__(
+        self,
+        path: PathLike,
+        eval_data: Optional[Tuple[Any, Any]] = None,
+        *,
+        log_bn: str = "full",
+        momentum_note: Optional[str] = None,
+        info: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        super().__init__()
+        if log_bn not in ("full", "summary"):
+            raise ValueError(f"log_bn={log_bn!r}: must be 'full' or 'summary'")
+        self.path = Path(path)
+        self.eval_data = eval_data
+        self.log_bn = log_bn
+        self.momentum_note = momentum_note
+        self.info = dict(info or {})
+        self.epochs = 0
+        self.layers: List[Tuple[str, Any]] = []
+        self._log: Optional[JsonlWriter] = None
+        self._appending = False
+        self._times: List[float] = []
+        self._t0 = 0.0
+
+    # --- fit's hooks ---------------------------------------------------------------------------------------------
+
+    def on_train_begin(self, logs: Optional[Mapping[str, Any]] = None) -> None:
+        self.layers = bn_layers(self.model)
+        self._log = JsonlWriter(self.path, append=self._appending)
+        self._appending = True
+        self._log.write(self._run_record())
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
+        self._times = []
+
+    def on_train_batch_begin(self, batch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
+        self._times.append(time.perf_counter() - self._t0)
+
+    def on_epoch_end(self, epoch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
+        assert self._log is not None
+        logs = logs or {}
+        self.epochs = epoch + 1
+        rec: Record = {"type": "epoch", "epoch": self.epochs}
+        iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
+        if iterations is not None:
+            rec["step"] = int(numpy(iterations))
+        rec.update(self._momentum())
+        acc = next((logs[k] for k in ACC_KEYS if k in logs), None)
+        train = metric({"loss": logs.get("loss"), "acc": acc})
+        if train:
+            rec["train"] = train
+        stats: Optional[Stats] = None
+        if self.eval_data is not None:
+            x, y = self.eval_data
+            running = numpy(self.model(x, training=False))
+            batch, stats = self.batch_pass(x)
+            for key, p in (("running", running), ("batch", batch)):
+                rec[f"eval_{key}"] = self._score(y, p)
+                if p.ndim == 2 and p.shape[1] > 1:
+                    rec[f"predictions_{key}"] = [short(r) for r in probabilities(p[:MAX_PREDICTIONS]).tolist()]
+        if self._times:
+            rec["step_ms"] = 1000.0 * sum(self._times) / len(self._times)
+        self._log.write(rec)
+        self._log.write(self._bn_record(stats))
+
+    def on_train_end(self, logs: Optional[Mapping[str, Any]] = None) -> None:
+        if self._log is not None:
+            self._log.write({"type": "end", "epochs": self.epochs, "reason": "done"})
+            self._log.close()
+
+    # --- measurements --------------------------------------------------------------------------------------------
+
+    def batch_pass(self, x: Any) -> Tuple[np.ndarray, Stats]:
+        """The model's output on `x` with batch statistics, and each layer's batch mean and (biased) variance;
+        the moving statistics are left as they were."""
+        saved = [(layer, layer.momentum, numpy(layer.moving_mean), numpy(layer.moving_variance))
+                 for _, layer in self.layers]
+        try:
+            for layer, *_ in saved:
+                layer.momentum = 0.0  # moving = 0·moving + 1·batch: exactly the batch's statistics
+            out = numpy(self.model(x, training=True))
+            # Frozen layers normalise with their moving statistics even in training; renorm updates differently.
+            stats = {name: (numpy(layer.moving_mean), numpy(layer.moving_variance))
+                     for name, layer in self.layers if layer.trainable and not getattr(layer, "renorm", False)}
+        finally:
+            for layer, momentum, mean, var in saved:
+                layer.momentum = momentum
+                layer.moving_mean.assign(mean.astype(np.float32))
+                layer.moving_variance.assign(var.astype(np.float32))
+        return out, stats
+
+    def _score(self, y: Any, p: np.ndarray) -> Record:
+        out: Record = {}
+        loss_fn = getattr(self.model, "loss", None)
+        if isinstance(loss_fn, str) or callable(loss_fn):
+            try:
+                out["loss"] = float(np.mean(numpy(keras.losses.get(loss_fn)(y, p.astype(np.float32)))))
+            except Exception:  # a loss we cannot call on (y, p) alone: the loss stays "not in this log"
+                pass
+        if p.ndim == 2 and p.shape[1] > 1:
+            out["acc"] = float(np.mean(p.argmax(-1) == class_indices(y, p.shape[1])))
+        else:
+            out["acc"] = float(np.mean((p.reshape(-1) > 0.5) == (np.asarray(y).reshape(-1) > 0.5)))
+        return out
+
+    # --- records -------------------------------------------------------------------------------------------------
+
+    def _momentum(self) -> Record:
+        shared = common([float(layer.momentum) for _, layer in self.layers])
+        return {"cumulative": False} if shared is None else {"momentum": shared, "cumulative": False}
+
+    def _run_record(self) -> Record:
+        rec: Record = {
+            "type": "run",
+            "schema": SCHEMA,
+            "source": "keras",
+            "framework": "keras",
+            "framework_version": keras.__version__,
+            "backend": keras.backend.backend(),
+            "convention": "keras",
+            "model": self.model.name,
+            "params": int(self.model.count_params()),
+            "bn_variance": "biased",
+            "bn_layers": [
+                {"name": n, "channels": int(np.prod(layer.moving_mean.shape)), "eps": float(layer.epsilon),
+                 "momentum": float(layer.momentum)}
+                for n, layer in self.layers
+            ],
+        }
+        eps = common([float(layer.epsilon) for _, layer in self.layers])
+        if eps is not None:
+            rec["bn_eps"] = eps
+        rec.update(self._momentum())
+        if self.eval_data is not None:
+            y = np.asarray(self.eval_data[1])
+            rec["images"] = int(len(y))
+            classes = y.shape[-1] if y.ndim > 1 else int(y.max()) + 1
+            rec["labels"] = class_indices(y, classes)[:MAX_PREDICTIONS].tolist()
+        if self.momentum_note is not None:
+            rec["momentum_note"] = self.momentum_note
+        add_info(rec, self.info)
+        return rec
+
+    def _bn_record(self, stats: Optional[Stats]) -> Record:
+        layers = []
+        for name, layer in self.layers:
+            entry: Record = {"name": name, "channels": int(np.prod(layer.moving_mean.shape)),
+                             "momentum": float(layer.momentum)}
+            arrays = {"running_mean": numpy(layer.moving_mean).ravel().tolist(),
+                      "running_var": numpy(layer.moving_variance).ravel().tolist()}
+            if stats is not None and name in stats:
+                arrays["batch_mean"], arrays["batch_var"] = (a.ravel().tolist() for a in stats[name])
+                entry["mean_gap"] = gap(arrays["running_mean"], arrays["batch_mean"])
+                entry["var_gap"] = gap(arrays["running_var"], arrays["batch_var"])
+                n = self._values_per_channel(layer)
+                if n is not None:
+                    entry["n"] = n
+            if self.log_bn == "full":
+                entry.update({k: short(v) for k, v in arrays.items()})
+            layers.append(entry)
+        rec: Record = {"type": "bn", "epoch": self.epochs, "layers": layers}
+        if stats is not None:
+            rec["batch"] = "eval_data"
+        return rec
+
+    def _values_per_channel(self, layer: Any) -> Optional[int]:
+        """N·H·W of the eval batch at this layer, where the layer's input shape is known (functional models)."""
+        try:
+            shape = list(layer.input.shape)
+        except Exception:
+            return None
+        axis = layer.axis % len(shape)
+        rest = [s for i, s in enumerate(shape) if i not in (0, axis)]
+        if any(s is None for s in rest):
+            return None
+        return int(len(self.eval_data[0]) * np.prod(rest)) if self.eval_data is not None else None
