@@ -14,7 +14,7 @@ use safetensors::tensor::{Dtype as StDtype, TensorView};
 use crate::error::usage;
 
 /// Metadata stored in the safetensors header.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Meta {
     pub model: String,
     pub classes: Vec<String>,
@@ -25,6 +25,37 @@ pub struct Meta {
     pub momentum: String,
     pub cumulative: bool,
     pub seed: u64,
+    /// Everything else a resume needs to continue exactly (absent in checkpoints of bnscope before 0.2).
+    pub state: Option<SavedState>,
+}
+
+/// The run's settings and its position, so that a resumed run continues exactly where it stopped.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedState {
+    pub framework: crate::framework::Framework,
+    pub bn_eps: f64,
+    /// Running variance updated with the unbiased batch variance.
+    pub bn_unbiased: bool,
+    pub adam_eps: f64,
+    pub batch_size: usize,
+    pub lr: f64,
+    /// `adam` or `sgd`.
+    pub optimizer: String,
+    /// The `--seed` the run started with; the weights' seed is `base_seed + restarts`.
+    pub base_seed: u64,
+    pub restarts: u64,
+    /// Epoch orders drawn from the shuffle generator since the last (re)start.
+    pub shuffles: u64,
+    /// The current epoch's order and how far into it the run is (empty and 0 at an epoch boundary), with the
+    /// epoch's sums so far.
+    pub order: Vec<u32>,
+    pub position: usize,
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub seen: usize,
+    /// `∏ mᵢ` since the last reset and the one momentum of those updates, if it was one.
+    pub init_weight: f64,
+    pub constant_momentum: Option<f64>,
 }
 
 impl Meta {
@@ -42,6 +73,9 @@ impl Meta {
         m.insert("momentum_keras".into(), self.momentum.clone());
         m.insert("cumulative".into(), self.cumulative.to_string());
         m.insert("seed".into(), self.seed.to_string());
+        if let Some(st) = &self.state {
+            m.insert("state".into(), serde_json::to_string(st).unwrap_or_default());
+        }
         m
     }
 
@@ -58,6 +92,7 @@ impl Meta {
             momentum: m.get("momentum_keras")?.clone(),
             cumulative: m.get("cumulative")?.parse().ok()?,
             seed: m.get("seed")?.parse().ok()?,
+            state: m.get("state").and_then(|s| serde_json::from_str(s).ok()),
         })
     }
 }

@@ -5,6 +5,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::usage;
+use crate::framework::Framework;
 use crate::log::LogBn;
 use crate::model::Preset;
 use crate::optim::OptimizerKind;
@@ -40,44 +41,66 @@ pub enum Convention {
     Torch,
 }
 
+/// Which batch variance the running variance moves toward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Variance {
+    /// Σ(x−μ)²/n, as Keras 3 does.
+    Biased,
+    /// Σ(x−μ)²/(n−1), as PyTorch and candle do.
+    Unbiased,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Image folder DIR/<class>/<image> (default: the three embedded seed images).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// Network preset.
-    #[arg(long, value_enum, default_value_t = Preset::Tiny)]
-    pub model: Preset,
+    /// Network preset [default: tiny, or the checkpoint's with --resume].
+    #[arg(long, value_enum)]
+    pub model: Option<Preset>,
     /// Square input side in pixels (default: 64 for tiny, 224 for resnet18/50).
     #[arg(long, value_name = "PX")]
     pub image_size: Option<usize>,
-    /// Images per optimizer step (as Keras fit's default).
-    #[arg(long, default_value_t = 32, value_name = "N")]
-    pub batch_size: usize,
-    /// BatchNorm momentum, in the convention of --momentum-convention.
-    #[arg(long, default_value_t = 0.99, allow_negative_numbers = true, value_name = "M")]
-    pub momentum: f64,
+    /// Images per optimizer step, as Keras fit's default [default: 32].
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Whose BatchNorm and Adam defaults to follow: keras (ε 1e-3, momentum 0.99, running variance from the biased
+    /// batch variance, Adam ε 1e-7) or torch (ε 1e-5, momentum 0.1 = Keras 0.9, unbiased, Adam ε 1e-8)
+    /// [default: keras]. Each can still be set by its own flag.
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub framework: Option<Framework>,
+    /// BatchNorm momentum, in the convention of --momentum-convention [default: the framework's: Keras 0.99,
+    /// PyTorch 0.1].
+    #[arg(long, allow_negative_numbers = true, value_name = "M")]
+    pub momentum: Option<f64>,
     /// How to read --momentum.
     #[arg(long, value_enum, default_value_t = Convention::Keras)]
     pub momentum_convention: Convention,
     /// Cumulative averaging of the running stats (PyTorch momentum=None) instead of a moving average.
     #[arg(long)]
     pub cumulative: bool,
-    /// Learning rate (0 freezes the weights; only the moving statistics move).
-    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
-    pub lr: f64,
-    /// Optimizer (Adam has weight decay 0).
-    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
-    pub optimizer: OptimizerKind,
+    /// Learning rate; 0 freezes the weights, only the moving statistics move [default: 0.001].
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+    /// Optimizer; Adam has weight decay 0 [default: adam].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
     /// Stop after N epochs (default: until quit in the TUI, 20 headless).
     #[arg(long, value_name = "N")]
     pub epochs: Option<usize>,
-    /// Seed for weights and shuffling.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// BatchNorm epsilon.
-    #[arg(long, default_value_t = 1e-5, allow_negative_numbers = true)]
-    pub bn_eps: f64,
+    /// Seed for weights and shuffling [default: 1, a seed that shows the typical outcome].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// BatchNorm epsilon [default: the framework's: Keras 1e-3, PyTorch 1e-5].
+    #[arg(long, allow_negative_numbers = true)]
+    pub bn_eps: Option<f64>,
+    /// The batch variance the running variance moves toward [default: the framework's: Keras biased, PyTorch
+    /// unbiased, n/(n−1)·biased]. Normalisation always uses the biased one.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub bn_variance: Option<Variance>,
+    /// Adam's epsilon [default: the framework's: Keras 1e-7, PyTorch 1e-8].
+    #[arg(long, allow_negative_numbers = true)]
+    pub adam_eps: Option<f64>,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -165,41 +188,49 @@ impl Kernels {
 }
 
 impl RunArgs {
-    /// Momentum in the Keras convention.
-    pub fn keras_momentum(&self) -> f64 {
-        match self.momentum_convention {
-            Convention::Keras => self.momentum,
-            Convention::Torch => 1.0 - self.momentum,
-        }
-    }
-
-    pub fn image_size(&self) -> usize {
-        self.image_size.unwrap_or(self.model.default_image_size())
+    /// The explicit `--momentum` in the Keras convention.
+    pub fn keras_momentum(&self) -> Option<f64> {
+        self.momentum.map(|m| match self.momentum_convention {
+            Convention::Keras => m,
+            Convention::Torch => 1.0 - m,
+        })
     }
 
     /// Range checks with one-line messages.
     pub fn validate(&self) -> Result<()> {
-        if !self.momentum.is_finite() || !(0.0..=1.0).contains(&self.momentum) {
-            return Err(usage(format!(
-                "--momentum {}: must be a number between 0 and 1 (Keras 0.99 = PyTorch 0.01)",
-                self.momentum
-            )));
+        if let Some(m) = self.momentum {
+            if !m.is_finite() || !(0.0..=1.0).contains(&m) {
+                return Err(usage(format!(
+                    "--momentum {m}: must be a number between 0 and 1 (Keras 0.99 = PyTorch 0.01)"
+                )));
+            }
         }
-        if !self.lr.is_finite() || self.lr < 0.0 {
-            return Err(usage(format!(
-                "--lr {}: must be a finite number ≥ 0 (0 freezes the weights)",
-                self.lr
-            )));
+        if let Some(lr) = self.lr {
+            if !lr.is_finite() || lr < 0.0 {
+                return Err(usage(format!(
+                    "--lr {lr}: must be a finite number ≥ 0 (0 freezes the weights)"
+                )));
+            }
         }
-        if !self.bn_eps.is_finite() || self.bn_eps <= 0.0 {
-            return Err(usage(format!("--bn-eps {}: must be a finite number > 0", self.bn_eps)));
+        for (flag, v) in [("--bn-eps", self.bn_eps), ("--adam-eps", self.adam_eps)] {
+            if let Some(e) = v {
+                if !e.is_finite() || e <= 0.0 {
+                    return Err(usage(format!("{flag} {e}: must be a finite number > 0")));
+                }
+            }
         }
-        check_image_size(self.model, self.image_size())?;
-        if self.batch_size == 0 {
+        if let (Some(model), Some(size)) = (self.model, self.image_size) {
+            check_image_size(model, size)?;
+        } else if let Some(size) = self.image_size {
+            if size > MAX_IMAGE_SIZE {
+                return Err(usage(format!("--image-size {size}: must be at most {MAX_IMAGE_SIZE}")));
+            }
+        }
+        if self.batch_size == Some(0) {
             return Err(usage("--batch-size 0: must be at least 1"));
         }
-        if self.batch_size > 4096 {
-            return Err(usage(format!("--batch-size {}: at most 4096", self.batch_size)));
+        if let Some(b) = self.batch_size.filter(|&b| b > 4096) {
+            return Err(usage(format!("--batch-size {b}: at most 4096")));
         }
         if self.epochs == Some(0) {
             return Err(usage("--epochs 0: must be at least 1"));

@@ -113,8 +113,9 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                     }
                     Event::BnReady => { link.bn.take(); }
                     Event::Applied { .. } => {}
-                    Event::Diverged { epoch, loss } => {
-                        eprintln!("bnscope: training diverged at epoch {epoch} (loss {loss}); stopping. Try a smaller --lr.");
+                    Event::Warning { text, .. } => eprintln!("bnscope: warning: {text}"),
+                    Event::Diverged { epoch, loss, what } => {
+                        eprintln!("bnscope: training diverged at epoch {epoch} ({what}; loss {loss}); stopping. Try a smaller --lr.");
                         error = Some(format!("diverged at epoch {epoch}"));
                         let _ = link.commands.send(Command::Quit(EndReason::Error));
                     }

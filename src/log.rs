@@ -1,7 +1,8 @@
 //! The JSONL log (`--log FILE`): one JSON object per line, flushed after every record, so that a crash loses at most
 //! the record being written. Momentum is always in the Keras convention here.
 //!
-//! Records: `run`, `epoch`, `bn`, `event`, `end` (see README for the fields).
+//! Records: `run`, `epoch`, `bn`, `event`, `end`; the format is specified in `docs/LOG_FORMAT.md`. A number that
+//! is not finite (a diverged loss) is written as `null`, everywhere.
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -20,6 +21,9 @@ pub enum LogBn {
     /// Gaps and the per-channel arrays.
     Full,
 }
+
+/// The log format's version (`docs/LOG_FORMAT.md`), written in every `run` record.
+pub const SCHEMA: u32 = 1;
 
 pub struct JsonlLog {
     out: File,
@@ -51,12 +55,15 @@ impl JsonlLog {
     pub fn run(&mut self, info: &RunInfo) -> Result<()> {
         self.write(json!({
             "type": "run",
+            "schema": SCHEMA,
+            "source": "bnscope",
             "model": info.model,
             "image_size": info.image_size,
             "batch_size": info.batch_size,
             "classes": info.classes,
             "images": info.images.len(),
             "image_names": info.images,
+            "labels": info.labels,
             "momentum": info.momentum,
             "cumulative": info.cumulative,
             "convention": "keras",
@@ -64,6 +71,11 @@ impl JsonlLog {
             "seed": info.seed,
             "lr": info.lr,
             "optimizer": info.optimizer,
+            "framework": info.framework,
+            "bn_eps": info.bn_eps,
+            "bn_variance": info.bn_variance,
+            "adam_eps": info.adam_eps,
+            "resumed_from": info.resumed_from,
             "params": info.params,
             "start_epoch": info.start_epoch,
             "bn_layers": info.bn_layers,
@@ -78,6 +90,7 @@ impl JsonlLog {
             "momentum": m.momentum,
             "cumulative": m.cumulative,
             "t": m.t,
+            "init_weight": m.age.init_weight,
             "train": m.train,
             "eval_running": m.eval_running,
             "eval_batch": m.eval_batch,
@@ -93,7 +106,7 @@ impl JsonlLog {
             .iter()
             .map(|l| match self.bn {
                 LogBn::Summary => {
-                    json!({"name": l.name, "mean_gap": l.mean_gap, "var_gap": l.var_gap})
+                    json!({"name": l.name, "n": l.n, "mean_gap": l.mean_gap, "var_gap": l.var_gap})
                 }
                 LogBn::Full => serde_json::to_value(l).unwrap_or(Value::Null),
             })

@@ -58,7 +58,19 @@ fn run(cli: cli::Cli) -> Result<i32> {
     }
     let a = cli.run;
     a.validate()?;
-    let size = a.image_size();
+    let resume = match &a.resume {
+        Some(p) => {
+            let (tensors, meta) = checkpoint::load(p)?;
+            Some(Resume { tensors, meta })
+        }
+        None => None,
+    };
+    // Flags, then the checkpoint, then the framework's and bnscope's defaults.
+    let (set, notes) = bnscope::settings::resolve(&a, resume.as_ref().map(|r| &r.meta))?;
+    for n in notes {
+        eprintln!("{n}");
+    }
+    let size = set.image_size;
     let picked = device::pick(&a.device)?;
     if let Some(n) = &picked.notice {
         eprintln!("{n}");
@@ -73,13 +85,6 @@ fn run(cli: cli::Cli) -> Result<i32> {
             ds.ignored, ds.source
         );
     }
-    let resume = match &a.resume {
-        Some(p) => {
-            let (tensors, meta) = checkpoint::load(p)?;
-            Some(Resume { tensors, meta })
-        }
-        None => None,
-    };
     if let Some(c) = &a.checkpoint {
         checkpoint::check_writable(c)?;
     }
@@ -87,17 +92,21 @@ fn run(cli: cli::Cli) -> Result<i32> {
     if headless && !a.headless {
         eprintln!("bnscope: stdout is not a terminal; running headless (add --headless to silence this notice)");
     }
-    let mut cfg = TrainConfig::new(a.model);
+    let mut cfg = TrainConfig::new(set.model);
     cfg.image_size = size;
-    cfg.batch_size = a.batch_size;
-    cfg.momentum = a.keras_momentum();
-    cfg.cumulative = a.cumulative;
-    cfg.lr = a.lr;
-    cfg.optimizer = a.optimizer;
+    cfg.batch_size = set.batch_size;
+    cfg.momentum = set.momentum;
+    cfg.cumulative = set.cumulative;
+    cfg.lr = set.lr;
+    cfg.optimizer = set.optimizer;
     cfg.epochs = a.epochs.or(if headless { Some(20) } else { None });
-    cfg.seed = a.seed;
-    cfg.bn_eps = a.bn_eps;
+    cfg.seed = set.seed;
+    cfg.framework = set.framework;
+    cfg.bn_eps = set.bn_eps;
+    cfg.bn_unbiased = set.bn_unbiased;
+    cfg.adam_eps = set.adam_eps;
     cfg.checkpoint = a.checkpoint.clone();
+    cfg.resumed_from = a.resume.as_ref().map(|p| p.display().to_string());
     cfg.start_paused = a.paused && !headless;
     // The TUI draws the newest state and keeps a bounded history, so a stalled terminal may skip epochs (the log
     // keeps them all); headless output prints every epoch.

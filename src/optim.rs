@@ -27,7 +27,7 @@ impl OptimizerKind {
 
 pub const BETA1: f64 = 0.9;
 pub const BETA2: f64 = 0.999;
-/// PyTorch's default (Keras uses 1e-7).
+/// PyTorch's default (Keras uses 1e-7; see `crate::framework`).
 pub const ADAM_EPS: f64 = 1e-8;
 
 pub struct Optimizer {
@@ -40,6 +40,8 @@ pub struct Optimizer {
     /// then. Converted back when the tensor path runs or a checkpoint is written.
     host: Option<Vec<(Vec<f32>, Vec<f32>)>>,
     step: u64,
+    /// Adam's ε.
+    eps: f64,
 }
 
 impl Optimizer {
@@ -59,7 +61,14 @@ impl Optimizer {
             v,
             host: None,
             step: 0,
+            eps: ADAM_EPS,
         })
+    }
+
+    /// Adam's ε (PyTorch 1e-8 by default, Keras 1e-7).
+    pub fn with_eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
     }
 
     pub fn steps(&self) -> u64 {
@@ -118,7 +127,7 @@ impl Optimizer {
                         lr: self.lr,
                         beta1: BETA1,
                         beta2: BETA2,
-                        eps: ADAM_EPS,
+                        eps: self.eps,
                         c1,
                         c2,
                     };
@@ -137,7 +146,7 @@ impl Optimizer {
                     let Some(g) = grads.get(var) else { continue };
                     let m = ((&self.m[i] * BETA1)? + (g * (1.0 - BETA1))?)?;
                     let v = ((&self.v[i] * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?;
-                    let denom = ((&v / c2)?.sqrt()? + ADAM_EPS)?;
+                    let denom = ((&v / c2)?.sqrt()? + self.eps)?;
                     let update = ((&m / &denom)? * step_size)?;
                     var.set(&var.sub(&update)?)?;
                     self.m[i] = m;

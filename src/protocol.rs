@@ -96,6 +96,14 @@ pub struct RunInfo {
     pub optimizer: String,
     /// `None`: run until quit.
     pub epochs: Option<usize>,
+    /// `keras` or `torch`: whose BatchNorm and Adam defaults the run follows.
+    pub framework: String,
+    pub bn_eps: f64,
+    /// `biased` (Keras 3) or `unbiased` (PyTorch): the batch variance the running variance moves toward.
+    pub bn_variance: String,
+    pub adam_eps: f64,
+    /// The checkpoint this run continues (`--resume`).
+    pub resumed_from: Option<String>,
     pub params: usize,
     pub bn_layers: Vec<BnLayerInfo>,
     /// Epoch the run starts from (non-zero after `--resume`).
@@ -123,6 +131,8 @@ pub struct EpochMetrics {
     pub cumulative: bool,
     /// BatchNorm running-stat updates since the last reset.
     pub t: u64,
+    /// How far the running statistics are from their start (after this epoch).
+    pub age: StatsAge,
     /// The training pass itself (batch statistics, averaged over the epoch's batches).
     pub train: Metric,
     /// Whole data set, running statistics, nothing updated.
@@ -136,6 +146,54 @@ pub struct EpochMetrics {
     pub step_ms: f64,
 }
 
+/// How far the running statistics have moved from their (0, 1) start, exactly, whatever the momenta were.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct StatsAge {
+    /// Updates since the last reset.
+    pub t: u64,
+    /// `w = ∏ mᵢ` over those updates (Keras convention): the weight the running stats still give to their start.
+    /// 1 right after a reset, 0 after a recalibration or a cumulative update from t = 0.
+    pub init_weight: f64,
+    /// The momentum of every one of those updates while it was one value (`None` when they differed, or t = 0):
+    /// then `w = mᵗ`, the closed form the screen explains.
+    pub constant_momentum: Option<f64>,
+}
+
+impl StatsAge {
+    /// A fresh start: no update yet.
+    pub const START: StatsAge = StatsAge {
+        t: 0,
+        init_weight: 1.0,
+        constant_momentum: None,
+    };
+
+    /// `1 − w`: how far the running stats have travelled from their start toward the batch statistics.
+    pub fn travelled(&self) -> f64 {
+        1.0 - self.init_weight
+    }
+
+    /// Further updates at momentum `m` (Keras) until the start's weight is at most 1 %:
+    /// `⌈ln(0.01 / w) / ln m⌉`, 0 when it already is, `None` when it never will be (m = 1).
+    pub fn updates_to_one_percent(&self, m: f64) -> Option<u64> {
+        updates_to_reach(self.init_weight, 0.01, m)
+    }
+}
+
+/// Updates at momentum `m` (Keras) that take a start weight `w` down to `target` or below: `⌈ln(target/w)/ln m⌉`,
+/// 0 if `w ≤ target` already, `None` if never (m = 1 with w above the target).
+pub fn updates_to_reach(w: f64, target: f64, m: f64) -> Option<u64> {
+    if w <= target {
+        Some(0)
+    } else if m >= 1.0 {
+        None
+    } else if m <= 0.0 {
+        Some(1)
+    } else {
+        // The tiny tolerance keeps exact powers (0.1² = 0.01) from rounding up to one more update.
+        Some(((target / w).ln() / m.ln() - 1e-9).ceil().max(0.0) as u64)
+    }
+}
+
 /// How many images' predictions an epoch carries.
 pub const MAX_PREDICTIONS: usize = 32;
 
@@ -143,13 +201,16 @@ pub const MAX_PREDICTIONS: usize = 32;
 #[derive(Clone, Debug, Serialize)]
 pub struct BnLayerSnapshot {
     pub name: String,
+    /// Values per channel in the last training batch (`N·H·W`; 0 before the first). With 1, train-mode BatchNorm
+    /// is degenerate (PyTorch refuses: "Expected more than 1 value per channel when training").
+    pub n: usize,
     /// `‖running_mean − batch_mean‖₂ / (‖batch_mean‖₂ + 1e-8)`.
     pub mean_gap: f32,
     /// `‖running_var − batch_var‖₂ / (‖batch_var‖₂ + 1e-8)`.
     pub var_gap: f32,
     pub running_mean: Vec<f32>,
     pub running_var: Vec<f32>,
-    /// The last training batch's mean and unbiased variance: the values that entered the last update.
+    /// The last training batch's mean and biased variance: what normalised it.
     pub batch_mean: Vec<f32>,
     pub batch_var: Vec<f32>,
 }
@@ -159,6 +220,7 @@ pub struct BnLayerSnapshot {
 pub struct BnSnapshot {
     pub epoch: usize,
     pub t: u64,
+    pub age: StatsAge,
     pub layers: Vec<BnLayerSnapshot>,
 }
 
@@ -176,6 +238,8 @@ pub enum EventKind {
     Cumulative,
     Pace,
     Diverged,
+    /// A training batch gave some BatchNorm layer one value per channel.
+    OneValuePerChannel,
 }
 
 impl EventKind {
@@ -191,6 +255,7 @@ impl EventKind {
             EventKind::Cumulative => "cumulative",
             EventKind::Pace => "pace",
             EventKind::Diverged => "diverged",
+            EventKind::OneValuePerChannel => "one_value_per_channel",
         }
     }
 }
@@ -210,8 +275,15 @@ pub enum Event {
         what: EventKind,
         value: String,
     },
-    /// The trainer paused itself because the loss stopped being finite.
-    Diverged { epoch: usize, loss: f32 },
+    /// The trainer paused itself because the run diverged: `what` says where (the training loss, an evaluation,
+    /// the running statistics), `loss` is the training loss.
+    Diverged { epoch: usize, loss: f32, what: String },
+    /// Something the user should know that does not stop the run (e.g. one value per channel).
+    Warning {
+        epoch: usize,
+        what: EventKind,
+        text: String,
+    },
     /// The trainer failed (an error or a panic); it has stopped training.
     Error(String),
     /// The trainer thread is about to exit. `checkpoint` names the file written, if any.
@@ -281,20 +353,16 @@ pub fn keras_to_torch(m: f64) -> f64 {
     1.0 - m
 }
 
-/// Fraction of the way the running stats have travelled from their start after `t` updates: `1 − mᵗ`.
+/// Fraction of the way the running stats have travelled from their start after `t` updates at one momentum:
+/// `1 − mᵗ` (the closed form; [`StatsAge::travelled`] is exact whatever the momenta were).
 pub fn travelled(m_keras: f64, t: u64) -> f64 {
     1.0 - m_keras.powf(t as f64)
 }
 
-/// Updates needed to get within 1 % of a constant target: `⌈ln 0.01 / ln m⌉` (`None` for m = 1: never; 1 for m = 0).
+/// Updates needed from the start to get within 1 % of a constant target: `⌈ln 0.01 / ln m⌉` (`None` for m = 1:
+/// never; 1 for m = 0).
 pub fn steps_to_one_percent(m_keras: f64) -> Option<u64> {
-    if m_keras >= 1.0 {
-        None
-    } else if m_keras <= 0.0 {
-        Some(1)
-    } else {
-        Some((0.01f64.ln() / m_keras.ln()).ceil() as u64)
-    }
+    updates_to_reach(1.0, 0.01, m_keras)
 }
 
 #[cfg(test)]
@@ -318,6 +386,36 @@ mod tests {
         assert_eq!(steps_to_one_percent(0.0), Some(1));
         assert_eq!(steps_to_one_percent(1.0), None);
         assert!((keras_to_torch(0.99) - 0.01).abs() < 1e-12);
+        assert_eq!(updates_to_reach(1.0, 0.01, 0.1), Some(2));
+    }
+
+    #[test]
+    fn start_weight_whatever_the_momenta() {
+        // The seed at epoch 5: 454 more updates at 0.99.
+        let five = StatsAge {
+            t: 5,
+            init_weight: 0.99f64.powi(5),
+            constant_momentum: Some(0.99),
+        };
+        assert_eq!(five.updates_to_one_percent(0.99), Some(454));
+        assert!((five.travelled() - travelled(0.99, 5)).abs() < 1e-12);
+        // 95 updates at 0.99 then 80 at 0.9: far beyond 1 %, and not 1 − 0.9¹⁷⁵.
+        let mixed = StatsAge {
+            t: 175,
+            init_weight: 0.99f64.powi(95) * 0.9f64.powi(80),
+            constant_momentum: None,
+        };
+        assert!((mixed.travelled() - (1.0 - 0.99f64.powi(95) * 0.9f64.powi(80))).abs() < 1e-15);
+        assert_eq!(mixed.updates_to_one_percent(0.99), Some(0));
+        // After a recalibration the start weighs nothing.
+        let recal = StatsAge {
+            t: 1,
+            init_weight: 0.0,
+            constant_momentum: Some(0.0),
+        };
+        assert_eq!(recal.travelled(), 1.0);
+        assert_eq!(recal.updates_to_one_percent(0.9999), Some(0));
+        assert_eq!(StatsAge::START.updates_to_one_percent(1.0), None);
     }
 }
 

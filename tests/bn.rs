@@ -165,15 +165,17 @@ fn reset_returns_to_zero_one() {
 }
 
 #[test]
-fn snapshot_carries_the_values_that_entered_the_update() {
+fn snapshot_carries_the_batch_statistics_that_normalised_it() {
     let x = input(6);
     let mut bn = BatchNorm2d::new("bn", 3, 0.99, 1e-5, &Device::Cpu).unwrap();
     bn.forward(&x, BnMode::Train).unwrap();
     let s = bn.snapshot().unwrap();
     let st = stats(&x);
-    for (c, &(mean, _, var_unbiased)) in st.iter().enumerate() {
+    // The biased variance (what normalised the batch), whatever the running variance moves toward; n = N·H·W.
+    assert_eq!(s.n, 2 * 4 * 5);
+    for (c, &(mean, var_biased, _)) in st.iter().enumerate() {
         assert!(rel(s.batch_mean[c] as f64, mean) < 1e-5);
-        assert!(rel(s.batch_var[c] as f64, var_unbiased) < 1e-5);
+        assert!(rel(s.batch_var[c] as f64, var_biased) < 1e-5);
     }
     // After one update with m = 0.99 the running mean is 1 % of the way: gap = ‖0.01μ − μ‖/‖μ‖ = 0.99.
     assert!((s.mean_gap - 0.99).abs() < 1e-4, "{}", s.mean_gap);
@@ -184,5 +186,82 @@ fn momentum_conventions_are_equivalent() {
     let keras = Cli::try_parse_from(["bnscope", "--momentum", "0.99"]).unwrap();
     let torch = Cli::try_parse_from(["bnscope", "--momentum", "0.01", "--momentum-convention", "torch"]).unwrap();
     assert_eq!(keras.run.keras_momentum(), torch.run.keras_momentum());
+    assert_eq!(keras.run.keras_momentum(), Some(0.99));
     assert_eq!(bnscope::protocol::keras_to_torch(0.99), 1.0 - 0.99);
+}
+
+/// Keras 3 updates the moving variance with the biased batch variance: after t updates at m the running variance is
+/// `mᵗ + (1 − mᵗ)·σ²_biased` (PyTorch's `σ²_unbiased` is `running_stats_follow_the_closed_form`).
+#[test]
+fn biased_variance_follows_the_keras_closed_form() {
+    let x = input(7);
+    let st = stats(&x);
+    for &m in &[0.99, 0.9, 0.0] {
+        let mut bn = BatchNorm2d::new("bn", 3, m, 1e-3, &Device::Cpu).unwrap();
+        bn.set_unbiased(false);
+        for t in 1..=10 {
+            bn.forward(&x, BnMode::Train).unwrap();
+            let rv = bn.running_var().to_vec1::<f32>().unwrap();
+            let mt = m.powi(t);
+            for (c, &(_, var_b, _)) in st.iter().enumerate() {
+                let want = mt + (1.0 - mt) * var_b;
+                assert!(rel(rv[c] as f64, want) < 1e-5, "m {m} t {t} c {c}: {} vs {want}", rv[c]);
+            }
+        }
+    }
+}
+
+/// The start's weight `w = ∏ mᵢ` under any sequence of momenta, resets, cumulative updates and recalibration.
+#[test]
+fn start_weight_is_the_product_of_the_momenta() {
+    let x = input(8);
+    let mut bn = BatchNorm2d::new("bn", 3, 0.99, 1e-5, &Device::Cpu).unwrap();
+    assert_eq!(bn.init_weight(), 1.0);
+    let mut w = 1.0f64;
+    for (m, steps) in [(0.99, 95), (0.9, 80), (0.5, 3)] {
+        bn.set_momentum(m);
+        for _ in 0..steps {
+            bn.forward(&x, BnMode::Train).unwrap();
+            w *= m;
+        }
+    }
+    assert_eq!(bn.t(), 178);
+    assert!(
+        (bn.init_weight() - w).abs() <= 1e-12 * w.max(1e-300),
+        "{} vs {w}",
+        bn.init_weight()
+    );
+    assert_eq!(bn.constant_momentum(), None);
+    // The running mean says the same: mean = (1 − w)·μ for a constant batch.
+    let rm = bn.running_mean().to_vec1::<f32>().unwrap();
+    for (c, &(mu, _, _)) in stats(&x).iter().enumerate() {
+        assert!(rel(rm[c] as f64, (1.0 - w) * mu) < 1e-4, "c {c}");
+    }
+    bn.reset_running_stats().unwrap();
+    assert_eq!((bn.init_weight(), bn.constant_momentum()), (1.0, None));
+    bn.set_momentum(0.99);
+    for _ in 0..5 {
+        bn.forward(&x, BnMode::Train).unwrap();
+    }
+    assert!((bn.init_weight() - 0.99f64.powi(5)).abs() < 1e-15);
+    assert_eq!(bn.constant_momentum(), Some(0.99));
+    // Cumulative averaging from a reset: the first update has m = 0, nothing of the start is left.
+    bn.reset_running_stats().unwrap();
+    bn.set_cumulative(true);
+    bn.forward(&x, BnMode::Train).unwrap();
+    bn.forward(&x, BnMode::Train).unwrap();
+    assert_eq!(bn.init_weight(), 0.0);
+}
+
+/// A 1×1 map of one image: one value per channel, which the layer reports as n = 1.
+#[test]
+fn one_value_per_channel_is_visible() {
+    let x = Tensor::new(&[[[[0.5f32]], [[1.5]], [[-2.0]]]], &Device::Cpu).unwrap();
+    let mut bn = BatchNorm2d::new("bn", 3, 0.9, 1e-5, &Device::Cpu).unwrap();
+    bn.forward(&x, BnMode::Train).unwrap();
+    assert_eq!(bn.n(), 1);
+    assert_eq!(bn.snapshot().unwrap().n, 1);
+    // Its batch variance is 0, so the running variance is pulled toward 0: 0.9·1 + 0.1·0.
+    let rv = bn.running_var().to_vec1::<f32>().unwrap();
+    assert!(rv.iter().all(|&v| (v - 0.9).abs() < 1e-6), "{rv:?}");
 }

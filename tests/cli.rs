@@ -767,3 +767,134 @@ fn bench_json_has_the_documented_shape() {
         assert!(r["min_ms"].as_f64() <= r["median_ms"].as_f64() && r["median_ms"].as_f64() <= r["max_ms"].as_f64());
     }
 }
+
+/// A run of 10 epochs and a run of 5 resumed to 10 give the same epoch records: the resume restores the settings,
+/// the shuffle generator and the start weight, not only the weights (batch 3: one step an epoch; batch 2: two,
+/// in shuffled order).
+#[test]
+fn a_resumed_run_continues_exactly() {
+    for batch in ["3", "2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n).display().to_string();
+        let common = ["--headless", "--batch-size", batch, "--momentum", "0.9", "--lr", "0.01"];
+        let whole = bnscope(&[&common[..], &["--epochs", "10", "--log", &p("whole.jsonl")]].concat());
+        assert!(whole.status.success(), "{}", String::from_utf8_lossy(&whole.stderr));
+        let first = bnscope(
+            &[
+                &common[..],
+                &["--epochs", "5", "--checkpoint", &p("c5.st"), "--log", &p("a.jsonl")],
+            ]
+            .concat(),
+        );
+        assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+        // No settings repeated: they come from the checkpoint.
+        let rest = bnscope(&[
+            "--headless",
+            "--epochs",
+            "10",
+            "--resume",
+            &p("c5.st"),
+            "--log",
+            &p("b.jsonl"),
+        ]);
+        assert!(rest.status.success(), "{}", String::from_utf8_lossy(&rest.stderr));
+        assert!(
+            String::from_utf8_lossy(&rest.stderr).is_empty(),
+            "{}",
+            String::from_utf8_lossy(&rest.stderr)
+        );
+        let epochs = |f: &str| -> Vec<Value> {
+            read_jsonl(&dir.path().join(f))
+                .into_iter()
+                .filter(|r| r["type"] == "epoch")
+                .collect()
+        };
+        let (whole, resumed) = (epochs("whole.jsonl"), epochs("b.jsonl"));
+        assert_eq!(resumed.len(), 5);
+        let run = read_jsonl(&dir.path().join("b.jsonl"))[0].clone();
+        assert_eq!(run["resumed_from"], p("c5.st"));
+        assert_eq!(run["batch_size"].as_u64().unwrap().to_string(), batch);
+        for (a, b) in whole[5..].iter().zip(&resumed) {
+            assert_eq!(a["epoch"], b["epoch"]);
+            for k in ["t", "init_weight", "momentum", "step"] {
+                assert_eq!(a[k], b[k], "batch {batch} epoch {} {k}", a["epoch"]);
+            }
+            for part in ["train", "eval_running", "eval_batch"] {
+                assert_eq!(
+                    a[part]["acc"], b[part]["acc"],
+                    "batch {batch} epoch {} {part}",
+                    a["epoch"]
+                );
+                let (x, y) = (a[part]["loss"].as_f64().unwrap(), b[part]["loss"].as_f64().unwrap());
+                assert!(
+                    (x - y).abs() <= 1e-5,
+                    "batch {batch} epoch {} {part} loss {x} vs {y}",
+                    a["epoch"]
+                );
+            }
+        }
+    }
+}
+
+/// A flag given with --resume overrides the checkpoint's value and says so in one line.
+#[test]
+fn a_flag_overrides_the_checkpoint_with_a_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("c.st").display().to_string();
+    let out = bnscope(&["--headless", "--epochs", "2", "--checkpoint", &ck]);
+    assert!(out.status.success());
+    let out = bnscope(&[
+        "--headless",
+        "--epochs",
+        "3",
+        "--resume",
+        &ck,
+        "--momentum",
+        "0.9",
+        "--framework",
+        "torch",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("--momentum (Keras convention) 0.9 overrides the checkpoint's 0.99"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--framework torch overrides the checkpoint's keras"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 2, "{err}");
+}
+
+/// One value per channel (tiny at 8 px, batch 1) is never silent: one warning line headless, an event in the log.
+#[test]
+fn one_value_per_channel_is_named_headless_and_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("n1.jsonl");
+    let out = bnscope(&[
+        "--headless",
+        "--epochs",
+        "3",
+        "--image-size",
+        "8",
+        "--batch-size",
+        "1",
+        "--log",
+        &log.display().to_string(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("bnscope: warning: one value per channel"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("layer3.0.bn2"), "{err}");
+    let recs = read_jsonl(&log);
+    let ev: Vec<&Value> = recs.iter().filter(|r| r["what"] == "one_value_per_channel").collect();
+    assert_eq!(ev.len(), 1);
+    assert!(ev[0]["value"].as_str().unwrap().contains("layer3.0.bn2"));
+    let bn = recs.iter().find(|r| r["type"] == "bn").unwrap();
+    assert!(bn["layers"].as_array().unwrap().iter().any(|l| l["n"] == 1), "{bn}");
+}

@@ -309,3 +309,256 @@ fn a_stalled_front_end_bounds_the_event_queue() {
         events.last()
     );
 }
+
+/// `init_weight` in the log is the product of the momenta of the updates since the last reset, whatever happens:
+/// momentum changes, cumulative averaging, a reset and a recalibration (issue: "travelled" under momentum changes).
+#[test]
+fn logged_start_weight_is_the_product_of_the_logged_momenta() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    let log = bnscope::log::JsonlLog::create(&path, bnscope::log::LogBn::Summary).unwrap();
+    let mut cfg = TrainConfig::new(Preset::Tiny);
+    cfg.batch_size = 2; // two updates an epoch (3 images)
+    let ds = data::embedded(32).unwrap();
+    let mut t = Trainer::new(cfg, ds, Device::Cpu, "cpu".into(), Some(log), None).unwrap();
+    let mut plan: Vec<Option<Command>> = vec![None; 3];
+    plan.push(Some(Command::SetMomentum(0.9)));
+    plan.extend([None, None]);
+    plan.push(Some(Command::SetCumulative(true)));
+    plan.push(None);
+    plan.push(Some(Command::SetMomentum(0.5)));
+    plan.push(Some(Command::ResetStats));
+    plan.push(None);
+    plan.push(Some(Command::Recalibrate));
+    plan.push(None);
+    for cmd in &plan {
+        if let Some(c) = cmd {
+            t.apply(c).unwrap();
+        }
+        t.run_epoch().unwrap();
+    }
+    drop(t);
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Replay the log: each epoch has two updates at its momentum (cumulative: m = (t−1)/t), a reset sets w = 1,
+    // a recalibration (2 batches, weighted by size: m = 0 then 2/3) sets w = 0.
+    let (mut w, mut t_) = (1.0f64, 0u64);
+    let mut checked = 0;
+    for r in &records {
+        match r["type"].as_str().unwrap() {
+            "event" if r["what"] == "reset_stats" => (w, t_) = (1.0, 0),
+            "event" if r["what"] == "recalibrate" => (w, t_) = (0.0, 2),
+            "epoch" => {
+                for _ in 0..2 {
+                    t_ += 1;
+                    w *= if r["cumulative"].as_bool().unwrap() {
+                        (t_ - 1) as f64 / t_ as f64
+                    } else {
+                        r["momentum"].as_f64().unwrap()
+                    };
+                }
+                assert_eq!(r["t"].as_u64().unwrap(), t_, "{r}");
+                let logged = r["init_weight"].as_f64().unwrap();
+                assert!(
+                    (logged - w).abs() <= 1e-12,
+                    "epoch {}: logged {logged}, product {w}",
+                    r["epoch"]
+                );
+                checked += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(checked, plan.len());
+}
+
+/// With frozen weights (lr 0) and one full batch an epoch, every layer sees the same batch each epoch, so the
+/// running statistics follow the closed forms exactly: mean `(1 − mᵗ)·μ`, variance `mᵗ + (1 − mᵗ)·σ²` with Keras'
+/// biased σ² or PyTorch's unbiased `n/(n−1)·σ²` (the snapshot's `batch_var` is always the biased one).
+#[test]
+fn both_framework_profiles_follow_their_closed_forms() {
+    use bnscope::framework::Framework;
+    for fw in [Framework::Keras, Framework::Torch] {
+        let p = fw.profile();
+        let mut cfg = TrainConfig::new(Preset::Tiny);
+        cfg.framework = fw;
+        cfg.momentum = p.momentum;
+        cfg.bn_eps = p.bn_eps;
+        cfg.bn_unbiased = p.unbiased;
+        cfg.adam_eps = p.adam_eps;
+        cfg.lr = 0.0;
+        let ds = data::embedded(32).unwrap();
+        let mut t = Trainer::new(cfg, ds, Device::Cpu, "cpu".into(), None, None).unwrap();
+        assert_eq!(t.info().bn_variance, if p.unbiased { "unbiased" } else { "biased" });
+        for epoch in 1..=4i32 {
+            let (_, snap) = t.run_epoch().unwrap();
+            let mt = p.momentum.powi(epoch);
+            assert!((snap.age.init_weight - mt).abs() < 1e-15, "{fw:?}");
+            for l in &snap.layers {
+                let n = l.n as f64;
+                let factor = if p.unbiased { n / (n - 1.0) } else { 1.0 };
+                for c in 0..l.running_mean.len() {
+                    let (bm, bv) = (l.batch_mean[c] as f64, l.batch_var[c] as f64);
+                    let want_m = (1.0 - mt) * bm;
+                    let want_v = mt + (1.0 - mt) * bv * factor;
+                    let (rm, rv) = (l.running_mean[c] as f64, l.running_var[c] as f64);
+                    assert!(
+                        (rm - want_m).abs() <= 1e-5 * (1.0 + want_m.abs()),
+                        "{fw:?} {} c{c} mean",
+                        l.name
+                    );
+                    assert!(
+                        (rv - want_v).abs() <= 1e-5 * want_v,
+                        "{fw:?} {} c{c} var {rv} vs {want_v}",
+                        l.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A checkpoint never holds NaN/Inf: a diverged model is not written, and a good file already there stays.
+#[test]
+fn a_non_finite_model_is_not_checkpointed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck.safetensors");
+    let mut cfg = TrainConfig::new(Preset::Tiny);
+    cfg.checkpoint = Some(ck.clone());
+    let ds = data::embedded(32).unwrap();
+    let mut t = Trainer::new(cfg, ds, Device::Cpu, "cpu".into(), None, None).unwrap();
+    t.run_epoch().unwrap();
+    t.save_checkpoint().unwrap();
+    let good = std::fs::read(&ck).unwrap();
+    let (name, var) = t.model().named_params().into_iter().next().unwrap();
+    let nan = candle_core::Tensor::full(f32::NAN, var.shape(), &Device::Cpu).unwrap();
+    var.set(&nan).unwrap();
+    let err = t.save_checkpoint().unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(err.downcast_ref::<bnscope::trainer::NotWritten>().is_some(), "{msg}");
+    assert!(
+        msg.contains("not written") && msg.contains(&name) && msg.contains("left as it was"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read(&ck).unwrap(), good, "the good checkpoint must stay");
+}
+
+/// tiny at 8 px with batch 1 reaches its last layers as 1×1 maps of one image: one value per channel, which
+/// PyTorch refuses. The trainer names the layers once.
+#[test]
+fn one_value_per_channel_is_reported_once_with_the_layers() {
+    let mut cfg = TrainConfig::new(Preset::Tiny);
+    cfg.batch_size = 1;
+    cfg.image_size = 8;
+    let ds = data::embedded(8).unwrap();
+    let mut t = Trainer::new(cfg, ds, Device::Cpu, "cpu".into(), None, None).unwrap();
+    t.run_epoch().unwrap();
+    let w = t.take_warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].what, EventKind::OneValuePerChannel);
+    assert!(w[0].value.contains("layer3.0.bn2"), "{:?}", w[0]);
+    assert!(
+        w[0].text.contains("Expected more than 1 value per channel"),
+        "{:?}",
+        w[0]
+    );
+    t.run_epoch().unwrap();
+    assert!(t.take_warnings().is_empty(), "reported once");
+    // Batch 3 at 8 px: three values per channel, no warning.
+    let mut cfg = TrainConfig::new(Preset::Tiny);
+    cfg.image_size = 8;
+    let mut t = Trainer::new(cfg, data::embedded(8).unwrap(), Device::Cpu, "cpu".into(), None, None).unwrap();
+    t.run_epoch().unwrap();
+    assert!(t.take_warnings().is_empty());
+}
+
+/// A checkpoint written in the middle of an epoch (a quit between two steps) resumes at that step, with the
+/// epoch's order and sums so far: the epoch it completes is the one the uninterrupted run completes.
+#[test]
+fn a_resume_inside_an_epoch_continues_that_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("mid.st");
+    let make = |resume: Option<bnscope::trainer::Resume>| {
+        let mut cfg = TrainConfig::new(Preset::Tiny);
+        cfg.batch_size = 2;
+        cfg.lr = 0.01;
+        cfg.checkpoint = Some(ck.clone());
+        Trainer::new(
+            cfg,
+            data::embedded(32).unwrap(),
+            Device::Cpu,
+            "cpu".into(),
+            None,
+            resume,
+        )
+        .unwrap()
+    };
+    let mut whole = make(None);
+    let expected = run(&mut whole, 4);
+    let mut first = make(None);
+    run(&mut first, 2);
+    assert!(matches!(first.step().unwrap(), bnscope::trainer::StepOutcome::Step));
+    first.save_checkpoint().unwrap();
+    let (tensors, meta) = bnscope::checkpoint::load(&ck).unwrap();
+    assert_eq!(meta.state.as_ref().unwrap().position, 2);
+    let mut rest = make(Some(bnscope::trainer::Resume { tensors, meta }));
+    let got = run(&mut rest, 2);
+    for (a, b) in expected[2..].iter().zip(&got) {
+        assert_eq!((a.epoch, a.step, a.t), (b.epoch, b.step, b.t));
+        assert_eq!(a.train.acc, b.train.acc);
+        assert!(
+            (a.train.loss - b.train.loss).abs() <= 1e-5,
+            "{} vs {}",
+            a.train.loss,
+            b.train.loss
+        );
+        assert!((a.eval_running.loss - b.eval_running.loss).abs() <= 1e-5);
+        assert_eq!(a.age, b.age);
+    }
+}
+
+/// Divergence is detected the same way while single-stepping a paused trainer (`n`): the step that diverges
+/// reports it, with where it showed.
+#[test]
+fn divergence_is_detected_while_single_stepping() {
+    let mut cfg = TrainConfig::new(Preset::Tiny);
+    cfg.lr = 10.0;
+    cfg.start_paused = true;
+    let t = Trainer::new(cfg, data::embedded(64).unwrap(), Device::Cpu, "cpu".into(), None, None).unwrap();
+    let (link, handle) = t.spawn().unwrap();
+    let mut steps = 0;
+    let diverged = loop {
+        match link
+            .events
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("alive")
+        {
+            Event::Started(_) | Event::Warning { .. } => {}
+            Event::BnReady => {
+                link.bn.take();
+            }
+            // Paused at the start, then after every single-step epoch: step again, up to 20 times.
+            Event::Applied {
+                what: EventKind::Pause, ..
+            }
+            | Event::Epoch(_)
+                if steps < 20 =>
+            {
+                steps += 1;
+                link.commands.send(Command::Step).unwrap();
+            }
+            Event::Applied { .. } | Event::Epoch(_) => break None,
+            Event::Diverged { epoch, what, .. } => break Some((epoch, what)),
+            Event::Error(e) => panic!("{e}"),
+            Event::Finished { .. } => break None,
+        }
+    };
+    link.commands.send(Command::Quit(EndReason::Quit)).unwrap();
+    let _ = handle.join();
+    let (epoch, what) = diverged.expect("a paused, single-stepped run with lr 10 diverges and says so");
+    assert!(epoch <= 20, "{epoch}");
+    assert!(what.contains("loss"), "{what}");
+}

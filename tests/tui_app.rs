@@ -310,6 +310,7 @@ fn nan_is_never_garbage() {
     h.trainer(Event::Diverged {
         epoch: 6,
         loss: f32::NAN,
+        what: "the training loss is not finite".into(),
     });
     let s = h.screen(120, 40);
     assert!(s.contains("NaN"), "{s}");
@@ -386,6 +387,19 @@ fn restart_keeps_history_and_marks_it() {
 /// Epoch `e` of a longer story: eval with running stats stays at 0.333 until epoch `converge`, then 1.0.
 fn long_epoch(e: usize, converge: usize) -> Event {
     let mut m = fixtures::epoch(e);
+    // As the trainer reports it: 0.99 until '-' after epoch 100, 0.98 from then on, 'r' after epoch 250.
+    let (t, w, c) = match e {
+        ..=100 => (e, 0.99f64.powi(e as i32), Some(0.99)),
+        101..=250 => (e, 0.99f64.powi(100) * 0.98f64.powi(e as i32 - 100), None),
+        _ => (e - 250, 0.98f64.powi(e as i32 - 250), Some(0.98)),
+    };
+    m.momentum = if e > 100 { 0.98 } else { 0.99 };
+    m.t = t as u64;
+    m.age = bnscope::protocol::StatsAge {
+        t: t as u64,
+        init_weight: w,
+        constant_momentum: c,
+    };
     m.eval_running.acc = if e >= converge { 1.0 } else { 1.0 / 3.0 };
     m.eval_running.loss = if e >= converge { 0.01 } else { 1.1 };
     m.train.loss = 0.01;
@@ -457,4 +471,69 @@ fn short_history_is_one_epoch_per_column() {
     let running = panel_row(&s, "eval running");
     assert_eq!(running[16 + 18], '▃', "{s}");
     assert_eq!(running[16 + 19], '█', "{s}");
+}
+
+/// The header's "travelled" figure is `1 − ∏ mᵢ` under momentum changes, and 100 % right after a recalibration
+/// while paused (the snapshot the trainer sends after `c` carries the new start weight, before any epoch).
+#[test]
+fn header_travelled_after_momentum_change_and_recalibration() {
+    use bnscope::protocol::{EventKind, StatsAge};
+    let mut h = Harness::new(TuiOptions::default());
+    h.trainer(Event::Started(fixtures::run_info()));
+    // 95 epochs at 0.99, then '-' three times (0.98, 0.95, 0.9) and 80 epochs at 0.9, one update per epoch.
+    let mut w = 1.0f64;
+    for e in 1..=175usize {
+        if e == 96 {
+            for _ in 0..3 {
+                h.key('-');
+            }
+            h.trainer(Event::Applied {
+                epoch: 95,
+                what: EventKind::Momentum,
+                value: "0.9".into(),
+            });
+        }
+        let m = if e <= 95 { 0.99 } else { 0.9 };
+        w *= m;
+        let mut ep = fixtures::epoch(e);
+        ep.momentum = m;
+        ep.t = e as u64;
+        ep.age = StatsAge {
+            t: e as u64,
+            init_weight: w,
+            constant_momentum: if e <= 95 { Some(0.99) } else { None },
+        };
+        h.trainer(Event::Epoch(ep));
+    }
+    let s = h.screen(120, 40);
+    // 1 − 0.99⁹⁵·0.9⁸⁰ = 1 − 7.9e-5: not the 1 − 0.9¹⁷⁵ the old header claimed.
+    assert!(s.contains("t=175 · running stats travelled 1−∏mᵢ = 99.992%"), "{s}");
+    assert!(s.contains("within 1% of the batch stats (t=175)"), "{s}");
+    snapshot("after_momentum_change_120x40", &s);
+
+    // Paused, then c: the trainer acknowledges and sends a snapshot with t = 1 and w = 0 (one batch).
+    h.key(' ');
+    h.trainer(Event::Applied {
+        epoch: 175,
+        what: EventKind::Pause,
+        value: String::new(),
+    });
+    h.key('c');
+    h.trainer(Event::Applied {
+        epoch: 175,
+        what: EventKind::Recalibrate,
+        value: "1 batches".into(),
+    });
+    let mut snap = (*fixtures::bn_snapshot(175)).clone();
+    snap.t = 1;
+    snap.age = StatsAge {
+        t: 1,
+        init_weight: 0.0,
+        constant_momentum: Some(0.0),
+    };
+    h.slot.put(Arc::new(snap));
+    h.trainer(Event::BnReady);
+    let s = h.screen(120, 40);
+    assert!(s.contains("t=1 · running stats travelled 1−0 = 100%"), "{s}");
+    snapshot("after_recalibrate_120x40", &s);
 }

@@ -214,8 +214,9 @@ class Scope:
                 batch = self._last[name]
                 layer["n"] = batch.n
                 arrays["batch_mean"] = host(batch.mean)
-                if batch.n > 1:  # the running variance is updated with the unbiased one (bn_variance "unbiased")
-                    arrays["batch_var"] = host(batch.var() * (batch.n / (batch.n - 1)))
+                # Always the biased variance, the one that normalised the batch (docs/LOG_FORMAT.md); the running
+                # variance moves toward n/(n-1) times it (bn_variance "unbiased").
+                arrays["batch_var"] = host(batch.var())
             for which in ("mean", "var"):
                 run, bat = arrays.get(f"running_{which}"), arrays.get(f"batch_{which}")
                 if run is not None and bat is not None:

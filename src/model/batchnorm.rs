@@ -10,10 +10,15 @@
 //! | [`BnMode::EvalRunning`] | running stats | no | `evaluate`/`predict`, PyTorch `eval()` |
 //!
 //! **Momentum convention.** `momentum` here is the Keras one: `running = m·running + (1−m)·batch`.
-//! Keras 0.99 is PyTorch/candle 0.01. Running mean starts at 0 and running variance at 1. The running variance is
-//! updated with the unbiased batch variance (`n/(n−1)`, `n = N·H·W`, as PyTorch, candle and tf.keras fused do);
-//! normalisation uses the biased one. In cumulative mode (PyTorch `momentum=None`) the running stats are the plain
-//! average of all batches since the last reset: the t-th update uses `m = (t−1)/t`.
+//! Keras 0.99 is PyTorch/candle 0.01. Running mean starts at 0 and running variance at 1. Normalisation always uses
+//! the biased batch variance; the running variance is updated with the unbiased one (`n/(n−1)`, `n = N·H·W`, as
+//! PyTorch and candle do) or with the biased one (as Keras 3 does), see [`BatchNorm2d::set_unbiased`]. In
+//! cumulative mode (PyTorch `momentum=None`) the running stats are the plain average of all batches since the last
+//! reset: the t-th update uses `m = (t−1)/t`.
+//!
+//! **How far from the start.** After updates with momenta m₁…m_t the running stats still give the weight
+//! `w = ∏ mᵢ` to their (0, 1) start ([`BatchNorm2d::init_weight`]): `1 − w` is how far they have travelled, `1 − mᵗ`
+//! while m stayed constant, 1 after a recalibration (its first cumulative update has m = 0).
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 
 use crate::protocol::BnLayerSnapshot;
@@ -33,14 +38,24 @@ pub struct BatchNorm2d {
     eps: f64,
     momentum: f64,
     cumulative: bool,
+    /// Running variance updated with the unbiased (`n/(n−1)`) batch variance, else with the biased one.
+    unbiased: bool,
     t: u64,
+    /// `∏ mᵢ` over the updates since the last reset: the weight the running stats still give their start.
+    init_weight: f64,
+    /// The momentum of every update since the last reset, while it has been one value (`None` once it varied).
+    constant_momentum: Option<f64>,
+    /// Values per channel in the last training batch (`N·H·W`).
+    n: usize,
+    /// While re-estimating (PreciseBN): values per channel seen so far; each batch then weighs by its size.
+    precise: Option<u64>,
     /// Affine scale (γ), trainable, starts at 1.
     pub weight: Var,
     /// Affine shift (β), trainable, starts at 0.
     pub bias: Var,
     running_mean: Tensor,
     running_var: Tensor,
-    /// The last training batch's mean and unbiased variance (what entered the last update).
+    /// The last training batch's mean and biased variance (what normalised it).
     batch_mean: Option<Tensor>,
     batch_var: Option<Tensor>,
 }
@@ -54,7 +69,12 @@ impl BatchNorm2d {
             eps,
             momentum,
             cumulative: false,
+            unbiased: true,
             t: 0,
+            init_weight: 1.0,
+            constant_momentum: None,
+            n: 0,
+            precise: None,
             weight: Var::ones(channels, DType::F32, dev)?,
             bias: Var::zeros(channels, DType::F32, dev)?,
             running_mean: Tensor::zeros(channels, DType::F32, dev)?,
@@ -89,6 +109,37 @@ impl BatchNorm2d {
     pub fn t(&self) -> u64 {
         self.t
     }
+    /// Whether the running variance is updated with the unbiased batch variance (PyTorch) or the biased one
+    /// (Keras 3).
+    pub fn unbiased(&self) -> bool {
+        self.unbiased
+    }
+    pub fn set_unbiased(&mut self, on: bool) {
+        self.unbiased = on;
+    }
+    /// `∏ mᵢ` over the updates since the last reset (1 right after it): the weight the running stats still give to
+    /// their (0, 1) start.
+    pub fn init_weight(&self) -> f64 {
+        self.init_weight
+    }
+    /// The one momentum every update since the last reset used (`None` when they differed or none happened).
+    pub fn constant_momentum(&self) -> Option<f64> {
+        self.constant_momentum
+    }
+    /// Values per channel in the last training batch (`N·H·W`; 0 before the first).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// Restores [`Self::init_weight`] and [`Self::constant_momentum`] (checkpoint restore).
+    pub fn set_history(&mut self, init_weight: f64, constant_momentum: Option<f64>) {
+        self.init_weight = init_weight;
+        self.constant_momentum = constant_momentum;
+    }
+    /// Starts (`true`) or ends a size-weighted re-estimation: while on, each batch's statistics weigh by its number
+    /// of values, as PreciseBN does (a partial last batch counts for what it holds).
+    pub fn set_precise(&mut self, on: bool) {
+        self.precise = on.then_some(0);
+    }
     pub fn eps(&self) -> f64 {
         self.eps
     }
@@ -105,6 +156,8 @@ impl BatchNorm2d {
         self.running_mean = Tensor::zeros(self.channels, DType::F32, &dev)?;
         self.running_var = Tensor::ones(self.channels, DType::F32, &dev)?;
         self.t = 0;
+        self.init_weight = 1.0;
+        self.constant_momentum = None;
         Ok(())
     }
 
@@ -117,9 +170,16 @@ impl BatchNorm2d {
         Ok(())
     }
 
-    /// The factor `m` the next update will use (Keras convention).
+    /// The factor `m` the next update will use (Keras convention). While re-estimating, it depends on the batch's
+    /// size too (see [`Self::set_precise`]); this is the value for a batch as large as the last one.
     pub fn next_update_momentum(&self) -> f64 {
-        if self.cumulative {
+        self.update_momentum(self.n.max(1))
+    }
+
+    fn update_momentum(&self, count: usize) -> f64 {
+        if let Some(seen) = self.precise {
+            seen as f64 / (seen as f64 + count as f64)
+        } else if self.cumulative {
             self.t as f64 / (self.t as f64 + 1.0)
         } else {
             self.momentum
@@ -178,7 +238,7 @@ impl BatchNorm2d {
                         }
                     };
                     if mode == BnMode::Train {
-                        self.update_from_batch(mean, &var, count)?;
+                        self.update_from_batch(mean, var, count)?;
                     }
                     return Ok(y);
                 }
@@ -192,8 +252,8 @@ impl BatchNorm2d {
                     .broadcast_add(&self.bias.as_tensor().reshape(shape)?)?;
                 if mode == BnMode::Train {
                     let bm = mean.flatten_all()?.detach();
-                    let bv = (var.flatten_all()?.detach() * unbias(count))?;
-                    self.update(bm, bv)?;
+                    let bv = var.flatten_all()?.detach();
+                    self.update(bm, bv, count)?;
                 }
                 y
             }
@@ -210,23 +270,40 @@ impl BatchNorm2d {
     }
 
     /// One running-stat update from host vectors: the batch mean and the biased batch variance over `count`
-    /// values per channel (the fused kernels' statistics; the variance is unbiased here).
-    pub fn update_from_batch(&mut self, mean: Vec<f32>, biased_var: &[f32], count: usize) -> Result<()> {
-        let unbias = unbias(count);
+    /// values per channel (the fused kernels' statistics).
+    pub fn update_from_batch(&mut self, mean: Vec<f32>, biased_var: Vec<f32>, count: usize) -> Result<()> {
         let dev = self.running_mean.device().clone();
         let c = self.channels;
-        let bm = Tensor::from_vec(mean, c, &dev)?;
-        let bv: Vec<f32> = biased_var.iter().map(|&v| (v as f64 * unbias) as f32).collect();
-        self.update(bm, Tensor::from_vec(bv, c, &dev)?)
+        self.update(
+            Tensor::from_vec(mean, c, &dev)?,
+            Tensor::from_vec(biased_var, c, &dev)?,
+            count,
+        )
     }
 
-    /// One running-stat update from a batch's mean and unbiased variance.
-    pub fn update(&mut self, batch_mean: Tensor, batch_var: Tensor) -> Result<()> {
-        let m = self.next_update_momentum();
+    /// One running-stat update from a batch's mean and biased variance over `count` values per channel. The
+    /// running variance moves toward the unbiased variance or the biased one, as [`Self::set_unbiased`] says.
+    pub fn update(&mut self, batch_mean: Tensor, biased_var: Tensor, count: usize) -> Result<()> {
+        let m = self.update_momentum(count);
+        let target_var = if self.unbiased {
+            (&biased_var * unbias(count))?
+        } else {
+            biased_var.clone()
+        };
         self.running_mean = ((&self.running_mean * m)? + (&batch_mean * (1.0 - m))?)?.detach();
-        self.running_var = ((&self.running_var * m)? + (&batch_var * (1.0 - m))?)?.detach();
+        self.running_var = ((&self.running_var * m)? + (&target_var * (1.0 - m))?)?.detach();
         self.batch_mean = Some(batch_mean);
-        self.batch_var = Some(batch_var);
+        self.batch_var = Some(biased_var);
+        self.n = count;
+        if let Some(seen) = self.precise.as_mut() {
+            *seen += count as u64;
+        }
+        self.constant_momentum = match (self.t, self.constant_momentum) {
+            (0, _) => Some(m),
+            (_, Some(c)) if c == m => Some(c),
+            _ => None,
+        };
+        self.init_weight *= m;
         self.t += 1;
         Ok(())
     }
@@ -245,6 +322,7 @@ impl BatchNorm2d {
         };
         Ok(BnLayerSnapshot {
             name: self.name.clone(),
+            n: self.n,
             mean_gap: relative_gap(&rm, &bm),
             var_gap: relative_gap(&rv, &bv),
             running_mean: rm,

@@ -116,6 +116,8 @@ impl Conv {
     }
 }
 
+// A handful of blocks per model, built once: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Block {
     Basic {
         conv1: Conv,
@@ -455,17 +457,33 @@ impl ResNet {
         self.stem_bn.t()
     }
 
-    /// Re-estimates the running statistics from `batches` (PreciseBN, `torch.optim.swa_utils.update_bn`): stats reset,
-    /// then a train-mode forward pass per batch with cumulative averaging and no weight update. Momentum and
-    /// cumulative settings are restored afterwards; t ends equal to the number of batches.
+    /// How far the running statistics are from their start (every layer shares its update history).
+    pub fn stats_age(&self) -> crate::protocol::StatsAge {
+        crate::protocol::StatsAge {
+            t: self.stem_bn.t(),
+            init_weight: self.stem_bn.init_weight(),
+            constant_momentum: self.stem_bn.constant_momentum(),
+        }
+    }
+
+    /// Whether the running variances move toward the unbiased batch variance (PyTorch) or the biased one (Keras 3).
+    pub fn set_unbiased_variance(&mut self, on: bool) {
+        for bn in self.bn_layers_mut() {
+            bn.set_unbiased(on);
+        }
+    }
+
+    /// Re-estimates the running statistics from `batches` (PreciseBN; `torch.optim.swa_utils.update_bn` does the
+    /// same with equal batch weights): stats reset, then a train-mode forward pass per batch with no weight update,
+    /// each batch's statistics weighted by its size (a partial last batch counts for what it holds). Momentum and
+    /// cumulative settings are restored afterwards; t ends equal to the number of batches, the start's weight at 0.
     pub fn recalibrate(&mut self, batches: &[Tensor]) -> Result<()> {
-        let cumulative = self.stem_bn.cumulative();
         self.reset_running_stats()?;
-        self.set_cumulative(true);
+        self.bn_layers_mut().into_iter().for_each(|b| b.set_precise(true));
         let result = batches
             .iter()
             .try_for_each(|b| self.forward(b, BnMode::Train).map(|_| ()));
-        self.set_cumulative(cumulative);
+        self.bn_layers_mut().into_iter().for_each(|b| b.set_precise(false));
         result
     }
 }

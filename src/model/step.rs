@@ -423,7 +423,7 @@ pub fn train_step(model: &mut ResNet, x: &Tensor, y: &Tensor) -> Result<Option<S
     drop((stem, blocks, xh, fwh));
     for ((bn, s), count) in model.bn_layers_mut().into_iter().zip(stats).zip(counts) {
         let s = s.ok_or_else(|| candle_core::Error::Msg("graph-free step: missing statistics".into()))?;
-        bn.update_from_batch(s.mean, &s.var, count)?;
+        bn.update_from_batch(s.mean, s.var, count)?;
     }
     Ok(Some(StepOutput {
         loss,

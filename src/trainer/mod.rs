@@ -26,6 +26,7 @@ pub use outbox::ReceiverGone;
 
 use crate::checkpoint::{self, Meta};
 use crate::data::Dataset;
+use crate::framework::Framework;
 use crate::log::JsonlLog;
 use crate::model::{argmax_rows, softmax_rows, BnMode};
 use crate::model::{Preset, ResNet};
@@ -45,8 +46,15 @@ pub struct TrainConfig {
     /// `None`: until quit.
     pub epochs: Option<usize>,
     pub seed: u64,
+    /// The framework whose BatchNorm and Adam defaults the run follows (see `crate::framework`).
+    pub framework: Framework,
     pub bn_eps: f64,
+    /// Running variance updated with the unbiased batch variance (PyTorch) or the biased one (Keras 3).
+    pub bn_unbiased: bool,
+    pub adam_eps: f64,
     pub checkpoint: Option<PathBuf>,
+    /// The checkpoint this run continues, for the log's `run` record.
+    pub resumed_from: Option<String>,
     pub start_paused: bool,
     /// Most epochs a second (`None`: full speed).
     pub pace: Option<f64>,
@@ -58,25 +66,39 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// The seed experiment's defaults for a preset.
+    /// The seed experiment's defaults for a preset: Keras 3's BatchNorm and Adam.
     pub fn new(preset: Preset) -> Self {
+        let p = Framework::Keras.profile();
         Self {
             preset,
             image_size: preset.default_image_size(),
             batch_size: 32,
-            momentum: 0.99,
+            momentum: p.momentum,
             cumulative: false,
             lr: 1e-3,
             optimizer: OptimizerKind::Adam,
             epochs: None,
-            seed: 0,
-            bn_eps: 1e-5,
+            seed: DEFAULT_SEED,
+            framework: Framework::Keras,
+            bn_eps: p.bn_eps,
+            bn_unbiased: p.unbiased,
+            adam_eps: p.adam_eps,
             checkpoint: None,
+            resumed_from: None,
             start_paused: false,
             pace: None,
             event_backlog: None,
         }
     }
+}
+
+/// The default `--seed`: one whose run shows the typical outcome at epoch 5 (1 of 3 right with running stats, as
+/// Keras, PyTorch and most seeds give; see the README for the spread over seeds).
+pub const DEFAULT_SEED: u64 = 1;
+
+/// The shuffle generator's seed for a weights seed.
+fn shuffle_rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed ^ 0x5eed_5eed)
 }
 
 /// A restored checkpoint, validated against the configuration.
@@ -95,6 +117,8 @@ pub struct Trainer {
     model: ResNet,
     opt: Optimizer,
     shuffle: StdRng,
+    /// Epoch orders drawn from `shuffle` since the last (re)start (a resume replays them).
+    shuffles: u64,
     seed: u64,
     restarts: u64,
     epoch: usize,
@@ -110,6 +134,21 @@ pub struct Trainer {
     fault: Option<(String, usize)>,
     pace: Option<f64>,
     epoch_started: Option<Instant>,
+    /// Warnings for the front end and the log, not yet delivered.
+    warnings: Vec<Warning>,
+    /// Layers already reported for one value per channel (reported once per layer and run).
+    one_value_reported: Vec<String>,
+}
+
+/// A condition the user should hear about that does not stop the run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Warning {
+    pub epoch: usize,
+    pub what: EventKind,
+    /// The subject, e.g. the layer names.
+    pub value: String,
+    /// One line for a person.
+    pub text: String,
 }
 
 /// Where the trainer is inside the current epoch, and what it has summed so far.
@@ -123,6 +162,51 @@ struct EpochProgress {
     correct: usize,
     seen: usize,
     step_ms: Vec<f64>,
+}
+
+/// A checkpoint that was deliberately not written (its weights were not finite).
+#[derive(Debug)]
+pub struct NotWritten(pub String);
+
+impl std::fmt::Display for NotWritten {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotWritten {}
+
+/// The name of the first tensor with a NaN or an infinity, if any.
+fn first_non_finite(tensors: &std::collections::HashMap<String, Tensor>) -> Result<Option<String>> {
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for name in names {
+        let t = &tensors[name];
+        if t.dtype() == DType::I64 {
+            continue;
+        }
+        let v = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        if v.iter().any(|x| !x.is_finite()) {
+            return Ok(Some(name.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// The model and optimizer for a weights seed, with the configuration's BatchNorm and Adam settings.
+fn build(
+    cfg: &TrainConfig,
+    classes: usize,
+    seed: u64,
+    momentum: f64,
+    cumulative: bool,
+    dev: &Device,
+) -> Result<(ResNet, Optimizer)> {
+    let mut model = ResNet::new(cfg.preset, classes, momentum, cfg.bn_eps, seed, dev)?;
+    model.set_unbiased_variance(cfg.bn_unbiased);
+    model.set_cumulative(cumulative);
+    let opt = Optimizer::new(cfg.optimizer, model.params(), cfg.lr)?.with_eps(cfg.adam_eps);
+    Ok((model, opt))
 }
 
 /// Fault injection for tests: `BNSCOPE_FAULT=panic@N` panics and `error@N` fails at the start of epoch N.
@@ -156,17 +240,17 @@ impl Trainer {
         let x = Tensor::from_slice(&data.pixels, (n, 3, s, s), &device)?;
         let labels: Vec<u32> = data.labels.iter().map(|&l| l as u32).collect();
         let y = Tensor::from_vec(labels, n, &device)?;
-        let model = ResNet::new(
-            cfg.preset,
+        let (model, opt) = build(
+            &cfg,
             data.classes.len(),
-            cfg.momentum,
-            cfg.bn_eps,
             cfg.seed,
+            cfg.momentum,
+            cfg.cumulative,
             &device,
         )?;
-        let opt = Optimizer::new(cfg.optimizer, model.params(), cfg.lr)?;
         let mut t = Self {
-            shuffle: StdRng::seed_from_u64(cfg.seed ^ 0x5eed_5eed),
+            shuffle: shuffle_rng(cfg.seed),
+            shuffles: 0,
             seed: cfg.seed,
             restarts: 0,
             epoch: 0,
@@ -181,6 +265,8 @@ impl Trainer {
             fault: fault_from_env(),
             pace: cfg.pace,
             epoch_started: None,
+            warnings: Vec::new(),
+            one_value_reported: Vec::new(),
             cfg,
             data,
             device,
@@ -190,7 +276,6 @@ impl Trainer {
             model,
             opt,
         };
-        t.model.set_cumulative(t.cumulative);
         if let Some(r) = resume {
             t.restore(r)?;
         }
@@ -221,6 +306,39 @@ impl Trainer {
         self.epoch = m.epoch;
         self.start_epoch = m.epoch;
         self.step = m.step;
+        if let Some(st) = &m.state {
+            // Continue exactly: the same weights seed and restart count, the shuffle generator where it was, and
+            // the position inside the epoch with its sums so far.
+            self.restarts = st.restarts;
+            self.seed = m.seed;
+            self.shuffle = shuffle_rng(self.seed);
+            let n = self.data.len() as u32;
+            for _ in 0..st.shuffles {
+                let mut order: Vec<u32> = (0..n).collect();
+                order.shuffle(&mut self.shuffle);
+            }
+            self.shuffles = st.shuffles;
+            if st.position > 0 {
+                if st.order.len() != self.data.len() || st.position >= st.order.len() {
+                    return Err(crate::error::usage(format!(
+                        "--resume: the checkpoint stopped inside an epoch of {} images; the data has {}",
+                        st.order.len(),
+                        self.data.len()
+                    )));
+                }
+                self.cur = EpochProgress {
+                    order: st.order.clone(),
+                    position: st.position,
+                    loss_sum: st.loss_sum,
+                    correct: st.correct,
+                    seen: st.seen,
+                    step_ms: Vec::new(),
+                };
+            }
+            for bn in self.model.bn_layers_mut() {
+                bn.set_history(st.init_weight, st.constant_momentum);
+            }
+        }
         Ok(())
     }
 
@@ -253,6 +371,11 @@ impl Trainer {
             lr: self.cfg.lr,
             optimizer: self.cfg.optimizer.name().into(),
             epochs: self.cfg.epochs,
+            framework: self.cfg.framework.name().into(),
+            bn_eps: self.cfg.bn_eps,
+            bn_variance: crate::framework::variance_word(self.cfg.bn_unbiased).into(),
+            adam_eps: self.cfg.adam_eps,
+            resumed_from: self.cfg.resumed_from.clone(),
             params: self.model.param_count(),
             bn_layers: self
                 .model
@@ -317,7 +440,7 @@ impl Trainer {
                 Some((EventKind::ResetStats, String::new()))
             }
             Command::Recalibrate => {
-                let batches = self.batches_in_order()?;
+                let batches = self.recalibration_batches()?;
                 self.model.recalibrate(&batches)?;
                 Some((EventKind::Recalibrate, format!("{} batches", batches.len())))
             }
@@ -352,17 +475,18 @@ impl Trainer {
     fn restart(&mut self) -> Result<()> {
         self.restarts += 1;
         self.seed = self.cfg.seed.wrapping_add(self.restarts);
-        self.model = ResNet::new(
-            self.cfg.preset,
-            self.data.classes.len(),
-            self.momentum,
-            self.cfg.bn_eps,
+        let classes = self.data.classes.len();
+        (self.model, self.opt) = build(
+            &self.cfg,
+            classes,
             self.seed,
+            self.momentum,
+            self.cumulative,
             &self.device,
         )?;
-        self.model.set_cumulative(self.cumulative);
-        self.opt = Optimizer::new(self.cfg.optimizer, self.model.params(), self.cfg.lr)?;
-        self.shuffle = StdRng::seed_from_u64(self.seed ^ 0x5eed_5eed);
+        self.shuffle = shuffle_rng(self.seed);
+        self.shuffles = 0;
+        self.one_value_reported.clear();
         self.epoch = 0;
         self.start_epoch = 0;
         self.step = 0;
@@ -370,14 +494,18 @@ impl Trainer {
         Ok(())
     }
 
-    fn batches_in_order(&self) -> Result<Vec<Tensor>> {
+    /// The data set in batches of `--batch-size`, shuffled as training shuffles it, for a recalibration. The
+    /// order comes from its own generator (seeded by the weights seed and t), so recalibrating never changes the
+    /// training's shuffles.
+    fn recalibration_batches(&self) -> Result<Vec<Tensor>> {
         let n = self.data.len();
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        let mut rng = StdRng::seed_from_u64(self.seed ^ 0x7ec4_1b7a ^ self.model.bn_t().rotate_left(17));
+        order.shuffle(&mut rng);
         let mut v = Vec::new();
-        let mut i = 0;
-        while i < n {
-            let len = self.cfg.batch_size.min(n - i);
-            v.push(self.x.narrow(0, i, len)?);
-            i += len;
+        for chunk in order.chunks(self.cfg.batch_size) {
+            let idx = Tensor::from_slice(chunk, chunk.len(), &self.device)?;
+            v.push(self.x.index_select(&idx, 0)?);
         }
         Ok(v)
     }
@@ -401,6 +529,7 @@ impl Trainer {
         if self.cur.position == 0 {
             let mut order: Vec<u32> = (0..n as u32).collect();
             order.shuffle(&mut self.shuffle);
+            self.shuffles += 1;
             self.cur = EpochProgress {
                 order,
                 ..EpochProgress::default()
@@ -414,6 +543,7 @@ impl Trainer {
         let started = Instant::now();
         let (loss_v, logits) = self.opt.train_step(&mut self.model, &xb, &yb)?;
         let ms = started.elapsed().as_secs_f64() * 1e3;
+        self.check_one_value_per_channel();
         let pred = argmax_rows(&logits)?;
         let truth = yb.to_vec1::<u32>()?;
         let c = &mut self.cur;
@@ -441,6 +571,7 @@ impl Trainer {
             momentum: self.momentum,
             cumulative: self.cumulative,
             t: self.model.bn_t(),
+            age: self.model.stats_age(),
             train,
             eval_running,
             eval_batch,
@@ -454,6 +585,37 @@ impl Trainer {
             log.bn(&snap)?;
         }
         Ok(StepOutcome::Epoch(Box::new(metrics), snap))
+    }
+
+    /// Notes BatchNorm layers whose last training batch had one value per channel (a 1×1 map with one image):
+    /// their batch variance is 0, which pulls the running variance toward 0 (PyTorch refuses such a batch:
+    /// "Expected more than 1 value per channel when training"). Each layer is reported once per run.
+    fn check_one_value_per_channel(&mut self) {
+        let new: Vec<String> = self
+            .model
+            .bn_layers()
+            .iter()
+            .filter(|b| b.n() == 1 && !self.one_value_reported.iter().any(|r| r == b.name()))
+            .map(|b| b.name().to_string())
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        self.one_value_reported.extend(new.iter().cloned());
+        let list = new.join(", ");
+        self.warnings.push(Warning {
+            epoch: self.epoch + 1,
+            what: EventKind::OneValuePerChannel,
+            value: list.clone(),
+            text: format!(
+                "one value per channel in a training batch (batch statistics of a single number; the running                  variance is pulled toward 0) in {list}: use a larger batch or larger images (PyTorch refuses                  this: \"Expected more than 1 value per channel when training\")"
+            ),
+        });
+    }
+
+    /// Warnings raised since the last call (the thread loop sends and logs them).
+    pub fn take_warnings(&mut self) -> Vec<Warning> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// Runs steps until the current epoch completes.
@@ -516,6 +678,7 @@ impl Trainer {
         Ok(BnSnapshot {
             epoch: self.epoch,
             t: self.model.bn_t(),
+            age: self.model.stats_age(),
             layers,
         })
     }
@@ -528,6 +691,39 @@ impl Trainer {
         let mut tensors = self.model.state_dict()?;
         let names: Vec<String> = self.model.named_params().into_iter().map(|(n, _)| n).collect();
         tensors.extend(self.opt.state_dict(&names)?);
+        if let Some(bad) = first_non_finite(&tensors)? {
+            // A diverged run must not replace a good checkpoint with NaN/Inf: the file stays as it was.
+            let kept = if path.exists() {
+                "the file there is left as it was"
+            } else {
+                "no file was written"
+            };
+            anyhow::bail!(NotWritten(format!(
+                "--checkpoint {}: not written: {bad} holds NaN/Inf after epoch {} (training diverged); {kept}",
+                path.display(),
+                self.epoch
+            )));
+        }
+        let c = &self.cur;
+        let state = checkpoint::SavedState {
+            framework: self.cfg.framework,
+            bn_eps: self.cfg.bn_eps,
+            bn_unbiased: self.cfg.bn_unbiased,
+            adam_eps: self.cfg.adam_eps,
+            batch_size: self.cfg.batch_size,
+            lr: self.cfg.lr,
+            optimizer: self.cfg.optimizer.name().into(),
+            base_seed: self.cfg.seed,
+            restarts: self.restarts,
+            shuffles: self.shuffles,
+            order: if c.position > 0 { c.order.clone() } else { Vec::new() },
+            position: c.position,
+            loss_sum: c.loss_sum,
+            correct: c.correct,
+            seen: c.seen,
+            init_weight: self.model.stats_age().init_weight,
+            constant_momentum: self.model.stats_age().constant_momentum,
+        };
         let meta = Meta {
             model: self.cfg.preset.name().into(),
             classes: self.data.classes.clone(),
@@ -537,6 +733,7 @@ impl Trainer {
             momentum: self.momentum.to_string(),
             cumulative: self.cumulative,
             seed: self.seed,
+            state: Some(state),
         };
         checkpoint::save(path, &tensors, &meta)?;
         Ok(Some(path.display().to_string()))
@@ -561,6 +758,35 @@ impl Trainer {
             handle,
         ))
     }
+}
+
+/// Why an epoch counts as diverged, if it does: a training loss that is NaN, infinite or over
+/// [`DIVERGED_FACTOR`] times the chance level `ln C` (BatchNorm renormalises activations, so even absurd learning
+/// rates rarely produce NaN in the loss itself; a loss a thousand times worse than guessing is just as final), an
+/// evaluation loss that is not finite, or running statistics that hold NaN/Inf.
+pub fn divergence(m: &EpochMetrics, snap: &BnSnapshot, classes: usize) -> Option<String> {
+    if diverged(m.train.loss, classes) {
+        return Some(if m.train.loss.is_finite() {
+            format!(
+                "the training loss is over {DIVERGED_FACTOR:.0}× chance (ln {})",
+                classes.max(2)
+            )
+        } else {
+            "the training loss is not finite".to_string()
+        });
+    }
+    for (metric, words) in [
+        (m.eval_running, "evaluation with running statistics"),
+        (m.eval_batch, "evaluation with batch statistics"),
+    ] {
+        if !metric.loss.is_finite() {
+            return Some(format!("{words} gives a loss that is not finite"));
+        }
+    }
+    snap.layers
+        .iter()
+        .find(|l| l.running_mean.iter().chain(&l.running_var).any(|v| !v.is_finite()))
+        .map(|l| format!("the running statistics of {} hold NaN/Inf", l.name))
 }
 
 /// A training loss that is NaN, infinite, or over [`DIVERGED_FACTOR`] times the chance level `ln C`. BatchNorm

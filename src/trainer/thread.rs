@@ -8,7 +8,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde_json::json;
 
 use super::outbox::{Outbox, ReceiverGone};
-use super::{diverged, StepOutcome, Trainer};
+use super::{divergence, StepOutcome, Trainer};
 use crate::protocol::*;
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -140,19 +140,33 @@ fn run_loop(t: &mut Trainer, rx: &Receiver<Command>, out: &mut Outbox, slot: &Bn
             t.epoch_started = Some(Instant::now());
         }
         let outcome = t.step()?;
+        for w in t.take_warnings() {
+            if let Some(log) = t.log.as_mut() {
+                log.event(w.epoch, w.what, json!(w.value))?;
+            }
+            out.send(Event::Warning {
+                epoch: w.epoch,
+                what: w.what,
+                text: w.text,
+            })?;
+        }
         if single {
             t.pending_steps = t.pending_steps.saturating_sub(1);
         }
         if let StepOutcome::Epoch(metrics, snap) = outcome {
             let (epoch, loss) = (metrics.epoch, metrics.train.loss);
+            // Checked after every epoch, single steps included: the training loss, both evaluations and the
+            // running statistics.
+            let why = divergence(&metrics, &snap, t.data.classes.len());
             out.epoch(metrics)?;
             publish_bn(out, slot, snap)?;
-            if diverged(loss, t.data.classes.len()) && !t.paused {
+            if let Some(what) = why {
                 t.paused = true;
+                t.pending_steps = 0;
                 if let Some(log) = t.log.as_mut() {
-                    log.event(epoch, EventKind::Diverged, json!(loss.to_string()))?;
+                    log.event(epoch, EventKind::Diverged, json!({ "loss": loss, "what": what }))?;
                 }
-                out.send(Event::Diverged { epoch, loss })?;
+                out.send(Event::Diverged { epoch, loss, what })?;
             }
         }
     }

@@ -293,13 +293,17 @@ impl App {
                     self.set_status(Tone::Good, text);
                 }
             }
-            Event::Diverged { epoch, loss } => {
+            Event::Diverged { epoch, loss, what } => {
                 self.paused = true;
                 self.set_status(
                     Tone::Bad,
-                    format!("diverged at epoch {epoch} (loss {}): paused", super::fmt::loss(*loss)),
+                    format!(
+                        "diverged at epoch {epoch}: {what} (loss {}): paused",
+                        super::fmt::loss(*loss)
+                    ),
                 );
             }
+            Event::Warning { text, .. } => self.set_status(Tone::Warn, text.clone()),
             Event::Error(_) => self.set_status(Tone::Bad, "trainer error: press q to quit"),
             Event::Finished {
                 epochs,

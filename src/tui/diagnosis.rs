@@ -1,6 +1,6 @@
 //! The derived words: the header's diagnosis (what the numbers mean and which key helps) and the convergence
 //! line. Pure functions of the app state; nothing here changes it.
-use crate::protocol::{steps_to_one_percent, travelled, EvalMode};
+use crate::protocol::{steps_to_one_percent, EvalMode, EventKind};
 
 use super::app::App;
 use super::store::Phase;
@@ -55,6 +55,27 @@ impl App {
                 format!("{warn} {sp}Loss is NaN/Inf: training diverged{paused}. R restarts with new weights."),
             );
         }
+        if let Some((_, text)) = self
+            .store
+            .warnings
+            .iter()
+            .find(|(k, _)| *k == EventKind::OneValuePerChannel)
+        {
+            let layers = text
+                .split(" in ")
+                .nth(1)
+                .and_then(|r| r.split(':').next())
+                .unwrap_or("some layers");
+            return d(
+                Tone::Warn,
+                format!(
+                    "{warn} {p}One value per channel: a training batch reached {layers} as a 1×1 map of one image, \
+                     so its batch variance is 0 and pulls the running variance toward 0 (PyTorch refuses this). \
+                     Use a larger batch or larger images."
+                ),
+                format!("{warn} {sp}One value per channel in {layers}: use a larger batch or larger images."),
+            );
+        }
         if self.store.info.as_ref().is_some_and(|i| i.batch_size == 1) {
             return d(
                 Tone::Warn,
@@ -66,7 +87,7 @@ impl App {
             );
         }
         let gap = train - run;
-        let trav = travelled(self.momentum, m.t);
+        let trav = self.store.age.travelled();
         if self.eval_mode == EvalMode::Batch && gap > 0.2 {
             return d(
                 Tone::Warn,
@@ -181,20 +202,25 @@ impl App {
     }
 
     /// `1 % needs 459 updates: 454 to go`, or why not.
+    /// How many more updates at the current momentum until the start weighs at most 1 %: from the exact start
+    /// weight `w` (`⌈ln(0.01/w)/ln m⌉`), so it stays right after momentum changes, resets and recalibrations.
     pub(crate) fn convergence_words(&self) -> String {
+        let age = &self.store.age;
+        let t = age.t;
         if self.cumulative {
-            return format!("cumulative: the mean of t={} batches", self.store.t());
+            return format!("cumulative: the mean of t={t} batches");
         }
-        match steps_to_one_percent(self.momentum) {
-            None => "m = 1: the running stats never move".to_string(),
-            Some(n) => {
-                let t = self.store.t();
-                if t >= n {
-                    format!("within 1% after {n} updates (t={t})")
-                } else {
-                    format!("1% needs {n} updates: {} to go", n - t)
-                }
-            }
+        let m = self.momentum;
+        let Some(to_go) = age.updates_to_one_percent(m) else {
+            return "m = 1: the running stats never move".to_string();
+        };
+        // While every update so far used this momentum, say it as the closed form the seed story uses.
+        let constant = t == 0 || age.constant_momentum == Some(m);
+        match (steps_to_one_percent(m), to_go) {
+            (Some(n), 0) if constant => format!("within 1% after {n} updates (t={t})"),
+            (_, 0) => format!("within 1% of the batch stats (t={t})"),
+            (Some(n), _) if constant => format!("1% needs {n} updates: {to_go} to go"),
+            _ => format!("1% in {to_go} more updates at m {}", super::fmt::momentum(m)),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! momentum 0.99, train accuracy 1.0 after 5 epochs while eval with running stats stays at 0.333).
 use std::sync::Arc;
 
-use crate::protocol::{BnLayerInfo, BnLayerSnapshot, BnSnapshot, EpochMetrics, Event, Metric, RunInfo};
+use crate::protocol::{BnLayerInfo, BnLayerSnapshot, BnSnapshot, EpochMetrics, Event, Metric, RunInfo, StatsAge};
 
 /// The tiny ResNet's BatchNorm layers.
 pub const TINY_BN: &[(&str, usize)] = &[
@@ -35,6 +35,11 @@ pub fn run_info() -> Arc<RunInfo> {
         lr: 0.01,
         optimizer: "adam".into(),
         epochs: None,
+        framework: "keras".into(),
+        bn_eps: 1e-3,
+        bn_variance: "biased".into(),
+        adam_eps: 1e-7,
+        resumed_from: None,
         params: 78_000,
         bn_layers: TINY_BN
             .iter()
@@ -60,6 +65,7 @@ pub fn epoch(e: usize) -> Box<EpochMetrics> {
         momentum: 0.99,
         cumulative: false,
         t: e as u64,
+        age: age(e),
         train: Metric { loss: train_loss, acc },
         eval_running: Metric {
             loss: 1.09 + 0.01 * e as f32,
@@ -75,6 +81,15 @@ pub fn epoch(e: usize) -> Box<EpochMetrics> {
     })
 }
 
+/// After `e` updates at 0.99.
+fn age(e: usize) -> StatsAge {
+    StatsAge {
+        t: e as u64,
+        init_weight: 0.99f64.powi(e as i32),
+        constant_momentum: (e > 0).then_some(0.99),
+    }
+}
+
 /// A BatchNorm snapshot after epoch `e`: running stats ~5 % of the way to the batch stats.
 pub fn bn_snapshot(e: usize) -> Arc<BnSnapshot> {
     let layers = TINY_BN
@@ -88,6 +103,7 @@ pub fn bn_snapshot(e: usize) -> Arc<BnSnapshot> {
             let frac = 1.0 - 0.99f32.powi(e as i32);
             BnLayerSnapshot {
                 name: name.into(),
+                n: (3 * 32 * 32) >> (2 * (l / 3)),
                 mean_gap: 0.95 - 0.01 * l as f32,
                 var_gap: 0.2 + 0.02 * l as f32,
                 running_mean: batch_mean.iter().map(|m| m * frac).collect(),
@@ -100,6 +116,7 @@ pub fn bn_snapshot(e: usize) -> Arc<BnSnapshot> {
     Arc::new(BnSnapshot {
         epoch: e,
         t: e as u64,
+        age: age(e),
         layers,
     })
 }

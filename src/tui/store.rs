@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::protocol::{BnSlot, BnSnapshot, EndReason, EpochMetrics, Event, Metric, RunInfo};
+use crate::protocol::{BnSlot, BnSnapshot, EndReason, EpochMetrics, Event, EventKind, Metric, RunInfo, StatsAge};
 
 /// How many epochs the history keeps.
 pub const HISTORY_CAP: usize = 1000;
@@ -89,8 +89,13 @@ pub struct Store {
     pub history: History,
     pub bn: Option<Arc<BnSnapshot>>,
     pub phase: Phase,
-    /// `(epoch, loss)` of a divergence since the last (re)start.
-    pub diverged: Option<(usize, f32)>,
+    /// `(epoch, loss, why)` of a divergence since the last (re)start.
+    pub diverged: Option<(usize, f32, String)>,
+    /// How far the running statistics are from their start: from the newest epoch or snapshot, whichever came
+    /// last (a reset or a recalibration while paused sends a snapshot without an epoch).
+    pub age: StatsAge,
+    /// Warnings since the last (re)start, newest last.
+    pub warnings: Vec<(EventKind, String)>,
     pub error: Option<String>,
     /// The event channel closed.
     pub disconnected: bool,
@@ -107,6 +112,8 @@ impl Store {
             bn: None,
             phase: Phase::Starting,
             diverged: None,
+            age: StatsAge::START,
+            warnings: Vec::new(),
             error: None,
             disconnected: false,
         }
@@ -120,7 +127,9 @@ impl Store {
                     // A restart: keep the history (the 'R' mark shows the cut), drop stale stats.
                     self.bn = None;
                     self.diverged = None;
+                    self.warnings.clear();
                 }
+                self.age = StatsAge::START;
                 self.info = Some(info);
                 if self.phase == Phase::Starting {
                     self.phase = Phase::Running;
@@ -136,17 +145,24 @@ impl Store {
                 if self.phase == Phase::Starting {
                     self.phase = Phase::Running;
                 }
+                self.age = m.age;
                 self.latest = Some(m);
             }
             Event::BnReady => {
                 if let Some(snap) = self.bn_slot.take() {
+                    self.age = snap.age;
                     self.bn = Some(snap);
                 }
             }
             Event::Applied { .. } => {}
-            Event::Diverged { epoch, loss } => {
-                self.diverged = Some((epoch, loss));
+            Event::Diverged { epoch, loss, what } => {
+                self.diverged = Some((epoch, loss, what));
                 self.history.mark('!');
+            }
+            Event::Warning { what, text, .. } => {
+                if !self.warnings.iter().any(|(_, t)| *t == text) {
+                    self.warnings.push((what, text));
+                }
             }
             Event::Error(msg) => self.error = Some(msg),
             Event::Finished {
@@ -181,8 +197,8 @@ impl Store {
         }
     }
 
-    /// Updates since the last reset, as of the newest epoch.
+    /// Updates since the last reset, as of the newest epoch or snapshot.
     pub fn t(&self) -> u64 {
-        self.latest.as_ref().map_or(0, |m| m.t)
+        self.age.t
     }
 }

@@ -4,7 +4,7 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget, Wrap};
 
-use crate::protocol::{travelled, EvalMode};
+use crate::protocol::EvalMode;
 
 use super::{panel, title_span};
 use crate::tui::app::{App, RunState};
@@ -110,10 +110,19 @@ fn momentum_line<'a>(app: &App, width: usize) -> Line<'a> {
         tail_long = format!("running stats = mean of {t} batches");
         tail_short = format!("mean of {t} batches");
     } else {
-        let m = fmt::momentum(app.momentum);
-        let frac = fmt::percent(travelled(app.momentum, t));
-        tail_long = format!("running stats travelled 1{}{m}{} = {frac}", th.minus(), th.power(t));
-        tail_short = format!("travelled 1{}{m}{} = {frac}", th.minus(), th.power(t));
+        // Exact: 1 − w with w = ∏ mᵢ since the last reset; written as 1 − mᵗ while one momentum did all updates.
+        let age = &app.store.age;
+        let frac = fmt::percent(age.travelled());
+        let product = match age.constant_momentum {
+            _ if t == 0 => format!("1{}{}{}", th.minus(), fmt::momentum(app.momentum), th.power(0)),
+            // Recalibrated, or cumulative from the start: nothing of the start is left.
+            _ if age.init_weight == 0.0 => format!("1{}0", th.minus()),
+            Some(c) => format!("1{}{}{}", th.minus(), fmt::momentum(c), th.power(t)),
+            None if th.ascii => "1-prod(m_i)".to_string(),
+            None => format!("1{}∏mᵢ", th.minus()),
+        };
+        tail_long = format!("running stats travelled {product} = {frac}");
+        tail_short = format!("travelled {product} = {frac}");
     }
     let long = [
         ("momentum ".to_string(), value.clone()),
