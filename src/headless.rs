@@ -85,7 +85,7 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                     Event::Started(info) => {
                         total = info.epochs;
                         say!(
-                            "bnscope: {} on {} ({} images, classes {}) · {} · {} · {} lr {} · {} params · {} BN layers",
+                            "bnscope: {} on {} ({} images, classes {}) · {} · {} · {} BN (ε {:e}, {} variance) · {} lr {}{} · {} params · {} BN layers",
                             info.model,
                             info.data,
                             info.images.len(),
@@ -94,8 +94,12 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                             if info.cumulative { "momentum cumulative".to_string() } else {
                                 format!("momentum {} (Keras) = {} (PyTorch/candle)", fmt_m(info.momentum), fmt_m(keras_to_torch(info.momentum)))
                             },
+                            info.framework,
+                            info.bn_eps,
+                            info.bn_variance,
                             info.optimizer,
                             info.lr,
+                            if info.optimizer == "adam" { format!(" (ε {:e})", info.adam_eps) } else { String::new() },
                             info.params,
                             info.bn_layers.len()
                         );

@@ -83,9 +83,21 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     };
     let n = names.len();
     let mut title = vec![title_span(th, format!("BatchNorm layers ({n})"))];
-    if let Some(bn) = &app.store.bn {
+    // The BatchNorm profile the run follows (`--framework`): whose ε and which variance the running one tracks.
+    if let Some(info) = &app.store.info {
+        let fw = match info.framework.as_str() {
+            "keras" => "Keras",
+            "torch" => "PyTorch",
+            other => other,
+        };
         title.push(Span::styled(
-            format!("{}snapshot epoch {} ", th.sep().trim_start(), bn.epoch),
+            format!(
+                "{}{fw} BN: {} {}, {} var ",
+                th.sep().trim_start(),
+                if th.ascii { "eps" } else { "ε" },
+                format!("{:e}", info.bn_eps),
+                info.bn_variance
+            ),
             th.dim(),
         ));
     }
