@@ -126,6 +126,10 @@ pub struct RunArgs {
     /// Start paused (TUI: press space to run, n to step).
     #[arg(long)]
     pub paused: bool,
+    /// TUI: pause after this epoch with an explanation of what the screen shows; 0 never [default: 5, the seed's
+    /// moment; not with --paused or --resume unless given].
+    #[arg(long, value_name = "EPOCH")]
+    pub pause_at: Option<usize>,
     /// TUI: most redraws per second for training progress (keys always redraw at once). 5 keeps the screen
     /// under 5 KB/s over SSH at 120×40.
     #[arg(long, default_value_t = 5, value_name = "N")]

@@ -116,6 +116,7 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                         last = Some(m);
                     }
                     Event::BnReady => { link.bn.take(); }
+                    Event::Refreshed(_) => {}
                     Event::Applied { .. } => {}
                     Event::Warning { text, .. } => eprintln!("bnscope: warning: {text}"),
                     Event::Diverged { epoch, loss, what } => {

@@ -194,6 +194,18 @@ pub fn updates_to_reach(w: f64, target: f64, m: f64) -> Option<u64> {
     }
 }
 
+/// A re-evaluation between epochs (see [`Event::Refreshed`]).
+#[derive(Clone, Debug)]
+pub struct Refresh {
+    /// Epochs completed (0 right after a restart).
+    pub epoch: usize,
+    pub age: StatsAge,
+    pub eval_running: Metric,
+    pub eval_batch: Metric,
+    pub predictions_running: Vec<Vec<f32>>,
+    pub predictions_batch: Vec<Vec<f32>>,
+}
+
 /// How many images' predictions an epoch carries.
 pub const MAX_PREDICTIONS: usize = 32;
 
@@ -269,6 +281,10 @@ pub enum Event {
     Epoch(Box<EpochMetrics>),
     /// A new BatchNorm snapshot waits in the [`Latest`] slot.
     BnReady,
+    /// Both evaluations again, right after a command changed the running statistics or the weights (reset,
+    /// recalibrate, restart), also while paused, so that every number on screen agrees with the state the user
+    /// just created. No epoch passed: it replaces the newest epoch's evaluation figures, it adds no history.
+    Refreshed(Box<Refresh>),
     /// A command was applied (before the given epoch's next step). `value` is human-readable.
     Applied {
         epoch: usize,

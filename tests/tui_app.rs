@@ -269,7 +269,19 @@ fn pause_step_and_run_keys() {
     );
     assert_eq!(h.key(' '), vec![Command::Resume]);
     assert_eq!(h.key('c'), vec![Command::Recalibrate]);
+    // R asks first: a second R restarts, any other key keeps the run.
+    assert!(h.key('R').is_empty());
+    assert!(h.app.status_text().unwrap().contains("R again restarts"));
+    assert_eq!(
+        h.key('e'),
+        Vec::<Command>::new()
+            .into_iter()
+            .chain([Command::NoteEvalMode(EvalMode::Batch)])
+            .collect::<Vec<_>>()
+    );
+    assert!(h.key('R').is_empty());
     assert_eq!(h.key('R'), vec![Command::Restart]);
+    h.key('e');
     // Releases and repeats are ignored.
     let mut release = KeyEvent::new(KeyCode::Char('e'), KeyModifiers::NONE);
     release.kind = KeyEventKind::Release;
@@ -278,11 +290,12 @@ fn pause_step_and_run_keys() {
 }
 
 #[test]
-fn unbound_keys_do_not_redraw() {
+fn unbound_keys_say_so_and_moves_past_the_end_do_not_redraw() {
     let mut h = Harness::seed();
     h.app.take_dirty();
-    h.key('x');
-    assert!(!h.app.take_dirty());
+    assert!(h.key('x').is_empty());
+    assert_eq!(h.app.status_text(), Some("x: not a key here; ? lists the keys"));
+    assert!(h.app.take_dirty());
     h.key('e');
     assert!(h.app.take_dirty());
     // Moving past the end changes nothing either.

@@ -374,7 +374,7 @@ fn first_frame(s: &Session) {
 
 #[test]
 fn keys_then_q() {
-    let mut s = Session::spawn(&["--device", &device()]);
+    let mut s = Session::spawn(&["--device", &device(), "--pause-at", "0"]);
     first_frame(&s);
     assert!(s.parser.lock().unwrap().screen().alternate_screen());
 
@@ -621,7 +621,16 @@ fn screen_epoch(screen: &str) -> usize {
 fn a_stalled_terminal_neither_stops_training_nor_grows_memory() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stall.jsonl");
-    let mut s = Session::spawn(&["--device", &device(), "--pace", "0", "--log", log.to_str().unwrap()]);
+    let mut s = Session::spawn(&[
+        "--device",
+        &device(),
+        "--pace",
+        "0",
+        "--pause-at",
+        "0",
+        "--log",
+        log.to_str().unwrap(),
+    ]);
     first_frame(&s);
     thread::sleep(Duration::from_millis(500));
     let (rss0, e0) = (rss_kib(s.pid()), logged_epochs(&log));
@@ -664,4 +673,25 @@ fn a_trainer_panic_is_shown_in_place_and_q_still_quits() {
     let status = s.wait_exit(Duration::from_secs(20));
     s.assert_restored();
     assert_eq!(status.exit_code(), 1, "a failed run exits 1");
+}
+
+/// The opening a newcomer sees: the run stops at the seed's moment (epoch 5) and says what the screen shows; space
+/// lets the running statistics catch up.
+#[test]
+fn the_opening_pauses_at_the_seeds_moment() {
+    let mut s = Session::spawn(&["--device", &device()]);
+    s.expect("paused at epoch 5 with the explanation", Duration::from_secs(30), |t| {
+        t.contains("epoch 5 ") && t.contains("paused") && t.contains("This is the seed's situation")
+    });
+    let screen = s.screen();
+    assert!(screen.contains("1 of 3 right"), "{screen}");
+    assert!(screen.contains("travelled only 4.9%"), "{screen}");
+    s.press(" ");
+    s.expect("running again, past epoch 5", STEP, |t| {
+        t.contains("running") && !t.contains("seed's situation")
+    });
+    s.press("q");
+    let status = s.wait_exit(Duration::from_secs(20));
+    s.assert_restored();
+    assert!(status.success(), "exit status {status:?}");
 }

@@ -56,6 +56,8 @@ pub struct TrainConfig {
     /// The checkpoint this run continues, for the log's `run` record.
     pub resumed_from: Option<String>,
     pub start_paused: bool,
+    /// Pause by itself after this epoch (the TUI's opening at the seed's moment).
+    pub pause_after: Option<usize>,
     /// Most epochs a second (`None`: full speed).
     pub pace: Option<f64>,
     /// Most events left waiting for the front end before the trainer holds back epoch metrics (`None`: never).
@@ -86,6 +88,7 @@ impl TrainConfig {
             checkpoint: None,
             resumed_from: None,
             start_paused: false,
+            pause_after: None,
             pace: None,
             event_backlog: None,
         }
@@ -625,6 +628,20 @@ impl Trainer {
                 return Ok((m, s));
             }
         }
+    }
+
+    /// Both evaluations now, without an epoch (after a command changed the statistics or the weights).
+    pub fn refresh(&mut self) -> Result<Refresh> {
+        let (eval_running, predictions_running) = self.evaluate(BnMode::EvalRunning)?;
+        let (eval_batch, predictions_batch) = self.evaluate(BnMode::EvalBatch)?;
+        Ok(Refresh {
+            epoch: self.epoch,
+            age: self.model.stats_age(),
+            eval_running,
+            eval_batch,
+            predictions_running,
+            predictions_batch,
+        })
     }
 
     /// Loss, accuracy and softmax predictions over the whole data set in `mode` (which must not update stats).

@@ -125,7 +125,8 @@ fn run_loop(t: &mut Trainer, rx: &Receiver<Command>, out: &mut Outbox, slot: &Bn
                 out.send(Event::Started(Arc::new(info)))?;
             }
             if matches!(cmd, Command::ResetStats | Command::Recalibrate | Command::Restart) {
-                // Let the gauges move at once, even while paused.
+                // Let every panel move at once, even while paused: the evaluations and the gauges.
+                out.send(Event::Refreshed(Box::new(t.refresh()?)))?;
                 publish_bn(out, slot, Arc::new(t.snapshot()?))?;
             }
         }
@@ -167,6 +168,18 @@ fn run_loop(t: &mut Trainer, rx: &Receiver<Command>, out: &mut Outbox, slot: &Bn
                     log.event(epoch, EventKind::Diverged, json!({ "loss": loss, "what": what }))?;
                 }
                 out.send(Event::Diverged { epoch, loss, what })?;
+            } else if t.cfg.pause_after == Some(epoch) && !t.paused {
+                // The opening: stop at the seed's moment so that the screen can be read.
+                t.paused = true;
+                t.pending_steps = 0;
+                if let Some(log) = t.log.as_mut() {
+                    log.event(epoch, EventKind::Pause, json!("pause-at"))?;
+                }
+                out.send(Event::Applied {
+                    epoch,
+                    what: EventKind::Pause,
+                    value: "pause-at".into(),
+                })?;
             }
         }
     }

@@ -12,7 +12,7 @@ use super::TuiOptions;
 /// The momentum ladder, Keras convention.
 pub const LADDER: &[f64] = &[0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999];
 /// The pace ladder in epochs a second, slow to fast; past the top is full speed (`None`).
-pub const PACES: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0];
+pub const PACES: &[f64] = &[1.0, 2.0, 4.0, 7.0, 10.0, 20.0, 50.0, 100.0];
 
 /// The next value of an ascending `ladder` above (`up`) or below `v`, if any.
 fn ladder_step(ladder: &[f64], v: f64, up: bool) -> Option<f64> {
@@ -56,14 +56,24 @@ pub struct App {
     pub(crate) paused: bool,
     /// An `n` step is on its way.
     stepping: bool,
+    /// `R` was pressed once: a second `R` restarts.
+    confirm_restart: bool,
+    /// The trainer paused by itself at this epoch for the opening explanation (`--pause-at`), and the user has
+    /// not yet touched the run.
+    pub(crate) intro: Option<usize>,
     /// Quitting: waiting for the trainer's `Finished`.
     pub(crate) shutdown: Option<EndReason>,
     exit: Option<EndReason>,
     pub(crate) selected: usize,
     pub(crate) show_help: bool,
     pub(crate) status: Option<(Tone, String)>,
+    /// When the status line was set (it clears itself after [`STATUS_TTL`], errors excepted).
+    status_at: Option<std::time::Instant>,
     dirty: bool,
 }
+
+/// How long a status message stays (warnings and errors about the run stay until replaced).
+pub const STATUS_TTL: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// Where the run stands, as the header shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,11 +135,14 @@ impl App {
             torch_first: false,
             paused: false,
             stepping: false,
+            confirm_restart: false,
+            intro: None,
             shutdown: None,
             exit: None,
             selected: 0,
             show_help: false,
             status: None,
+            status_at: None,
             dirty: true,
         }
     }
@@ -191,7 +204,24 @@ impl App {
 
     fn set_status(&mut self, tone: Tone, s: impl Into<String>) {
         self.status = Some((tone, s.into()));
+        self.status_at = (tone != Tone::Bad).then(std::time::Instant::now);
         self.dirty = true;
+    }
+
+    /// When the status line will clear itself, if it will.
+    pub fn status_deadline(&self) -> Option<std::time::Instant> {
+        self.status_at.map(|t| t + STATUS_TTL)
+    }
+
+    /// Clears a status line older than [`STATUS_TTL`] (the UI loop calls this when the deadline passes). A
+    /// pending `R` confirmation lapses with it.
+    pub fn expire_status(&mut self, now: std::time::Instant) {
+        if self.status_deadline().is_some_and(|d| now >= d) && self.shutdown.is_none() {
+            self.status = None;
+            self.status_at = None;
+            self.confirm_restart = false;
+            self.dirty = true;
+        }
     }
 
     /// The reason to return when the user closes a UI whose trainer is already gone.
@@ -276,7 +306,7 @@ impl App {
                     );
                 }
             }
-            Event::BnReady => {}
+            Event::BnReady | Event::Refreshed(_) => {}
             Event::Applied { epoch, what, value } => {
                 match what {
                     EventKind::Momentum | EventKind::Cumulative => self.setting_pending = false,
@@ -284,12 +314,11 @@ impl App {
                     EventKind::Resume => self.paused = false,
                     _ => {}
                 }
+                if *what == EventKind::Pause && value == "pause-at" {
+                    self.intro = Some(*epoch);
+                }
                 if self.shutdown.is_none() {
-                    let text = if value.is_empty() {
-                        format!("applied before epoch {}: {}", epoch + 1, what.as_str())
-                    } else {
-                        format!("applied before epoch {}: {} {}", epoch + 1, what.as_str(), value)
-                    };
+                    let text = self.applied_words(*epoch, *what, value);
                     self.set_status(Tone::Good, text);
                 }
             }
@@ -330,10 +359,19 @@ impl App {
     /// Handles a key press; returns the commands to send.
     pub fn handle_key(&mut self, key: KeyEvent) -> Vec<Command> {
         let Some(binding) = keys::lookup(&key) else {
+            if let crossterm::event::KeyCode::Char(c) = key.code {
+                if key.kind == crossterm::event::KeyEventKind::Press && !c.is_control() {
+                    self.confirm_restart = false;
+                    self.set_status(Tone::Info, format!("{c}: not a key here; ? lists the keys"));
+                }
+            }
             return Vec::new();
         };
         let action = binding.action;
         self.dirty = true;
+        if action != Action::Restart {
+            self.confirm_restart = false;
+        }
         if self.show_help && (action == Action::Help || key.code == crossterm::event::KeyCode::Esc) {
             self.show_help = false;
             return Vec::new();
@@ -348,6 +386,9 @@ impl App {
         if binding.changes_run && !self.store.trainer_alive() {
             self.set_status(Tone::Warn, "the trainer has stopped: press q to quit");
             return Vec::new();
+        }
+        if binding.changes_run {
+            self.intro = None;
         }
         let sep = self.theme.sep();
         match action {
@@ -379,7 +420,8 @@ impl App {
                 }
             }
             Action::MomentumUp | Action::MomentumDown => {
-                let up = action == Action::MomentumUp;
+                // Up and down in the convention shown first: PyTorch's momentum rises as Keras' falls.
+                let up = (action == Action::MomentumUp) != self.torch_first;
                 let next = ladder_step(LADDER, self.momentum, up);
                 match next {
                     Some(m) => {
@@ -475,10 +517,24 @@ impl App {
                 );
                 vec![Command::Recalibrate]
             }
+            Action::Restart if !self.confirm_restart => {
+                self.confirm_restart = true;
+                self.set_status(
+                    Tone::Warn,
+                    "R again restarts with new weights and a new seed (this run's curves go); any other key keeps it",
+                );
+                Vec::new()
+            }
             Action::Restart => {
-                self.store.history.mark('R');
                 self.set_status(Tone::Good, format!("restarting with new weights{sep}sent"));
                 vec![Command::Restart]
+            }
+            Action::WorstLayer => {
+                if let Some(i) = self.worst_layer() {
+                    self.selected = i;
+                    self.set_status(Tone::Info, "selected the layer furthest from its batch statistics");
+                }
+                Vec::new()
             }
             Action::Up => self.select(|s, _| s.saturating_sub(1)),
             Action::Down => self.select(|s, _| s + 1),
@@ -490,6 +546,60 @@ impl App {
                 self.show_help = !self.show_help;
                 Vec::new()
             }
+        }
+    }
+
+    /// Whether the opening explanation is on screen: paused by `--pause-at` and untouched since.
+    pub(crate) fn intro_active(&self) -> bool {
+        self.paused && self.intro.is_some() && self.intro == self.store.latest.as_ref().map(|m| m.epoch)
+    }
+
+    /// What an acknowledged command did, in plain words.
+    fn applied_words(&self, epoch: usize, what: EventKind, value: &str) -> String {
+        let next = epoch + 1;
+        match what {
+            EventKind::Momentum => format!("momentum {} from epoch {next}", self.momentum_words()),
+            EventKind::Cumulative if value == "true" => {
+                format!("cumulative averaging on from epoch {next} (PyTorch momentum=None)")
+            }
+            EventKind::Cumulative => format!("cumulative averaging off: moving average from epoch {next}"),
+            EventKind::Pause if value == "pause-at" => {
+                format!("paused after epoch {epoch}, the seed's moment: read the screen, then space")
+            }
+            EventKind::Pause => format!("paused after epoch {epoch}: n runs one epoch, space resumes"),
+            EventKind::Resume => format!("running from epoch {next}"),
+            EventKind::ResetStats => "running stats reset to mean 0 / variance 1 (t = 0)".to_string(),
+            EventKind::Recalibrate => format!("running stats re-estimated from the data ({value})"),
+            EventKind::Restart => format!("restarted with new weights ({value})"),
+            EventKind::Pace => format!("pace: {value}"),
+            EventKind::EvalMode if value == "batch" => "headline evaluation: batch statistics".to_string(),
+            EventKind::EvalMode => "headline evaluation: running statistics".to_string(),
+            EventKind::Diverged | EventKind::OneValuePerChannel => format!("{} {value}", what.as_str()),
+        }
+    }
+
+    /// The layer whose running statistics are furthest from the batch's: the lowest of the two gauges.
+    fn worst_layer(&self) -> Option<usize> {
+        let bn = self.store.bn.as_ref()?;
+        let score = |l: &crate::protocol::BnLayerSnapshot| {
+            let mean = super::render::layers::convergence(l.mean_gap);
+            let var = super::render::layers::var_ratio(l).map_or(1.0, |r| 1.0 - (r.max(1.0).log10() / 2.0).min(1.0));
+            let s = mean.min(var);
+            if s.is_nan() {
+                -1.0
+            } else {
+                s
+            }
+        };
+        (0..bn.layers.len()).min_by(|&a, &b| score(&bn.layers[a]).total_cmp(&score(&bn.layers[b])))
+    }
+
+    /// The footer's words for a hint, where they depend on the state (`space resume` while paused).
+    pub(crate) fn hint_words(&self, h: &keys::Hint) -> &'static str {
+        match h.binding.action {
+            Action::PauseResume if self.paused => "resume",
+            Action::ToggleConvention if self.torch_first => "Keras m",
+            _ => h.words,
         }
     }
 

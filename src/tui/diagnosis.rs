@@ -26,7 +26,11 @@ impl App {
             );
         }
         let Some(m) = &self.store.latest else {
-            let t = "Waiting for the first epoch…".to_string();
+            let t = if self.paused {
+                "Paused before the first epoch: space runs the training, n runs one epoch.".to_string()
+            } else {
+                "Waiting for the first epoch…".to_string()
+            };
             return d(Tone::Info, t.clone(), t);
         };
         let (prefix, short_prefix) = match (&self.store.phase, self.paused) {
@@ -45,14 +49,18 @@ impl App {
         let bat = m.eval_batch.acc;
         let losses = [m.train.loss, m.eval_running.loss, m.eval_batch.loss];
         if self.store.diverged.is_some() || losses.iter().any(|l| !l.is_finite()) {
-            let paused = if self.paused { " and the trainer paused" } else { "" };
+            let paused = if self.paused { "; the trainer paused" } else { "" };
+            let what = match &self.store.diverged {
+                Some((_, _, what)) => what.clone(),
+                None => "a loss is not finite (NaN/Inf)".to_string(),
+            };
             return d(
                 Tone::Bad,
                 format!(
-                    "{warn} {p}The loss is not finite (NaN/Inf): training diverged{paused}. \
-                     Restart with new weights (R), or lower the learning rate."
+                    "{warn} {p}Training diverged: {what}{paused}. Restart with new weights (R), or run again with a \
+                     smaller --lr."
                 ),
-                format!("{warn} {sp}Loss is NaN/Inf: training diverged{paused}. R restarts with new weights."),
+                format!("{warn} {sp}Training diverged: {what}. R restarts with new weights; or a smaller --lr."),
             );
         }
         if let Some((_, text)) = self
@@ -88,6 +96,38 @@ impl App {
         }
         let gap = train - run;
         let trav = self.store.age.travelled();
+        if self.intro_active() {
+            let right = self
+                .right_count(EvalMode::Running)
+                .map_or(String::new(), |(r, n)| format!(" ({r} of {n} right)"));
+            let pace = self
+                .pace
+                .map_or("at full speed".to_string(), |p| format!("at {}", super::fmt::pace(p)));
+            let left = self.store.age.updates_to_one_percent(self.momentum).unwrap_or(0);
+            return d(
+                Tone::Warn,
+                format!(
+                    "{warn} This is the seed's situation: after {} epochs training accuracy is {} and evaluation with \
+                     batch statistics {}, but evaluation with the running statistics (model.evaluate, PyTorch eval()) \
+                     gives {}{right}: at momentum {} they have travelled only {} from their start (mean 0, variance \
+                     1). Space watches them catch up ({left} more updates, {pace}); - lowers the momentum; c \
+                     recalibrates.",
+                    m.epoch,
+                    acc(train),
+                    acc(bat),
+                    acc(run),
+                    super::fmt::momentum(self.momentum),
+                    percent(trav)
+                ),
+                format!(
+                    "{warn} The seed's situation: train {} but eval with running stats {}: they travelled only {}. \
+                     Space: watch them catch up; -: lower momentum; c: recalibrate.",
+                    acc(train),
+                    acc(run),
+                    percent(trav)
+                ),
+            );
+        }
         if self.eval_mode == EvalMode::Batch && gap > 0.2 {
             return d(
                 Tone::Warn,
@@ -129,17 +169,18 @@ impl App {
                     Tone::Warn,
                     format!(
                         "{warn} {p}Training accuracy is {} but evaluation uses moving statistics that are only {} \
-                         of the way to the batch statistics: the network sees inputs it was never trained on. \
-                         Lower momentum (-) or recalibrate (c).",
+                         of the way from their start to the batch statistics: the network sees inputs it was never \
+                         trained on. {}",
                         acc(train),
-                        percent(trav)
+                        percent(trav),
+                        self.catch_up_advice()
                     ),
                     format!(
-                        "{warn} {sp}Train acc {} but eval with running stats {}: they travelled only {}. \
-                         Lower momentum (-) or recalibrate (c).",
+                        "{warn} {sp}Train acc {} but eval with running stats {}: they travelled only {}. {}",
                         acc(train),
                         acc(run),
-                        percent(trav)
+                        percent(trav),
+                        self.catch_up_advice()
                     ),
                 )
             } else {
@@ -147,7 +188,9 @@ impl App {
                     Tone::Warn,
                     format!(
                         "{warn} {p}Training accuracy is {} but evaluation with running stats gives {}: the stats \
-                         have travelled {} on paper, but the weights moved under them. Recalibrate (c) or reset (r).",
+                         have travelled {}, but they average batches computed with older weights. Recalibrate (c) \
+                         to re-estimate them with today's weights, or lower the momentum (-) so that they follow \
+                         the weights more closely.",
                         acc(train),
                         acc(run),
                         percent(trav)
@@ -202,6 +245,29 @@ impl App {
     }
 
     /// `1 % needs 459 updates: 454 to go`, or why not.
+    /// What helps the running stats catch up, given where they are: with many updates left, lowering the
+    /// momentum or recalibrating; with few left at a lowered momentum, just letting it run.
+    fn catch_up_advice(&self) -> String {
+        let left = self.store.age.updates_to_one_percent(self.momentum);
+        match left {
+            Some(n) if n <= 50 && !self.paused => {
+                format!(
+                    "At momentum {} they catch up in {n} more updates; c re-estimates them at once.",
+                    super::fmt::momentum(self.momentum)
+                )
+            }
+            Some(n) if n <= 50 => format!(
+                "At momentum {} they catch up in {n} more updates (space runs); c re-estimates them at once.",
+                super::fmt::momentum(self.momentum)
+            ),
+            Some(n) => format!(
+                "{n} more updates at momentum {}: lower it (-) to catch up faster, or recalibrate (c) now.",
+                super::fmt::momentum(self.momentum)
+            ),
+            None => "At momentum 1 they never move: lower it (-) or recalibrate (c).".to_string(),
+        }
+    }
+
     /// How many more updates at the current momentum until the start weighs at most 1 %: from the exact start
     /// weight `w` (`⌈ln(0.01/w)/ln m⌉`), so it stays right after momentum changes, resets and recalibrations.
     pub(crate) fn convergence_words(&self) -> String {

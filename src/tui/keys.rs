@@ -23,6 +23,7 @@ pub enum Action {
     Home,
     End,
     Help,
+    WorstLayer,
     Quit,
 }
 
@@ -175,15 +176,15 @@ pub const BINDINGS: &[Binding] = &[
     b(
         Action::ToggleConvention,
         &[Key::Char('m')],
-        "show the Keras or the PyTorch/candle momentum first",
-        hint("conv.", 2),
+        "show the Keras or the PyTorch momentum first (+ and - follow it)",
+        hint("PyTorch m", 2),
         false,
     ),
     b(
         Action::ToggleCumulative,
         &[Key::Char('u')],
         "cumulative averaging on/off (PyTorch momentum=None)",
-        hint("cumul.", 3),
+        hint("cumulative", 3),
         true,
     ),
     b(
@@ -224,14 +225,14 @@ pub const BINDINGS: &[Binding] = &[
     b(
         Action::Recalibrate,
         &[Key::Char('c')],
-        "recalibrate: re-estimate running stats from one pass over the data",
-        hint("recal.", 6),
+        "recalibrate: re-estimate running stats from one pass (PreciseBN)",
+        hint("recalibrate", 6),
         true,
     ),
     b(
         Action::Restart,
         &[Key::Char('R')],
-        "restart with new weights (fresh optimizer and stats)",
+        "restart with new weights (fresh optimizer and stats); press R twice",
         hint("restart", 4),
         true,
     ),
@@ -265,6 +266,13 @@ pub const BINDINGS: &[Binding] = &[
     ),
     b(Action::Home, &[Key::Code(KeyCode::Home)], "first layer", None, false),
     b(Action::End, &[Key::Code(KeyCode::End)], "last layer", None, false),
+    b(
+        Action::WorstLayer,
+        &[Key::Char('w')],
+        "select the layer whose running stats are furthest from the batch's",
+        hint("worst layer", 1),
+        false,
+    ),
     b(
         Action::Help,
         &[Key::Char('?')],

@@ -202,7 +202,11 @@ fn event_loop(
                 last_draw = Some(Instant::now());
             }
         }
-        let mut wake: Option<Instant> = shutdown_deadline;
+        app.expire_status(now);
+        let mut wake: Option<Instant> = match (shutdown_deadline, app.status_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if app.is_dirty() {
             let at = last_draw.map_or(now, |t| t + frame_gap);
             wake = Some(wake.map_or(at, |w| w.min(at)));

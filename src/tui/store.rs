@@ -5,7 +5,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::protocol::{BnSlot, BnSnapshot, EndReason, EpochMetrics, Event, EventKind, Metric, RunInfo, StatsAge};
+use crate::protocol::{
+    BnSlot, BnSnapshot, EndReason, EpochMetrics, Event, EventKind, Metric, Refresh, RunInfo, StatsAge,
+};
 
 /// How many epochs the history keeps.
 pub const HISTORY_CAP: usize = 1000;
@@ -124,10 +126,13 @@ impl Store {
         match ev {
             Event::Started(info) => {
                 if self.info.is_some() {
-                    // A restart: keep the history (the 'R' mark shows the cut), drop stale stats.
+                    // A restart: a new run with new weights from epoch 0. Its curves start afresh (the old run's
+                    // would sit under an axis that starts again at 1).
                     self.bn = None;
                     self.diverged = None;
                     self.warnings.clear();
+                    self.latest = None;
+                    self.history = History::default();
                 }
                 self.age = StatsAge::START;
                 self.info = Some(info);
@@ -155,6 +160,7 @@ impl Store {
                 }
             }
             Event::Applied { .. } => {}
+            Event::Refreshed(r) => self.refresh(*r),
             Event::Diverged { epoch, loss, what } => {
                 self.diverged = Some((epoch, loss, what));
                 self.history.mark('!');
@@ -175,6 +181,43 @@ impl Store {
                     reason,
                     checkpoint,
                 };
+            }
+        }
+    }
+
+    /// A re-evaluation after a command: the newest figures become these. After a restart (epoch 0) there is no
+    /// training pass yet; its row shows the batch-statistics pass, which is what a training step computes.
+    fn refresh(&mut self, r: Refresh) {
+        self.age = r.age;
+        match self.latest.as_mut() {
+            Some(m) if r.epoch > 0 => {
+                m.t = r.age.t;
+                m.age = r.age;
+                m.eval_running = r.eval_running;
+                m.eval_batch = r.eval_batch;
+                m.predictions_running = r.predictions_running;
+                m.predictions_batch = r.predictions_batch;
+                if let Some(p) = self.history.points.back_mut() {
+                    p.running = r.eval_running;
+                    p.batch = r.eval_batch;
+                }
+            }
+            _ => {
+                let info = self.info.as_deref();
+                self.latest = Some(Box::new(EpochMetrics {
+                    epoch: r.epoch,
+                    step: 0,
+                    momentum: info.map_or(0.99, |i| i.momentum),
+                    cumulative: info.is_some_and(|i| i.cumulative),
+                    t: r.age.t,
+                    age: r.age,
+                    train: r.eval_batch,
+                    eval_running: r.eval_running,
+                    eval_batch: r.eval_batch,
+                    predictions_running: r.predictions_running,
+                    predictions_batch: r.predictions_batch,
+                    step_ms: 0.0,
+                }));
             }
         }
     }

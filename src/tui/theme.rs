@@ -210,6 +210,14 @@ impl Theme {
             "◀"
         }
     }
+    /// `×` (ASCII: `x`).
+    pub fn times(&self) -> &'static str {
+        if self.ascii {
+            "x"
+        } else {
+            "×"
+        }
+    }
     pub fn arrow(&self) -> &'static str {
         if self.ascii {
             "->"

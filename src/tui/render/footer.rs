@@ -55,8 +55,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         }
         // Keys that cannot act now (a run key after the trainer stopped, n while running) are dimmed.
         let style = if app.can_act(h.binding) { th.key() } else { th.dim() };
+        let words = app.hint_words(&h);
         spans.push(Span::styled(h.keys, style));
-        spans.push(Span::styled(format!(" {}", h.words), th.dim()));
+        spans.push(Span::styled(format!(" {words}"), th.dim()));
     }
     Line::from(spans).render(inner, buf);
 }

@@ -30,13 +30,7 @@ pub struct ConvergenceGauge<'a> {
 
 impl Widget for ConvergenceGauge<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        if area.width == 0 || area.height == 0 {
-            return;
-        }
         let th = self.theme;
-        let text_w = 6.min(area.width);
-        let bar_w = area.width - text_w;
-        let y = area.y;
         let (text, frac, style) = match self.value {
             None => ("–".to_string(), 0.0, th.dim()),
             Some(v) if !v.is_finite() => ("NaN".to_string(), 0.0, th.tone(Tone::Bad)),
@@ -45,25 +39,89 @@ impl Widget for ConvergenceGauge<'_> {
                 (format!("{:.0} %", v * 100.0), v, th.ramp(v))
             }
         };
-        let text = format!("{text:>w$}", w = text_w as usize);
-        let eighths = (frac * bar_w as f32 * 8.0).round() as usize;
-        let full = eighths / 8;
-        let part = eighths % 8;
-        for i in 0..bar_w as usize {
-            let (sym, st) = if i < full {
-                (th.gauge_full(), style)
-            } else if i == full && part > 0 {
-                match th.gauge_partial(part) {
-                    Some(s) => (s, style),
-                    None => (th.gauge_empty(), th.dim()),
-                }
-            } else {
-                (th.gauge_empty(), th.dim())
-            };
-            put(buf, area.x + i as u16, y, sym, st);
-        }
-        buf.set_stringn(area.x + bar_w, y, text, text_w as usize, style);
+        bar(th, area, buf, frac, style, &text);
     }
+}
+
+/// How far apart the running and the batch variances are, as the typical factor between them over the channels:
+/// `exp(mean_c |ln(running_c / batch_c)|)` (1 = equal, 94 = 94 times apart either way), over channels where both
+/// are finite and positive. Variances differ by factors, so a ratio reads better than a difference: a layer whose
+/// running variance is still near its start of 1 while the batch's is 0.01 is "94×", not a dead 0 %.
+pub fn var_ratio(l: &BnLayerSnapshot) -> Option<f32> {
+    let logs: Vec<f64> = l
+        .running_var
+        .iter()
+        .zip(&l.batch_var)
+        .filter(|(r, b)| r.is_finite() && b.is_finite() && **r > 0.0 && **b > 0.0)
+        .map(|(r, b)| (*r as f64 / *b as f64).ln().abs())
+        .collect();
+    if logs.is_empty() {
+        return None;
+    }
+    Some((logs.iter().sum::<f64>() / logs.len() as f64).exp() as f32)
+}
+
+/// `12×`, `1.3×`, `2e3×`.
+pub fn ratio_text(r: f32) -> String {
+    if !r.is_finite() {
+        "NaN".to_string()
+    } else if r < 9.95 {
+        format!("{r:.1}×")
+    } else if r < 999.5 {
+        format!("{r:.0}×")
+    } else {
+        format!("{r:.0e}×")
+    }
+}
+
+/// A variance gauge: full at 1× (equal), empty at 100× apart or more, on a log scale (10× is half), with the factor.
+pub struct RatioGauge<'a> {
+    pub theme: &'a Theme,
+    /// `None`: no snapshot yet; NaN: no finite pair.
+    pub ratio: Option<f32>,
+}
+
+impl Widget for RatioGauge<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let th = self.theme;
+        let (text, frac, style) = match self.ratio {
+            None => ("–".to_string(), 0.0, th.dim()),
+            Some(r) if !r.is_finite() => ("NaN".to_string(), 0.0, th.tone(Tone::Bad)),
+            Some(r) => {
+                let f = (1.0 - r.max(1.0).log10() / 2.0).clamp(0.0, 1.0);
+                (ratio_text(r).replace('×', th.times()), f, th.ramp(f))
+            }
+        };
+        bar(th, area, buf, frac, style, &text);
+    }
+}
+
+/// A gauge bar of `frac` in `area` with `text` right-aligned in its last 6 cells.
+fn bar(th: &Theme, area: Rect, buf: &mut Buffer, frac: f32, style: ratatui::style::Style, text: &str) {
+    if area.width == 0 || area.height == 0 {
+        return;
+    }
+    let text_w = 6.min(area.width);
+    let bar_w = area.width - text_w;
+    let y = area.y;
+    let text = format!("{text:>w$}", w = text_w as usize);
+    let eighths = (frac * bar_w as f32 * 8.0).round() as usize;
+    let full = eighths / 8;
+    let part = eighths % 8;
+    for i in 0..bar_w as usize {
+        let (sym, st) = if i < full {
+            (th.gauge_full(), style)
+        } else if i == full && part > 0 {
+            match th.gauge_partial(part) {
+                Some(s) => (s, style),
+                None => (th.gauge_empty(), th.dim()),
+            }
+        } else {
+            (th.gauge_empty(), th.dim())
+        };
+        put(buf, area.x + i as u16, y, sym, st);
+    }
+    buf.set_stringn(area.x + bar_w, y, text, text_w as usize, style);
 }
 
 /// First visible row so that the selection stays in view, centred when it can be.
@@ -141,10 +199,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let xg1 = inner.x + 2 + name_w + 1;
     let xg2 = xg1 + gauge_w + 2;
     buf.set_stringn(inner.x + 2, inner.y, "layer", name_w as usize, th.label());
+    // Mean: how close (1 − ‖running − batch‖/‖batch‖); variance: how many times apart (see `var_ratio`).
     let (mean_h, var_h) = if gauge_w >= 17 {
-        ("mean convergence", "var convergence")
+        ("mean: how close", "var: times apart")
     } else {
-        ("mean conv.", "var conv.")
+        ("mean close", "var apart")
     };
     buf.set_stringn(xg1, inner.y, mean_h, gauge_w as usize, th.label());
     buf.set_stringn(xg2, inner.y, var_h, gauge_w as usize, th.label());
@@ -165,9 +224,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             value: layer.map(|l| convergence(l.mean_gap)),
         }
         .render(Rect::new(xg1, y, gauge_w, 1), buf);
-        ConvergenceGauge {
+        RatioGauge {
             theme: th,
-            value: layer.map(|l| convergence(l.var_gap)),
+            ratio: layer.map(|l| var_ratio(l).unwrap_or(f32::NAN)),
         }
         .render(
             Rect::new(xg2, y, gauge_w.min(inner.right().saturating_sub(xg2)), 1),
@@ -309,23 +368,16 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let summary_y = inner.bottom().saturating_sub(1);
     if summary_y > inner.y + shown as u16 {
-        let gap = |g: f32| {
-            if g.is_finite() {
-                format!("{g:.3}")
-            } else {
-                "NaN".to_string()
-            }
+        let off = if l.mean_gap.is_finite() {
+            format!("{:.0}%", l.mean_gap * 100.0)
+        } else {
+            "NaN".to_string()
         };
+        let var = var_ratio(l).map_or("–".to_string(), |r| ratio_text(r).replace('×', th.times()));
         buf.set_stringn(
             inner.x,
             summary_y,
-            format!(
-                "gap |running {m} batch| / |batch|: mean {}{}var {}",
-                gap(l.mean_gap),
-                th.sep(),
-                gap(l.var_gap),
-                m = th.minus()
-            ),
+            format!("running vs batch: mean {off} off{}var {var} apart", th.sep()),
             inner.width as usize,
             th.label(),
         );

@@ -50,8 +50,10 @@ impl Areas {
         let wide = area.width >= 100 && area.height >= 30;
         let hist_h = if wide { 7 } else { 6 };
         let pred_h = 3 + prediction_rows(app, area);
+        // The opening explanation gets five lines instead of two where the screen is tall enough.
+        let header_h = if app.intro_active() && area.height >= 30 { 9 } else { 6 };
         let [header, hist, layers, predictions, footer] = Layout::vertical([
-            Constraint::Length(6),
+            Constraint::Length(header_h),
             Constraint::Length(hist_h),
             Constraint::Fill(1),
             Constraint::Length(pred_h),
