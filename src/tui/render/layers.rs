@@ -150,10 +150,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         };
         title.push(Span::styled(
             format!(
-                "{}{fw} BN: {} {}, {} var ",
+                "{}{fw} BN: {} {:e}, {} var ",
                 th.sep().trim_start(),
                 if th.ascii { "eps" } else { "ε" },
-                format!("{:e}", info.bn_eps),
+                info.bn_eps,
                 info.bn_variance
             ),
             th.dim(),
