@@ -41,6 +41,16 @@ impl Harness {
         }
     }
 
+    /// The seed story's epochs and snapshots again (after a second `Started`).
+    fn story_epochs_after_restart(&mut self) {
+        for (ev, snap) in seed_story(5).into_iter().skip(1) {
+            if let Some(s) = snap {
+                self.slot.put(s);
+            }
+            self.trainer(ev);
+        }
+    }
+
     fn trainer(&mut self, ev: Event) {
         let cmds = self.app.handle_event(AppEvent::Trainer(ev));
         self.sent.extend(cmds);
@@ -130,11 +140,11 @@ fn help_overlay() {
     let mut h = Harness::seed();
     assert!(h.key('?').is_empty());
     let s = h.screen(120, 40);
-    assert!(s.contains("recalibrate: re-estimate"), "{s}");
+    assert!(s.contains("recalibrate the running stats"), "{s}");
     snapshot("help_120x40", &s);
     // Esc closes the help instead of quitting.
     assert!(h.key_code(KeyCode::Esc, KeyModifiers::NONE).is_empty());
-    assert!(!h.screen(120, 40).contains("recalibrate: re-estimate"));
+    assert!(!h.screen(120, 40).contains("recalibrate the running stats"));
 }
 
 #[test]
@@ -549,4 +559,43 @@ fn header_travelled_after_momentum_change_and_recalibration() {
     let s = h.screen(120, 40);
     assert!(s.contains("t=1 · running stats travelled 1−0 = 100%"), "{s}");
     snapshot("after_recalibrate_120x40", &s);
+}
+
+/// The seed's screen at every size from 80×24 to 200×60: nothing cut in the middle of a word, no two columns
+/// running into each other, the pace visible, the help whole (a snapshot per size).
+#[test]
+fn every_size_from_80x24_to_200x60() {
+    let mut h = Harness::seed();
+    h.trainer(Event::Applied {
+        epoch: 5,
+        what: bnscope::protocol::EventKind::Pace,
+        value: "7 epochs/s".into(),
+    });
+    let mut info = (*fixtures::run_info()).clone();
+    info.pace = Some(7.0);
+    h.trainer(Event::Started(std::sync::Arc::new(info)));
+    h.story_epochs_after_restart();
+    for (w, hgt) in [(80u16, 24u16), (100, 30), (120, 40), (160, 50), (200, 60)] {
+        let s = h.screen(w, hgt);
+        let first = s.lines().next().unwrap();
+        assert!(!first.contains('…'), "{w}x{hgt}: title cut: {first}");
+        if w >= 100 {
+            assert!(first.contains("images"), "{w}x{hgt}: {first}");
+            assert!(w < 120 || first.contains("(cat, coffee, rocket)"), "{w}x{hgt}: {first}");
+            // The channel panel's two headings stay apart.
+            let head = s.lines().find(|l| l.contains("ch  mean")).unwrap();
+            assert!(head.contains("mean:") && head.contains("var:"), "{w}x{hgt}: {head}");
+            assert!(!head.contains("batvar") && !head.contains("bavar"), "{w}x{hgt}: {head}");
+            let summary = s.lines().find(|l| l.contains("vs batch: mean")).unwrap();
+            assert!(summary.contains("apart"), "{w}x{hgt}: {summary}");
+        }
+        assert!(s.contains("pace 7 epochs/s"), "{w}x{hgt}: no pace\n{s}");
+        snapshot(&format!("size_{w}x{hgt}"), &s);
+    }
+    h.key('?');
+    let s = h.screen(80, 24);
+    assert!(s.contains("momentum ladder"), "{s}");
+    assert!(s.contains("q Esc Ctrl-C"), "{s}");
+    snapshot("help_80x24", &s);
+    h.key('?');
 }

@@ -19,8 +19,9 @@ fn model_name(model: &str) -> String {
     }
 }
 
-/// `bnscope · tiny ResNet · 3 images (cat, coffee, rocket) · cpu`.
-fn left_title(app: &App) -> String {
+/// `bnscope · tiny ResNet · 3 images (cat, coffee, rocket) · cpu (2 threads)`, then shorter forms for narrower
+/// terminals (device details, then class names go first), so that the title is never cut in the middle.
+fn left_titles(app: &App) -> Vec<String> {
     let sep = app.theme.sep();
     let Some(info) = &app.store.info else {
         let mut s = "bnscope".to_string();
@@ -28,21 +29,24 @@ fn left_title(app: &App) -> String {
             s.push_str(sep);
             s.push_str(&app.data_label);
         }
-        return s;
+        return vec![s];
     };
     let n = info.images.len();
-    let data = if info.classes.len() <= 4 {
+    let classes = if info.classes.len() <= 4 {
         format!("{n} images ({})", info.classes.join(", "))
     } else {
         format!("{n} images, {} classes", info.classes.len())
     };
-    [
-        "bnscope".to_string(),
-        model_name(&info.model),
-        data,
-        info.device.clone(),
+    let device_short = info.device.split_whitespace().next().unwrap_or("").to_string();
+    let model = model_name(&info.model);
+    let join = |parts: &[&str]| parts.join(sep);
+    vec![
+        join(&["bnscope", &model, &classes, &info.device]),
+        join(&["bnscope", &model, &classes, &device_short]),
+        join(&["bnscope", &model, &format!("{n} images"), &device_short]),
+        join(&["bnscope", &model, &format!("{n} images")]),
+        join(&["bnscope", &info.model]),
     ]
-    .join(sep)
 }
 
 /// `epoch 5 · step 5 · 8.1 ms/step · ▶ running`.
@@ -174,39 +178,44 @@ fn eval_line<'a>(app: &App, width: usize) -> Line<'a> {
         EvalMode::Batch => th.batch(),
     }
     .add_modifier(ratatui::style::Modifier::BOLD);
-    let conv = app.convergence_words();
-    let extra = app.store.info.as_ref().map(|i| {
-        format!(
-            "batch {}{sep}{} lr {}{sep}seed {}",
-            i.batch_size, i.optimizer, i.lr, i.seed
-        )
-    });
-    // The pace, when one is set, goes last and only where it fits.
-    let pace = app.pace.map(|p| format!("{sep}{}", fmt::pace(p)));
-    let long_len = 11
-        + mode.len()
-        + how.len()
-        + 3
-        + 3
-        + conv.chars().count()
-        + extra.as_ref().map_or(0, |e| e.chars().count() + 3);
+    // (text, priority) in display order; the lowest priorities go first when the line is too narrow, so the same
+    // facts sit in the same places at every width.
+    let mut parts: Vec<(String, u8)> = vec![(app.convergence_words(), 9)];
+    if let Some(p) = app.pace {
+        parts.push((fmt::pace(p), 6));
+    }
+    if let Some(i) = &app.store.info {
+        parts.push((format!("batch {}", i.batch_size), 4));
+        parts.push((format!("{} lr {}", i.optimizer, i.lr), 3));
+        parts.push((format!("seed {}", i.seed), 2));
+    }
+    let how = format!(" ({how})");
+    let fixed = "eval mode: ".len() + mode.len();
+    let len = |parts: &[(String, u8)], with_how: bool| {
+        fixed
+            + if with_how { how.len() } else { 0 }
+            + parts
+                .iter()
+                .map(|(p, _)| p.chars().count() + sep.chars().count())
+                .sum::<usize>()
+    };
+    let mut with_how = true;
+    for floor in 0..=9u8 {
+        if len(&parts, with_how) <= width {
+            break;
+        }
+        if floor == 5 {
+            with_how = false;
+        }
+        parts.retain(|(_, p)| *p > floor || *p == 9);
+    }
     let mut spans = vec![Span::styled("eval mode: ", th.label()), Span::styled(mode, mode_style)];
-    if long_len <= width {
-        spans.push(Span::styled(format!(" ({how})"), th.dim()));
+    if with_how {
+        spans.push(Span::styled(how, th.dim()));
     }
-    spans.push(Span::styled(sep, th.dim()));
-    spans.push(Span::styled(conv, th.text()));
-    if let Some(e) = extra {
-        if long_len <= width {
-            spans.push(Span::styled(sep, th.dim()));
-            spans.push(Span::styled(e, th.dim()));
-        }
-    }
-    if let Some(p) = pace {
-        let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
-        if used + p.chars().count() <= width {
-            spans.push(Span::styled(p, th.dim()));
-        }
+    for (i, (p, _)) in parts.into_iter().enumerate() {
+        spans.push(Span::styled(sep, th.dim()));
+        spans.push(Span::styled(p, if i == 0 { th.text() } else { th.dim() }));
     }
     Line::from(spans)
 }
@@ -240,7 +249,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let th = &app.theme;
     let right = right_title(app);
     let room = (area.width as usize).saturating_sub(right.width() + 6);
-    let left = fmt::truncate(&left_title(app), room, th.ellipsis());
+    let titles = left_titles(app);
+    let fits = titles.iter().find(|t| t.chars().count() <= room);
+    let left = fits
+        .cloned()
+        .unwrap_or_else(|| fmt::truncate(titles.last().expect("a title"), room, th.ellipsis()));
     let block = panel(th, title_span(th, left)).title(right);
     let inner = block.inner(area);
     block.render(area, buf);

@@ -7,32 +7,63 @@ use ratatui::widgets::{Clear, Widget};
 use super::title_span;
 use crate::tui::app::{App, LADDER};
 use crate::tui::fmt;
-use crate::tui::keys::BINDINGS;
+use crate::tui::keys::{Action, BINDINGS};
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let th = &app.theme;
     let ladder: Vec<String> = LADDER.iter().map(|&m| fmt::momentum(m)).collect();
-    let mut lines: Vec<Line> = BINDINGS
-        .iter()
-        .map(|b| {
-            Line::from(vec![
-                Span::styled(format!(" {:<13}", b.keys_label()), th.key()),
-                Span::styled(b.help.replace("<->", th.arrow()), th.text()),
-            ])
-        })
-        .collect();
-    if (lines.len() as u16 + 5) <= area.height {
-        lines.push(Line::from(""));
+    // The layer-navigation keys share one row, so that the whole table fits 80×24.
+    let nav = [
+        Action::Up,
+        Action::Down,
+        Action::PageUp,
+        Action::PageDown,
+        Action::Home,
+        Action::End,
+    ];
+    let row = |keys: String, help: &str| {
+        Line::from(vec![
+            Span::styled(format!(" {keys:<13}"), th.key()),
+            Span::styled(help.replace("<->", th.arrow()), th.text()),
+        ])
+    };
+    let mut lines: Vec<Line> = Vec::new();
+    for b in BINDINGS {
+        if nav.contains(&b.action) {
+            if b.action == Action::Up {
+                lines.push(row(
+                    "arrows j/k".into(),
+                    "select a BatchNorm layer (PgUp/PgDn: ten, Home/End)",
+                ));
+            }
+            continue;
+        }
+        lines.push(row(b.keys_label(), b.help));
     }
     lines.push(Line::from(Span::styled(
-        format!(" momentum ladder (Keras): {}", ladder.join(" ")),
+        format!(" momentum ladder: {}", ladder.join(" ")),
         th.dim(),
     )));
     lines.push(Line::from(Span::styled(
-        " Keras m = 1 - PyTorch/candle m: running = m*running + (1-m)*batch (Keras)",
+        " Keras m = 1 - PyTorch m: running = m*running + (1-m)*batch (Keras)",
         th.dim(),
     )));
+    // The legend of the symbols on screen, as far as there is room.
+    let (rm, bm, both) = th.markers();
+    let legend = format!(
+        "{} headline evaluation, {rm} running, {bm} batch, {both} both, {} zero; (col. means): each column averages \
+         its epochs. Events row: e eval mode, m momentum, u cumulative, r reset, c recalibrate, R restart, ! diverged. \
+         Gauges: mean, how close running is to batch (1 - |r-b|/|b|); var, how many times apart.",
+        th.left_mark(),
+        th.axis()
+    );
     let w = 88.min(area.width.saturating_sub(2));
+    let room = area.height.saturating_sub(4) as usize;
+    for l in wrap(&legend, w.saturating_sub(3) as usize) {
+        if lines.len() < room {
+            lines.push(Line::from(Span::styled(format!(" {l}"), th.dim())));
+        }
+    }
     let h = (lines.len() as u16 + 2).min(area.height.saturating_sub(2));
     let r = Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h);
     Clear.render(r, buf);
@@ -48,4 +79,23 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             l.render(Rect::new(inner.x, inner.y + i as u16, inner.width, 1), buf);
         }
     }
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    for word in text.split_whitespace() {
+        if !cur.is_empty() && cur.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    if !cur.is_empty() {
+        lines.push(cur);
+    }
+    lines
 }

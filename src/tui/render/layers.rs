@@ -327,20 +327,28 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
     let x_mean_nums = x_mean + plot_w + 1;
     let x_var = x_mean_nums + nums_w + 2;
     let x_var_nums = x_var + plot_w + 1;
+    // Column headings in the room each column has (long, else short), never running into each other.
+    let mean_room = x_var.saturating_sub(inner.x + 1).min(inner.width) as usize;
+    let (run_w, batch_w) = if mean_room >= 30 {
+        ("running", "batch")
+    } else {
+        ("run", "bat")
+    };
     let head = Line::from(vec![
         Span::styled("ch  ", th.label()),
-        Span::styled(format!("mean: running {rm}"), th.running()),
-        Span::styled(format!(" vs batch {bm}"), th.batch()),
+        Span::styled(format!("mean: {run_w} {rm}"), th.running()),
+        Span::styled(format!(" vs {batch_w} {bm}"), th.batch()),
     ]);
-    head.render(Rect::new(inner.x, inner.y, inner.width, 1), buf);
+    head.render(Rect::new(inner.x, inner.y, mean_room as u16, 1), buf);
     if x_var < inner.right() {
-        buf.set_stringn(
-            x_var,
-            inner.y,
-            format!("var: running {arrow} batch"),
-            (inner.right() - x_var) as usize,
-            th.label(),
-        );
+        let room = (inner.right() - x_var) as usize;
+        let long = format!("var: running {arrow} batch");
+        let text = if long.chars().count() <= room {
+            long
+        } else {
+            format!("var: run{arrow}batch")
+        };
+        buf.set_stringn(x_var, inner.y, text, room, th.label());
     }
     let mean_range = range(l.running_mean.iter().chain(&l.batch_mean).copied(), true);
     let var_range = range(l.running_var.iter().chain(&l.batch_var).copied(), false);
@@ -377,7 +385,14 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
         buf.set_stringn(
             inner.x,
             summary_y,
-            format!("running vs batch: mean {off} off{}var {var} apart", th.sep()),
+            {
+                let long = format!("running vs batch: mean {off} off{}var {var} apart", th.sep());
+                if long.chars().count() <= inner.width as usize {
+                    long
+                } else {
+                    format!("vs batch: mean {off} off{}var {var} apart", th.sep())
+                }
+            },
             inner.width as usize,
             th.label(),
         );
