@@ -14,6 +14,7 @@ pub mod kernels;
 pub mod log;
 pub mod model;
 pub mod optim;
+pub mod outcome;
 pub mod profile;
 pub mod protocol;
 pub mod runtime;

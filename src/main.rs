@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use anyhow::Result;
 use bnscope::cli::{self, Cmd};
 use bnscope::error::exit_code;
-use bnscope::protocol::EndReason;
+use bnscope::outcome::Outcome;
 use bnscope::trainer::{Resume, TrainConfig, Trainer};
 use bnscope::{bench, checkpoint, data, device, headless, log::JsonlLog, signals, terminal};
 
@@ -45,7 +45,7 @@ fn main() {
 
 /// The error and its causes on one line.
 fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}").replace('\n', " ")
+    terminal::printable(&format!("{e:#}").replace('\n', " ")).into_owned()
 }
 
 fn run(cli: cli::Cli) -> Result<i32> {
@@ -114,18 +114,20 @@ fn run(cli: cli::Cli) -> Result<i32> {
         None => None,
     };
     let trainer = Trainer::new(cfg, ds, picked.device, picked.name, log, resume)?;
-    let signals = signals::install()?;
+    let signals = signals::install(a.checkpoint.as_deref())?;
     let (link, handle) = trainer.spawn()?;
-    if headless {
+    let out = if headless {
         let out = headless::run(link, signals)?;
         let _ = handle.join();
-        return Ok(match (out.signal, out.reason) {
-            (Some(sig), _) => signals::exit_status(sig),
-            (None, EndReason::Error) => 1,
-            _ => 0,
-        });
+        out
+    } else {
+        run_tui(link, signals, &a, handle)?
+    };
+    // The TUI prints nothing while it owns the screen: its errors come here, after the terminal is restored.
+    for m in &out.messages {
+        eprintln!("bnscope: error: {}", terminal::printable(m));
     }
-    run_tui(link, signals, &a, handle)
+    Ok(out.exit_status())
 }
 
 fn run_tui(
@@ -133,7 +135,7 @@ fn run_tui(
     signals: crossbeam_channel::Receiver<i32>,
     a: &cli::RunArgs,
     handle: std::thread::JoinHandle<()>,
-) -> Result<i32> {
+) -> Result<Outcome> {
     let opts = bnscope::tui::TuiOptions {
         fps: a.fps,
         ascii: a.ascii,
@@ -141,17 +143,14 @@ fn run_tui(
         data_label: a
             .data
             .as_ref()
-            .map(|d| d.display().to_string())
+            .map(|d| terminal::printable(&d.display().to_string()).into_owned())
             .unwrap_or_else(|| "embedded seed3".into()),
+        checkpoint: a.checkpoint.as_ref().map(|c| c.display().to_string()),
     };
-    let reason = bnscope::tui::run(link, signals, opts)?;
-    // The trainer has sent Finished (or was given time to); don't hang on a stuck one.
+    let out = bnscope::tui::run(link, signals, opts)?;
+    // The trainer has sent Finished, unless the user stopped waiting for it: then don't wait here either.
     if handle.is_finished() {
         let _ = handle.join();
     }
-    Ok(match reason {
-        EndReason::Error => 1,
-        EndReason::Signal => signals::first_signal().map(signals::exit_status).unwrap_or(1),
-        _ => 0,
-    })
+    Ok(out)
 }

@@ -680,10 +680,20 @@ fn divergence_stops_a_headless_run_and_is_logged() {
         &log.display().to_string(),
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("training diverged at epoch"));
+    // The same words as the TUI's: one `bnscope: error:` line.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("diverged"))
+        .expect("a divergence line");
+    assert!(
+        line.starts_with("bnscope: error: training diverged at epoch "),
+        "{stderr}"
+    );
+    assert!(line.ends_with("; try a smaller --lr"), "{stderr}");
     let recs = read_jsonl(&log);
     assert!(recs.iter().any(|r| r["type"] == "event" && r["what"] == "diverged"));
-    assert_eq!(recs.last().unwrap()["reason"], "error");
+    assert_eq!(recs.last().unwrap()["reason"], "diverged");
     assert!(recs.iter().filter(|r| r["type"] == "epoch").count() < 20);
 }
 

@@ -71,12 +71,12 @@ impl Session {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cmd = CommandBuilder::new(program);
         cmd.args(args);
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
         cmd.cwd(dir.path());
         cmd.env("TERM", "xterm-256color");
         cmd.env_remove("NO_COLOR");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
         let child = pair.slave.spawn_command(cmd).expect("spawn bnscope");
         drop(pair.slave);
         let mut reader = pair.master.try_clone_reader().expect("reader");
@@ -311,8 +311,8 @@ fn fake_child() {
         events: ev_rx,
         bn: slot,
     };
-    let reason = bnscope::tui::run(link, sig_rx, TuiOptions::default()).expect("tui::run");
-    println!("end reason: {}", reason.as_str());
+    let out = bnscope::tui::run(link, sig_rx, TuiOptions::default()).expect("tui::run");
+    println!("end reason: {}", out.reason.as_str());
 }
 
 #[test]
@@ -664,4 +664,192 @@ fn a_trainer_panic_is_shown_in_place_and_q_still_quits() {
     let status = s.wait_exit(Duration::from_secs(20));
     s.assert_restored();
     assert_eq!(status.exit_code(), 1, "a failed run exits 1");
+    // Once the screen is restored, the error is on stderr as headless would print it.
+    let screen = s.screen();
+    assert!(
+        screen.contains("bnscope: error: trainer panicked: injected fault at epoch 3"),
+        "{screen}"
+    );
+}
+
+fn bin() -> String {
+    std::env::var("BNSCOPE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_bnscope").to_string())
+}
+
+/// The header's epoch has reached `n`.
+fn at_epoch(s: &Session, n: usize) {
+    s.expect(&format!("epoch {n}"), FIRST_FRAME, |t| screen_epoch(t) >= n);
+}
+
+fn read_jsonl(p: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("invalid JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// Files in the session's working directory (to see that nothing was left behind).
+fn files_in(s: &Session) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(s._dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `BNSCOPE_FAULT=slow@3` makes epoch 3's step last 12 s, longer than the 10 s a quit used to wait: the quit
+/// waits for it, says so, and the checkpoint and the `end` record are written.
+#[test]
+fn quit_waits_for_a_slow_step_and_writes_the_checkpoint() {
+    let dev = device();
+    let mut s = Session::spawn_program(
+        &bin(),
+        &[
+            "--device",
+            &dev,
+            "--pace",
+            "0",
+            "--checkpoint",
+            "ck.st",
+            "--log",
+            "run.jsonl",
+        ],
+        &[("BNSCOPE_FAULT", "slow@3")],
+    );
+    at_epoch(&s, 2);
+    let t0 = Instant::now();
+    s.press("q");
+    s.expect("the waiting line", STEP, |t| {
+        t.contains("finishing the step in flight, then writing the checkpoint")
+    });
+    let status = s.wait_exit(Duration::from_secs(60));
+    s.assert_restored();
+    assert!(status.success(), "exit status {status:?}; screen:\n{}", s.screen());
+    assert!(t0.elapsed() > Duration::from_secs(5), "it waited for the step");
+    let dir = s._dir.path().to_path_buf();
+    assert!(dir.join("ck.st").is_file(), "checkpoint written: {:?}", files_in(&s));
+    let end = read_jsonl(&dir.join("run.jsonl")).pop().unwrap();
+    assert_eq!(
+        (end["type"].as_str(), end["reason"].as_str()),
+        (Some("end"), Some("quit"))
+    );
+    assert_eq!(end["epochs"], 3, "the step in flight completed its epoch");
+    assert_eq!(files_in(&s), ["ck.st", "run.jsonl"], "no temporary file left");
+}
+
+/// A second `q` stops waiting: the user is told on stderr that the checkpoint was not written, exit 1.
+#[test]
+fn a_second_q_gives_up_and_says_so() {
+    let dev = device();
+    let mut s = Session::spawn_program(
+        &bin(),
+        &["--device", &dev, "--pace", "0", "--checkpoint", "ck.st"],
+        &[("BNSCOPE_FAULT", "slow@3")],
+    );
+    at_epoch(&s, 2);
+    s.press("q");
+    s.expect("the waiting line", STEP, |t| {
+        t.contains("q again: quit without the checkpoint")
+    });
+    s.press("q");
+    let status = s.wait_exit(Duration::from_secs(10));
+    s.assert_restored();
+    assert_eq!(status.exit_code(), 1, "{}", s.screen());
+    let screen = s.screen();
+    assert!(
+        screen.contains("bnscope: error: quit without waiting for the trainer: the checkpoint ck.st was not written"),
+        "{screen}"
+    );
+    assert!(!s._dir.path().join("ck.st").exists());
+}
+
+/// SIGTERM waits for the step in flight as a quit does, writes the checkpoint and exits 143.
+#[test]
+fn sigterm_waits_for_a_slow_step_and_writes_the_checkpoint() {
+    let dev = device();
+    let mut s = Session::spawn_program(
+        &bin(),
+        &["--device", &dev, "--pace", "0", "--checkpoint", "ck.st"],
+        &[("BNSCOPE_FAULT", "slow@3")],
+    );
+    at_epoch(&s, 2);
+    s.signal(libc::SIGTERM);
+    let status = s.wait_exit(Duration::from_secs(60));
+    s.assert_restored();
+    assert_eq!(status.exit_code(), 128 + libc::SIGTERM as u32, "{}", s.screen());
+    assert!(s._dir.path().join("ck.st").is_file(), "{:?}", files_in(&s));
+}
+
+/// A checkpoint that cannot be written on quit (here: over the file-size limit, as a full disk would be) is
+/// reported after the screen is restored, exit 1, and leaves no temporary file.
+#[test]
+fn a_failed_checkpoint_on_quit_is_reported() {
+    let dev = device();
+    // 200 blocks of 512 bytes: the log would fit, the ~1 MB checkpoint does not. SIGXFSZ ignored, so that the
+    // write fails with EFBIG instead of killing the process.
+    let script = format!("ulimit -f 200; trap '' XFSZ; exec '{}' \"$@\"", bin());
+    let mut s = Session::spawn_program(
+        "/bin/sh",
+        &[
+            "-c",
+            &script,
+            "sh",
+            "--device",
+            &dev,
+            "--pace",
+            "1",
+            "--checkpoint",
+            "ck.st",
+        ],
+        &[],
+    );
+    first_frame(&s);
+    s.press("q");
+    let status = s.wait_exit(Duration::from_secs(30));
+    s.assert_restored();
+    assert_eq!(status.exit_code(), 1, "{}", s.screen());
+    let screen = s.screen();
+    assert!(
+        screen.contains("bnscope: error: --checkpoint ck.st: cannot write the checkpoint: File too large"),
+        "{screen}"
+    );
+    assert!(files_in(&s).is_empty(), "{:?}", files_in(&s));
+}
+
+/// A run that ends by `--epochs` and is then closed with `q` exits 0, as its log says `done`.
+#[test]
+fn a_run_finished_by_epochs_exits_0() {
+    let dev = device();
+    let mut s = Session::spawn(&["--device", &dev, "--epochs", "3", "--log", "run.jsonl"]);
+    s.expect("finished", FIRST_FRAME, |t| t.contains("finished"));
+    s.press("q");
+    let status = s.wait_exit(Duration::from_secs(20));
+    s.assert_restored();
+    assert!(status.success(), "exit status {status:?}; screen:\n{}", s.screen());
+    let end = read_jsonl(&s._dir.path().join("run.jsonl")).pop().unwrap();
+    assert_eq!(end["reason"], "done");
+}
+
+/// Divergence in the TUI: the same words as headless, exit 1, `end` reason `diverged`.
+#[test]
+fn divergence_in_the_tui_fails_the_run_like_headless() {
+    let dev = device();
+    let mut s = Session::spawn(&["--device", &dev, "--pace", "0", "--lr", "10", "--log", "run.jsonl"]);
+    s.expect("the divergence", FIRST_FRAME, |t| {
+        t.contains("training diverged at epoch")
+    });
+    s.press("q");
+    let status = s.wait_exit(Duration::from_secs(20));
+    s.assert_restored();
+    assert_eq!(status.exit_code(), 1, "{}", s.screen());
+    let screen = s.screen();
+    assert!(
+        screen.contains("bnscope: error: training diverged at epoch"),
+        "{screen}"
+    );
+    let recs = read_jsonl(&s._dir.path().join("run.jsonl"));
+    assert!(recs.iter().any(|r| r["type"] == "event" && r["what"] == "diverged"));
+    assert_eq!(recs.last().unwrap()["reason"], "diverged");
 }

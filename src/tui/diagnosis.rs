@@ -44,15 +44,26 @@ impl App {
         let run = m.eval_running.acc;
         let bat = m.eval_batch.acc;
         let losses = [m.train.loss, m.eval_running.loss, m.eval_batch.loss];
-        if self.store.diverged.is_some() || losses.iter().any(|l| !l.is_finite()) {
-            let paused = if self.paused { " and the trainer paused" } else { "" };
+        if let Some((epoch, loss)) = self.store.diverged {
+            // The same words as on stderr and in headless runs.
+            let msg = crate::outcome::diverged_message(epoch, loss);
+            // Capitalised at the start of the line, the same words after.
+            let msg = format!("{}{}", msg[..1].to_uppercase(), &msg[1..]);
+            let paused = if self.paused { " The trainer paused:" } else { "" };
+            return d(
+                Tone::Bad,
+                format!("{warn} {p}{msg}.{paused} R restarts with new weights, q quits."),
+                format!("{warn} {sp}{msg}. R restarts."),
+            );
+        }
+        if losses.iter().any(|l| !l.is_finite()) {
             return d(
                 Tone::Bad,
                 format!(
-                    "{warn} {p}The loss is not finite (NaN/Inf): training diverged{paused}. \
-                     Restart with new weights (R), or lower the learning rate."
+                    "{warn} {p}A loss is not finite (NaN/Inf). Restart with new weights (R), or lower the learning \
+                     rate."
                 ),
-                format!("{warn} {sp}Loss is NaN/Inf: training diverged{paused}. R restarts with new weights."),
+                format!("{warn} {sp}A loss is NaN/Inf. R restarts with new weights."),
             );
         }
         if self.store.info.as_ref().is_some_and(|i| i.batch_size == 1) {

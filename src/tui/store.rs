@@ -67,6 +67,25 @@ impl History {
     }
 }
 
+/// The run's facts with every name made safe to draw: a class folder named `$'\e[31mred'` shows as `\x1b[31mred`.
+fn printable_info(info: Arc<RunInfo>) -> Arc<RunInfo> {
+    use crate::terminal::printable;
+    let bad = |s: &String| printable(s).len() != s.len();
+    if !(info.classes.iter().any(bad) || info.images.iter().any(bad) || bad(&info.data)) {
+        return info;
+    }
+    let mut i = (*info).clone();
+    for s in i
+        .classes
+        .iter_mut()
+        .chain(i.images.iter_mut())
+        .chain(std::iter::once(&mut i.data))
+    {
+        *s = printable(s).into_owned();
+    }
+    Arc::new(i)
+}
+
 /// The trainer's life as the UI sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Phase {
@@ -91,7 +110,10 @@ pub struct Store {
     pub phase: Phase,
     /// `(epoch, loss)` of a divergence since the last (re)start.
     pub diverged: Option<(usize, f32)>,
+    /// The trainer's first error (the cause; shown on screen).
     pub error: Option<String>,
+    /// Every error the trainer reported, in order (printed on stderr once the terminal is restored).
+    pub errors: Vec<String>,
     /// The event channel closed.
     pub disconnected: bool,
 }
@@ -108,6 +130,7 @@ impl Store {
             phase: Phase::Starting,
             diverged: None,
             error: None,
+            errors: Vec::new(),
             disconnected: false,
         }
     }
@@ -116,6 +139,7 @@ impl Store {
     pub fn ingest(&mut self, ev: Event) {
         match ev {
             Event::Started(info) => {
+                let info = printable_info(info);
                 if self.info.is_some() {
                     // A restart: keep the history (the 'R' mark shows the cut), drop stale stats.
                     self.bn = None;
@@ -148,7 +172,11 @@ impl Store {
                 self.diverged = Some((epoch, loss));
                 self.history.mark('!');
             }
-            Event::Error(msg) => self.error = Some(msg),
+            Event::Error(msg) => {
+                let msg = crate::terminal::printable(&msg).into_owned();
+                self.error.get_or_insert_with(|| msg.clone());
+                self.errors.push(msg);
+            }
             Event::Finished {
                 epochs,
                 reason,
