@@ -87,6 +87,9 @@ pub struct RunArgs {
     /// Write a JSONL log (one record per line, flushed every epoch).
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// --log FILE exists and is not a bnscope log: empty it instead of refusing (a bnscope log is appended to).
+    #[arg(long)]
+    pub overwrite_log: bool,
     /// BatchNorm detail in the log: gaps only, or the per-channel arrays too.
     #[arg(long, value_enum, default_value_t = LogBn::Summary)]
     pub log_bn: LogBn,

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod files;
 pub mod headless;
 pub mod kernels;
 pub mod log;
