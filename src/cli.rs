@@ -101,7 +101,7 @@ pub struct RunArgs {
     pub resume: Option<PathBuf>,
     /// At most N epochs a second, 0 for full speed (default: 20 in the TUI, so the mystery stays on screen long enough
     /// to see; full speed headless). `<` and `>` change it in the TUI.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub pace: Option<f64>,
     /// Start paused (TUI: press space to run, n to step).
     #[arg(long)]
@@ -133,9 +133,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
     /// The three presets at their default sizes with batch 3 (the seed's setting).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["model", "image_size", "batch_size"])]
     pub all: bool,
-    /// Print one JSON object instead of a table.
+    /// Print one JSON object instead of a table (also with --breakdown).
     #[arg(long)]
     pub json: bool,
     /// auto, cpu, cuda or cuda:N.
@@ -185,37 +185,81 @@ impl RunArgs {
         if !self.momentum.is_finite() || !(0.0..=1.0).contains(&self.momentum) {
             return Err(usage(format!(
                 "--momentum {}: must be a number between 0 and 1 (Keras 0.99 = PyTorch 0.01)",
-                self.momentum
+                num(self.momentum)
             )));
         }
         if !self.lr.is_finite() || self.lr < 0.0 {
             return Err(usage(format!(
                 "--lr {}: must be a finite number ≥ 0 (0 freezes the weights)",
-                self.lr
+                num(self.lr)
             )));
         }
         if !self.bn_eps.is_finite() || self.bn_eps <= 0.0 {
-            return Err(usage(format!("--bn-eps {}: must be a finite number > 0", self.bn_eps)));
+            return Err(usage(format!(
+                "--bn-eps {}: must be a finite number > 0",
+                num(self.bn_eps)
+            )));
         }
         check_image_size(self.model, self.image_size())?;
         if self.batch_size == 0 {
             return Err(usage("--batch-size 0: must be at least 1"));
         }
-        if self.batch_size > 4096 {
-            return Err(usage(format!("--batch-size {}: at most 4096", self.batch_size)));
+        if self.batch_size > MAX_BATCH {
+            return Err(usage(format!("--batch-size {}: at most {MAX_BATCH}", self.batch_size)));
         }
         if self.epochs == Some(0) {
             return Err(usage("--epochs 0: must be at least 1"));
         }
         if let Some(p) = self.pace {
-            if !p.is_finite() || p < 0.0 {
+            if !(p == 0.0 || (MIN_PACE..=MAX_PACE).contains(&p)) {
                 return Err(usage(format!(
-                    "--pace {p}: must be a number of epochs a second ≥ 0 (0: full speed)"
+                    "--pace {}: must be 0 (full speed) or between {MIN_PACE} and {MAX_PACE} epochs a second",
+                    num(p)
                 )));
             }
         }
         if self.fps == 0 || self.fps > 60 {
             return Err(usage(format!("--fps {}: must be between 1 and 60", self.fps)));
+        }
+        Ok(())
+    }
+}
+
+/// A number from the command line as a person would write it: `1e-300`, not three hundred zeros.
+fn num(x: f64) -> String {
+    if x != 0.0 && x.is_finite() && (x.abs() < 1e-4 || x.abs() >= 1e9) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
+/// Slowest accepted `--pace` other than 0: an epoch every 100 s.
+pub const MIN_PACE: f64 = 0.01;
+/// Fastest accepted `--pace`.
+pub const MAX_PACE: f64 = 1000.0;
+/// Most `bench --steps` and `--warmup`.
+pub const MAX_BENCH_STEPS: usize = 100_000;
+/// Largest `--batch-size`, for training and `bench` alike.
+pub const MAX_BATCH: usize = 4096;
+
+impl BenchArgs {
+    /// Range checks with one-line messages (before anything is allocated).
+    pub fn validate(&self) -> Result<()> {
+        if self.steps == 0 || self.steps > MAX_BENCH_STEPS {
+            return Err(usage(format!(
+                "--steps {}: must be between 1 and {MAX_BENCH_STEPS}",
+                self.steps
+            )));
+        }
+        if self.warmup > MAX_BENCH_STEPS {
+            return Err(usage(format!("--warmup {}: at most {MAX_BENCH_STEPS}", self.warmup)));
+        }
+        if self.batch_size == 0 || self.batch_size > MAX_BATCH {
+            return Err(usage(format!(
+                "--batch-size {}: must be between 1 and {MAX_BATCH}",
+                self.batch_size
+            )));
         }
         Ok(())
     }

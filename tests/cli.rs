@@ -279,6 +279,25 @@ fn bad_input_table() {
             flags(&["--frobnicate"])
         }),
         case("epochs 0", Expect::Fail(&["--epochs 0"]), |_| flags(&["--epochs", "0"])),
+        // #17: a pace so slow that one epoch's wait overflows a Duration or an Instant.
+        case(
+            "pace 1e-19",
+            Expect::Fail(&["--pace 1e-19", "between 0.01 and 1000"]),
+            |_| flags(&["--pace", "1e-19"]),
+        ),
+        case("pace 1e-300", Expect::Fail(&["--pace 1e-300", "between"]), |_| {
+            flags(&["--pace", "1e-300"])
+        }),
+        case("pace 5e-324", Expect::Fail(&["--pace 5e-324", "between"]), |_| {
+            flags(&["--pace", "5e-324"])
+        }),
+        case("pace negative", Expect::Fail(&["--pace -1", "between"]), |_| {
+            flags(&["--pace", "-1"])
+        }),
+        case("pace huge", Expect::Fail(&["--pace 1000000", "between"]), |_| {
+            flags(&["--pace", "1e6"])
+        }),
+        case("pace 0 is full speed", Expect::Ok(3), |_| flags(&["--pace", "0"])),
         case("resume missing", Expect::Fail(&["--resume", "none.safetensors"]), |r| {
             vec!["--resume".into(), r.join("none.safetensors").display().to_string()]
         }),
@@ -1152,4 +1171,82 @@ fn resuming_past_the_epochs_asked_for_is_refused() {
         "{}",
         stderr_of(&out)
     );
+}
+
+/// #17: `bench` refuses what it cannot do in one line, exit 2, before allocating anything: counts that overflow or
+/// would allocate terabytes, an uncapped batch, flags `--all` would silently ignore.
+#[test]
+fn bench_refuses_impossible_sizes_and_ignored_flags() {
+    let max = u64::MAX.to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--steps", &max],
+            "--steps 18446744073709551615: must be between 1 and 100000",
+        ),
+        (vec!["--steps", "1000000000000"], "--steps 1000000000000"),
+        (vec!["--steps", "0"], "--steps 0"),
+        (
+            vec!["--warmup", &max, "--steps", "1"],
+            "--warmup 18446744073709551615: at most 100000",
+        ),
+        (
+            vec!["--breakdown", "--warmup", &max, "--steps", "1"],
+            "--warmup 18446744073709551615",
+        ),
+        (vec!["--breakdown", "--steps", &max], "--steps 18446744073709551615"),
+        (
+            vec!["--batch-size", "100000"],
+            "--batch-size 100000: must be between 1 and 4096",
+        ),
+        (
+            vec!["--all", "--image-size", "5"],
+            "'--all' cannot be used with '--image-size",
+        ),
+        (
+            vec!["--all", "--model", "resnet18"],
+            "'--all' cannot be used with '--model",
+        ),
+        (
+            vec!["--all", "--batch-size", "7"],
+            "'--all' cannot be used with '--batch-size",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["bench"];
+        all.extend(&args);
+        let out = bnscope(&all);
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("bnscope: error: ") && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// #17: `bench --breakdown --json` prints JSON, not the table.
+#[test]
+fn bench_breakdown_json_is_json() {
+    let out = bnscope(&[
+        "bench",
+        "--breakdown",
+        "--json",
+        "--image-size",
+        "16",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let r = &v["results"][0];
+    assert_eq!(
+        (r["model"].as_str(), r["image_size"].as_u64()),
+        (Some("tiny"), Some(16))
+    );
+    for k in ["forward_ms", "backward_ms", "optimizer_ms", "total_ms"] {
+        assert!(r[k].as_f64().unwrap() > 0.0, "{k}");
+    }
 }
