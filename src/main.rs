@@ -22,7 +22,7 @@ fn main() {
             std::process::exit(0);
         }
         Err((msg, code)) => {
-            eprintln!("{msg}");
+            eprintln!("{}", terminal::printable(&msg));
             std::process::exit(code);
         }
     };

@@ -1250,3 +1250,28 @@ fn bench_breakdown_json_is_json() {
         assert!(r[k].as_f64().unwrap() > 0.0, "{k}");
     }
 }
+
+/// #17: control characters in names never reach the terminal raw: headless output and errors escape them.
+#[test]
+fn names_with_control_characters_are_printed_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let evil = "\x1b]0;pwned\x07\x1b[31mred";
+    two_classes(dir.path());
+    std::fs::rename(dir.path().join("a"), dir.path().join(evil)).unwrap();
+    let d = dir.path().display().to_string();
+    let out = quick(&["--epochs", "1", "--data", &d]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("classes \\x1b]0;pwned\\x07\\x1b[31mred, b"), "{stdout}");
+    assert!(!stdout.contains('\x1b') && !stdout.contains('\x07'), "{stdout}");
+    // An error naming a file in that folder.
+    std::fs::write(dir.path().join(evil).join("bad.png"), b"not an image").unwrap();
+    let out = quick(&["--epochs", "1", "--data", &d]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("\\x1b]0;pwned\\x07\\x1b[31mred/bad.png: not a PNG or JPEG"),
+        "{err}"
+    );
+    assert!(!err.contains('\x1b') && !err.contains('\x07'), "{err}");
+}

@@ -30,6 +30,8 @@ struct Session {
     parser: Arc<Mutex<vt100::Parser>>,
     /// Bytes the program wrote to the terminal so far.
     bytes: Arc<AtomicU64>,
+    /// The first MiB of them, raw (to look for escape sequences).
+    raw: Arc<Mutex<Vec<u8>>>,
     /// One message per chunk processed by the reader.
     chunks: Receiver<()>,
     reader: Option<thread::JoinHandle<()>>,
@@ -83,12 +85,14 @@ impl Session {
         let writer = pair.master.take_writer().expect("writer");
         let parser = Arc::new(Mutex::new(vt100::Parser::new(ROWS, COLS, 0)));
         let bytes = Arc::new(AtomicU64::new(0));
+        let raw = Arc::new(Mutex::new(Vec::new()));
         let (tx, chunks) = unbounded();
         let stalled = Arc::new(AtomicBool::new(false));
         // Read in the background so that the child never blocks on a full PTY buffer.
         let reader = {
             let parser = parser.clone();
             let bytes = bytes.clone();
+            let raw = raw.clone();
             let stalled = stalled.clone();
             thread::spawn(move || {
                 let mut buf = [0u8; 65536];
@@ -100,6 +104,9 @@ impl Session {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
                             parser.lock().unwrap().process(&buf[..n]);
+                            let mut r = raw.lock().unwrap();
+                            let room = (1usize << 20).saturating_sub(r.len()).min(n);
+                            r.extend_from_slice(&buf[..room]);
                             bytes.fetch_add(n as u64, Ordering::Relaxed);
                             let _ = tx.send(());
                         }
@@ -112,6 +119,7 @@ impl Session {
             writer,
             parser,
             bytes,
+            raw,
             chunks,
             reader: Some(reader),
             stalled,
@@ -852,4 +860,56 @@ fn divergence_in_the_tui_fails_the_run_like_headless() {
     let recs = read_jsonl(&s._dir.path().join("run.jsonl"));
     assert!(recs.iter().any(|r| r["type"] == "event" && r["what"] == "diverged"));
     assert_eq!(recs.last().unwrap()["reason"], "diverged");
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `TERM=dumb` (no cursor movement, no colours): headless with a notice, not a screen of escape codes.
+#[test]
+fn a_dumb_terminal_gets_headless_output() {
+    let dev = device();
+    let mut s = Session::spawn_program(&bin(), &["--device", &dev, "--epochs", "2"], &[("TERM", "dumb")]);
+    let status = s.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}: {}", s.screen());
+    let screen = s.screen();
+    assert!(
+        screen.contains("TERM=dumb: this terminal cannot show the TUI; running headless"),
+        "{screen}"
+    );
+    assert!(screen.contains("epoch 2/2"), "{screen}");
+    let raw = s.raw.lock().unwrap();
+    assert!(
+        !contains(&raw, b"\x1b"),
+        "no escape sequence at all: {:?}",
+        String::from_utf8_lossy(&raw)
+    );
+}
+
+/// Class and file names can hold control characters: they are drawn escaped, never sent to the terminal.
+#[test]
+fn names_cannot_drive_the_terminal() {
+    let dev = device();
+    let data = tempfile::tempdir().unwrap();
+    let evil = "\x1b]0;pwned\x07\x1b[31mred";
+    for (class, src) in [(evil, "cat/cat.png"), ("plain", "coffee/coffee.png")] {
+        std::fs::create_dir(data.path().join(class)).unwrap();
+        let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data/seed3")
+            .join(src);
+        std::fs::copy(from, data.path().join(class).join(format!("{evil}.png"))).unwrap();
+    }
+    let d = data.path().display().to_string();
+    let mut s = Session::spawn(&["--device", &dev, "--data", &d, "--epochs", "2"]);
+    s.expect("the escaped class name", FIRST_FRAME, |t| t.contains("\\x1b]0;pwned"));
+    s.press("q");
+    let status = s.wait_exit(Duration::from_secs(20));
+    s.assert_restored();
+    assert!(status.success(), "{status:?}");
+    let raw = s.raw.lock().unwrap();
+    assert!(
+        !contains(&raw, b"\x1b]0;pwned"),
+        "the name's escape sequence reached the terminal"
+    );
 }
