@@ -84,7 +84,8 @@ pub struct RunArgs {
     /// Print one line per epoch instead of the TUI (automatic when stdout is not a terminal).
     #[arg(long)]
     pub headless: bool,
-    /// Write a JSONL log (one record per line, flushed every epoch).
+    /// Write a JSONL log (one record per line, flushed every epoch). Never truncated: an existing bnscope log is
+    /// appended to; any other existing file is refused (see --overwrite-log).
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
     /// --log FILE exists and is not a bnscope log: empty it instead of refusing (a bnscope log is appended to).
@@ -93,13 +94,13 @@ pub struct RunArgs {
     /// BatchNorm detail in the log: gaps only, or the per-channel arrays too.
     #[arg(long, value_enum, default_value_t = LogBn::Summary)]
     pub log_bn: LogBn,
-    /// Write a safetensors checkpoint on quit and at the end.
+    /// Write a safetensors checkpoint on quit and at the end (atomically; a symlink is written through).
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
     /// Continue from a checkpoint written by --checkpoint.
     #[arg(long, value_name = "FILE")]
     pub resume: Option<PathBuf>,
-    /// At most N epochs a second, 0 for full speed (default: 20 in the TUI, so the mystery stays on screen long enough
+    /// At most N epochs a second (0.01 to 1000), 0 for full speed (default: 20 in the TUI, so the mystery stays on screen long enough
     /// to see; full speed headless). `<` and `>` change it in the TUI.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub pace: Option<f64>,
