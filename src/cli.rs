@@ -88,7 +88,8 @@ pub struct RunArgs {
     /// appended to; any other existing file is refused (see --overwrite-log).
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
-    /// --log FILE exists and is not a bnscope log: empty it instead of refusing (a bnscope log is appended to).
+    /// Start --log FILE afresh, emptying whatever regular file is there (without it, a bnscope log is appended to
+    /// and any other file refused).
     #[arg(long)]
     pub overwrite_log: bool,
     /// BatchNorm detail in the log: gaps only, or the per-channel arrays too.
