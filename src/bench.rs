@@ -7,7 +7,6 @@ use candle_core::{Device, Tensor};
 use serde::Serialize;
 
 use crate::cli::{check_image_size, BenchArgs, Kernels};
-use crate::error::usage;
 use crate::model::BnMode;
 use crate::model::{Preset, ResNet};
 use crate::optim::{Optimizer, OptimizerKind};
@@ -125,12 +124,7 @@ pub type Config = (Preset, usize, usize);
 /// Validates the flags, switches the kernels, picks the device and lists the `(preset, image size, batch)`
 /// configurations to time. Shared by `bench` and `bench --breakdown`.
 pub fn setup(args: &BenchArgs) -> Result<(crate::device::Picked, Vec<Config>)> {
-    if args.steps == 0 {
-        return Err(usage("--steps 0: must be at least 1"));
-    }
-    if args.batch_size == 0 {
-        return Err(usage("--batch-size 0: must be at least 1"));
-    }
+    args.validate()?;
     crate::model::path::set_own_kernels(args.kernels != Kernels::Candle);
     crate::model::path::set_graph_free(args.kernels == Kernels::Own);
     if args.kernels != Kernels::Candle {

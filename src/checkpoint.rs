@@ -1,11 +1,15 @@
 //! Checkpoints: one safetensors file with the weights, BN running stats (`*.running_mean`, `*.running_var`,
 //! `*.num_batches_tracked`), the optimizer moments, and metadata (model, classes, epoch, …).
 //!
-//! Written atomically: to `FILE.tmp` in the same directory, synced, then renamed over `FILE`, so a crash never
-//! leaves a half-written checkpoint.
+//! Written atomically: to a temporary file of a unique name (`.FILE.XXXXXX.tmp`) in the same directory, synced,
+//! then renamed over `FILE`, so a crash never leaves a half-written checkpoint, and no file bnscope did not create
+//! is ever touched. A symlink is written through (the rename goes onto the file it points to); anything but a
+//! regular file, or a regular file that is not a bnscope checkpoint, is refused at start-up ([`prepare`]).
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -137,40 +141,123 @@ pub fn save(path: &Path, tensors: &HashMap<String, Tensor>, meta: &Meta) -> Resu
         .map(|(n, dt, shape, data)| Ok((n.clone(), TensorView::new(*dt, shape.clone(), data)?)))
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
     let buf = safetensors::serialize(views, Some(meta.to_map()))?;
-    let tmp = tmp_path(path);
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&buf)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write()
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
+    write_atomically(path, &buf)
         .with_context(|| format!("--checkpoint {}: cannot write the checkpoint", path.display()))
 }
 
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
+/// Writes `bytes` to a new temporary file beside the file `path` resolves to, syncs it and renames it over that
+/// file (keeping an existing file's permissions). On any error the temporary file is removed.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let target = crate::files::resolve(path)?;
+    let old = std::fs::metadata(&target).ok();
+    if let Some(kind) = old.as_ref().and_then(crate::files::not_regular) {
+        return Err(std::io::Error::other(format!("{kind} is there, not a regular file")));
+    }
+    let dir = target.parent().unwrap_or(Path::new("/"));
+    let mut tmp = temp_file_beside(&target)?;
+    if let Some(m) = &old {
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(m.permissions().mode() & 0o7777))?;
+    }
+    tmp.as_file_mut().write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(&target).map_err(|e| e.error)?;
+    // The rename itself survives a crash once the directory is synced.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
-/// Checks that a checkpoint can be written at `path` (its directory exists and is writable), without touching
-/// an existing file there.
-pub fn check_writable(path: &Path) -> Result<()> {
-    let tmp = tmp_path(path);
-    std::fs::File::create(&tmp)
-        .map_err(|e| usage(format!("--checkpoint {}: cannot write there: {e}", path.display())))?;
-    let _ = std::fs::remove_file(&tmp);
-    Ok(())
+/// A new `.NAME.XXXXXX.tmp` in `target`'s directory, with the permissions a new file gets (0666 less the umask);
+/// removed when dropped unless persisted.
+fn temp_file_beside(target: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let prefix = format!(".{}.", target.file_name().unwrap_or_default().to_string_lossy());
+    tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(target.parent().unwrap_or(Path::new("/")))
+}
+
+/// Checks at start-up, before anything runs, that a checkpoint can be written at `path`: not a directory (nor a
+/// name ending in `/`), not a FIFO, device or socket, not a regular file that is something else than a bnscope
+/// checkpoint, in a directory that exists and takes a new file. Touches nothing that is there: the test file has
+/// a unique name and is removed again. Returns the lock that keeps other bnscope processes off this checkpoint
+/// for as long as it is held.
+pub fn prepare(path: &Path) -> Result<Option<crate::files::PathLock>> {
+    let shown = path.display();
+    let err = |why: String| usage(format!("--checkpoint {shown}: {why}"));
+    let as_dir = Path::new(path.as_os_str()).join("model.st");
+    if path.as_os_str().as_encoded_bytes().ends_with(b"/") || path.file_name().is_none() {
+        return Err(err(format!(
+            "names a directory; give a file name such as {}",
+            as_dir.display()
+        )));
+    }
+    let target = crate::files::resolve(path).map_err(|e| {
+        err(match e.kind() {
+            std::io::ErrorKind::NotFound => "its directory does not exist".into(),
+            _ => crate::files::io_reason(&e),
+        })
+    })?;
+    match std::fs::metadata(&target) {
+        Ok(m) if m.is_dir() => {
+            return Err(err(format!(
+                "is a directory; give a file name such as {}",
+                as_dir.display()
+            )));
+        }
+        Ok(m) => {
+            if let Some(kind) = crate::files::not_regular(&m) {
+                return Err(err(format!(
+                    "not a regular file ({kind}); a checkpoint is replaced as a whole, so give a regular file or a \
+                     new name"
+                )));
+            }
+            if m.len() > 0 && !is_checkpoint(&target) {
+                return Err(err(
+                    "exists and is not a bnscope checkpoint; move it away or choose another name".into(),
+                ));
+            }
+        }
+        Err(_) => {}
+    }
+    temp_file_beside(&target).map_err(|e| err(format!("cannot write there: {}", crate::files::io_reason(&e))))?;
+    crate::files::lock_path(
+        &target,
+        &format!("--checkpoint {shown}"),
+        "two runs cannot share one checkpoint",
+    )
+}
+
+/// Whether `path` starts like a bnscope checkpoint: a safetensors header whose metadata says
+/// `bnscope-checkpoint-1`.
+fn is_checkpoint(path: &Path) -> bool {
+    let check = || -> Option<bool> {
+        let mut f = crate::files::open_regular(path, std::fs::OpenOptions::new().read(true), "").ok()?;
+        let mut n = [0u8; 8];
+        f.read_exact(&mut n).ok()?;
+        let n = u64::from_le_bytes(n);
+        if n > 100 << 20 {
+            return Some(false);
+        }
+        let mut header = vec![0u8; n as usize];
+        f.read_exact(&mut header).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&header).ok()?;
+        Some(v["__metadata__"]["format"] == "bnscope-checkpoint-1")
+    };
+    check().unwrap_or(false)
 }
 
 /// Reads a checkpoint. Errors name the file (usage errors, exit 2).
 pub fn load(path: &Path) -> Result<(HashMap<String, Tensor>, Meta)> {
     let shown = path.display();
-    let data = std::fs::read(path).map_err(|e| usage(format!("--resume {shown}: cannot read checkpoint: {e}")))?;
+    let what = format!("--resume {shown}");
+    let mut file = crate::files::open_regular(path, std::fs::OpenOptions::new().read(true), &what)?;
+    let mut data = Vec::new();
+    file.read_to_end(&mut data)
+        .map_err(|e| usage(format!("--resume {shown}: cannot read checkpoint: {e}")))?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&data)
         .map_err(|e| usage(format!("--resume {shown}: not a safetensors checkpoint ({e})")))?;
     let meta = header

@@ -107,21 +107,26 @@ pub struct RunArgs {
     /// Print one line per epoch instead of the TUI (automatic when stdout is not a terminal).
     #[arg(long)]
     pub headless: bool,
-    /// Write a JSONL log (one record per line, flushed every epoch).
+    /// Write a JSONL log (one record per line, flushed every epoch). Never truncated: an existing bnscope log is
+    /// appended to; any other existing file is refused (see --overwrite-log).
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Start --log FILE afresh, emptying whatever regular file is there (without it, a bnscope log is appended to
+    /// and any other file refused).
+    #[arg(long)]
+    pub overwrite_log: bool,
     /// BatchNorm detail in the log: gaps only, or the per-channel arrays too.
     #[arg(long, value_enum, default_value_t = LogBn::Summary)]
     pub log_bn: LogBn,
-    /// Write a safetensors checkpoint on quit and at the end.
+    /// Write a safetensors checkpoint on quit and at the end (atomically; a symlink is written through).
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
     /// Continue from a checkpoint written by --checkpoint.
     #[arg(long, value_name = "FILE")]
     pub resume: Option<PathBuf>,
-    /// At most N epochs a second, 0 for full speed (default: 20 in the TUI, so the mystery stays on screen long enough
+    /// At most N epochs a second (0.01 to 1000), 0 for full speed (default: 20 in the TUI, so the mystery stays on screen long enough
     /// to see; full speed headless). `<` and `>` change it in the TUI.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub pace: Option<f64>,
     /// Start paused (TUI: press space to run, n to step).
     #[arg(long)]
@@ -157,9 +162,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
     /// The three presets at their default sizes with batch 3 (the seed's setting).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["model", "image_size", "batch_size"])]
     pub all: bool,
-    /// Print one JSON object instead of a table.
+    /// Print one JSON object instead of a table (also with --breakdown).
     #[arg(long)]
     pub json: bool,
     /// auto, cpu, cuda or cuda:N.
@@ -205,21 +210,23 @@ impl RunArgs {
         if let Some(m) = self.momentum {
             if !m.is_finite() || !(0.0..=1.0).contains(&m) {
                 return Err(usage(format!(
-                    "--momentum {m}: must be a number between 0 and 1 (Keras 0.99 = PyTorch 0.01)"
+                    "--momentum {}: must be a number between 0 and 1 (Keras 0.99 = PyTorch 0.01)",
+                    num(m)
                 )));
             }
         }
         if let Some(lr) = self.lr {
             if !lr.is_finite() || lr < 0.0 {
                 return Err(usage(format!(
-                    "--lr {lr}: must be a finite number ≥ 0 (0 freezes the weights)"
+                    "--lr {}: must be a finite number ≥ 0 (0 freezes the weights)",
+                    num(lr)
                 )));
             }
         }
         for (flag, v) in [("--bn-eps", self.bn_eps), ("--adam-eps", self.adam_eps)] {
             if let Some(e) = v {
                 if !e.is_finite() || e <= 0.0 {
-                    return Err(usage(format!("{flag} {e}: must be a finite number > 0")));
+                    return Err(usage(format!("{flag} {}: must be a finite number > 0", num(e))));
                 }
             }
         }
@@ -233,21 +240,62 @@ impl RunArgs {
         if self.batch_size == Some(0) {
             return Err(usage("--batch-size 0: must be at least 1"));
         }
-        if let Some(b) = self.batch_size.filter(|&b| b > 4096) {
-            return Err(usage(format!("--batch-size {b}: at most 4096")));
+        if let Some(b) = self.batch_size.filter(|&b| b > MAX_BATCH) {
+            return Err(usage(format!("--batch-size {b}: at most {MAX_BATCH}")));
         }
         if self.epochs == Some(0) {
             return Err(usage("--epochs 0: must be at least 1"));
         }
         if let Some(p) = self.pace {
-            if !p.is_finite() || p < 0.0 {
+            if !(p == 0.0 || (MIN_PACE..=MAX_PACE).contains(&p)) {
                 return Err(usage(format!(
-                    "--pace {p}: must be a number of epochs a second ≥ 0 (0: full speed)"
+                    "--pace {}: must be 0 (full speed) or between {MIN_PACE} and {MAX_PACE} epochs a second",
+                    num(p)
                 )));
             }
         }
         if self.fps == 0 || self.fps > 60 {
             return Err(usage(format!("--fps {}: must be between 1 and 60", self.fps)));
+        }
+        Ok(())
+    }
+}
+
+/// A number from the command line as a person would write it: `1e-300`, not three hundred zeros.
+fn num(x: f64) -> String {
+    if x != 0.0 && x.is_finite() && (x.abs() < 1e-4 || x.abs() >= 1e9) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
+/// Slowest accepted `--pace` other than 0: an epoch every 100 s.
+pub const MIN_PACE: f64 = 0.01;
+/// Fastest accepted `--pace`.
+pub const MAX_PACE: f64 = 1000.0;
+/// Most `bench --steps` and `--warmup`.
+pub const MAX_BENCH_STEPS: usize = 100_000;
+/// Largest `--batch-size`, for training and `bench` alike.
+pub const MAX_BATCH: usize = 4096;
+
+impl BenchArgs {
+    /// Range checks with one-line messages (before anything is allocated).
+    pub fn validate(&self) -> Result<()> {
+        if self.steps == 0 || self.steps > MAX_BENCH_STEPS {
+            return Err(usage(format!(
+                "--steps {}: must be between 1 and {MAX_BENCH_STEPS}",
+                self.steps
+            )));
+        }
+        if self.warmup > MAX_BENCH_STEPS {
+            return Err(usage(format!("--warmup {}: at most {MAX_BENCH_STEPS}", self.warmup)));
+        }
+        if self.batch_size == 0 || self.batch_size > MAX_BATCH {
+            return Err(usage(format!(
+                "--batch-size {}: must be between 1 and {MAX_BATCH}",
+                self.batch_size
+            )));
         }
         Ok(())
     }

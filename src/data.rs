@@ -53,6 +53,8 @@ pub struct Dataset {
     pub source: String,
     /// Files skipped for their extension.
     pub ignored: usize,
+    /// `(device, inode)` of every image file read, so that no output is ever written over an input.
+    pub file_ids: Vec<(u64, u64)>,
 }
 
 impl Dataset {
@@ -92,6 +94,7 @@ fn empty(size: usize, source: &str) -> Dataset {
         size,
         source: source.into(),
         ignored: 0,
+        file_ids: Vec::new(),
     }
 }
 
@@ -145,13 +148,21 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Decodes one image file. The header is read first, so that an oversized image is refused before anything is
 /// allocated for it.
 pub fn decode(path: &Path) -> Result<DynamicImage> {
+    decode_file(path).map(|(img, _)| img)
+}
+
+/// [`decode`], and the file's `(device, inode)`. Only a regular file is opened (a FIFO named `x.png` would block
+/// forever).
+fn decode_file(path: &Path) -> Result<(DynamicImage, (u64, u64))> {
     let fail = |what: String| usage(format!("{}: {what}", path.display()));
     // One pass over the file (compressed, so far smaller than the decoded image): its first bytes decide the format
     // before the rest is read, so a large file that is no image is refused without loading it; the header is
     // checked before any pixel memory is allocated.
     use std::io::Read;
     let read_err = |e: std::io::Error| fail(format!("cannot read image: {e}"));
-    let mut file = std::fs::File::open(path).map_err(read_err)?;
+    let what = format!("{}: cannot read image", path.display());
+    let mut file = crate::files::open_regular(path, std::fs::OpenOptions::new().read(true), &what)?;
+    let id = crate::files::file_id(&file.metadata().map_err(read_err)?);
     let mut bytes = Vec::new();
     file.by_ref().take(16).read_to_end(&mut bytes).map_err(read_err)?;
     if bytes.is_empty() {
@@ -177,13 +188,14 @@ pub fn decode(path: &Path) -> Result<DynamicImage> {
     }
     let mut r = reader();
     r.limits(limits());
-    r.decode().map_err(|e| match e {
+    let img = r.decode().map_err(|e| match e {
         image::ImageError::Limits(_) => fail(format!(
             "image is {w}×{h} pixels and needs more than {} MiB decoded; refusing to decode it",
             MAX_ALLOC >> 20
         )),
         e => fail(format!("cannot decode image: {e}")),
-    })
+    })?;
+    Ok((img, id))
 }
 
 /// Loads an image-folder directory.
@@ -228,7 +240,8 @@ pub fn load_dir(dir: &Path, size: usize) -> Result<Dataset> {
                 ds.ignored += 1;
                 continue;
             }
-            let img = decode(&f)?;
+            let (img, id) = decode_file(&f)?;
+            ds.file_ids.push(id);
             push(
                 &mut ds,
                 f.file_name().unwrap_or_default().to_string_lossy().into_owned(),

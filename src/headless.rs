@@ -2,15 +2,10 @@
 use anyhow::Result;
 use crossbeam_channel::{select, Receiver};
 
+use crate::outcome::{diverged_message, Outcome};
 use crate::protocol::*;
+use crate::terminal::printable;
 use crate::tui::fmt::momentum as fmt_m;
-
-/// How a headless run ended.
-pub struct Outcome {
-    pub reason: EndReason,
-    pub signal: Option<i32>,
-    pub error: Option<String>,
-}
 
 /// How many of the latest epochs the closing "median ms/step" covers.
 const STEP_WINDOW: usize = 10_000;
@@ -53,7 +48,7 @@ pub fn epoch_line(m: &EpochMetrics, total: Option<usize>) -> String {
     )
 }
 
-/// Runs until the trainer finishes, printing as it goes.
+/// Runs until the trainer finishes, printing as it goes (errors on stderr as they happen).
 #[allow(unused_assignments)] // the last `say!` may set `stdout_gone` for nobody to read
 pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
     use std::io::Write;
@@ -70,7 +65,7 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
     }
     let mut total = None;
     let mut signal = None;
-    let mut error = None;
+    let mut failed = false;
     let mut first_converged: Option<usize> = None;
     let mut last: Option<Box<EpochMetrics>> = None;
     // The last STEP_WINDOW step times, for the closing median (bounded: runs can last millions of epochs).
@@ -79,7 +74,10 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
         select! {
             recv(link.events) -> ev => {
                 let Ok(ev) = ev else {
-                    return Ok(Outcome { reason: EndReason::Error, signal, error: Some("the trainer stopped unexpectedly".into()) });
+                    let mut o = Outcome::new(EndReason::Error);
+                    o.signal = signal;
+                    o.messages.push("the trainer stopped without finishing the run".into());
+                    return Ok(o);
                 };
                 match ev {
                     Event::Started(info) => {
@@ -87,9 +85,9 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                         say!(
                             "bnscope: {} on {} ({} images, classes {}) · {} · {} · {} BN (ε {:e}, {} variance) · {} lr {}{} · {} params · {} BN layers",
                             info.model,
-                            info.data,
+                            printable(&info.data),
                             info.images.len(),
-                            info.classes.join(", "),
+                            printable(&info.classes.join(", ")),
                             info.device,
                             if info.cumulative { "momentum cumulative".to_string() } else {
                                 format!("momentum {} (Keras) = {} (PyTorch/candle)", fmt_m(info.momentum), fmt_m(keras_to_torch(info.momentum)))
@@ -120,13 +118,13 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                     Event::Applied { .. } => {}
                     Event::Warning { text, .. } => eprintln!("bnscope: warning: {text}"),
                     Event::Diverged { epoch, loss, what } => {
-                        eprintln!("bnscope: training diverged at epoch {epoch} ({what}; loss {loss}); stopping. Try a smaller --lr.");
-                        error = Some(format!("diverged at epoch {epoch}"));
-                        let _ = link.commands.send(Command::Quit(EndReason::Error));
+                        eprintln!("bnscope: error: {}", diverged_message(epoch, loss, &what));
+                        failed = true;
+                        let _ = link.commands.send(Command::Quit(EndReason::Diverged));
                     }
                     Event::Error(msg) => {
-                        eprintln!("bnscope: error: {msg}");
-                        error = Some(msg);
+                        eprintln!("bnscope: error: {}", printable(&msg));
+                        failed = true;
                         let _ = link.commands.send(Command::Quit(EndReason::Error));
                     }
                     Event::Finished { reason, checkpoint, .. } => {
@@ -142,10 +140,12 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                             }
                         }
                         if let Some(c) = checkpoint {
-                            say!("checkpoint written to {c}");
+                            say!("checkpoint written to {}", printable(&c));
                         }
-                        let reason = if error.is_some() { EndReason::Error } else { reason };
-                        return Ok(Outcome { reason, signal, error });
+                        let mut o = Outcome::new(reason);
+                        o.signal = signal;
+                        o.failed = failed;
+                        return Ok(o);
                     }
                 }
             }

@@ -1,13 +1,18 @@
 //! The JSONL log (`--log FILE`): one JSON object per line, flushed after every record, so that a crash loses at most
 //! the record being written. Momentum is always in the Keras convention here.
 //!
+//! The file is never truncated: a new file is created, an existing bnscope log is appended to (a new `run` record
+//! starts the new run), anything else is refused unless `--overwrite-log` says so ([`JsonlLog::open`]). It is
+//! locked for the run, so that two processes never interleave their records. A record that cannot be written
+//! whole (a full disk) is cut off again, so the file never ends in half a line.
+//!
 //! Records: `run`, `epoch`, `bn`, `event`, `end`; the format is specified in `docs/LOG_FORMAT.md`. A number that
 //! is not finite (a diverged loss) is written as `null`, everywhere.
 use std::fs::File;
-use std::io::Write;
+use std::io::{BufRead, Seek, Write};
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
 use crate::error::usage;
@@ -28,28 +33,80 @@ pub const SCHEMA: u32 = 1;
 pub struct JsonlLog {
     out: File,
     bn: LogBn,
+    /// `--log FILE`, for error messages.
+    shown: String,
+    /// The file's length after the last whole record.
+    len: u64,
 }
 
+/// The most of an existing file's first line read to decide whether it is a bnscope log.
+const FIRST_LINE_MAX: u64 = 64 << 20;
+
 impl JsonlLog {
-    /// Creates (truncates) the log file. Errors name the file and are usage errors (exit 2).
-    pub fn create(path: &Path, bn: LogBn) -> Result<Self> {
-        let file = File::create(path).map_err(|e| {
-            let why = match e.kind() {
-                std::io::ErrorKind::NotFound => "its directory does not exist".to_string(),
-                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-                _ => e.to_string(),
-            };
-            usage(format!("--log {}: cannot create the log file: {why}", path.display()))
-        })?;
-        Ok(Self { out: file, bn })
+    /// Opens the log for this run: creates it, or appends to an existing bnscope log (first line a `run` record;
+    /// an empty file counts), or with `overwrite` empties whatever regular file is there. Refuses anything else,
+    /// a FIFO or device, and a log another process holds. Errors name the file and are usage errors (exit 2).
+    pub fn open(path: &Path, bn: LogBn, overwrite: bool) -> Result<Self> {
+        let shown = path.display().to_string();
+        let what = format!("--log {shown}");
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !path.exists() && !dir.is_dir() {
+            return Err(usage(format!(
+                "{what}: cannot create the log file: its directory does not exist"
+            )));
+        }
+        let mut file = crate::files::open_regular(
+            path,
+            std::fs::OpenOptions::new().read(true).append(true).create(true),
+            &what,
+        )?;
+        crate::files::lock(&file, &what, "two runs cannot share one log")?;
+        let mut len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len > 0 && overwrite {
+            file.set_len(0)
+                .map_err(|e| usage(format!("{what}: cannot empty it: {e}")))?;
+            len = 0;
+        }
+        if len > 0 {
+            if !is_bnscope_log(&mut file) {
+                return Err(usage(format!(
+                    "{what}: exists and is not a bnscope log; move it away or pass --overwrite-log"
+                )));
+            }
+            // A writer that died mid-record left half a line: end it, so the new run starts on a line of its own
+            // (readers skip a line that is not JSON; nothing already written is removed).
+            if last_byte(&mut file) != Some(b'\n') {
+                file.write_all(b"\n")
+                    .map_err(|e| usage(format!("{what}: cannot write: {e}")))?;
+                len += 1;
+            }
+        }
+        Ok(Self {
+            out: file,
+            bn,
+            shown,
+            len,
+        })
     }
 
-    /// One record = one `write` call of the whole line, so a crash (even `kill -9`) leaves only complete lines.
+    /// One record = one `write` call of the whole line, so a crash (even `kill -9`) leaves only complete lines. A
+    /// write that fails half-way (a full disk) is cut back off, and the error names the file.
     fn write(&mut self, v: Value) -> Result<()> {
         let mut line = serde_json::to_vec(&v)?;
         line.push(b'\n');
-        self.out.write_all(&line)?;
-        Ok(())
+        match self.out.write_all(&line) {
+            Ok(()) => {
+                self.len += line.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.out.set_len(self.len);
+                Err(e).with_context(|| format!("--log {}: cannot write the log", self.shown))
+            }
+        }
     }
 
     pub fn run(&mut self, info: &RunInfo) -> Result<()> {
@@ -118,6 +175,11 @@ impl JsonlLog {
         self.write(json!({"type": "event", "epoch": epoch, "what": what.as_str(), "value": value}))
     }
 
+    /// The file, for checks against the run's other files.
+    pub fn file(&self) -> &File {
+        &self.out
+    }
+
     pub fn end(&mut self, epochs: usize, reason: EndReason, message: Option<&str>) -> Result<()> {
         let mut v = json!({"type": "end", "epochs": epochs, "reason": reason.as_str()});
         if let Some(msg) = message {
@@ -125,4 +187,25 @@ impl JsonlLog {
         }
         self.write(v)
     }
+}
+
+/// Whether the file's first line is a JSON object with `"type":"run"`.
+fn is_bnscope_log(file: &mut File) -> bool {
+    if file.rewind().is_err() {
+        return false;
+    }
+    let mut first = Vec::new();
+    let mut r = std::io::BufReader::new(std::io::Read::take(&*file, FIRST_LINE_MAX));
+    if r.read_until(b'\n', &mut first).is_err() {
+        return false;
+    }
+    serde_json::from_slice::<Value>(&first).is_ok_and(|v| v["type"] == "run")
+}
+
+fn last_byte(file: &mut File) -> Option<u8> {
+    use std::io::{Read, SeekFrom};
+    file.seek(SeekFrom::End(-1)).ok()?;
+    let mut b = [0u8; 1];
+    file.read_exact(&mut b).ok()?;
+    Some(b[0])
 }

@@ -1,12 +1,13 @@
 //! bnscope binary: parse flags, load data, start the trainer thread, run the TUI or headless mode.
 use std::io::IsTerminal;
+use std::path::Path;
 
 use anyhow::Result;
 use bnscope::cli::{self, Cmd};
-use bnscope::error::exit_code;
-use bnscope::protocol::EndReason;
+use bnscope::error::{exit_code, usage};
+use bnscope::outcome::Outcome;
 use bnscope::trainer::{Resume, TrainConfig, Trainer};
-use bnscope::{bench, checkpoint, data, device, headless, log::JsonlLog, signals, terminal};
+use bnscope::{bench, checkpoint, data, device, files, headless, log::JsonlLog, signals, terminal};
 
 /// Epochs a second in the TUI unless `--pace` says otherwise: at full speed the tiny preset's running statistics
 /// converge by themselves within seconds, before a newcomer has read the screen. At 7 the default run's catch-up
@@ -24,7 +25,7 @@ fn main() {
             std::process::exit(0);
         }
         Err((msg, code)) => {
-            eprintln!("{msg}");
+            eprintln!("{}", terminal::printable(&msg));
             std::process::exit(code);
         }
     };
@@ -48,7 +49,7 @@ fn main() {
 
 /// The error and its causes on one line.
 fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}").replace('\n', " ")
+    terminal::printable(&format!("{e:#}").replace('\n', " ")).into_owned()
 }
 
 fn run(cli: cli::Cli) -> Result<i32> {
@@ -85,16 +86,29 @@ fn run(cli: cli::Cli) -> Result<i32> {
     if ds.ignored > 0 {
         eprintln!(
             "bnscope: ignored {} file(s) in {} that are not .png/.jpg/.jpeg",
-            ds.ignored, ds.source
+            ds.ignored,
+            terminal::printable(&ds.source)
         );
     }
-    if let Some(c) = &a.checkpoint {
-        checkpoint::check_writable(c)?;
-    }
-    let headless = a.headless || !std::io::stdout().is_terminal();
+    let headless = a.headless || !std::io::stdout().is_terminal() || dumb_terminal();
     if headless && !a.headless {
-        eprintln!("bnscope: stdout is not a terminal; running headless (add --headless to silence this notice)");
+        let why = if std::io::stdout().is_terminal() {
+            "TERM=dumb: this terminal cannot show the TUI"
+        } else {
+            "stdout is not a terminal"
+        };
+        eprintln!("bnscope: {why}; running headless (add --headless to silence this notice)");
     }
+    let epochs = a.epochs.or(if headless { Some(20) } else { None });
+    if let (Some(p), Some(r)) = (&a.resume, &resume) {
+        check_epochs_left(p, r.meta.epoch, a.epochs, epochs)?;
+    }
+    check_outputs(&a, &ds)?;
+    // Held until the run ends: another bnscope writing the same checkpoint is refused at its start.
+    let _checkpoint_lock = match &a.checkpoint {
+        Some(c) => checkpoint::prepare(c)?,
+        None => None,
+    };
     let mut cfg = TrainConfig::new(set.model);
     cfg.image_size = size;
     cfg.batch_size = set.batch_size;
@@ -102,7 +116,7 @@ fn run(cli: cli::Cli) -> Result<i32> {
     cfg.cumulative = set.cumulative;
     cfg.lr = set.lr;
     cfg.optimizer = set.optimizer;
-    cfg.epochs = a.epochs.or(if headless { Some(20) } else { None });
+    cfg.epochs = epochs;
     cfg.seed = set.seed;
     cfg.framework = set.framework;
     cfg.bn_eps = set.bn_eps;
@@ -128,24 +142,87 @@ fn run(cli: cli::Cli) -> Result<i32> {
         None if headless => None,
         None => Some(DEFAULT_TUI_PACE),
     };
-    // The log is created last, so that a bad flag or file never truncates an existing log.
+    // The log is opened last, so that a bad flag or file never creates one; it is only ever appended to (or, with
+    // --overwrite-log, emptied).
     let log = match &a.log {
-        Some(p) => Some(JsonlLog::create(p, a.log_bn)?),
+        Some(p) => Some(JsonlLog::open(p, a.log_bn, a.overwrite_log)?),
         None => None,
     };
     let trainer = Trainer::new(cfg, ds, picked.device, picked.name, log, resume)?;
-    let signals = signals::install()?;
+    let signals = signals::install(a.checkpoint.as_deref())?;
     let (link, handle) = trainer.spawn()?;
-    if headless {
+    let out = if headless {
         let out = headless::run(link, signals)?;
         let _ = handle.join();
-        return Ok(match (out.signal, out.reason) {
-            (Some(sig), _) => signals::exit_status(sig),
-            (None, EndReason::Error) => 1,
-            _ => 0,
-        });
+        out
+    } else {
+        run_tui(link, signals, &a, handle)?
+    };
+    // The TUI prints nothing while it owns the screen: its errors come here, after the terminal is restored.
+    for m in &out.messages {
+        eprintln!("bnscope: error: {}", terminal::printable(m));
     }
-    run_tui(link, signals, &a, handle)
+    Ok(out.exit_status())
+}
+
+/// `TERM=dumb`: no cursor movement, no alternate screen, no colours (Emacs' shell, some CI consoles).
+fn dumb_terminal() -> bool {
+    std::env::var("TERM").is_ok_and(|t| t == "dumb")
+}
+
+/// A resumed run must have epochs left to train: `--epochs` counts the resumed ones.
+fn check_epochs_left(resume: &Path, at: usize, given: Option<usize>, total: Option<usize>) -> Result<()> {
+    let Some(total) = total else { return Ok(()) };
+    if at < total {
+        return Ok(());
+    }
+    let shown = terminal::printable(&resume.display().to_string()).into_owned();
+    Err(usage(match given {
+        Some(n) => format!(
+            "--epochs {n}: the checkpoint {shown} is already at epoch {at} (--epochs counts the resumed ones); pass \
+             --epochs {} or more to train on",
+            at + 1
+        ),
+        None => format!(
+            "--resume {shown}: the checkpoint is already at epoch {at}, past the {total} a headless run trains by \
+             default; pass --epochs {} or more to train on",
+            at + 1
+        ),
+    }))
+}
+
+/// No output over an input or over another output: the log is not the checkpoint, the resumed checkpoint or an
+/// image, and the checkpoint is not an image.
+fn check_outputs(a: &cli::RunArgs, ds: &data::Dataset) -> Result<()> {
+    let shown = |p: &Path| terminal::printable(&p.display().to_string()).into_owned();
+    let is_input = |p: &Path| std::fs::metadata(p).is_ok_and(|m| ds.file_ids.contains(&files::file_id(&m)));
+    if let Some(log) = &a.log {
+        let l = shown(log);
+        if let Some(r) = a.resume.as_deref().filter(|r| files::same_file(log, r)) {
+            return Err(usage(format!(
+                "--log {l}: the same file as --resume {}; the log would overwrite the checkpoint",
+                shown(r)
+            )));
+        }
+        if let Some(c) = a.checkpoint.as_deref().filter(|c| files::same_file(log, c)) {
+            return Err(usage(format!(
+                "--log {l}: the same file as --checkpoint {}; give them different names",
+                shown(c)
+            )));
+        }
+        if is_input(log) {
+            return Err(usage(format!(
+                "--log {l}: is one of the --data images; write the log elsewhere"
+            )));
+        }
+    }
+    if let Some(c) = a.checkpoint.as_deref().filter(|c| is_input(c)) {
+        return Err(usage(format!(
+            "--checkpoint {}: is one of the --data images; write the checkpoint elsewhere",
+            shown(c)
+        )));
+    }
+    Ok(())
 }
 
 fn run_tui(
@@ -153,7 +230,7 @@ fn run_tui(
     signals: crossbeam_channel::Receiver<i32>,
     a: &cli::RunArgs,
     handle: std::thread::JoinHandle<()>,
-) -> Result<i32> {
+) -> Result<Outcome> {
     let opts = bnscope::tui::TuiOptions {
         fps: a.fps,
         ascii: a.ascii,
@@ -161,17 +238,14 @@ fn run_tui(
         data_label: a
             .data
             .as_ref()
-            .map(|d| d.display().to_string())
+            .map(|d| terminal::printable(&d.display().to_string()).into_owned())
             .unwrap_or_else(|| "embedded seed3".into()),
+        checkpoint: a.checkpoint.as_ref().map(|c| c.display().to_string()),
     };
-    let reason = bnscope::tui::run(link, signals, opts)?;
-    // The trainer has sent Finished (or was given time to); don't hang on a stuck one.
+    let out = bnscope::tui::run(link, signals, opts)?;
+    // The trainer has sent Finished, unless the user stopped waiting for it: then don't wait here either.
     if handle.is_finished() {
         let _ = handle.join();
     }
-    Ok(match reason {
-        EndReason::Error => 1,
-        EndReason::Signal => signals::first_signal().map(signals::exit_status).unwrap_or(1),
-        _ => 0,
-    })
+    Ok(out)
 }

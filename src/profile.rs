@@ -59,28 +59,64 @@ pub fn breakdown_one(
     crate::runtime::in_pool(dev, run)
 }
 
+/// One configuration's breakdown, as `bench --breakdown --json` prints it.
+#[derive(Debug, serde::Serialize)]
+pub struct BreakdownResult {
+    pub model: String,
+    pub image_size: usize,
+    pub batch_size: usize,
+    pub forward_ms: f64,
+    pub backward_ms: f64,
+    pub optimizer_ms: f64,
+    pub total_ms: f64,
+}
+
 pub fn run(args: &BenchArgs) -> Result<i32> {
     let (picked, configs) = crate::bench::setup(args)?;
     let steps = args.steps.max(1);
-    println!(
-        "device {} · batch {} · median of {steps} steps after {} warm-up · ms",
-        picked.name, args.batch_size, args.warmup
-    );
-    println!(
-        "{:<9} {:>5} {:>9} {:>9} {:>9} {:>9}",
-        "model", "size", "forward", "backward", "optimizer", "total"
-    );
+    if !args.json {
+        println!(
+            "device {} · batch {} · median of {steps} steps after {} warm-up · ms",
+            picked.name, args.batch_size, args.warmup
+        );
+        println!(
+            "{:<9} {:>5} {:>9} {:>9} {:>9} {:>9}",
+            "model", "size", "forward", "backward", "optimizer", "total"
+        );
+    }
+    let mut results = Vec::new();
     for (preset, size, batch) in configs {
         let [f, b, o] = breakdown_one(preset, size, batch, steps, args.warmup, &picked.device)?;
-        println!(
-            "{:<9} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-            preset.name(),
-            size,
-            f,
-            b,
-            o,
-            f + b + o
-        );
+        if !args.json {
+            println!(
+                "{:<9} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                preset.name(),
+                size,
+                f,
+                b,
+                o,
+                f + b + o
+            );
+        }
+        results.push(BreakdownResult {
+            model: preset.name().into(),
+            image_size: size,
+            batch_size: batch,
+            forward_ms: f,
+            backward_ms: b,
+            optimizer_ms: o,
+            total_ms: f + b + o,
+        });
+    }
+    if args.json {
+        let report = serde_json::json!({
+            "device": picked.name,
+            "threads": rayon::current_num_threads(),
+            "steps": steps,
+            "warmup": args.warmup,
+            "results": results,
+        });
+        println!("{report}");
     }
     Ok(0)
 }

@@ -52,6 +52,8 @@ pub enum EndReason {
     Quit,
     Signal,
     Error,
+    /// The loss diverged (the front end quit after [`Event::Diverged`]): a failed run, exit status 1.
+    Diverged,
 }
 
 impl EndReason {
@@ -61,6 +63,7 @@ impl EndReason {
             EndReason::Quit => "quit",
             EndReason::Signal => "signal",
             EndReason::Error => "error",
+            EndReason::Diverged => "diverged",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! checkpoint, terminal restored). A second one restores the terminal and exits at once, from inside the signal
 //! handler, so it works even when every core is busy training and the forwarding thread would be scheduled late.
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use anyhow::Result;
 use crossbeam_channel::Receiver;
@@ -10,6 +11,8 @@ use signal_hook::iterator::Signals;
 
 static FIRST_SIGNAL: AtomicI32 = AtomicI32::new(0);
 static SEEN: AtomicUsize = AtomicUsize::new(0);
+/// What the second signal prints on stderr, built before the handlers are installed (no allocation in a handler).
+static SECOND_NOTE: OnceLock<Vec<u8>> = OnceLock::new();
 
 /// The first signal received, if any (for the exit status).
 pub fn first_signal() -> Option<i32> {
@@ -24,13 +27,27 @@ fn second_signal_exit(sig: i32) {
     if SEEN.fetch_add(1, Ordering::SeqCst) == 0 {
         return;
     }
-    crate::terminal::restore_in_signal_handler(b"\r\nbnscope: second signal; exiting without waiting\r\n");
+    crate::terminal::restore_in_signal_handler(b"\r\n");
+    let note: &[u8] = SECOND_NOTE
+        .get()
+        .map_or(b"bnscope: second signal; exiting without waiting\n", |v| v);
+    // SAFETY: write(2) of a buffer that lives for the whole process.
+    unsafe { libc::write(2, note.as_ptr().cast(), note.len()) };
     // SAFETY: _exit is async-signal-safe and ends the process at once.
     unsafe { libc::_exit(exit_status(sig)) };
 }
 
-/// Installs the handlers and returns the channel the front end selects on.
-pub fn install() -> Result<Receiver<i32>> {
+/// Installs the handlers and returns the channel the front end selects on. `checkpoint`: the `--checkpoint` a
+/// second signal leaves unwritten, which its stderr line then names.
+pub fn install(checkpoint: Option<&std::path::Path>) -> Result<Receiver<i32>> {
+    let note = match checkpoint {
+        Some(c) => format!(
+            "bnscope: error: second signal; exiting without waiting: the checkpoint {} was not written\n",
+            crate::terminal::printable(&c.display().to_string())
+        ),
+        None => "bnscope: second signal; exiting without waiting\n".to_string(),
+    };
+    let _ = SECOND_NOTE.set(note.into_bytes());
     crate::terminal::remember_cooked();
     for sig in [SIGINT, SIGTERM, SIGHUP] {
         // SAFETY: the action only uses async-signal-safe calls (see `second_signal_exit`).

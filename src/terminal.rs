@@ -97,3 +97,33 @@ pub fn restore_in_signal_handler(message: &[u8]) {
         }
     }
 }
+
+/// `s` with control characters (C0, DEL, C1) written as `\x1b`-style escapes, so that a file or class name can
+/// never drive the terminal (`$'\e[31mred'` as a folder name). Everything bnscope prints that came from outside
+/// (names, paths, error messages that quote them) goes through here; the JSONL log escapes them as JSON does.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control();
+    if !s.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if bad(c) {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn printable_escapes_control_characters() {
+        assert_eq!(super::printable("cat"), "cat");
+        assert_eq!(super::printable("\u{1b}[31mred"), "\\x1b[31mred");
+        assert_eq!(super::printable("a\nb\u{7f}\u{9b}"), "a\\x0ab\\x7f\\x9b");
+        assert_eq!(super::printable("café ✓"), "café ✓");
+    }
+}

@@ -83,6 +83,14 @@ fn palette_png(path: &Path) {
         .unwrap();
 }
 
+/// Makes a FIFO at `p` and returns its path as text.
+fn fifo(p: &Path) -> String {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+    p.display().to_string()
+}
+
 fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
@@ -271,6 +279,25 @@ fn bad_input_table() {
             flags(&["--frobnicate"])
         }),
         case("epochs 0", Expect::Fail(&["--epochs 0"]), |_| flags(&["--epochs", "0"])),
+        // #17: a pace so slow that one epoch's wait overflows a Duration or an Instant.
+        case(
+            "pace 1e-19",
+            Expect::Fail(&["--pace 1e-19", "between 0.01 and 1000"]),
+            |_| flags(&["--pace", "1e-19"]),
+        ),
+        case("pace 1e-300", Expect::Fail(&["--pace 1e-300", "between"]), |_| {
+            flags(&["--pace", "1e-300"])
+        }),
+        case("pace 5e-324", Expect::Fail(&["--pace 5e-324", "between"]), |_| {
+            flags(&["--pace", "5e-324"])
+        }),
+        case("pace negative", Expect::Fail(&["--pace -1", "between"]), |_| {
+            flags(&["--pace", "-1"])
+        }),
+        case("pace huge", Expect::Fail(&["--pace 1000000", "between"]), |_| {
+            flags(&["--pace", "1e6"])
+        }),
+        case("pace 0 is full speed", Expect::Ok(3), |_| flags(&["--pace", "0"])),
         case("resume missing", Expect::Fail(&["--resume", "none.safetensors"]), |r| {
             vec!["--resume".into(), r.join("none.safetensors").display().to_string()]
         }),
@@ -290,6 +317,91 @@ fn bad_input_table() {
         case("log is a directory", Expect::Fail(&["--log"]), |r| {
             vec!["--log".into(), r.display().to_string()]
         }),
+        // #17: no output over an input or another output, no special files, nothing the user did not ask for.
+        case(
+            "log is the checkpoint",
+            Expect::Fail(&["--log", "same file as --checkpoint"]),
+            |r| {
+                let x = r.join("x").display().to_string();
+                vec!["--log".into(), x.clone(), "--checkpoint".into(), x]
+            },
+        ),
+        case(
+            "log is a data image",
+            Expect::Fail(&["--log", "0.png", "one of the --data images"]),
+            |r| {
+                let mut args = data_arg(r);
+                two_classes(r);
+                args.extend(["--log".into(), r.join("a/0.png").display().to_string()]);
+                args
+            },
+        ),
+        case(
+            "log exists and is not a bnscope log",
+            Expect::Fail(&["--log", "notes.txt", "not a bnscope log", "--overwrite-log"]),
+            |r| {
+                std::fs::write(r.join("notes.txt"), b"my notes\n").unwrap();
+                vec!["--log".into(), r.join("notes.txt").display().to_string()]
+            },
+        ),
+        case("log is a FIFO", Expect::Fail(&["--log", "ff", "FIFO"]), |r| {
+            vec!["--log".into(), fifo(&r.join("ff"))]
+        }),
+        case("resume is a FIFO", Expect::Fail(&["--resume", "ff", "FIFO"]), |r| {
+            vec!["--resume".into(), fifo(&r.join("ff"))]
+        }),
+        case(
+            "a FIFO named .png in a class",
+            Expect::Fail(&["evil.png", "FIFO"]),
+            |r| {
+                two_classes(r);
+                fifo(&r.join("a/evil.png"));
+                data_arg(r)
+            },
+        ),
+        case(
+            "checkpoint is a FIFO",
+            Expect::Fail(&["--checkpoint", "ff", "FIFO"]),
+            |r| vec!["--checkpoint".into(), fifo(&r.join("ff"))],
+        ),
+        case(
+            "checkpoint is a device",
+            Expect::Fail(&["--checkpoint /dev/full", "character device"]),
+            |_| flags(&["--checkpoint", "/dev/full"]),
+        ),
+        case(
+            "checkpoint is a directory",
+            Expect::Fail(&["--checkpoint", "is a directory", "model.st"]),
+            |r| vec!["--checkpoint".into(), r.display().to_string()],
+        ),
+        case(
+            "checkpoint ends in a slash",
+            Expect::Fail(&["--checkpoint", "cdir/", "names a directory"]),
+            |r| vec!["--checkpoint".into(), format!("{}/cdir/", r.display())],
+        ),
+        case(
+            "checkpoint into a missing dir",
+            Expect::Fail(&["--checkpoint", "its directory does not exist"]),
+            |r| vec!["--checkpoint".into(), r.join("no/x.st").display().to_string()],
+        ),
+        case(
+            "checkpoint over a file that is no checkpoint",
+            Expect::Fail(&["--checkpoint", "notes", "not a bnscope checkpoint"]),
+            |r| {
+                std::fs::write(r.join("notes"), b"my notes\n").unwrap();
+                vec!["--checkpoint".into(), r.join("notes").display().to_string()]
+            },
+        ),
+        case(
+            "checkpoint is a data image",
+            Expect::Fail(&["--checkpoint", "0.png", "one of the --data images"]),
+            |r| {
+                two_classes(r);
+                let mut args = data_arg(r);
+                args.extend(["--checkpoint".into(), r.join("b/0.png").display().to_string()]);
+                args
+            },
+        ),
         case(
             "cuda in a cpu build",
             Expect::Fail(&["--device cuda", "--features cuda"]),
@@ -680,10 +792,20 @@ fn divergence_stops_a_headless_run_and_is_logged() {
         &log.display().to_string(),
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("training diverged at epoch"));
+    // The same words as the TUI's: one `bnscope: error:` line.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("diverged"))
+        .expect("a divergence line");
+    assert!(
+        line.starts_with("bnscope: error: training diverged at epoch "),
+        "{stderr}"
+    );
+    assert!(line.ends_with("; try a smaller --lr"), "{stderr}");
     let recs = read_jsonl(&log);
     assert!(recs.iter().any(|r| r["type"] == "event" && r["what"] == "diverged"));
-    assert_eq!(recs.last().unwrap()["reason"], "error");
+    assert_eq!(recs.last().unwrap()["reason"], "diverged");
     assert!(recs.iter().filter(|r| r["type"] == "epoch").count() < 20);
 }
 
@@ -897,4 +1019,390 @@ fn one_value_per_channel_is_named_headless_and_in_the_log() {
     assert!(ev[0]["value"].as_str().unwrap().contains("layer3.0.bn2"));
     let bn = recs.iter().find(|r| r["type"] == "bn").unwrap();
     assert!(bn["layers"].as_array().unwrap().iter().any(|l| l["n"] == 1), "{bn}");
+}
+
+/// A quick run: headless, tiny at 16 px, one thread.
+fn quick(extra: &[&str]) -> Output {
+    let mut args = vec!["--headless", "--image-size", "16", "--device", "cpu"];
+    args.extend_from_slice(extra);
+    bnscope(&args)
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// #17: `--log` never truncates. A bnscope log is appended to (a new `run` record starts the new run), anything
+/// else is refused unless `--overwrite-log`, and a log that is the resumed checkpoint is refused outright.
+#[test]
+fn the_log_is_appended_to_and_never_overwrites_anything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("run.jsonl");
+    let ck = dir.path().join("ck.st");
+    let (log_s, ck_s) = (log.display().to_string(), ck.display().to_string());
+    let out = quick(&["--epochs", "2", "--log", &log_s, "--checkpoint", &ck_s]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let first = std::fs::read_to_string(&log).unwrap();
+    let out = quick(&["--epochs", "3", "--log", &log_s, "--resume", &ck_s]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let both = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        both.starts_with(&first),
+        "the first run's records are kept as they were"
+    );
+    let recs = read_jsonl(&log);
+    let kinds: Vec<&str> = recs.iter().map(|r| r["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "run").count(), 2, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "end").count(), 2, "{kinds:?}");
+
+    // The log would overwrite the checkpoint it resumes from: refused, the checkpoint untouched.
+    let ck_bytes = std::fs::read(&ck).unwrap();
+    let out = quick(&["--epochs", "4", "--resume", &ck_s, "--log", &ck_s, "--overwrite-log"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("the same file as --resume"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(std::fs::read(&ck).unwrap(), ck_bytes);
+
+    // Something else: refused and untouched; with --overwrite-log it is replaced.
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "my notes\n").unwrap();
+    let out = quick(&["--epochs", "1", "--log", &notes.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr_of(&out).trim(),
+        format!(
+            "bnscope: error: --log {}: exists and is not a bnscope log; move it away or pass --overwrite-log",
+            notes.display()
+        )
+    );
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my notes\n");
+    let out = quick(&[
+        "--epochs",
+        "1",
+        "--log",
+        &notes.display().to_string(),
+        "--overwrite-log",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert_eq!(read_jsonl(&notes)[0]["type"], "run");
+}
+
+/// #17: a checkpoint symlink is written through (the link stays, its target is replaced, with its permissions),
+/// the start-up check never touches `FILE.tmp`, and no temporary file is left behind.
+#[test]
+fn checkpoints_write_through_symlinks_and_touch_nothing_else() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("models")).unwrap();
+    std::os::unix::fs::symlink("models/real.st", d.join("latest.st")).unwrap();
+    // Files a careless earlier scheme would have clobbered.
+    std::fs::write(d.join("latest.st.tmp"), "notes\n").unwrap();
+    std::fs::write(d.join("precious"), "precious\n").unwrap();
+    std::os::unix::fs::symlink("precious", d.join("models/real.st.tmp")).unwrap();
+    let link = d.join("latest.st").display().to_string();
+    let out = quick(&["--epochs", "1", "--checkpoint", &link]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(std::fs::symlink_metadata(d.join("latest.st"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(d.join("models/real.st").is_file());
+    std::fs::set_permissions(d.join("models/real.st"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = quick(&["--epochs", "2", "--resume", &link, "--checkpoint", &link]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("epoch 2/2"));
+    let mode = std::fs::metadata(d.join("models/real.st"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o640, "the replaced checkpoint keeps its permissions");
+    assert_eq!(std::fs::read_to_string(d.join("latest.st.tmp")).unwrap(), "notes\n");
+    assert_eq!(std::fs::read_to_string(d.join("precious")).unwrap(), "precious\n");
+    let mut names: Vec<String> = std::fs::read_dir(d.join("models"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["real.st", "real.st.tmp"], "no temporary file left behind");
+    // A failed start leaves the same directory as it was.
+    let out = quick(&["--checkpoint", &link, "--log", "/nonexistent/x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(d.join("latest.st.tmp")).unwrap(), "notes\n");
+}
+
+/// A headless run that keeps going until killed.
+fn long_run(extra: &[&str]) -> std::process::Child {
+    let mut args = vec![
+        "--headless",
+        "--image-size",
+        "16",
+        "--device",
+        "cpu",
+        "--epochs",
+        "1000000",
+    ];
+    args.extend_from_slice(extra);
+    Command::new(BIN)
+        .args(&args)
+        .env("RAYON_NUM_THREADS", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a running child's first epoch line.
+fn first_epoch(child: &mut std::process::Child) {
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    assert!(lines.any(|l| l.unwrap().starts_with("epoch ")), "the first run trains");
+    // Keep reading, so that the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+}
+
+/// #17: two processes never share a log or a checkpoint: the second is refused, naming the first.
+#[test]
+fn a_log_or_checkpoint_in_use_is_refused_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("shared.jsonl").display().to_string();
+    let ck = dir.path().join("shared.st").display().to_string();
+    let mut first = long_run(&["--log", &log, "--checkpoint", &ck]);
+    first_epoch(&mut first);
+    let pid = first.id().to_string();
+    let out = quick(&["--epochs", "1", "--log", &log]);
+    let (code, err) = (out.status.code(), stderr_of(&out));
+    let ck_out = quick(&["--epochs", "1", "--checkpoint", &ck]);
+    unsafe { libc::kill(first.id() as i32, libc::SIGTERM) };
+    first.wait().unwrap();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--log") && err.contains(&format!("in use by process {pid} (bnscope)")),
+        "{err}"
+    );
+    assert_eq!(ck_out.status.code(), Some(2), "{}", stderr_of(&ck_out));
+    assert!(
+        stderr_of(&ck_out).contains("two runs cannot share one checkpoint"),
+        "{}",
+        stderr_of(&ck_out)
+    );
+    // Every line of the shared log is whole: nobody interleaved with the first run.
+    read_jsonl(&PathBuf::from(&log));
+}
+
+/// Runs the binary with a file-size limit of `bytes` (as a full disk would stop it, but reproducibly), SIGXFSZ
+/// ignored so that writes fail with EFBIG.
+fn with_file_size_limit(bytes: u64, args: &[&str]) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env("RAYON_NUM_THREADS", "1");
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
+/// #17: a log that cannot be written (a full disk) names `--log`, and leaves no half line; a checkpoint that cannot
+/// be written names `--checkpoint`, fails the run and leaves no temporary file.
+#[test]
+fn write_failures_name_the_file_and_leave_nothing_half_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("run.jsonl");
+    let log_s = log.display().to_string();
+    let out = with_file_size_limit(
+        64 * 1024,
+        &["--headless", "--epochs", "100000", "--log-bn", "full", "--log", &log_s],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!(
+            "bnscope: error: --log {log_s}: cannot write the log: File too large"
+        )),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.ends_with('\n'), "no half line at the end");
+    let recs = read_jsonl(&log);
+    assert!(recs.iter().filter(|r| r["type"] == "epoch").count() >= 1);
+
+    let ck = dir.path().join("ck.st").display().to_string();
+    let log2 = dir.path().join("ck.jsonl");
+    let out = with_file_size_limit(
+        200 * 1024,
+        &[
+            "--headless",
+            "--epochs",
+            "2",
+            "--checkpoint",
+            &ck,
+            "--log",
+            &log2.display().to_string(),
+        ],
+    );
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "bnscope: error: --checkpoint {ck}: cannot write the checkpoint: File too large"
+        )),
+        "{err}"
+    );
+    let end = read_jsonl(&log2).pop().unwrap();
+    assert_eq!(
+        (end["type"].as_str(), end["reason"].as_str()),
+        (Some("end"), Some("error"))
+    );
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["ck.jsonl", "run.jsonl"], "no checkpoint, no temporary file");
+}
+
+/// #17: resuming a checkpoint that is already at or past `--epochs` (or the headless default of 20) says so.
+#[test]
+fn resuming_past_the_epochs_asked_for_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("c5.st").display().to_string();
+    let out = quick(&["--epochs", "5", "--checkpoint", &ck]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let out = quick(&["--epochs", "3", "--resume", &ck]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains(&format!("--epochs 3: the checkpoint {ck} is already at epoch 5")),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(stderr_of(&out).contains("pass --epochs 6 or more"));
+    let out = quick(&["--epochs", "5", "--resume", &ck]);
+    assert_eq!(out.status.code(), Some(2), "nothing left to train");
+    // Past the headless default of 20.
+    let ck25 = dir.path().join("c25.st").display().to_string();
+    let out = quick(&["--epochs", "25", "--checkpoint", &ck25]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = quick(&["--resume", &ck25]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("past the 20 a headless run trains by default"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+/// #17: `bench` refuses what it cannot do in one line, exit 2, before allocating anything: counts that overflow or
+/// would allocate terabytes, an uncapped batch, flags `--all` would silently ignore.
+#[test]
+fn bench_refuses_impossible_sizes_and_ignored_flags() {
+    let max = u64::MAX.to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--steps", &max],
+            "--steps 18446744073709551615: must be between 1 and 100000",
+        ),
+        (vec!["--steps", "1000000000000"], "--steps 1000000000000"),
+        (vec!["--steps", "0"], "--steps 0"),
+        (
+            vec!["--warmup", &max, "--steps", "1"],
+            "--warmup 18446744073709551615: at most 100000",
+        ),
+        (
+            vec!["--breakdown", "--warmup", &max, "--steps", "1"],
+            "--warmup 18446744073709551615",
+        ),
+        (vec!["--breakdown", "--steps", &max], "--steps 18446744073709551615"),
+        (
+            vec!["--batch-size", "100000"],
+            "--batch-size 100000: must be between 1 and 4096",
+        ),
+        (
+            vec!["--all", "--image-size", "5"],
+            "'--all' cannot be used with '--image-size",
+        ),
+        (
+            vec!["--all", "--model", "resnet18"],
+            "'--all' cannot be used with '--model",
+        ),
+        (
+            vec!["--all", "--batch-size", "7"],
+            "'--all' cannot be used with '--batch-size",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["bench"];
+        all.extend(&args);
+        let out = bnscope(&all);
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("bnscope: error: ") && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// #17: `bench --breakdown --json` prints JSON, not the table.
+#[test]
+fn bench_breakdown_json_is_json() {
+    let out = bnscope(&[
+        "bench",
+        "--breakdown",
+        "--json",
+        "--image-size",
+        "16",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let r = &v["results"][0];
+    assert_eq!(
+        (r["model"].as_str(), r["image_size"].as_u64()),
+        (Some("tiny"), Some(16))
+    );
+    for k in ["forward_ms", "backward_ms", "optimizer_ms", "total_ms"] {
+        assert!(r[k].as_f64().unwrap() > 0.0, "{k}");
+    }
+}
+
+/// #17: control characters in names never reach the terminal raw: headless output and errors escape them.
+#[test]
+fn names_with_control_characters_are_printed_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let evil = "\x1b]0;pwned\x07\x1b[31mred";
+    two_classes(dir.path());
+    std::fs::rename(dir.path().join("a"), dir.path().join(evil)).unwrap();
+    let d = dir.path().display().to_string();
+    let out = quick(&["--epochs", "1", "--data", &d]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("classes \\x1b]0;pwned\\x07\\x1b[31mred, b"), "{stdout}");
+    assert!(!stdout.contains('\x1b') && !stdout.contains('\x07'), "{stdout}");
+    // An error naming a file in that folder.
+    std::fs::write(dir.path().join(evil).join("bad.png"), b"not an image").unwrap();
+    let out = quick(&["--epochs", "1", "--data", &d]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("\\x1b]0;pwned\\x07\\x1b[31mred/bad.png: not a PNG or JPEG"),
+        "{err}"
+    );
+    assert!(!err.contains('\x1b') && !err.contains('\x07'), "{err}");
 }

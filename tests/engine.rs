@@ -316,7 +316,7 @@ fn a_stalled_front_end_bounds_the_event_queue() {
 fn logged_start_weight_is_the_product_of_the_logged_momenta() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run.jsonl");
-    let log = bnscope::log::JsonlLog::create(&path, bnscope::log::LogBn::Summary).unwrap();
+    let log = bnscope::log::JsonlLog::open(&path, bnscope::log::LogBn::Summary, false).unwrap();
     let mut cfg = TrainConfig::new(Preset::Tiny);
     cfg.batch_size = 2; // two updates an epoch (3 images)
     let ds = data::embedded(32).unwrap();
@@ -561,4 +561,45 @@ fn divergence_is_detected_while_single_stepping() {
     let (epoch, what) = diverged.expect("a paused, single-stepped run with lr 10 diverges and says so");
     assert!(epoch <= 20, "{epoch}");
     assert!(what.contains("loss"), "{what}");
+}
+/// Holding `c` queues hundreds of recalibrations; a quit behind them must not wait for each (issue #17).
+#[test]
+fn a_quit_overtakes_queued_recalibrations() {
+    let mut cfg = TrainConfig::new(Preset::Tiny);
+    cfg.start_paused = true;
+    cfg.image_size = 16;
+    let t = Trainer::new(cfg, data::embedded(16).unwrap(), Device::Cpu, "cpu".into(), None, None).unwrap();
+    let (link, handle) = t.spawn().unwrap();
+    for _ in 0..200 {
+        link.commands.send(Command::Recalibrate).unwrap();
+    }
+    link.commands.send(Command::SetMomentum(0.9)).unwrap();
+    link.commands.send(Command::Quit(EndReason::Quit)).unwrap();
+    let (mut recalibrations, mut momentum) = (0, false);
+    loop {
+        match link.events.recv_timeout(std::time::Duration::from_secs(60)).unwrap() {
+            Event::Applied {
+                what: EventKind::Recalibrate,
+                ..
+            } => recalibrations += 1,
+            Event::Applied {
+                what: EventKind::Momentum,
+                ..
+            } => momentum = true,
+            Event::Finished { reason, .. } => {
+                assert_eq!(reason, EndReason::Quit);
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        recalibrations < 100,
+        "{recalibrations} of 200 queued recalibrations ran before the quit"
+    );
+    assert!(
+        momentum,
+        "quick settings queued before the quit still apply (the checkpoint keeps them)"
+    );
+    handle.join().unwrap();
 }

@@ -204,8 +204,166 @@ fn signal_stops_the_trainer() {
     let cmds = h.app.handle_event(AppEvent::Signal(15));
     assert_eq!(cmds, vec![Command::Quit(EndReason::Signal)]);
     assert!(h.screen(120, 40).contains("stopping"));
-    h.app.shutdown_timed_out();
+    // However long the step in flight takes, the UI waits for the trainer's checkpoint.
+    assert!(h.app.exit().is_none());
+    h.trainer(Event::Finished {
+        epochs: 5,
+        reason: EndReason::Signal,
+        checkpoint: None,
+    });
     assert_eq!(h.app.exit(), Some(EndReason::Signal));
+    let o = h.app.outcome().unwrap();
+    assert_eq!(o.exit_status(), 128 + 15);
+    assert!(o.messages.is_empty(), "{:?}", o.messages);
+}
+
+fn with_checkpoint() -> Harness {
+    let opts = TuiOptions {
+        checkpoint: Some("big.st".into()),
+        ..TuiOptions::default()
+    };
+    let mut h = Harness::new(opts);
+    h.story(5);
+    h
+}
+
+#[test]
+fn quit_says_it_waits_for_the_step_and_the_checkpoint() {
+    let mut h = with_checkpoint();
+    assert_eq!(h.key('q'), vec![Command::Quit(EndReason::Quit)]);
+    let s = h.screen(120, 40);
+    assert!(
+        s.contains("finishing the step in flight, then writing the checkpoint"),
+        "{s}"
+    );
+    assert!(s.contains("q again: quit without the checkpoint"), "{s}");
+    // No time limit: only the trainer's Finished (or a second q) ends the wait.
+    assert!(h.app.exit().is_none());
+    h.trainer(Event::Finished {
+        epochs: 5,
+        reason: EndReason::Quit,
+        checkpoint: Some("big.st".into()),
+    });
+    let o = h.app.outcome().unwrap();
+    assert_eq!((o.reason, o.exit_status()), (EndReason::Quit, 0));
+    assert!(o.messages.is_empty());
+}
+
+#[test]
+fn a_second_q_gives_up_and_says_the_checkpoint_was_not_written() {
+    let mut h = with_checkpoint();
+    h.key('q');
+    assert!(h.key('q').is_empty());
+    let o = h.app.outcome().expect("exits");
+    assert_eq!(o.exit_status(), 1);
+    assert_eq!(
+        o.messages,
+        vec!["quit without waiting for the trainer: the checkpoint big.st was not written".to_string()]
+    );
+}
+
+#[test]
+fn a_signal_while_quitting_keeps_waiting_for_the_checkpoint() {
+    let mut h = with_checkpoint();
+    h.key('q');
+    assert!(h.app.handle_event(AppEvent::Signal(15)).is_empty());
+    assert!(
+        h.app.exit().is_none(),
+        "the first signal does not abandon the checkpoint"
+    );
+    h.trainer(Event::Finished {
+        epochs: 5,
+        reason: EndReason::Quit,
+        checkpoint: Some("big.st".into()),
+    });
+    assert_eq!(h.app.outcome().unwrap().exit_status(), 143);
+}
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_fails_the_quit() {
+    let mut h = with_checkpoint();
+    h.key('q');
+    let msg = "--checkpoint full/ck.st: cannot write the checkpoint: No space left on device (os error 28)";
+    h.trainer(Event::Error(msg.into()));
+    h.trainer(Event::Finished {
+        epochs: 5,
+        reason: EndReason::Error,
+        checkpoint: None,
+    });
+    let o = h.app.outcome().unwrap();
+    assert_eq!(o.exit_status(), 1);
+    assert_eq!(o.messages, vec![msg.to_string()]);
+}
+
+#[test]
+fn a_run_finished_by_epochs_then_closed_exits_0() {
+    let mut h = Harness::seed();
+    h.trainer(Event::Finished {
+        epochs: 5,
+        reason: EndReason::Done,
+        checkpoint: None,
+    });
+    // The trainer thread ends after Finished: its channel closing is no error.
+    h.app.handle_event(AppEvent::Disconnected);
+    assert!(h.key('q').is_empty());
+    let o = h.app.outcome().unwrap();
+    assert_eq!((o.reason, o.exit_status()), (EndReason::Done, 0));
+    assert!(o.messages.is_empty());
+}
+
+#[test]
+fn trainer_errors_reach_stderr_after_the_screen() {
+    let mut h = Harness::seed();
+    h.trainer(Event::Error("trainer panicked: injected fault at epoch 3".into()));
+    assert_eq!(h.key('q'), vec![Command::Quit(EndReason::Error)]);
+    h.trainer(Event::Finished {
+        epochs: 3,
+        reason: EndReason::Error,
+        checkpoint: None,
+    });
+    let o = h.app.outcome().unwrap();
+    assert_eq!(o.exit_status(), 1);
+    assert_eq!(
+        o.messages,
+        vec!["trainer panicked: injected fault at epoch 3".to_string()]
+    );
+}
+
+#[test]
+fn divergence_has_one_wording_and_fails_the_run() {
+    let mut h = Harness::seed();
+    h.trainer(Event::Diverged {
+        epoch: 6,
+        loss: 5e9,
+        what: "the training loss is over 1000× chance (ln 3)".into(),
+    });
+    let want =
+        "training diverged at epoch 6: the training loss is over 1000× chance (ln 3) (loss 5.0e9); try a smaller --lr";
+    let s = h.screen(160, 40);
+    assert!(s.contains(want), "{s}");
+    assert!(!s.contains("NaN/Inf"), "a finite loss is not called NaN: {s}");
+    assert_eq!(h.key('q'), vec![Command::Quit(EndReason::Diverged)]);
+    h.trainer(Event::Finished {
+        epochs: 6,
+        reason: EndReason::Diverged,
+        checkpoint: None,
+    });
+    let o = h.app.outcome().unwrap();
+    assert_eq!((o.reason, o.exit_status()), (EndReason::Diverged, 1));
+    assert_eq!(o.messages, vec![want.to_string()]);
+}
+
+#[test]
+fn control_characters_in_names_are_escaped_on_screen() {
+    let mut h = Harness::new(TuiOptions::default());
+    let mut info = (*fixtures::run_info()).clone();
+    info.classes[0] = "\u{1b}[31mred".into();
+    info.images[0] = "\u{1b}]0;pwned\u{7}.png".into();
+    h.trainer(Event::Started(Arc::new(info)));
+    h.trainer(Event::Epoch(fixtures::epoch(1)));
+    let s = h.screen(120, 40);
+    assert!(s.contains("\\x1b[31mred"), "{s}");
+    assert!(!s.contains('\u{1b}'), "no raw escape reaches the screen");
 }
 
 #[test]

@@ -30,6 +30,8 @@ struct Session {
     parser: Arc<Mutex<vt100::Parser>>,
     /// Bytes the program wrote to the terminal so far.
     bytes: Arc<AtomicU64>,
+    /// The first MiB of them, raw (to look for escape sequences).
+    raw: Arc<Mutex<Vec<u8>>>,
     /// One message per chunk processed by the reader.
     chunks: Receiver<()>,
     reader: Option<thread::JoinHandle<()>>,
@@ -71,24 +73,26 @@ impl Session {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cmd = CommandBuilder::new(program);
         cmd.args(args);
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
         cmd.cwd(dir.path());
         cmd.env("TERM", "xterm-256color");
         cmd.env_remove("NO_COLOR");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
         let child = pair.slave.spawn_command(cmd).expect("spawn bnscope");
         drop(pair.slave);
         let mut reader = pair.master.try_clone_reader().expect("reader");
         let writer = pair.master.take_writer().expect("writer");
         let parser = Arc::new(Mutex::new(vt100::Parser::new(ROWS, COLS, 0)));
         let bytes = Arc::new(AtomicU64::new(0));
+        let raw = Arc::new(Mutex::new(Vec::new()));
         let (tx, chunks) = unbounded();
         let stalled = Arc::new(AtomicBool::new(false));
         // Read in the background so that the child never blocks on a full PTY buffer.
         let reader = {
             let parser = parser.clone();
             let bytes = bytes.clone();
+            let raw = raw.clone();
             let stalled = stalled.clone();
             thread::spawn(move || {
                 let mut buf = [0u8; 65536];
@@ -100,6 +104,9 @@ impl Session {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
                             parser.lock().unwrap().process(&buf[..n]);
+                            let mut r = raw.lock().unwrap();
+                            let room = (1usize << 20).saturating_sub(r.len()).min(n);
+                            r.extend_from_slice(&buf[..room]);
                             bytes.fetch_add(n as u64, Ordering::Relaxed);
                             let _ = tx.send(());
                         }
@@ -112,6 +119,7 @@ impl Session {
             writer,
             parser,
             bytes,
+            raw,
             chunks,
             reader: Some(reader),
             stalled,
@@ -311,8 +319,8 @@ fn fake_child() {
         events: ev_rx,
         bn: slot,
     };
-    let reason = bnscope::tui::run(link, sig_rx, TuiOptions::default()).expect("tui::run");
-    println!("end reason: {}", reason.as_str());
+    let out = bnscope::tui::run(link, sig_rx, TuiOptions::default()).expect("tui::run");
+    println!("end reason: {}", out.reason.as_str());
 }
 
 #[test]
@@ -673,6 +681,246 @@ fn a_trainer_panic_is_shown_in_place_and_q_still_quits() {
     let status = s.wait_exit(Duration::from_secs(20));
     s.assert_restored();
     assert_eq!(status.exit_code(), 1, "a failed run exits 1");
+    // Once the screen is restored, the error is on stderr as headless would print it.
+    let screen = s.screen();
+    assert!(
+        screen.contains("bnscope: error: trainer panicked: injected fault at epoch 3"),
+        "{screen}"
+    );
+}
+
+fn bin() -> String {
+    std::env::var("BNSCOPE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_bnscope").to_string())
+}
+
+/// The header's epoch has reached `n`.
+fn at_epoch(s: &Session, n: usize) {
+    s.expect(&format!("epoch {n}"), FIRST_FRAME, |t| screen_epoch(t) >= n);
+}
+
+fn read_jsonl(p: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("invalid JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// Files in the session's working directory (to see that nothing was left behind).
+fn files_in(s: &Session) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(s._dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `BNSCOPE_FAULT=slow@3` makes epoch 3's step last 12 s, longer than the 10 s a quit used to wait: the quit
+/// waits for it, says so, and the checkpoint and the `end` record are written.
+#[test]
+fn quit_waits_for_a_slow_step_and_writes_the_checkpoint() {
+    let dev = device();
+    let mut s = Session::spawn_program(
+        &bin(),
+        &[
+            "--device",
+            &dev,
+            "--pace",
+            "0",
+            "--checkpoint",
+            "ck.st",
+            "--log",
+            "run.jsonl",
+        ],
+        &[("BNSCOPE_FAULT", "slow@3")],
+    );
+    at_epoch(&s, 2);
+    let t0 = Instant::now();
+    s.press("q");
+    s.expect("the waiting line", STEP, |t| {
+        t.contains("finishing the step in flight, then writing the checkpoint")
+    });
+    let status = s.wait_exit(Duration::from_secs(60));
+    s.assert_restored();
+    assert!(status.success(), "exit status {status:?}; screen:\n{}", s.screen());
+    assert!(t0.elapsed() > Duration::from_secs(5), "it waited for the step");
+    let dir = s._dir.path().to_path_buf();
+    assert!(dir.join("ck.st").is_file(), "checkpoint written: {:?}", files_in(&s));
+    let end = read_jsonl(&dir.join("run.jsonl")).pop().unwrap();
+    assert_eq!(
+        (end["type"].as_str(), end["reason"].as_str()),
+        (Some("end"), Some("quit"))
+    );
+    assert_eq!(end["epochs"], 3, "the step in flight completed its epoch");
+    assert_eq!(files_in(&s), ["ck.st", "run.jsonl"], "no temporary file left");
+}
+
+/// A second `q` stops waiting: the user is told on stderr that the checkpoint was not written, exit 1.
+#[test]
+fn a_second_q_gives_up_and_says_so() {
+    let dev = device();
+    let mut s = Session::spawn_program(
+        &bin(),
+        &["--device", &dev, "--pace", "0", "--checkpoint", "ck.st"],
+        &[("BNSCOPE_FAULT", "slow@3")],
+    );
+    at_epoch(&s, 2);
+    s.press("q");
+    s.expect("the waiting line", STEP, |t| {
+        t.contains("q again: quit without the checkpoint")
+    });
+    s.press("q");
+    let status = s.wait_exit(Duration::from_secs(10));
+    s.assert_restored();
+    assert_eq!(status.exit_code(), 1, "{}", s.screen());
+    let screen = s.screen();
+    assert!(
+        screen.contains("bnscope: error: quit without waiting for the trainer: the checkpoint ck.st was not written"),
+        "{screen}"
+    );
+    assert!(!s._dir.path().join("ck.st").exists());
+}
+
+/// SIGTERM waits for the step in flight as a quit does, writes the checkpoint and exits 143.
+#[test]
+fn sigterm_waits_for_a_slow_step_and_writes_the_checkpoint() {
+    let dev = device();
+    let mut s = Session::spawn_program(
+        &bin(),
+        &["--device", &dev, "--pace", "0", "--checkpoint", "ck.st"],
+        &[("BNSCOPE_FAULT", "slow@3")],
+    );
+    at_epoch(&s, 2);
+    s.signal(libc::SIGTERM);
+    let status = s.wait_exit(Duration::from_secs(60));
+    s.assert_restored();
+    assert_eq!(status.exit_code(), 128 + libc::SIGTERM as u32, "{}", s.screen());
+    assert!(s._dir.path().join("ck.st").is_file(), "{:?}", files_in(&s));
+}
+
+/// A checkpoint that cannot be written on quit (here: over the file-size limit, as a full disk would be) is
+/// reported after the screen is restored, exit 1, and leaves no temporary file.
+#[test]
+fn a_failed_checkpoint_on_quit_is_reported() {
+    let dev = device();
+    // 200 blocks of 512 bytes: the log would fit, the ~1 MB checkpoint does not. SIGXFSZ ignored, so that the
+    // write fails with EFBIG instead of killing the process.
+    let script = format!("ulimit -f 200; trap '' XFSZ; exec '{}' \"$@\"", bin());
+    let mut s = Session::spawn_program(
+        "/bin/sh",
+        &[
+            "-c",
+            &script,
+            "sh",
+            "--device",
+            &dev,
+            "--pace",
+            "1",
+            "--checkpoint",
+            "ck.st",
+        ],
+        &[],
+    );
+    first_frame(&s);
+    s.press("q");
+    let status = s.wait_exit(Duration::from_secs(30));
+    s.assert_restored();
+    assert_eq!(status.exit_code(), 1, "{}", s.screen());
+    let screen = s.screen();
+    assert!(
+        screen.contains("bnscope: error: --checkpoint ck.st: cannot write the checkpoint: File too large"),
+        "{screen}"
+    );
+    assert!(files_in(&s).is_empty(), "{:?}", files_in(&s));
+}
+
+/// A run that ends by `--epochs` and is then closed with `q` exits 0, as its log says `done`.
+#[test]
+fn a_run_finished_by_epochs_exits_0() {
+    let dev = device();
+    let mut s = Session::spawn(&["--device", &dev, "--epochs", "3", "--log", "run.jsonl"]);
+    s.expect("finished", FIRST_FRAME, |t| t.contains("finished"));
+    s.press("q");
+    let status = s.wait_exit(Duration::from_secs(20));
+    s.assert_restored();
+    assert!(status.success(), "exit status {status:?}; screen:\n{}", s.screen());
+    let end = read_jsonl(&s._dir.path().join("run.jsonl")).pop().unwrap();
+    assert_eq!(end["reason"], "done");
+}
+
+/// Divergence in the TUI: the same words as headless, exit 1, `end` reason `diverged`.
+#[test]
+fn divergence_in_the_tui_fails_the_run_like_headless() {
+    let dev = device();
+    let mut s = Session::spawn(&["--device", &dev, "--pace", "0", "--lr", "10", "--log", "run.jsonl"]);
+    s.expect("the divergence", FIRST_FRAME, |t| {
+        t.contains("training diverged at epoch")
+    });
+    s.press("q");
+    let status = s.wait_exit(Duration::from_secs(20));
+    s.assert_restored();
+    assert_eq!(status.exit_code(), 1, "{}", s.screen());
+    let screen = s.screen();
+    assert!(
+        screen.contains("bnscope: error: training diverged at epoch"),
+        "{screen}"
+    );
+    let recs = read_jsonl(&s._dir.path().join("run.jsonl"));
+    assert!(recs.iter().any(|r| r["type"] == "event" && r["what"] == "diverged"));
+    assert_eq!(recs.last().unwrap()["reason"], "diverged");
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `TERM=dumb` (no cursor movement, no colours): headless with a notice, not a screen of escape codes.
+#[test]
+fn a_dumb_terminal_gets_headless_output() {
+    let dev = device();
+    let mut s = Session::spawn_program(&bin(), &["--device", &dev, "--epochs", "2"], &[("TERM", "dumb")]);
+    let status = s.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}: {}", s.screen());
+    let screen = s.screen();
+    assert!(
+        screen.contains("TERM=dumb: this terminal cannot show the TUI; running headless"),
+        "{screen}"
+    );
+    assert!(screen.contains("epoch 2/2"), "{screen}");
+    let raw = s.raw.lock().unwrap();
+    assert!(
+        !contains(&raw, b"\x1b"),
+        "no escape sequence at all: {:?}",
+        String::from_utf8_lossy(&raw)
+    );
+}
+
+/// Class and file names can hold control characters: they are drawn escaped, never sent to the terminal.
+#[test]
+fn names_cannot_drive_the_terminal() {
+    let dev = device();
+    let data = tempfile::tempdir().unwrap();
+    let evil = "\x1b]0;pwned\x07\x1b[31mred";
+    for (class, src) in [(evil, "cat/cat.png"), ("plain", "coffee/coffee.png")] {
+        std::fs::create_dir(data.path().join(class)).unwrap();
+        let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data/seed3")
+            .join(src);
+        std::fs::copy(from, data.path().join(class).join(format!("{evil}.png"))).unwrap();
+    }
+    let d = data.path().display().to_string();
+    let mut s = Session::spawn(&["--device", &dev, "--data", &d, "--epochs", "2"]);
+    s.expect("the escaped class name", FIRST_FRAME, |t| t.contains("\\x1b]0;pwned"));
+    s.press("q");
+    let status = s.wait_exit(Duration::from_secs(20));
+    s.assert_restored();
+    assert!(status.success(), "{status:?}");
+    let raw = s.raw.lock().unwrap();
+    assert!(
+        !contains(&raw, b"\x1b]0;pwned"),
+        "the name's escape sequence reached the terminal"
+    );
 }
 
 /// The opening a newcomer sees: the run stops at the seed's moment (epoch 5) and says what the screen shows; space

@@ -212,7 +212,8 @@ fn build(
     Ok((model, opt))
 }
 
-/// Fault injection for tests: `BNSCOPE_FAULT=panic@N` panics and `error@N` fails at the start of epoch N.
+/// Fault injection for tests: `BNSCOPE_FAULT=panic@N` panics and `error@N` fails at the start of epoch N;
+/// `slow@N` makes epoch N's first step take 12 s longer.
 fn fault_from_env() -> Option<(String, usize)> {
     let v = std::env::var("BNSCOPE_FAULT").ok()?;
     let (kind, at) = v.split_once('@')?;
@@ -525,6 +526,8 @@ impl Trainer {
                     "panic" => {
                         crate::runtime::in_pool(&Device::Cpu, || panic!("injected fault at epoch {at} (BNSCOPE_FAULT)"))
                     }
+                    // A step that outlasts any patience a quit might have had (tests of the quit path).
+                    "slow" => std::thread::sleep(std::time::Duration::from_secs(12)),
                     _ => anyhow::bail!("injected fault at epoch {at} (BNSCOPE_FAULT)"),
                 }
             }

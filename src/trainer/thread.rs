@@ -1,10 +1,11 @@
 //! The trainer thread (`bnscope-trainer`): applies commands between steps, keeps the pace, reports epochs and
 //! snapshots through the [`Outbox`], and turns errors and panics into events.
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use serde_json::json;
 
 use super::outbox::{Outbox, ReceiverGone};
@@ -22,7 +23,10 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 pub(super) fn main(mut t: Trainer, rx: Receiver<Command>, mut out: Outbox, slot: BnSlot) {
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_loop(&mut t, &rx, &mut out, &slot)));
+    let mut inbox = Inbox::new(&rx);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_loop(&mut t, &mut inbox, &mut out, &slot)
+    }));
     let (reason, message) = match result {
         Ok(Ok(reason)) => (reason, None),
         Ok(Err(e)) if e.downcast_ref::<ReceiverGone>().is_some() => (EndReason::Quit, None),
@@ -36,16 +40,27 @@ pub(super) fn main(mut t: Trainer, rx: Receiver<Command>, mut out: Outbox, slot:
         let _ = out.send(Event::Error(msg.clone()));
         // An error leaves the front end in charge: wait for its quit so that the message stays visible.
         if reason == EndReason::Error {
-            wait_for_quit(&rx);
+            wait_for_quit(&mut inbox);
         }
     } else {
         let _ = out.flush();
     }
-    let checkpoint = match t.save_checkpoint() {
-        Ok(c) => c,
+    // A checkpoint that cannot be written fails the run (exit status 1, `end` reason `error`): the user asked for it.
+    let (checkpoint, reason, message) = match t.save_checkpoint() {
+        Ok(c) => (c, reason, message),
         Err(e) => {
-            let _ = out.send(Event::Error(format!("{e:#}")));
-            None
+            let msg = format!("{e:#}");
+            let _ = out.send(Event::Error(msg.clone()));
+            let reason = if reason == EndReason::Signal {
+                reason
+            } else {
+                EndReason::Error
+            };
+            (
+                None,
+                reason,
+                Some(message.map_or(msg.clone(), |m| format!("{m}; {msg}"))),
+            )
         }
     };
     if let Some(log) = t.log.as_mut() {
@@ -58,9 +73,13 @@ pub(super) fn main(mut t: Trainer, rx: Receiver<Command>, mut out: Outbox, slot:
     });
 }
 
-fn wait_for_quit(rx: &Receiver<Command>) {
+fn wait_for_quit(inbox: &mut Inbox) {
+    // A quit already taken from the channel counts.
+    if inbox.queued.drain(..).any(|c| matches!(c, Command::Quit(_))) || inbox.gone {
+        return;
+    }
     loop {
-        match rx.recv() {
+        match inbox.rx.recv() {
             Ok(Command::Quit(_)) | Err(_) => return,
             Ok(_) => {}
         }
@@ -68,7 +87,7 @@ fn wait_for_quit(rx: &Receiver<Command>) {
 }
 
 /// The trainer's loop. Returns why it ended.
-fn run_loop(t: &mut Trainer, rx: &Receiver<Command>, out: &mut Outbox, slot: &BnSlot) -> Result<EndReason> {
+fn run_loop(t: &mut Trainer, inbox: &mut Inbox, out: &mut Outbox, slot: &BnSlot) -> Result<EndReason> {
     let info = t.info();
     if let Some(log) = t.log.as_mut() {
         log.run(&info)?;
@@ -92,18 +111,16 @@ fn run_loop(t: &mut Trainer, rx: &Receiver<Command>, out: &mut Outbox, slot: &Bn
                 // Idle, or waiting for the pace: wait for a command, but wake up now and then to notice a dropped
                 // receiver (and, at a pace, when the next epoch is due).
                 let until = pace_wait.unwrap_or_else(|| Instant::now() + Duration::from_millis(500));
-                match rx.recv_deadline(until) {
-                    Ok(c) => c,
-                    Err(RecvTimeoutError::Timeout) => {
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => return Ok(EndReason::Quit),
+                match inbox.next(Some(until)) {
+                    Ok(Some(c)) => c,
+                    Ok(None) => continue,
+                    Err(Gone) => return Ok(EndReason::Quit),
                 }
             } else {
-                match rx.try_recv() {
-                    Ok(c) => c,
-                    Err(crossbeam_channel::TryRecvError::Empty) => break,
-                    Err(crossbeam_channel::TryRecvError::Disconnected) => return Ok(EndReason::Quit),
+                match inbox.next(None) {
+                    Ok(Some(c)) => c,
+                    Ok(None) => break,
+                    Err(Gone) => return Ok(EndReason::Quit),
                 }
             };
             if let Command::Quit(reason) = cmd {
@@ -181,6 +198,67 @@ fn run_loop(t: &mut Trainer, rx: &Receiver<Command>, out: &mut Outbox, slot: &Bn
                     value: "pause-at".into(),
                 })?;
             }
+        }
+    }
+}
+
+/// The front end dropped its command sender.
+struct Gone;
+
+/// The command channel as the trainer reads it: whatever is waiting is taken at once, and when a `Quit` is among
+/// it, the slow commands queued before it (recalibrations, single steps) are dropped, so that holding `c` and then
+/// pressing `q` quits at the next step boundary instead of after every recalibration.
+struct Inbox<'a> {
+    rx: &'a Receiver<Command>,
+    queued: VecDeque<Command>,
+    gone: bool,
+}
+
+impl<'a> Inbox<'a> {
+    fn new(rx: &'a Receiver<Command>) -> Self {
+        Inbox {
+            rx,
+            queued: VecDeque::new(),
+            gone: false,
+        }
+    }
+
+    fn take_waiting(&mut self) {
+        loop {
+            match self.rx.try_recv() {
+                Ok(c) => self.queued.push_back(c),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.gone = true;
+                    break;
+                }
+            }
+        }
+        if self.queued.iter().any(|c| matches!(c, Command::Quit(_))) {
+            self.queued
+                .retain(|c| !matches!(c, Command::Recalibrate | Command::Step));
+        }
+    }
+
+    /// The next command: now (`until` = `None`) or waiting until `until`. `Ok(None)`: nothing came.
+    fn next(&mut self, until: Option<Instant>) -> std::result::Result<Option<Command>, Gone> {
+        self.take_waiting();
+        if self.queued.is_empty() && !self.gone {
+            if let Some(until) = until {
+                match self.rx.recv_deadline(until) {
+                    Ok(c) => {
+                        self.queued.push_back(c);
+                        self.take_waiting();
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => self.gone = true,
+                }
+            }
+        }
+        match self.queued.pop_front() {
+            Some(c) => Ok(Some(c)),
+            None if self.gone => Err(Gone),
+            None => Ok(None),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `render/`) only reads it, and the derived words live in `diagnosis.rs`.
 use crossterm::event::KeyEvent;
 
+use crate::outcome::{abandoned_message, diverged_message, Outcome};
 use crate::protocol::{BnSlot, Command, EndReason, EvalMode, Event, EventKind};
 
 use super::keys::{self, Action};
@@ -64,6 +65,12 @@ pub struct App {
     /// Quitting: waiting for the trainer's `Finished`.
     pub(crate) shutdown: Option<EndReason>,
     exit: Option<EndReason>,
+    /// The user stopped waiting for the trainer (a second `q`).
+    abandoned: bool,
+    /// The first signal received.
+    signal: Option<i32>,
+    /// `--checkpoint`, to say whether a quit will write one (and, if the user stops waiting, that it did not).
+    checkpoint: Option<String>,
     pub(crate) selected: usize,
     pub(crate) show_help: bool,
     pub(crate) status: Option<(Tone, String)>,
@@ -139,6 +146,9 @@ impl App {
             intro: None,
             shutdown: None,
             exit: None,
+            abandoned: false,
+            signal: None,
+            checkpoint: opts.checkpoint.clone(),
             selected: 0,
             show_help: false,
             status: None,
@@ -160,6 +170,33 @@ impl App {
     /// Set once the UI should close, with the reason `run` returns.
     pub fn exit(&self) -> Option<EndReason> {
         self.exit
+    }
+
+    /// How the run ended, once [`App::exit`] is set: the reason (the trainer's own when it said goodbye), the
+    /// signal, and the `bnscope: error:` lines to print after the terminal is restored.
+    pub fn outcome(&self) -> Option<Outcome> {
+        let exit = self.exit?;
+        let finished = match self.store.phase {
+            Phase::Finished { reason, .. } => Some(reason),
+            _ => None,
+        };
+        let mut o = Outcome::new(finished.unwrap_or(exit));
+        o.signal = self.signal;
+        o.messages = self.store.errors.clone();
+        if o.reason == EndReason::Diverged {
+            if let Some((epoch, loss, what)) = &self.store.diverged {
+                o.messages.push(diverged_message(*epoch, *loss, what));
+            }
+        }
+        if finished.is_none() {
+            if self.abandoned {
+                o.messages.extend(abandoned_message(self.checkpoint.as_deref()));
+            } else if self.store.disconnected && self.store.errors.is_empty() {
+                o.messages.push("the trainer stopped without finishing the run".into());
+            }
+        }
+        o.failed = !o.messages.is_empty();
+        Some(o)
     }
 
     /// Set while waiting for the trainer to finish after a quit or a signal.
@@ -226,12 +263,21 @@ impl App {
 
     /// The reason to return when the user closes a UI whose trainer is already gone.
     fn closed_reason(&self) -> EndReason {
-        if self.store.error.is_some() || self.store.disconnected {
-            EndReason::Error
-        } else if let Phase::Finished { reason, .. } = self.store.phase {
+        if let Phase::Finished { reason, .. } = self.store.phase {
+            // The channel closing after `Finished` is the normal end, not an error.
             reason
+        } else if self.store.error.is_some() || self.store.disconnected {
+            EndReason::Error
         } else {
             EndReason::Quit
+        }
+    }
+
+    /// What the status line says while waiting for the trainer.
+    fn waiting_words(&self) -> String {
+        match &self.checkpoint {
+            Some(_) => "finishing the step in flight, then writing the checkpoint…".into(),
+            None => "finishing the step in flight…".into(),
         }
     }
 
@@ -249,21 +295,20 @@ impl App {
         vec![Command::Quit(reason)]
     }
 
-    /// A signal: ask the trainer to stop and wait for it (the loop enforces the 5 s limit).
+    /// A signal: ask the trainer to stop and wait for it, however long its step takes (a second signal exits at
+    /// once, from the signal handler: `crate::signals`).
     pub fn handle_signal(&mut self, sig: i32) -> Vec<Command> {
+        self.signal.get_or_insert(sig);
+        let words = self.waiting_words();
+        self.set_status(
+            Tone::Warn,
+            format!("signal {sig}: {words} (a second signal exits at once)"),
+        );
         if self.shutdown.is_some() {
-            self.exit = self.shutdown;
+            // Already quitting: keep waiting for the checkpoint.
             return Vec::new();
         }
-        self.set_status(Tone::Warn, format!("signal {sig}: stopping…"));
         self.begin_shutdown(EndReason::Signal)
-    }
-
-    /// Called by the loop when the trainer did not finish in time.
-    pub fn shutdown_timed_out(&mut self) {
-        if let Some(r) = self.shutdown {
-            self.exit = Some(r);
-        }
     }
 
     pub fn handle_disconnect(&mut self) {
@@ -324,11 +369,12 @@ impl App {
             }
             Event::Diverged { epoch, loss, what } => {
                 self.paused = true;
+                let sep = self.theme.sep();
                 self.set_status(
                     Tone::Bad,
                     format!(
-                        "diverged at epoch {epoch}: {what} (loss {}): paused",
-                        super::fmt::loss(*loss)
+                        "{}{sep}paused: R restarts, q quits",
+                        diverged_message(*epoch, *loss, what)
                     ),
                 );
             }
@@ -378,7 +424,8 @@ impl App {
         }
         if self.shutdown.is_some() {
             if action == Action::Quit {
-                // A second quit while waiting: stop waiting.
+                // A second quit while waiting: stop waiting (and say on stderr what was not written).
+                self.abandoned = true;
                 self.exit = self.shutdown;
             }
             return Vec::new();
@@ -393,15 +440,22 @@ impl App {
         let sep = self.theme.sep();
         match action {
             Action::Quit => {
-                // After a trainer error the run failed, whoever closes the window.
+                // After a trainer error or a divergence the run failed, whoever closes the window.
                 let reason = if self.store.error.is_some() {
                     EndReason::Error
+                } else if self.store.diverged.is_some() {
+                    EndReason::Diverged
                 } else {
                     EndReason::Quit
                 };
                 let cmds = self.begin_shutdown(reason);
                 if !cmds.is_empty() {
-                    self.set_status(Tone::Warn, "saving… waiting for the trainer to write its checkpoint");
+                    let then = if self.checkpoint.is_some() {
+                        "quit without the checkpoint"
+                    } else {
+                        "quit at once"
+                    };
+                    self.set_status(Tone::Warn, format!("{} (q again: {then})", self.waiting_words()));
                 }
                 cmds
             }

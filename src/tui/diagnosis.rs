@@ -48,19 +48,16 @@ impl App {
         let run = m.eval_running.acc;
         let bat = m.eval_batch.acc;
         let losses = [m.train.loss, m.eval_running.loss, m.eval_batch.loss];
-        if self.store.diverged.is_some() || losses.iter().any(|l| !l.is_finite()) {
-            let paused = if self.paused { "; the trainer paused" } else { "" };
-            let what = match &self.store.diverged {
-                Some((_, _, what)) => what.clone(),
-                None => "a loss is not finite (NaN/Inf)".to_string(),
-            };
+        if let Some((epoch, loss, what)) = &self.store.diverged {
+            // The same words as on stderr and in headless runs.
+            let msg = crate::outcome::diverged_message(*epoch, *loss, what);
+            // Capitalised at the start of the line, the same words after.
+            let msg = format!("{}{}", msg[..1].to_uppercase(), &msg[1..]);
+            let paused = if self.paused { " The trainer paused:" } else { "" };
             return d(
                 Tone::Bad,
-                format!(
-                    "{warn} {p}Training diverged: {what}{paused}. Restart with new weights (R), or run again with a \
-                     smaller --lr."
-                ),
-                format!("{warn} {sp}Training diverged: {what}. R restarts with new weights; or a smaller --lr."),
+                format!("{warn} {p}{msg}.{paused} R restarts with new weights, q quits."),
+                format!("{warn} {sp}{msg}. R restarts."),
             );
         }
         if let Some((_, text)) = self
@@ -82,6 +79,16 @@ impl App {
                      Use a larger batch or larger images."
                 ),
                 format!("{warn} {sp}One value per channel in {layers}: use a larger batch or larger images."),
+            );
+        }
+        if losses.iter().any(|l| !l.is_finite()) {
+            return d(
+                Tone::Bad,
+                format!(
+                    "{warn} {p}A loss is not finite (NaN/Inf). Restart with new weights (R), or run again with a \
+                     smaller --lr."
+                ),
+                format!("{warn} {sp}A loss is NaN/Inf. R restarts with new weights."),
             );
         }
         if self.store.info.as_ref().is_some_and(|i| i.batch_size == 1) {

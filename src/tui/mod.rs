@@ -19,6 +19,7 @@ use crossterm::terminal;
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 
+use crate::outcome::Outcome;
 use crate::protocol::{Command, EndReason, Event, Link};
 
 pub mod app;
@@ -45,6 +46,8 @@ pub struct TuiOptions {
     pub no_color: bool,
     /// Where the data came from, shown until the trainer's `Started` says it.
     pub data_label: String,
+    /// `--checkpoint`: a quit waits for it, and says so.
+    pub checkpoint: Option<String>,
 }
 
 impl Default for TuiOptions {
@@ -54,16 +57,13 @@ impl Default for TuiOptions {
             ascii: false,
             no_color: false,
             data_label: String::new(),
+            checkpoint: None,
         }
     }
 }
 
 /// The name of the thread that owns the terminal (measured by `scripts/tui-measure.sh`).
 pub const UI_THREAD: &str = "bnscope-ui";
-/// How long a quit waits for the trainer's checkpoint.
-pub const QUIT_WAIT: Duration = Duration::from_secs(10);
-/// How long a signal waits for the trainer.
-pub const SIGNAL_WAIT: Duration = Duration::from_secs(5);
 /// Unread trainer events after which the trainer holds back epoch metrics for the TUI
 /// (`TrainConfig::event_backlog`): the TUI draws the newest state and keeps a bounded history.
 pub const EVENT_BACKLOG: usize = 1024;
@@ -110,12 +110,15 @@ fn spawn_input_reader(tx: Sender<AppEvent>, stop: Arc<AtomicBool>) -> io::Result
 }
 
 /// Takes over the terminal, runs until quit, signal or (after the trainer finished) `q`, always restores
-/// the terminal, and returns how the run ended.
-pub fn run(link: Link, signals: Receiver<i32>, opts: TuiOptions) -> anyhow::Result<EndReason> {
+/// the terminal, and returns how the run ended. A quit or a signal waits for the trainer's `Finished` however long
+/// its step in flight takes (a second `q` or signal stops waiting), so the checkpoint is written or the outcome
+/// says it was not.
+pub fn run(link: Link, signals: Receiver<i32>, opts: TuiOptions) -> anyhow::Result<Outcome> {
     let commands = link.commands.clone();
+    let events = link.events.clone();
     let handle = thread::Builder::new()
         .name(UI_THREAD.into())
-        .spawn(move || -> anyhow::Result<EndReason> {
+        .spawn(move || -> anyhow::Result<Outcome> {
             let mut term = init_terminal()?;
             let (key_tx, key_rx) = unbounded();
             let stop = Arc::new(AtomicBool::new(false));
@@ -126,7 +129,7 @@ pub fn run(link: Link, signals: Receiver<i32>, opts: TuiOptions) -> anyhow::Resu
             if result.is_err() {
                 // The UI failed (e.g. the terminal went away): stop the trainer cleanly anyway.
                 let _ = link.commands.send(Command::Quit(EndReason::Error));
-                wait_finished(&link.events, QUIT_WAIT);
+                wait_finished(&link.events);
             }
             let _ = term.show_cursor();
             drop(term);
@@ -137,19 +140,19 @@ pub fn run(link: Link, signals: Receiver<i32>, opts: TuiOptions) -> anyhow::Resu
     match handle.join() {
         Ok(r) => r,
         Err(_) => {
-            // The panic hook already restored the terminal; stop the trainer too.
+            // The panic hook already restored the terminal; stop the trainer too, and let it write its checkpoint.
             crate::terminal::restore();
             let _ = commands.send(Command::Quit(EndReason::Error));
+            wait_finished(&events);
             Err(anyhow!("the UI thread panicked"))
         }
     }
 }
 
-/// Waits until the trainer says `Finished`, its channel closes, or `limit` passes.
-fn wait_finished(events: &Receiver<Event>, limit: Duration) {
-    let deadline = Instant::now() + limit;
+/// Waits until the trainer says `Finished` or its channel closes.
+fn wait_finished(events: &Receiver<Event>) {
     loop {
-        match events.recv_deadline(deadline) {
+        match events.recv() {
             Ok(Event::Finished { .. }) | Err(_) => return,
             Ok(_) => {}
         }
@@ -173,13 +176,12 @@ fn event_loop(
     keys: Receiver<AppEvent>,
     signals: Receiver<i32>,
     opts: &TuiOptions,
-) -> anyhow::Result<EndReason> {
+) -> anyhow::Result<Outcome> {
     let frame_gap = Duration::from_secs_f64(1.0 / opts.fps.max(1) as f64);
     let mut app = App::new(opts, link.bn.clone());
     let mut events: Receiver<Event> = link.events.clone();
     let mut keys = keys;
     let mut signals = signals;
-    let mut shutdown_deadline: Option<Instant> = None;
     let mut last_draw: Option<Instant> = None;
     let mut pending: Vec<AppEvent> = Vec::new();
     // A key, signal or resize is answered at once; trainer events wait for the frame budget.
@@ -203,10 +205,7 @@ fn event_loop(
             }
         }
         app.expire_status(now);
-        let mut wake: Option<Instant> = match (shutdown_deadline, app.status_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let mut wake: Option<Instant> = app.status_deadline();
         if app.is_dirty() {
             let at = last_draw.map_or(now, |t| t + frame_gap);
             wake = Some(wake.map_or(at, |w| w.min(at)));
@@ -263,26 +262,16 @@ fn event_loop(
         }
         for ev in pending.drain(..) {
             urgent |= !matches!(ev, AppEvent::Trainer(_));
-            let was_shutting_down = app.shutting_down().is_some();
             for cmd in app.handle_event(ev) {
                 // The trainer may already be gone; the UI keeps going either way.
                 let _ = link.commands.send(cmd);
-            }
-            if !was_shutting_down {
-                if let Some(r) = app.shutting_down() {
-                    let wait = if r == EndReason::Signal { SIGNAL_WAIT } else { QUIT_WAIT };
-                    shutdown_deadline = Some(Instant::now() + wait);
-                }
             }
             if app.exit().is_some() {
                 break;
             }
         }
-        if shutdown_deadline.is_some_and(|d| Instant::now() >= d) {
-            app.shutdown_timed_out();
-        }
-        if let Some(reason) = app.exit() {
-            return Ok(reason);
+        if let Some(outcome) = app.outcome() {
+            return Ok(outcome);
         }
     }
 }

@@ -69,6 +69,25 @@ impl History {
     }
 }
 
+/// The run's facts with every name made safe to draw: a class folder named `$'\e[31mred'` shows as `\x1b[31mred`.
+fn printable_info(info: Arc<RunInfo>) -> Arc<RunInfo> {
+    use crate::terminal::printable;
+    let bad = |s: &String| printable(s).len() != s.len();
+    if !(info.classes.iter().any(bad) || info.images.iter().any(bad) || bad(&info.data)) {
+        return info;
+    }
+    let mut i = (*info).clone();
+    for s in i
+        .classes
+        .iter_mut()
+        .chain(i.images.iter_mut())
+        .chain(std::iter::once(&mut i.data))
+    {
+        *s = printable(s).into_owned();
+    }
+    Arc::new(i)
+}
+
 /// The trainer's life as the UI sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Phase {
@@ -98,7 +117,10 @@ pub struct Store {
     pub age: StatsAge,
     /// Warnings since the last (re)start, newest last.
     pub warnings: Vec<(EventKind, String)>,
+    /// The trainer's first error (the cause; shown on screen).
     pub error: Option<String>,
+    /// Every error the trainer reported, in order (printed on stderr once the terminal is restored).
+    pub errors: Vec<String>,
     /// The event channel closed.
     pub disconnected: bool,
 }
@@ -117,6 +139,7 @@ impl Store {
             age: StatsAge::START,
             warnings: Vec::new(),
             error: None,
+            errors: Vec::new(),
             disconnected: false,
         }
     }
@@ -125,6 +148,7 @@ impl Store {
     pub fn ingest(&mut self, ev: Event) {
         match ev {
             Event::Started(info) => {
+                let info = printable_info(info);
                 if self.info.is_some() {
                     // A restart: a new run with new weights from epoch 0. Its curves start afresh (the old run's
                     // would sit under an axis that starts again at 1).
@@ -170,7 +194,11 @@ impl Store {
                     self.warnings.push((what, text));
                 }
             }
-            Event::Error(msg) => self.error = Some(msg),
+            Event::Error(msg) => {
+                let msg = crate::terminal::printable(&msg).into_owned();
+                self.error.get_or_insert_with(|| msg.clone());
+                self.errors.push(msg);
+            }
             Event::Finished {
                 epochs,
                 reason,
