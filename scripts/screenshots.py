@@ -7,9 +7,9 @@ character, the cell's colours, bold as the bold face. Box-drawing lines and bloc
 rectangles (as terminals such as kitty, alacritty and wezterm do) so that they join exactly; everything else
 comes from DejaVu Sans Mono, with fallback fonts for glyphs it lacks.
 
-The story (one run, seed 0, started with --paused so that the epochs are exact):
-  mystery.png     `n` five times: epoch 5, train acc 1.0, eval with running stats not 1.0, running-stats
-                  predictions
+The story (one run of the default command, as a newcomer starts it; the opening pauses at epoch 5 by itself):
+  mystery.png     the opening: epoch 5, train acc 1.0, eval with running stats 0.333, the explanation and the
+                  running-stats predictions
   eval-batch.png  then `e`: the same moment with batch-stats predictions (all right)
   converged.png   then `e` back, `-` three times (Keras momentum 0.99 -> 0.9), space: runs until eval with
                   running stats reaches 1.0 and the diagnosis says "Converged"
@@ -333,12 +333,13 @@ def main():
     os.makedirs(a.outdir, exist_ok=True)
     out = lambda name: os.path.join(a.outdir, name)  # noqa: E731
     with tempfile.TemporaryDirectory() as cwd:
-        t = Term([os.path.abspath(a.binary), "--device", "cpu", "--paused"], cwd)
+        t = Term([os.path.abspath(a.binary), "--device", "cpu"], cwd)
         try:
-            t.wait_for("the paused TUI", lambda s: "paused" in s and "momentum" in s, 120)
-            for e in range(1, 6):
-                t.press("n")
-                t.wait_for(f"epoch {e}", lambda s, e=e: header_epoch(s) == e, 60)
+            t.wait_for(
+                "the opening pause at epoch 5",
+                lambda s: header_epoch(s) == 5 and "paused" in s and "seed's situation" in s,
+                120,
+            )
             t.settle()
             s = t.text()
             train, run = acc_value(s, "train (batch)"), acc_value(s, "eval running")
