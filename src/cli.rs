@@ -139,6 +139,9 @@ pub struct RunArgs {
     /// under 5 KB/s over SSH at 120×40.
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub fps: u32,
+    /// TUI: no mouse (clicks select layers, the wheel scrolls and zooms); the terminal's own selection works then.
+    #[arg(long)]
+    pub no_mouse: bool,
     /// TUI: draw without braille or block characters.
     #[arg(long)]
     pub ascii: bool,

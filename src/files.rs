@@ -270,7 +270,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         let me = std::process::id().to_string();
-        assert!(e.starts_with("--log x: in use by process "), "{e}");
-        assert!(e.contains(&me) && e.ends_with("two runs cannot share one log"), "{e}");
+        assert!(e.starts_with("--log x: in use by "), "{e}");
+        assert!(e.ends_with("two runs cannot share one log"), "{e}");
+        // The holder is named where /proc/locks lists it (seen flaky once in a full parallel run: then the
+        // message says "another process" instead).
+        if e.contains("in use by process ") {
+            assert!(e.contains(&me), "{e}");
+        }
     }
 }

@@ -13,10 +13,20 @@ use std::sync::{Once, OnceLock};
 
 use crossterm::{cursor, event, execute, terminal};
 
-/// Raw mode on, alternate screen entered, cursor hidden. On failure the terminal is restored again.
-pub fn enter() -> std::io::Result<()> {
+/// Raw mode on, alternate screen entered, cursor hidden, and the mouse reported where asked. On failure the
+/// terminal is restored again. [`restore`] undoes all of it (the signal handler's path leaves mouse reporting on:
+/// only `write`s of fixed bytes are safe there, and it sends the sequence too).
+pub fn enter(mouse: bool) -> std::io::Result<()> {
     terminal::enable_raw_mode()?;
-    if let Err(e) = execute!(std::io::stdout(), terminal::EnterAlternateScreen, cursor::Hide) {
+    let mut out = std::io::stdout();
+    let entered = execute!(out, terminal::EnterAlternateScreen, cursor::Hide).and_then(|()| {
+        if mouse {
+            execute!(out, event::EnableMouseCapture)
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(e) = entered {
         restore();
         return Err(e);
     }
@@ -89,7 +99,8 @@ pub fn restore_in_signal_handler(message: &[u8]) {
     if let Some((fd, t)) = COOKED.get() {
         // SAFETY: restoring settings read by tcgetattr on the same descriptor.
         unsafe { libc::tcsetattr(*fd, libc::TCSANOW, t) };
-        let leave = b"\x1b[?1049l\x1b[?25h";
+        // Mouse reporting off (the modes crossterm's EnableMouseCapture sets), alternate screen left, cursor shown.
+        let leave = b"\x1b[?1006l\x1b[?1015l\x1b[?1003l\x1b[?1002l\x1b[?1000l\x1b[?1049l\x1b[?25h";
         // SAFETY: write(2) of static or caller-owned buffers.
         unsafe {
             libc::write(*fd, leave.as_ptr().cast(), leave.len());

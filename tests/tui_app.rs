@@ -757,3 +757,66 @@ fn every_size_from_80x24_to_200x60() {
     snapshot("help_80x24", &s);
     h.key('?');
 }
+
+/// The interactions people expect from btop/gitui: Tab moves the arrows to the channel list (which scrolls to
+/// every channel), w jumps to the worst channel, z zooms the charts, a click selects a layer, the wheel scrolls.
+#[test]
+fn focus_zoom_and_mouse() {
+    use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let mut h = Harness::seed();
+    // 64 channels in the selected layer: more than the panel shows.
+    let mut snap = (*fixtures::bn_snapshot(5)).clone();
+    let l0 = snap.layers[0].clone();
+    snap.layers[0] = bnscope::protocol::BnLayerSnapshot {
+        running_mean: (0..64)
+            .map(|c| l0.running_mean[c % 16] + if c == 37 { 5.0 } else { 0.0 })
+            .collect(),
+        running_var: (0..64).map(|c| l0.running_var[c % 16]).collect(),
+        batch_mean: (0..64).map(|c| l0.batch_mean[c % 16]).collect(),
+        batch_var: (0..64).map(|c| l0.batch_var[c % 16]).collect(),
+        ..l0
+    };
+    h.slot.put(Arc::new(snap));
+    h.trainer(Event::BnReady);
+    h.app.handle_event(AppEvent::Resize(120, 40));
+    let s = h.screen(120, 40);
+    assert!(s.contains("channels 0–"), "{s}");
+    assert!(s.contains("furthest: ch 37 (w)"), "{s}");
+    h.key_code(KeyCode::Tab, KeyModifiers::NONE);
+    h.key('w');
+    let s = h.screen(120, 40);
+    assert!(s.contains(" 37 "), "the worst channel is on screen: {s}");
+    assert!(s.contains("▶ arrows"), "{s}");
+    // j moves the channels now, not the layers.
+    h.key('j');
+    assert_eq!(h.app.selected_layer(), 0);
+    h.key_code(KeyCode::Tab, KeyModifiers::NONE);
+    h.key('j');
+    assert_eq!(h.app.selected_layer(), 1);
+    // z: the last 100, then the last 20 epochs, then all.
+    h.key('z');
+    assert!(h.screen(120, 40).contains("last 100 epochs (z)"));
+    h.key('z');
+    assert!(h.screen(120, 40).contains("last 20 epochs (z)"));
+    h.key('z');
+    assert!(!h.screen(120, 40).contains("epochs (z)"));
+    // A click on the fourth layer row selects it (rows start two below the panel's top border).
+    let mouse = |kind, column, row| {
+        AppEvent::Mouse(MouseEvent {
+            kind,
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    let s = h.screen(120, 40);
+    let y = s.lines().position(|l| l.contains("layer2.0.bn1")).unwrap() as u16;
+    h.app
+        .handle_event(mouse(MouseEventKind::Down(MouseButton::Left), 10, y));
+    assert_eq!(h.app.selected_layer(), 3);
+    // The wheel over the layers moves the selection; over the charts it zooms.
+    h.app.handle_event(mouse(MouseEventKind::ScrollDown, 10, y));
+    assert_eq!(h.app.selected_layer(), 4);
+    h.app.handle_event(mouse(MouseEventKind::ScrollUp, 10, 8));
+    assert!(h.screen(120, 40).contains("last 100 epochs (z)"));
+}

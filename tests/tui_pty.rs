@@ -215,6 +215,11 @@ impl Session {
         let s = p.screen();
         assert!(!s.alternate_screen(), "still on the alternate screen");
         assert!(!s.hide_cursor(), "cursor still hidden");
+        assert_eq!(
+            s.mouse_protocol_mode(),
+            vt100::MouseProtocolMode::None,
+            "mouse reporting still on"
+        );
     }
 }
 
@@ -385,6 +390,11 @@ fn keys_then_q() {
     let mut s = Session::spawn(&["--device", &device(), "--pause-at", "0"]);
     first_frame(&s);
     assert!(s.parser.lock().unwrap().screen().alternate_screen());
+    // Clicks and the wheel are reported while the TUI runs (and switched off again on the way out).
+    assert_ne!(
+        s.parser.lock().unwrap().screen().mouse_protocol_mode(),
+        vt100::MouseProtocolMode::None
+    );
 
     s.press("e");
     s.expect("eval mode BATCH STATS", STEP, |t| t.contains("BATCH STATS"));

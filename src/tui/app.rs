@@ -24,17 +24,29 @@ fn ladder_step(ladder: &[f64], v: f64, up: bool) -> Option<f64> {
     }
 }
 
+/// Which list the arrow keys and the wheel move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Focus {
+    Layers,
+    Channels,
+}
+
+/// The charts' time windows `z` cycles through (`None`: the whole history).
+pub const ZOOMS: &[Option<u64>] = &[None, Some(100), Some(20)];
+
 /// Everything the UI thread reacts to, as one enum.
 #[derive(Debug)]
 pub enum AppEvent {
     Key(KeyEvent),
+    /// A click or the wheel, at a position on the screen.
+    Mouse(crossterm::event::MouseEvent),
     Trainer(Event),
     /// The trainer's event channel disconnected.
     Disconnected,
     /// A SIGINT/SIGTERM/SIGHUP number.
     Signal(i32),
-    /// The terminal changed size.
-    Resize,
+    /// The terminal's size, at start and whenever it changes.
+    Resize(u16, u16),
 }
 
 /// The UI state: the trainer's data ([`Store`]) and the view over it. It changes only in `handle_*`; rendering
@@ -72,6 +84,14 @@ pub struct App {
     /// `--checkpoint`, to say whether a quit will write one (and, if the user stops waiting, that it did not).
     checkpoint: Option<String>,
     pub(crate) selected: usize,
+    /// Which list the arrows move.
+    pub(crate) focus: Focus,
+    /// The first channel shown in the channel list.
+    pub(crate) channel_offset: usize,
+    /// The charts' time window (last N epochs; `None`: all).
+    pub(crate) zoom: Option<u64>,
+    /// The screen's size as last reported (for the mouse).
+    screen: ratatui::layout::Rect,
     pub(crate) show_help: bool,
     pub(crate) status: Option<(Tone, String)>,
     /// When the status line was set (it clears itself after [`STATUS_TTL`], errors excepted).
@@ -150,6 +170,10 @@ impl App {
             signal: None,
             checkpoint: opts.checkpoint.clone(),
             selected: 0,
+            focus: Focus::Layers,
+            channel_offset: 0,
+            zoom: None,
+            screen: ratatui::layout::Rect::new(0, 0, 120, 40),
             show_help: false,
             status: None,
             status_at: None,
@@ -232,8 +256,13 @@ impl App {
                 Vec::new()
             }
             AppEvent::Signal(sig) => self.handle_signal(sig),
-            AppEvent::Resize => {
+            AppEvent::Resize(w, h) => {
+                self.screen = ratatui::layout::Rect::new(0, 0, w, h);
                 self.dirty = true;
+                Vec::new()
+            }
+            AppEvent::Mouse(m) => {
+                self.handle_mouse(m);
                 Vec::new()
             }
         }
@@ -583,11 +612,55 @@ impl App {
                 self.set_status(Tone::Good, format!("restarting with new weights{sep}sent"));
                 vec![Command::Restart]
             }
+            Action::WorstLayer if self.focus == Focus::Channels => {
+                if let Some(c) = self.worst_channel() {
+                    self.channel_offset = c;
+                    self.set_status(Tone::Info, format!("channel {c}: the furthest from its batch mean"));
+                }
+                Vec::new()
+            }
             Action::WorstLayer => {
                 if let Some(i) = self.worst_layer() {
                     self.selected = i;
+                    self.channel_offset = 0;
                     self.set_status(Tone::Info, "selected the layer furthest from its batch statistics");
                 }
+                Vec::new()
+            }
+            Action::Up | Action::Down | Action::PageUp | Action::PageDown | Action::Home | Action::End
+                if self.focus == Focus::Channels =>
+            {
+                let step: i64 = match action {
+                    Action::Up => -1,
+                    Action::Down => 1,
+                    Action::PageUp => -10,
+                    Action::PageDown => 10,
+                    Action::Home => i64::MIN / 2,
+                    _ => i64::MAX / 2,
+                };
+                self.scroll_channels(step);
+                Vec::new()
+            }
+            Action::Focus => {
+                self.focus = match self.focus {
+                    Focus::Layers => Focus::Channels,
+                    Focus::Channels => Focus::Layers,
+                };
+                let what = match self.focus {
+                    Focus::Layers => "arrows select a layer",
+                    Focus::Channels => "arrows scroll the channels",
+                };
+                self.set_status(Tone::Info, format!("{what} (Tab switches)"));
+                Vec::new()
+            }
+            Action::Zoom => {
+                let i = ZOOMS.iter().position(|z| *z == self.zoom).unwrap_or(0);
+                self.zoom = ZOOMS[(i + 1) % ZOOMS.len()];
+                let words = match self.zoom {
+                    Some(n) => format!("charts: the last {n} epochs (z: more)"),
+                    None => "charts: all epochs".to_string(),
+                };
+                self.set_status(Tone::Info, words);
                 Vec::new()
             }
             Action::Up => self.select(|s, _| s.saturating_sub(1)),
@@ -648,6 +721,82 @@ impl App {
         (0..bn.layers.len()).min_by(|&a, &b| score(&bn.layers[a]).total_cmp(&score(&bn.layers[b])))
     }
 
+    /// The selected layer's channel whose running mean is furthest from its batch mean.
+    fn worst_channel(&self) -> Option<usize> {
+        let l = self.store.bn.as_ref()?.layers.get(self.selected)?;
+        (0..l.running_mean.len())
+            .filter(|&c| l.running_mean[c].is_finite() && l.batch_mean.get(c).is_some_and(|b| b.is_finite()))
+            .max_by(|&a, &b| {
+                let d = |c: usize| (l.running_mean[c] - l.batch_mean[c]).abs();
+                d(a).total_cmp(&d(b))
+            })
+    }
+
+    /// Moves the channel list by `step` rows (clamped).
+    fn scroll_channels(&mut self, step: i64) {
+        let n = self
+            .store
+            .bn
+            .as_ref()
+            .and_then(|b| b.layers.get(self.selected))
+            .map_or(0, |l| l.running_mean.len());
+        let next = (self.channel_offset as i64 + step).clamp(0, n.saturating_sub(1) as i64) as usize;
+        self.dirty |= next != self.channel_offset;
+        self.channel_offset = next;
+    }
+
+    /// A click selects the layer under it (or focuses the channel list); the wheel moves the list under it and
+    /// zooms the charts.
+    pub fn handle_mouse(&mut self, m: crossterm::event::MouseEvent) {
+        use crossterm::event::{MouseButton, MouseEventKind};
+        if self.show_help {
+            return;
+        }
+        let areas = super::render::Areas::compute(self, self.screen);
+        let at = ratatui::layout::Position::new(m.column, m.row);
+        let in_layers = areas.layers.contains(at);
+        let in_detail = areas.detail.is_some_and(|d| d.contains(at));
+        let in_charts = areas.accuracy.contains(at) || areas.loss.is_some_and(|l| l.contains(at));
+        match m.kind {
+            MouseEventKind::Down(MouseButton::Left) if in_layers => {
+                self.focus = Focus::Layers;
+                // Rows: border, the heading, then the layers from the scroll offset.
+                let n = self.store.layer_count();
+                let rows = areas.layers.height.saturating_sub(3) as usize;
+                let offset = super::render::layers::scroll_offset(self.selected, n, rows);
+                let row = m.row.saturating_sub(areas.layers.y + 2) as usize;
+                if m.row >= areas.layers.y + 2 && offset + row < n && row < rows {
+                    self.selected = offset + row;
+                    self.channel_offset = 0;
+                    self.dirty = true;
+                }
+            }
+            MouseEventKind::Down(MouseButton::Left) if in_detail => {
+                self.focus = Focus::Channels;
+                self.dirty = true;
+            }
+            MouseEventKind::ScrollUp | MouseEventKind::ScrollDown => {
+                let down = matches!(m.kind, MouseEventKind::ScrollDown);
+                if in_detail {
+                    self.scroll_channels(if down { 3 } else { -3 });
+                } else if in_layers {
+                    self.select(|s, _| if down { s + 1 } else { s.saturating_sub(1) });
+                } else if in_charts {
+                    // Wheel up zooms in (fewer epochs), down zooms out.
+                    let i = ZOOMS.iter().position(|z| *z == self.zoom).unwrap_or(0);
+                    let j = if down {
+                        i.saturating_sub(1)
+                    } else {
+                        (i + 1).min(ZOOMS.len() - 1)
+                    };
+                    self.dirty |= i != j;
+                    self.zoom = ZOOMS[j];
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// The footer's words for a hint, where they depend on the state (`space resume` while paused).
     pub(crate) fn hint_words(&self, h: &keys::Hint) -> &'static str {
         match h.binding.action {
@@ -673,6 +822,9 @@ impl App {
         let last = n.saturating_sub(1);
         let next = f(self.selected, last).min(last);
         self.dirty = next != self.selected;
+        if next != self.selected {
+            self.channel_offset = 0;
+        }
         self.selected = next;
         Vec::new()
     }

@@ -24,6 +24,10 @@ pub enum Action {
     End,
     Help,
     WorstLayer,
+    /// Move the focus between the layer list and the channel list.
+    Focus,
+    /// The charts' time window: all epochs, the last 100, the last 20.
+    Zoom,
     Quit,
 }
 
@@ -269,8 +273,22 @@ pub const BINDINGS: &[Binding] = &[
     b(
         Action::WorstLayer,
         &[Key::Char('w')],
-        "select the layer furthest from its batch statistics",
-        hint("worst layer", 1),
+        "the layer (or, focused on channels, the channel) furthest from its batch stats",
+        hint("worst", 1),
+        false,
+    ),
+    b(
+        Action::Focus,
+        &[Key::Code(KeyCode::Tab), Key::Code(KeyCode::BackTab)],
+        "move the arrows between the layer list and its channels",
+        hint("focus", 1),
+        false,
+    ),
+    b(
+        Action::Zoom,
+        &[Key::Char('z')],
+        "charts: all epochs, the last 100, the last 20",
+        hint("zoom", 0),
         false,
     ),
     b(

@@ -48,6 +48,8 @@ pub struct TuiOptions {
     pub data_label: String,
     /// `--checkpoint`: a quit waits for it, and says so.
     pub checkpoint: Option<String>,
+    /// Report clicks and the wheel (`--no-mouse` turns it off, so that the terminal's own selection works).
+    pub mouse: bool,
 }
 
 impl Default for TuiOptions {
@@ -58,6 +60,7 @@ impl Default for TuiOptions {
             no_color: false,
             data_label: String::new(),
             checkpoint: None,
+            mouse: true,
         }
     }
 }
@@ -70,9 +73,9 @@ pub const EVENT_BACKLOG: usize = 1024;
 
 type Term = Terminal<wire::Coalescing<CrosstermBackend<BufWriter<Stdout>>>>;
 
-fn init_terminal() -> anyhow::Result<Term> {
+fn init_terminal(mouse: bool) -> anyhow::Result<Term> {
     crate::terminal::install_panic_hook();
-    crate::terminal::enter().context("entering raw mode and the alternate screen")?;
+    crate::terminal::enter(mouse).context("entering raw mode and the alternate screen")?;
     let backend = wire::Coalescing::new(CrosstermBackend::new(BufWriter::with_capacity(1 << 16, io::stdout())));
     match Terminal::new(backend) {
         Ok(t) => Ok(t),
@@ -97,7 +100,8 @@ fn spawn_input_reader(tx: Sender<AppEvent>, stop: Arc<AtomicBool>) -> io::Result
                 }
                 let ev = match ct::read() {
                     Ok(CtEvent::Key(k)) => AppEvent::Key(k),
-                    Ok(CtEvent::Resize(..)) => AppEvent::Resize,
+                    Ok(CtEvent::Resize(w, h)) => AppEvent::Resize(w, h),
+                    Ok(CtEvent::Mouse(m)) => AppEvent::Mouse(m),
                     Ok(_) => continue,
                     Err(_) => break,
                 };
@@ -119,7 +123,7 @@ pub fn run(link: Link, signals: Receiver<i32>, opts: TuiOptions) -> anyhow::Resu
     let handle = thread::Builder::new()
         .name(UI_THREAD.into())
         .spawn(move || -> anyhow::Result<Outcome> {
-            let mut term = init_terminal()?;
+            let mut term = init_terminal(opts.mouse)?;
             let (key_tx, key_rx) = unbounded();
             let stop = Arc::new(AtomicBool::new(false));
             let result = spawn_input_reader(key_tx, stop.clone())
@@ -179,6 +183,9 @@ fn event_loop(
 ) -> anyhow::Result<Outcome> {
     let frame_gap = Duration::from_secs_f64(1.0 / opts.fps.max(1) as f64);
     let mut app = App::new(opts, link.bn.clone());
+    if let Ok(size) = term.size() {
+        app.handle_event(AppEvent::Resize(size.width, size.height));
+    }
     let mut events: Receiver<Event> = link.events.clone();
     let mut keys = keys;
     let mut signals = signals;

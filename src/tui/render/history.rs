@@ -43,7 +43,12 @@ impl Window {
     /// The window for the app's history in `width` columns.
     pub fn new(app: &App, width: u16) -> Window {
         let h = &app.store.history;
-        let (first, end) = (h.first, h.next_index());
+        let end = h.next_index();
+        // `z`: only the last N epochs.
+        let first = match app.zoom {
+            Some(n) => h.first.max(end.saturating_sub(n)),
+            None => h.first,
+        };
         let w = width as u64;
         // A mark that waits for its first point needs a column too.
         let pending = h.marks.back().is_some_and(|m| m.index >= end);
@@ -268,6 +273,9 @@ fn render_accuracy(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
     let th = &app.theme;
     let mut title = vec![title_span(th, "accuracy")];
     let sep = th.sep().trim_start();
+    if let Some(n) = app.zoom {
+        title.push(Span::styled(format!("{sep}last {n} epochs (z) "), th.key()));
+    }
     if let Some(m) = &app.store.latest {
         let gap = m.train.acc - m.eval_running.acc;
         let gap_s = if gap.is_finite() {

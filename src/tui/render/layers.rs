@@ -7,7 +7,7 @@ use ratatui::widgets::Widget;
 use crate::protocol::BnLayerSnapshot;
 
 use super::{panel, put, title_span};
-use crate::tui::app::App;
+use crate::tui::app::{App, Focus};
 use crate::tui::fmt;
 use crate::tui::theme::{Theme, Tone};
 
@@ -302,7 +302,10 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
         _ => "channels".to_string(),
     }
     .replace(" · ", th.sep());
-    let block = panel(th, title_span(th, title));
+    let mut block = panel(th, title_span(th, title));
+    if app.focus == Focus::Channels {
+        block = block.title(Span::styled(format!("{} arrows ", th.pointer()), th.key()));
+    }
     let inner = block.inner(area);
     block.render(area, buf);
     if inner.height == 0 {
@@ -361,8 +364,10 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
         rows.saturating_sub(2)
     };
     let get = |v: &Vec<f32>, c: usize| v.get(c).copied().unwrap_or(f32::NAN);
-    for c in 0..shown {
-        let y = inner.y + 1 + c as u16;
+    // The list starts at the scroll position (Tab, then the arrows or the wheel), never past a full page.
+    let first = app.channel_offset.min(channels - shown.min(channels));
+    for (row, c) in (first..first + shown).enumerate() {
+        let y = inner.y + 1 + row as u16;
         let (r_m, b_m) = (get(&l.running_mean, c), get(&l.batch_mean, c));
         let (r_v, b_v) = (get(&l.running_var, c), get(&l.batch_var, c));
         buf.set_string(inner.x, y, format!("{c:>3}"), th.dim());
@@ -405,10 +410,22 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
                 let d = |c| (get(&l.running_mean, c) - get(&l.batch_mean, c)).abs();
                 d(a).total_cmp(&d(b))
             });
-        let mut text = format!("{} {} more channels", th.ellipsis(), channels - shown);
-        if let Some(w) = worst {
-            text.push_str(&format!("; largest mean gap: ch {w}"));
-        }
+        let (d, last) = (th.dash(), first + shown - 1);
+        let tab = if app.focus == Focus::Channels {
+            ""
+        } else {
+            " (Tab scrolls)"
+        };
+        let far = worst.map_or(String::new(), |w| format!("; furthest: ch {w} (w)"));
+        let short_far = worst.map_or(String::new(), |w| format!(", worst {w}"));
+        let text = [
+            format!("channels {first}{d}{last} of {channels}{tab}{far}"),
+            format!("channels {first}{d}{last} of {channels}{far}"),
+            format!("ch {first}{d}{last} of {channels}{short_far}"),
+        ]
+        .into_iter()
+        .find(|t| t.chars().count() <= inner.width as usize)
+        .unwrap_or_else(|| format!("ch {first}{d}{last} of {channels}"));
         buf.set_stringn(inner.x, y, text, inner.width as usize, th.dim());
     }
 }
