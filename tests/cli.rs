@@ -1406,3 +1406,29 @@ fn names_with_control_characters_are_printed_escaped() {
     );
     assert!(!err.contains('\x1b') && !err.contains('\x07'), "{err}");
 }
+
+/// A resume with the same --log appends: the earlier run's records stay, a new `run` record says `resumed_from`,
+/// and the epochs go on from where they stopped.
+#[test]
+fn a_resume_appends_to_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("run.jsonl").display().to_string();
+    let ck = dir.path().join("c.st").display().to_string();
+    let first = bnscope(&["--headless", "--epochs", "3", "--checkpoint", &ck, "--log", &log]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let rest = bnscope(&["--headless", "--epochs", "5", "--resume", &ck, "--log", &log]);
+    assert!(rest.status.success(), "{}", String::from_utf8_lossy(&rest.stderr));
+    let recs = read_jsonl(&PathBuf::from(&log));
+    let runs: Vec<&Value> = recs.iter().filter(|r| r["type"] == "run").collect();
+    assert_eq!(runs.len(), 2);
+    assert!(runs[0]["resumed_from"].is_null());
+    assert_eq!(runs[1]["resumed_from"], ck);
+    assert_eq!(runs[1]["start_epoch"], 3);
+    let epochs: Vec<u64> = recs
+        .iter()
+        .filter(|r| r["type"] == "epoch")
+        .map(|r| r["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(epochs, [1, 2, 3, 4, 5]);
+    assert_eq!(recs.iter().filter(|r| r["type"] == "end").count(), 2);
+}
