@@ -212,6 +212,11 @@ fn build(
     Ok((model, opt))
 }
 
+/// `1 batch`, `3 batches`.
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Fault injection for tests: `BNSCOPE_FAULT=panic@N` panics and `error@N` fails at the start of epoch N;
 /// `slow@N` makes epoch N's first step take 12 s longer.
 fn fault_from_env() -> Option<(String, usize)> {
@@ -446,7 +451,7 @@ impl Trainer {
             Command::Recalibrate => {
                 let batches = self.recalibration_batches()?;
                 self.model.recalibrate(&batches)?;
-                Some((EventKind::Recalibrate, format!("{} batches", batches.len())))
+                Some((EventKind::Recalibrate, plural(batches.len(), "batch", "batches")))
             }
             Command::Restart => {
                 self.restart()?;

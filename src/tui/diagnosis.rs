@@ -259,13 +259,15 @@ impl App {
         match left {
             Some(n) if n <= 50 && !self.paused => {
                 format!(
-                    "At momentum {} they catch up in {n} more updates; c re-estimates them at once.",
-                    super::fmt::momentum(self.momentum)
+                    "At momentum {} they catch up in {n} more update{}; c re-estimates them at once.",
+                    super::fmt::momentum(self.momentum),
+                    if n == 1 { "" } else { "s" }
                 )
             }
             Some(n) if n <= 50 => format!(
-                "At momentum {} they catch up in {n} more updates (space runs); c re-estimates them at once.",
-                super::fmt::momentum(self.momentum)
+                "At momentum {} they catch up in {n} more update{} (space runs); c re-estimates them at once.",
+                super::fmt::momentum(self.momentum),
+                if n == 1 { "" } else { "s" }
             ),
             Some(n) => format!(
                 "{n} more updates at momentum {}: lower it (-) to catch up faster, or recalibrate (c) now.",
@@ -293,7 +295,11 @@ impl App {
             (Some(n), 0) if constant => format!("within 1% after {n} updates (t={t})"),
             (_, 0) => format!("within 1% of the batch stats (t={t})"),
             (Some(n), _) if constant => format!("1% needs {n} updates: {to_go} to go"),
-            _ => format!("1% in {to_go} more updates at m {}", super::fmt::momentum(m)),
+            _ => format!(
+                "1% in {to_go} more update{} at m {}",
+                if to_go == 1 { "" } else { "s" },
+                super::fmt::momentum(m)
+            ),
         }
     }
 }
