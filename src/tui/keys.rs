@@ -1,6 +1,9 @@
 //! The one key binding table: it drives dispatch, the footer hints and the `?` help overlay.
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use super::app::App;
+use crate::protocol::Command;
+
 /// Everything a key can ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -100,6 +103,29 @@ pub struct Binding {
     pub footer: Option<FooterHint>,
     /// Whether the binding changes the run (and so needs a live trainer): dimmed in the footer when there is none.
     pub changes_run: bool,
+    /// For a key that only sends a command: the command, made from the app's state (`None` from the function:
+    /// nothing to send now). A new trainer command then needs only its protocol variant, the trainer's
+    /// `apply` arm and a row here ([`command`]); keys with more to do have their arm in `tui/input.rs`.
+    pub command: Option<fn(&App) -> Option<Command>>,
+}
+
+/// A binding row for a key that only sends a command (see [`Binding::command`]).
+#[allow(dead_code)] // the table's way to add a plain command key; no such key today
+pub const fn command(
+    action: Action,
+    keys: &'static [Key],
+    help: &'static str,
+    footer: Option<FooterHint>,
+    make: fn(&App) -> Option<Command>,
+) -> Binding {
+    Binding {
+        action,
+        keys,
+        help,
+        footer,
+        changes_run: true,
+        command: Some(make),
+    }
 }
 
 impl Binding {
@@ -128,6 +154,7 @@ const fn b(
         help,
         footer,
         changes_run,
+        command: None,
     }
 }
 

@@ -1,0 +1,372 @@
+//! Keys and the mouse: what each action does to the app (the other half of `App::handle_*`, kept apart from the
+//! trainer-event handling in `app.rs`). The keys come from the one binding table in `keys.rs`.
+use crossterm::event::KeyEvent;
+
+use crate::protocol::{Command, EndReason, EvalMode};
+
+use super::app::{ladder_step, App, Focus, LADDER, PACES, ZOOMS};
+use super::keys::{self, Action};
+use super::theme::Tone;
+
+impl App {
+    /// Handles a key press; returns the commands to send.
+    pub fn handle_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        let Some(binding) = keys::lookup(&key) else {
+            if let crossterm::event::KeyCode::Char(c) = key.code {
+                if key.kind == crossterm::event::KeyEventKind::Press && !c.is_control() {
+                    self.confirm_restart = false;
+                    self.set_status(Tone::Info, format!("{c}: not a key here; ? lists the keys"));
+                }
+            }
+            return Vec::new();
+        };
+        let action = binding.action;
+        self.dirty = true;
+        if action != Action::Restart {
+            self.confirm_restart = false;
+        }
+        if self.show_help && (action == Action::Help || key.code == crossterm::event::KeyCode::Esc) {
+            self.show_help = false;
+            return Vec::new();
+        }
+        if self.shutdown.is_some() {
+            if action == Action::Quit {
+                // A second quit while waiting: stop waiting (and say on stderr what was not written).
+                self.abandoned = true;
+                self.exit = self.shutdown;
+            }
+            return Vec::new();
+        }
+        if binding.changes_run && !self.store.trainer_alive() {
+            self.set_status(Tone::Warn, "the trainer has stopped: press q to quit");
+            return Vec::new();
+        }
+        if binding.changes_run {
+            self.intro = None;
+        }
+        if let Some(make) = binding.command {
+            // A key that only sends a command: the trainer's acknowledgement fills the status line.
+            return match make(self) {
+                Some(cmd) => {
+                    self.set_status(Tone::Good, format!("{}: sent", binding.help));
+                    vec![cmd]
+                }
+                None => Vec::new(),
+            };
+        }
+        let sep = self.theme.sep();
+        #[allow(unreachable_patterns)] // the last arm is for actions that only send a command (handled above)
+        match action {
+            Action::Quit => {
+                // After a trainer error or a divergence the run failed, whoever closes the window.
+                let reason = if self.store.error.is_some() {
+                    EndReason::Error
+                } else if self.store.diverged.is_some() {
+                    EndReason::Diverged
+                } else {
+                    EndReason::Quit
+                };
+                let cmds = self.begin_shutdown(reason);
+                if !cmds.is_empty() {
+                    let then = if self.checkpoint.is_some() {
+                        "quit without the checkpoint"
+                    } else {
+                        "quit at once"
+                    };
+                    self.set_status(Tone::Warn, format!("{} (q again: {then})", self.waiting_words()));
+                }
+                cmds
+            }
+            Action::ToggleEval => {
+                self.eval_mode = self.eval_mode.toggled();
+                self.store.history.mark('e');
+                let words = match self.eval_mode {
+                    EvalMode::Running => "running stats (model.evaluate, PyTorch eval())",
+                    EvalMode::Batch => "batch stats (Keras learning_phase=1)",
+                };
+                self.set_status(Tone::Good, format!("eval mode {} {words}", self.theme.arrow()));
+                if self.store.trainer_alive() {
+                    vec![Command::NoteEvalMode(self.eval_mode)]
+                } else {
+                    Vec::new()
+                }
+            }
+            Action::MomentumUp | Action::MomentumDown => {
+                // Up and down in the convention shown first: PyTorch's momentum rises as Keras' falls.
+                let up = (action == Action::MomentumUp) != self.torch_first;
+                let next = ladder_step(LADDER, self.momentum, up);
+                match next {
+                    Some(m) => {
+                        self.momentum = m;
+                        self.cumulative = false;
+                        self.setting_pending = true;
+                        self.store.history.mark('m');
+                        self.set_status(
+                            Tone::Good,
+                            format!("momentum {} {}{sep}sent", self.theme.arrow(), self.momentum_words()),
+                        );
+                        vec![Command::SetMomentum(m)]
+                    }
+                    None => {
+                        let end = if up { "top" } else { "bottom" };
+                        self.set_status(
+                            Tone::Warn,
+                            format!(
+                                "momentum {} is the {end} of the ladder",
+                                super::fmt::momentum(self.momentum)
+                            ),
+                        );
+                        Vec::new()
+                    }
+                }
+            }
+            Action::ToggleConvention => {
+                self.torch_first = !self.torch_first;
+                let first = if self.torch_first { "PyTorch/candle" } else { "Keras" };
+                self.set_status(Tone::Info, format!("showing the {first} convention first"));
+                Vec::new()
+            }
+            Action::ToggleCumulative => {
+                self.cumulative = !self.cumulative;
+                self.setting_pending = true;
+                self.store.history.mark('u');
+                let s = if self.cumulative {
+                    "cumulative averaging on (PyTorch momentum=None)"
+                } else {
+                    "cumulative averaging off"
+                };
+                self.set_status(Tone::Good, format!("{s}{sep}sent"));
+                vec![Command::SetCumulative(self.cumulative)]
+            }
+            Action::Slower | Action::Faster => {
+                let next = match (action, self.pace) {
+                    (Action::Slower, None) => PACES.last().copied(),
+                    (Action::Slower, Some(p)) => Some(ladder_step(PACES, p, false).unwrap_or(p)),
+                    (_, None) => None,
+                    (_, Some(p)) => ladder_step(PACES, p, true),
+                };
+                self.pace = next;
+                let words = match next {
+                    Some(p) => super::fmt::pace(p),
+                    None => "full speed".to_string(),
+                };
+                self.set_status(Tone::Good, format!("{words}{sep}sent"));
+                vec![Command::SetPace(next)]
+            }
+            Action::PauseResume => {
+                self.paused = !self.paused;
+                if self.paused {
+                    self.set_status(Tone::Good, "pausing… (n steps one epoch, space resumes)");
+                    vec![Command::Pause]
+                } else {
+                    self.set_status(Tone::Good, "resuming…");
+                    vec![Command::Resume]
+                }
+            }
+            Action::Step => {
+                if self.paused {
+                    self.stepping = true;
+                    self.set_status(Tone::Good, "one epoch…");
+                    vec![Command::Step]
+                } else {
+                    self.set_status(Tone::Warn, "n steps only while paused (space pauses)");
+                    Vec::new()
+                }
+            }
+            Action::ResetStats => {
+                self.store.history.mark('r');
+                self.set_status(
+                    Tone::Good,
+                    "reset running stats to mean 0 / var 1, t = 0 · sent".replace(" · ", sep),
+                );
+                vec![Command::ResetStats]
+            }
+            Action::Recalibrate => {
+                self.store.history.mark('c');
+                self.set_status(
+                    Tone::Good,
+                    format!("recalibrating running stats from one pass over the data{sep}sent"),
+                );
+                vec![Command::Recalibrate]
+            }
+            Action::Restart if !self.confirm_restart => {
+                self.confirm_restart = true;
+                self.set_status(
+                    Tone::Warn,
+                    "R again restarts with new weights and a new seed (this run's curves go); any other key keeps it",
+                );
+                Vec::new()
+            }
+            Action::Restart => {
+                self.set_status(Tone::Good, format!("restarting with new weights{sep}sent"));
+                vec![Command::Restart]
+            }
+            Action::WorstLayer if self.focus == Focus::Channels => {
+                if let Some(c) = self.worst_channel() {
+                    self.channel_offset = c;
+                    self.set_status(Tone::Info, format!("channel {c}: the furthest from its batch mean"));
+                }
+                Vec::new()
+            }
+            Action::WorstLayer => {
+                if let Some(i) = self.worst_layer() {
+                    self.selected = i;
+                    self.channel_offset = 0;
+                    self.set_status(Tone::Info, "selected the layer furthest from its batch statistics");
+                }
+                Vec::new()
+            }
+            Action::Up | Action::Down | Action::PageUp | Action::PageDown | Action::Home | Action::End
+                if self.focus == Focus::Channels =>
+            {
+                let step: i64 = match action {
+                    Action::Up => -1,
+                    Action::Down => 1,
+                    Action::PageUp => -10,
+                    Action::PageDown => 10,
+                    Action::Home => i64::MIN / 2,
+                    _ => i64::MAX / 2,
+                };
+                self.scroll_channels(step);
+                Vec::new()
+            }
+            Action::Focus => {
+                self.focus = match self.focus {
+                    Focus::Layers => Focus::Channels,
+                    Focus::Channels => Focus::Layers,
+                };
+                let what = match self.focus {
+                    Focus::Layers => "arrows select a layer",
+                    Focus::Channels => "arrows scroll the channels",
+                };
+                self.set_status(Tone::Info, format!("{what} (Tab switches)"));
+                Vec::new()
+            }
+            Action::Zoom => {
+                let i = ZOOMS.iter().position(|z| *z == self.zoom).unwrap_or(0);
+                self.zoom = ZOOMS[(i + 1) % ZOOMS.len()];
+                let words = match self.zoom {
+                    Some(n) => format!("charts: the last {n} epochs (z: more)"),
+                    None => "charts: all epochs".to_string(),
+                };
+                self.set_status(Tone::Info, words);
+                Vec::new()
+            }
+            Action::Up => self.select(|s, _| s.saturating_sub(1)),
+            Action::Down => self.select(|s, _| s + 1),
+            Action::PageUp => self.select(|s, _| s.saturating_sub(10)),
+            Action::PageDown => self.select(|s, _| s + 10),
+            Action::Home => self.select(|_, _| 0),
+            Action::End => self.select(|_, n| n),
+            Action::Help => {
+                self.show_help = !self.show_help;
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The layer whose running statistics are furthest from the batch's: the lowest of the two gauges.
+    pub(super) fn worst_layer(&self) -> Option<usize> {
+        let bn = self.store.bn.as_ref()?;
+        let score = |l: &crate::protocol::BnLayerSnapshot| {
+            let mean = super::render::layers::convergence(l.mean_gap);
+            let var = super::render::layers::var_ratio(l).map_or(1.0, |r| 1.0 - (r.max(1.0).log10() / 2.0).min(1.0));
+            let s = mean.min(var);
+            if s.is_nan() {
+                -1.0
+            } else {
+                s
+            }
+        };
+        (0..bn.layers.len()).min_by(|&a, &b| score(&bn.layers[a]).total_cmp(&score(&bn.layers[b])))
+    }
+
+    /// The selected layer's channel whose running mean is furthest from its batch mean.
+    pub(super) fn worst_channel(&self) -> Option<usize> {
+        let l = self.store.bn.as_ref()?.layers.get(self.selected)?;
+        (0..l.running_mean.len())
+            .filter(|&c| l.running_mean[c].is_finite() && l.batch_mean.get(c).is_some_and(|b| b.is_finite()))
+            .max_by(|&a, &b| {
+                let d = |c: usize| (l.running_mean[c] - l.batch_mean[c]).abs();
+                d(a).total_cmp(&d(b))
+            })
+    }
+
+    /// Moves the channel list by `step` rows (clamped).
+    pub(super) fn scroll_channels(&mut self, step: i64) {
+        let n = self
+            .store
+            .bn
+            .as_ref()
+            .and_then(|b| b.layers.get(self.selected))
+            .map_or(0, |l| l.running_mean.len());
+        let next = (self.channel_offset as i64 + step).clamp(0, n.saturating_sub(1) as i64) as usize;
+        self.dirty |= next != self.channel_offset;
+        self.channel_offset = next;
+    }
+
+    /// A click selects the layer under it (or focuses the channel list); the wheel moves the list under it and
+    /// zooms the charts.
+    pub fn handle_mouse(&mut self, m: crossterm::event::MouseEvent) {
+        use crossterm::event::{MouseButton, MouseEventKind};
+        if self.show_help {
+            return;
+        }
+        let areas = super::render::Areas::compute(self, self.screen);
+        let at = ratatui::layout::Position::new(m.column, m.row);
+        let in_layers = areas.layers.contains(at);
+        let in_detail = areas.detail.is_some_and(|d| d.contains(at));
+        let in_charts = areas.accuracy.contains(at) || areas.loss.is_some_and(|l| l.contains(at));
+        match m.kind {
+            MouseEventKind::Down(MouseButton::Left) if in_layers => {
+                self.focus = Focus::Layers;
+                // Rows: border, the heading, then the layers from the scroll offset.
+                let n = self.store.layer_count();
+                let rows = areas.layers.height.saturating_sub(3) as usize;
+                let offset = super::render::layers::scroll_offset(self.selected, n, rows);
+                let row = m.row.saturating_sub(areas.layers.y + 2) as usize;
+                if m.row >= areas.layers.y + 2 && offset + row < n && row < rows {
+                    self.selected = offset + row;
+                    self.channel_offset = 0;
+                    self.dirty = true;
+                }
+            }
+            MouseEventKind::Down(MouseButton::Left) if in_detail => {
+                self.focus = Focus::Channels;
+                self.dirty = true;
+            }
+            MouseEventKind::ScrollUp | MouseEventKind::ScrollDown => {
+                let down = matches!(m.kind, MouseEventKind::ScrollDown);
+                if in_detail {
+                    self.scroll_channels(if down { 3 } else { -3 });
+                } else if in_layers {
+                    self.select(|s, _| if down { s + 1 } else { s.saturating_sub(1) });
+                } else if in_charts {
+                    // Wheel up zooms in (fewer epochs), down zooms out.
+                    let i = ZOOMS.iter().position(|z| *z == self.zoom).unwrap_or(0);
+                    let j = if down {
+                        i.saturating_sub(1)
+                    } else {
+                        (i + 1).min(ZOOMS.len() - 1)
+                    };
+                    self.dirty |= i != j;
+                    self.zoom = ZOOMS[j];
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn select(&mut self, f: impl Fn(usize, usize) -> usize) -> Vec<Command> {
+        let n = self.store.layer_count();
+        let last = n.saturating_sub(1);
+        let next = f(self.selected, last).min(last);
+        self.dirty = next != self.selected;
+        if next != self.selected {
+            self.channel_offset = 0;
+        }
+        self.selected = next;
+        Vec::new()
+    }
+}
