@@ -19,12 +19,17 @@ use candle_core::{DType, Device, Tensor};
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 use serde_json::json;
 
+mod health;
 mod outbox;
+mod persist;
 mod thread;
+
+pub use health::{diverged, divergence, Warning, DIVERGED_FACTOR};
+pub use persist::NotWritten;
 
 pub use outbox::ReceiverGone;
 
-use crate::checkpoint::{self, Meta};
+use crate::checkpoint::Meta;
 use crate::data::Dataset;
 use crate::framework::Framework;
 use crate::log::JsonlLog;
@@ -143,17 +148,6 @@ pub struct Trainer {
     one_value_reported: Vec<String>,
 }
 
-/// A condition the user should hear about that does not stop the run.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Warning {
-    pub epoch: usize,
-    pub what: EventKind,
-    /// The subject, e.g. the layer names.
-    pub value: String,
-    /// One line for a person.
-    pub text: String,
-}
-
 /// Where the trainer is inside the current epoch, and what it has summed so far.
 #[derive(Default)]
 struct EpochProgress {
@@ -165,35 +159,6 @@ struct EpochProgress {
     correct: usize,
     seen: usize,
     step_ms: Vec<f64>,
-}
-
-/// A checkpoint that was deliberately not written (its weights were not finite).
-#[derive(Debug)]
-pub struct NotWritten(pub String);
-
-impl std::fmt::Display for NotWritten {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for NotWritten {}
-
-/// The name of the first tensor with a NaN or an infinity, if any.
-fn first_non_finite(tensors: &std::collections::HashMap<String, Tensor>) -> Result<Option<String>> {
-    let mut names: Vec<&String> = tensors.keys().collect();
-    names.sort();
-    for name in names {
-        let t = &tensors[name];
-        if t.dtype() == DType::I64 {
-            continue;
-        }
-        let v = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-        if v.iter().any(|x| !x.is_finite()) {
-            return Ok(Some(name.clone()));
-        }
-    }
-    Ok(None)
 }
 
 /// The model and optimizer for a weights seed, with the configuration's BatchNorm and Adam settings.
@@ -289,66 +254,6 @@ impl Trainer {
             t.restore(r)?;
         }
         Ok(t)
-    }
-
-    fn restore(&mut self, r: Resume) -> Result<()> {
-        let m = &r.meta;
-        if m.model != self.cfg.preset.name() {
-            return Err(crate::error::usage(format!(
-                "--resume: the checkpoint is for model {}, not {} (add --model {})",
-                m.model,
-                self.cfg.preset.name(),
-                m.model
-            )));
-        }
-        if m.classes != self.data.classes {
-            return Err(crate::error::usage(format!(
-                "--resume: the checkpoint was trained on classes {:?}, the data has {:?}",
-                m.classes, self.data.classes
-            )));
-        }
-        self.model
-            .load_state_dict(&r.tensors)
-            .map_err(|e| crate::error::usage(format!("--resume: {e}")))?;
-        let names: Vec<String> = self.model.named_params().into_iter().map(|(n, _)| n).collect();
-        self.opt.load_state_dict(&names, &r.tensors)?;
-        self.epoch = m.epoch;
-        self.start_epoch = m.epoch;
-        self.step = m.step;
-        if let Some(st) = &m.state {
-            // Continue exactly: the same weights seed and restart count, the shuffle generator where it was, and
-            // the position inside the epoch with its sums so far.
-            self.restarts = st.restarts;
-            self.seed = m.seed;
-            self.shuffle = shuffle_rng(self.seed);
-            let n = self.data.len() as u32;
-            for _ in 0..st.shuffles {
-                let mut order: Vec<u32> = (0..n).collect();
-                order.shuffle(&mut self.shuffle);
-            }
-            self.shuffles = st.shuffles;
-            if st.position > 0 {
-                if st.order.len() != self.data.len() || st.position >= st.order.len() {
-                    return Err(crate::error::usage(format!(
-                        "--resume: the checkpoint stopped inside an epoch of {} images; the data has {}",
-                        st.order.len(),
-                        self.data.len()
-                    )));
-                }
-                self.cur = EpochProgress {
-                    order: st.order.clone(),
-                    position: st.position,
-                    loss_sum: st.loss_sum,
-                    correct: st.correct,
-                    seen: st.seen,
-                    step_ms: Vec::new(),
-                };
-            }
-            for bn in self.model.bn_layers_mut() {
-                bn.set_history(st.init_weight, st.constant_momentum);
-            }
-        }
-        Ok(())
     }
 
     pub fn model(&self) -> &ResNet {
@@ -598,37 +503,6 @@ impl Trainer {
         Ok(StepOutcome::Epoch(Box::new(metrics), snap))
     }
 
-    /// Notes BatchNorm layers whose last training batch had one value per channel (a 1×1 map with one image):
-    /// their batch variance is 0, which pulls the running variance toward 0 (PyTorch refuses such a batch:
-    /// "Expected more than 1 value per channel when training"). Each layer is reported once per run.
-    fn check_one_value_per_channel(&mut self) {
-        let new: Vec<String> = self
-            .model
-            .bn_layers()
-            .iter()
-            .filter(|b| b.n() == 1 && !self.one_value_reported.iter().any(|r| r == b.name()))
-            .map(|b| b.name().to_string())
-            .collect();
-        if new.is_empty() {
-            return;
-        }
-        self.one_value_reported.extend(new.iter().cloned());
-        let list = new.join(", ");
-        self.warnings.push(Warning {
-            epoch: self.epoch + 1,
-            what: EventKind::OneValuePerChannel,
-            value: list.clone(),
-            text: format!(
-                "one value per channel in a training batch (batch statistics of a single number; the running                  variance is pulled toward 0) in {list}: use a larger batch or larger images (PyTorch refuses                  this: \"Expected more than 1 value per channel when training\")"
-            ),
-        });
-    }
-
-    /// Warnings raised since the last call (the thread loop sends and logs them).
-    pub fn take_warnings(&mut self) -> Vec<Warning> {
-        std::mem::take(&mut self.warnings)
-    }
-
     /// Runs steps until the current epoch completes.
     pub fn run_epoch(&mut self) -> Result<(Box<EpochMetrics>, Arc<BnSnapshot>)> {
         loop {
@@ -708,62 +582,6 @@ impl Trainer {
         })
     }
 
-    /// Writes the checkpoint, if one was asked for. Returns its path.
-    pub fn save_checkpoint(&self) -> Result<Option<String>> {
-        let Some(path) = &self.cfg.checkpoint else {
-            return Ok(None);
-        };
-        let mut tensors = self.model.state_dict()?;
-        let names: Vec<String> = self.model.named_params().into_iter().map(|(n, _)| n).collect();
-        tensors.extend(self.opt.state_dict(&names)?);
-        if let Some(bad) = first_non_finite(&tensors)? {
-            // A diverged run must not replace a good checkpoint with NaN/Inf: the file stays as it was.
-            let kept = if path.exists() {
-                "the file there is left as it was"
-            } else {
-                "no file was written"
-            };
-            anyhow::bail!(NotWritten(format!(
-                "--checkpoint {}: not written: {bad} holds NaN/Inf after epoch {} (training diverged); {kept}",
-                path.display(),
-                self.epoch
-            )));
-        }
-        let c = &self.cur;
-        let state = checkpoint::SavedState {
-            framework: self.cfg.framework,
-            bn_eps: self.cfg.bn_eps,
-            bn_unbiased: self.cfg.bn_unbiased,
-            adam_eps: self.cfg.adam_eps,
-            batch_size: self.cfg.batch_size,
-            lr: self.cfg.lr,
-            optimizer: self.cfg.optimizer.name().into(),
-            base_seed: self.cfg.seed,
-            restarts: self.restarts,
-            shuffles: self.shuffles,
-            order: if c.position > 0 { c.order.clone() } else { Vec::new() },
-            position: c.position,
-            loss_sum: c.loss_sum,
-            correct: c.correct,
-            seen: c.seen,
-            init_weight: self.model.stats_age().init_weight,
-            constant_momentum: self.model.stats_age().constant_momentum,
-        };
-        let meta = Meta {
-            model: self.cfg.preset.name().into(),
-            classes: self.data.classes.clone(),
-            image_size: self.data.size,
-            epoch: self.epoch,
-            step: self.step,
-            momentum: self.momentum.to_string(),
-            cumulative: self.cumulative,
-            seed: self.seed,
-            state: Some(state),
-        };
-        checkpoint::save(path, &tensors, &meta)?;
-        Ok(Some(path.display().to_string()))
-    }
-
     /// Starts the trainer thread. The returned [`Link`] is the front end's side.
     pub fn spawn(self) -> Result<(Link, JoinHandle<()>)> {
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
@@ -784,42 +602,3 @@ impl Trainer {
         ))
     }
 }
-
-/// Why an epoch counts as diverged, if it does: a training loss that is NaN, infinite or over
-/// [`DIVERGED_FACTOR`] times the chance level `ln C` (BatchNorm renormalises activations, so even absurd learning
-/// rates rarely produce NaN in the loss itself; a loss a thousand times worse than guessing is just as final), an
-/// evaluation loss that is not finite, or running statistics that hold NaN/Inf.
-pub fn divergence(m: &EpochMetrics, snap: &BnSnapshot, classes: usize) -> Option<String> {
-    if diverged(m.train.loss, classes) {
-        return Some(if m.train.loss.is_finite() {
-            format!(
-                "the training loss is over {DIVERGED_FACTOR:.0}× chance (ln {})",
-                classes.max(2)
-            )
-        } else {
-            "the training loss is not finite".to_string()
-        });
-    }
-    for (metric, words) in [
-        (m.eval_running, "evaluation with running statistics"),
-        (m.eval_batch, "evaluation with batch statistics"),
-    ] {
-        if !metric.loss.is_finite() {
-            return Some(format!("{words} gives a loss that is not finite"));
-        }
-    }
-    snap.layers
-        .iter()
-        .find(|l| l.running_mean.iter().chain(&l.running_var).any(|v| !v.is_finite()))
-        .map(|l| format!("the running statistics of {} hold NaN/Inf", l.name))
-}
-
-/// A training loss that is NaN, infinite, or over [`DIVERGED_FACTOR`] times the chance level `ln C`. BatchNorm
-/// renormalises activations, so even absurd learning rates rarely produce NaN in the loss itself; a loss a thousand
-/// times worse than guessing is just as final.
-pub fn diverged(loss: f32, classes: usize) -> bool {
-    !loss.is_finite() || loss as f64 > DIVERGED_FACTOR * (classes.max(2) as f64).ln()
-}
-
-/// See [`diverged`].
-pub const DIVERGED_FACTOR: f64 = 1000.0;
