@@ -31,6 +31,16 @@ pub struct Cli {
 pub enum Cmd {
     /// Time training steps and evaluation passes (see docs/PERFORMANCE.md).
     Bench(BenchArgs),
+    /// Print a finished JSONL log (bnscope's, or one written by python/'s hook or callback) epoch by epoch, as a
+    /// headless run prints them, with a summary; what a log lacks says "not in this log".
+    Replay(ReplayArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReplayArgs {
+    /// The logs, in order (e.g. the rank logs of a distributed run).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -19,6 +19,7 @@ pub mod optim;
 pub mod outcome;
 pub mod profile;
 pub mod protocol;
+pub mod replay;
 pub mod runtime;
 pub mod settings;
 pub mod signals;

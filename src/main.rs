@@ -53,6 +53,9 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: cli::Cli) -> Result<i32> {
+    if let Some(Cmd::Replay(r)) = &cli.command {
+        return bnscope::replay::run_headless(&r.files);
+    }
     if let Some(Cmd::Bench(b)) = &cli.command {
         return if b.breakdown {
             bnscope::profile::run(b)

@@ -1432,3 +1432,75 @@ fn a_resume_appends_to_its_log() {
     assert_eq!(epochs, [1, 2, 3, 4, 5]);
     assert_eq!(recs.iter().filter(|r| r["type"] == "end").count(), 2);
 }
+
+/// `bnscope replay` prints a finished log as the live headless run printed it (the same numbers), for bnscope's own
+/// logs and those of the Python hook and callback; bad logs get one line.
+#[test]
+fn replay_prints_what_the_run_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("r.jsonl");
+    let live = bnscope(&["--headless", "--epochs", "4", "--log", &log.display().to_string()]);
+    assert!(live.status.success());
+    let replay = bnscope(&["replay", &log.display().to_string()]);
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    // Both without the totals and timings: `epoch 3/4` → `epoch 3`, no `| … ms/step`.
+    let strip = |l: &str| {
+        let l = l
+            .split(" | ")
+            .filter(|p| !p.ends_with("ms/step"))
+            .collect::<Vec<_>>()
+            .join(" | ");
+        l.replace("/4 ", " ")
+    };
+    let lines = |o: &Output| -> Vec<String> {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.starts_with("epoch "))
+            .map(strip)
+            .collect()
+    };
+    assert_eq!(lines(&live), lines(&replay));
+    assert_eq!(lines(&replay).len(), 4);
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/logs");
+    let torch = bnscope(&["replay", &fixtures.join("torch_resnet18.jsonl").display().to_string()]);
+    let text = String::from_utf8_lossy(&torch.stdout);
+    assert!(torch.status.success());
+    assert!(
+        text.contains("source torch · resnet18 · framework torch") && text.contains("20 BN layers"),
+        "{text}"
+    );
+    assert!(text.contains("never reached acc 1.000 (last 0.333)"), "{text}");
+    let ranks = bnscope(&[
+        "replay",
+        &fixtures.join("ddp.rank0.jsonl").display().to_string(),
+        &fixtures.join("ddp.rank1.jsonl").display().to_string(),
+    ]);
+    let text = String::from_utf8_lossy(&ranks.stdout);
+    assert!(text.contains("rank 0 of 2") && text.contains("rank 1 of 2"), "{text}");
+    // A log with one broken line and one unknown record: shown, the skips counted on stderr.
+    let mut content = std::fs::read_to_string(&log).unwrap();
+    content = content.replacen("\n", "\n{\"type\":\"from-the-future\"}\nnot json\n", 1);
+    std::fs::write(&log, content).unwrap();
+    let out = bnscope(&["replay", &log.display().to_string()]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("skipped 1 line(s) that are not JSON records and 1 record(s) of an unknown type"),
+        "{err}"
+    );
+    // Not a log, a newer schema, a missing file: exit 2, one line.
+    let other = dir.path().join("notes.txt");
+    std::fs::write(&other, "hello\n").unwrap();
+    let newer = dir.path().join("new.jsonl");
+    std::fs::write(&newer, "{\"type\":\"run\",\"schema\":9}\n").unwrap();
+    for (f, want) in [
+        (other, "not a bnscope log"),
+        (newer, "schema 9"),
+        (dir.path().join("none.jsonl"), "cannot read the log"),
+    ] {
+        let out = bnscope(&["replay", &f.display().to_string()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(want) && err.lines().count() == 1, "{err}");
+    }
+}
