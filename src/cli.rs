@@ -34,6 +34,17 @@ pub enum Cmd {
     /// Print a finished JSONL log (bnscope's, or one written by python/'s hook or callback) epoch by epoch, as a
     /// headless run prints them, with a summary; what a log lacks says "not in this log".
     Replay(ReplayArgs),
+    /// Follow a growing JSONL log like `tail -F` (a headless bnscope run with --log, or a PyTorch/Keras run with
+    /// python/'s hook), printing each epoch as it is written; waits for the file, copes with truncation and
+    /// rotation. Ctrl-C stops.
+    Watch(WatchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WatchArgs {
+    /// The log to follow.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]

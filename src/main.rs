@@ -56,6 +56,10 @@ fn run(cli: cli::Cli) -> Result<i32> {
     if let Some(Cmd::Replay(r)) = &cli.command {
         return bnscope::replay::run_headless(&r.files);
     }
+    if let Some(Cmd::Watch(w)) = &cli.command {
+        let signals = signals::install(None)?;
+        return bnscope::replay::watch_headless(&w.file, || signals.try_recv().ok());
+    }
     if let Some(Cmd::Bench(b)) = &cli.command {
         return if b.breakdown {
             bnscope::profile::run(b)

@@ -404,3 +404,110 @@ mod tests {
         assert!(e.to_string().contains("schema 2"), "{e}");
     }
 }
+
+/// How often `watch` looks at the file while nothing is written (a `stat` call: ~0 % CPU).
+pub const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The file being followed: where we are in it, and which file it is (a rotation replaces it).
+struct Followed {
+    file: std::fs::File,
+    offset: u64,
+    ino: u64,
+}
+
+/// `bnscope watch FILE` (headless): follows a growing log like `tail -F` and prints each epoch as it is complete.
+/// Waits for a file that does not exist yet, starts over when the file is truncated or replaced (a new run, a
+/// rotation), and keeps following until a signal (exit 128 + n) or `stop` returns true.
+pub fn watch_headless(path: &Path, stop: impl Fn() -> Option<i32>) -> Result<i32> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::os::unix::fs::MetadataExt;
+    let shown = crate::terminal::printable(&path.display().to_string()).into_owned();
+    let mut out = std::io::stdout().lock();
+    macro_rules! say {
+        ($($arg:tt)*) => {
+            if writeln!(out, $($arg)*).and_then(|_| out.flush()).is_err() {
+                return Ok(0);
+            }
+        };
+    }
+    let mut cur: Option<Followed> = None;
+    let mut reader = Reader::default();
+    let mut waiting_said = false;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        if let Some(sig) = stop() {
+            return Ok(crate::signals::exit_status(sig));
+        }
+        let meta = std::fs::metadata(path).ok();
+        match (&mut cur, &meta) {
+            (None, None) => {
+                if !waiting_said {
+                    say!("bnscope watch: waiting for {shown} to appear…");
+                    waiting_said = true;
+                }
+            }
+            (None, Some(m)) => {
+                if let Some(what) = crate::files::not_regular(m) {
+                    return Err(usage(format!("{shown}: {what}, not a log file")));
+                }
+                let file =
+                    std::fs::File::open(path).map_err(|e| usage(format!("{shown}: cannot read the log: {e}")))?;
+                say!("bnscope watch: following {shown}");
+                cur = Some(Followed {
+                    file,
+                    offset: 0,
+                    ino: m.ino(),
+                });
+                reader = Reader::default();
+                continue;
+            }
+            (Some(f), m) => {
+                let replaced = m.as_ref().is_none_or(|m| m.ino() != f.ino);
+                let truncated = m.as_ref().is_some_and(|m| m.len() < f.offset);
+                if replaced || truncated {
+                    say!(
+                        "bnscope watch: {shown} was {}; starting over",
+                        if replaced { "replaced" } else { "truncated" }
+                    );
+                    cur = None;
+                    waiting_said = false;
+                    continue;
+                }
+                let mut grew = false;
+                f.file.seek(SeekFrom::Start(f.offset))?;
+                loop {
+                    let n = f.file.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    grew = true;
+                    f.offset += n as u64;
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let records = reader.push(&text).map_err(|e| usage(format!("{shown}: {e}")))?;
+                    for rec in records {
+                        match rec {
+                            Record::Run(run) => say!(
+                                "run: source {} · {} · {} BN layers",
+                                run.source,
+                                run.model.as_deref().map(crate::terminal::printable).unwrap_or_default(),
+                                run.bn_layers
+                            ),
+                            Record::Epoch(e) => say!("{}", epoch_line(&e)),
+                            Record::Event { epoch, what, value } => {
+                                say!("  after epoch {epoch}: {what} {}", crate::terminal::printable(&value))
+                            }
+                            Record::End { epochs, reason } => {
+                                say!("end after {epochs} epochs ({reason}); still following")
+                            }
+                            Record::Bn { .. } => {}
+                        }
+                    }
+                }
+                if grew {
+                    continue;
+                }
+            }
+        }
+        std::thread::sleep(WATCH_POLL);
+    }
+}

@@ -1504,3 +1504,56 @@ fn replay_prints_what_the_run_printed() {
         assert!(err.contains(want) && err.lines().count() == 1, "{err}");
     }
 }
+
+/// `bnscope watch` follows a log like `tail -F`: it waits for the file, takes a line split across writes only once
+/// it is whole, starts over after a truncation, and stops on SIGINT with 130.
+#[test]
+fn watch_follows_a_growing_log() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("w.jsonl");
+    let out_path = dir.path().join("out.txt");
+    let mut child = Command::new(BIN)
+        .args(["watch", &log.display().to_string()])
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(700));
+    pause();
+    let mut f = std::fs::File::create(&log).unwrap();
+    writeln!(
+        f,
+        "{{\"type\":\"run\",\"schema\":1,\"source\":\"torch\",\"bn_layers\":[]}}"
+    )
+    .unwrap();
+    write!(f, "{{\"type\":\"epoch\",\"epoch\":1,\"train\":{{\"loss\":0.5,").unwrap();
+    f.flush().unwrap();
+    pause();
+    let half = std::fs::read_to_string(&out_path).unwrap();
+    assert!(half.contains("waiting for") && half.contains("source torch"), "{half}");
+    assert!(!half.contains("epoch 1"), "a half line is not shown: {half}");
+    writeln!(f, "\"acc\":1.0}}}}").unwrap();
+    f.flush().unwrap();
+    pause();
+    drop(f);
+    std::fs::write(
+        &log,
+        "{\"type\":\"run\",\"schema\":1,\"bn_layers\":[]}\n{\"type\":\"epoch\",\"epoch\":7}\n",
+    )
+    .unwrap();
+    pause();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let out = std::fs::read_to_string(&out_path).unwrap();
+    assert_eq!(status.code(), Some(130), "{out}");
+    assert!(
+        out.contains("epoch 1  loss 0.5000 acc 1.000 | eval running: not in this log"),
+        "{out}"
+    );
+    assert!(
+        out.contains("truncated; starting over") || out.contains("replaced; starting over"),
+        "{out}"
+    );
+    assert!(out.contains("epoch 7"), "{out}");
+}
