@@ -366,44 +366,6 @@ pub fn run_headless(files: &[std::path::PathBuf]) -> Result<i32> {
     Ok(0)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_partial_line_waits_for_its_end() {
-        let mut r = Reader::default();
-        let run = r#"{"type":"run","schema":1,"bn_layers":[]}"#;
-        assert_eq!(r.push(&format!("{run}\n{{\"type\":\"epo")).unwrap().len(), 1);
-        assert!(r
-            .push("ch\",\"epoch\":1,\"train\":{\"loss\":null,\"acc\":1.0}")
-            .unwrap()
-            .is_empty());
-        let recs = r.push("}\n").unwrap();
-        let Record::Epoch(e) = &recs[0] else { panic!("{recs:?}") };
-        assert_eq!(e.epoch, 1);
-        let t = e.train.unwrap();
-        assert!(t.loss.unwrap().is_nan() && t.acc == Some(1.0));
-        assert_eq!(e.eval_batch, None, "missing stays missing");
-        assert!(epoch_line(e).contains("eval batch: not in this log"));
-    }
-
-    #[test]
-    fn bad_lines_are_counted_and_other_files_refused() {
-        let mut r = Reader::default();
-        let recs = r
-            .push(
-                "{\"type\":\"run\",\"schema\":1}\nnot json\n{\"type\":\"mystery\"}\n{\"type\":\"end\",\"epochs\":0}\n",
-            )
-            .unwrap();
-        assert_eq!(recs.len(), 2);
-        assert_eq!((r.bad_lines, r.unknown), (1, 1));
-        assert!(Reader::default().push("hello\n").is_err());
-        assert!(Reader::default().push("{\"type\":\"epoch\"}\n").is_err());
-        let e = Reader::default().push("{\"type\":\"run\",\"schema\":2}\n").unwrap_err();
-        assert!(e.to_string().contains("schema 2"), "{e}");
-    }
-}
 
 /// How often `watch` looks at the file while nothing is written (a `stat` call: ~0 % CPU).
 pub const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(250);
@@ -509,5 +471,44 @@ pub fn watch_headless(path: &Path, stop: impl Fn() -> Option<i32>) -> Result<i32
             }
         }
         std::thread::sleep(WATCH_POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_line_waits_for_its_end() {
+        let mut r = Reader::default();
+        let run = r#"{"type":"run","schema":1,"bn_layers":[]}"#;
+        assert_eq!(r.push(&format!("{run}\n{{\"type\":\"epo")).unwrap().len(), 1);
+        assert!(r
+            .push("ch\",\"epoch\":1,\"train\":{\"loss\":null,\"acc\":1.0}")
+            .unwrap()
+            .is_empty());
+        let recs = r.push("}\n").unwrap();
+        let Record::Epoch(e) = &recs[0] else { panic!("{recs:?}") };
+        assert_eq!(e.epoch, 1);
+        let t = e.train.unwrap();
+        assert!(t.loss.unwrap().is_nan() && t.acc == Some(1.0));
+        assert_eq!(e.eval_batch, None, "missing stays missing");
+        assert!(epoch_line(e).contains("eval batch: not in this log"));
+    }
+
+    #[test]
+    fn bad_lines_are_counted_and_other_files_refused() {
+        let mut r = Reader::default();
+        let recs = r
+            .push(
+                "{\"type\":\"run\",\"schema\":1}\nnot json\n{\"type\":\"mystery\"}\n{\"type\":\"end\",\"epochs\":0}\n",
+            )
+            .unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!((r.bad_lines, r.unknown), (1, 1));
+        assert!(Reader::default().push("hello\n").is_err());
+        assert!(Reader::default().push("{\"type\":\"epoch\"}\n").is_err());
+        let e = Reader::default().push("{\"type\":\"run\",\"schema\":2}\n").unwrap_err();
+        assert!(e.to_string().contains("schema 2"), "{e}");
     }
 }
