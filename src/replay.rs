@@ -57,10 +57,10 @@ pub struct Epoch {
 pub enum Record {
     Run(Run),
     Epoch(Epoch),
-    /// A BatchNorm record of this epoch, with this many layers.
+    /// A BatchNorm record of this epoch: per layer its name and running statistics, where the log has them.
     Bn {
         epoch: u64,
-        layers: usize,
+        layers: Vec<BnLayer>,
     },
     /// An `event`: what and its value as text.
     Event {
@@ -72,6 +72,20 @@ pub enum Record {
         epochs: u64,
         reason: String,
     },
+}
+
+/// One layer of a `bn` record.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BnLayer {
+    pub name: String,
+    pub running_mean: Option<Vec<f64>>,
+    pub running_var: Option<Vec<f64>>,
+}
+
+fn floats(v: &Value, k: &str) -> Option<Vec<f64>> {
+    v.get(k)?
+        .as_array()
+        .map(|a| a.iter().map(|x| num(x).unwrap_or(f64::NAN)).collect())
 }
 
 /// Reads records from text that arrives in pieces (a file read whole, or a growing one).
@@ -207,7 +221,19 @@ impl Reader {
             }),
             "bn" => Record::Bn {
                 epoch,
-                layers: v.get("layers").and_then(Value::as_array).map_or(0, Vec::len),
+                layers: v
+                    .get("layers")
+                    .and_then(Value::as_array)
+                    .map(|ls| {
+                        ls.iter()
+                            .map(|l| BnLayer {
+                                name: l.get("name").map(text).unwrap_or_default(),
+                                running_mean: floats(l, "running_mean"),
+                                running_var: floats(l, "running_var"),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             },
             "event" => Record::Event {
                 epoch,
@@ -294,8 +320,13 @@ pub fn run_headless(files: &[std::path::PathBuf]) -> Result<i32> {
             }
         };
     }
+    let mut per_file: Vec<(String, Vec<Record>)> = Vec::new();
     for path in files {
         let (records, r) = read_file(path)?;
+        per_file.push((
+            crate::terminal::printable(&path.display().to_string()).into_owned(),
+            records.clone(),
+        ));
         let shown = crate::terminal::printable(&path.display().to_string()).into_owned();
         let mut first_converged = None;
         let mut last: Option<Epoch> = None;
@@ -363,9 +394,80 @@ pub fn run_headless(files: &[std::path::PathBuf]) -> Result<i32> {
         }
         println!("{epochs} epochs in {shown}");
     }
+    if per_file.len() > 1 {
+        for line in rank_spread(&per_file) {
+            println!("{line}");
+        }
+    }
     Ok(0)
 }
 
+/// For several logs of one run (ranks of a distributed run): how far their running means are apart, per layer,
+/// at the last epoch all of them logged with arrays: `max_r ‖mean_r − mean_avg‖₂ / (‖mean_avg‖₂ + 1e-8)`. Without
+/// SyncBatchNorm every rank averages only its own batches, and small per-GPU batches make them drift apart.
+pub fn rank_spread(files: &[(String, Vec<Record>)]) -> Vec<String> {
+    use std::collections::BTreeMap;
+    // epoch -> per file: layer name -> running mean
+    let mut by_epoch: BTreeMap<u64, Vec<BTreeMap<String, Vec<f64>>>> = BTreeMap::new();
+    for (i, (_, records)) in files.iter().enumerate() {
+        for rec in records {
+            if let Record::Bn { epoch, layers } = rec {
+                let entry = by_epoch
+                    .entry(*epoch)
+                    .or_insert_with(|| vec![BTreeMap::new(); files.len()]);
+                for l in layers {
+                    if let Some(m) = &l.running_mean {
+                        entry[i].insert(l.name.clone(), m.clone());
+                    }
+                }
+            }
+        }
+    }
+    let Some((epoch, maps)) = by_epoch
+        .iter()
+        .rev()
+        .find(|(_, maps)| maps.iter().all(|m| !m.is_empty()))
+    else {
+        return vec!["ranks: the logs have no per-channel running statistics to compare (log them in full)".into()];
+    };
+    let mut spreads: Vec<(f64, String)> = Vec::new();
+    for name in maps[0].keys() {
+        let rows: Vec<&Vec<f64>> = maps.iter().filter_map(|m| m.get(name)).collect();
+        if rows.len() != maps.len() || rows.iter().any(|r| r.len() != rows[0].len()) {
+            continue;
+        }
+        let c = rows[0].len();
+        let avg: Vec<f64> = (0..c)
+            .map(|i| rows.iter().map(|r| r[i]).sum::<f64>() / rows.len() as f64)
+            .collect();
+        let norm = avg.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let worst = rows
+            .iter()
+            .map(|r| r.iter().zip(&avg).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt() / (norm + 1e-8))
+            .fold(0.0f64, f64::max);
+        spreads.push((worst, name.clone()));
+    }
+    spreads.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut out = vec![format!(
+        "ranks at epoch {epoch}: running means {} apart at most ({} layers compared)",
+        spreads
+            .first()
+            .map_or("–".to_string(), |(s, n)| format!("{:.1}% ({n})", 100.0 * s)),
+        spreads.len()
+    )];
+    for (s, n) in spreads.iter().take(3) {
+        out.push(format!("  {n}: {:.1}%", 100.0 * s));
+    }
+    if spreads.first().is_some_and(|(s, _)| *s > 0.01) {
+        out.push(
+            "  the ranks' running statistics differ: each GPU averages only its own batches (no SyncBatchNorm), \
+             and evaluation depends on which rank's statistics are saved; use SyncBatchNorm or larger per-GPU \
+             batches, or recalibrate after training"
+                .into(),
+        );
+    }
+    out
+}
 
 /// How often `watch` looks at the file while nothing is written (a `stat` call: ~0 % CPU).
 pub const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(250);

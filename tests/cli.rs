@@ -1477,6 +1477,22 @@ fn replay_prints_what_the_run_printed() {
     ]);
     let text = String::from_utf8_lossy(&ranks.stdout);
     assert!(text.contains("rank 0 of 2") && text.contains("rank 1 of 2"), "{text}");
+    // The two ranks (no SyncBatchNorm, one image each) drifted apart, and the replay says so.
+    assert!(
+        text.contains("ranks at epoch 5: running means 8.0% (1) apart at most"),
+        "{text}"
+    );
+    assert!(text.contains("SyncBatchNorm"), "{text}");
+    let same = bnscope(&[
+        "replay",
+        &fixtures.join("ddp.rank0.jsonl").display().to_string(),
+        &fixtures.join("ddp.rank0.jsonl").display().to_string(),
+    ]);
+    let text = String::from_utf8_lossy(&same.stdout);
+    assert!(
+        text.contains("running means 0.0% (") && !text.contains("SyncBatchNorm"),
+        "{text}"
+    );
     // A log with one broken line and one unknown record: shown, the skips counted on stderr.
     let mut content = std::fs::read_to_string(&log).unwrap();
     content = content.replacen("\n", "\n{\"type\":\"from-the-future\"}\nnot json\n", 1);
