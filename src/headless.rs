@@ -134,7 +134,7 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                                 None => {
                                     say!("eval with running stats never reached acc 1.000 (last {:.3})", m.eval_running.acc);
                                     // The same hint as the TUI's: how far the statistics still have to go.
-                                    if !m.cumulative && m.train.acc - m.eval_running.acc > 0.2 {
+                                    if !failed && !m.cumulative && m.train.acc - m.eval_running.acc > 0.2 {
                                         if let Some(n) = m.age.updates_to_one_percent(m.momentum).filter(|&n| n > 0) {
                                             say!(
                                                 "the running stats travelled {:.1}% of the way: momentum {} needs {n} more updates to get within 1%; try --momentum 0.9",

@@ -51,11 +51,10 @@ pub(super) fn main(mut t: Trainer, rx: Receiver<Command>, mut out: Outbox, slot:
         Err(e) => {
             let msg = format!("{e:#}");
             let _ = out.send(Event::Error(msg.clone()));
-            let reason = if reason == EndReason::Signal {
-                reason
-            } else {
-                EndReason::Error
-            };
+            // A signal stays the reason, and so does a divergence whose NaN weights were deliberately not written.
+            let kept = reason == EndReason::Signal
+                || (reason == EndReason::Diverged && e.downcast_ref::<super::NotWritten>().is_some());
+            let reason = if kept { reason } else { EndReason::Error };
             (
                 None,
                 reason,
