@@ -138,13 +138,18 @@ fn every_size_renders_without_panic() {
 #[test]
 fn help_overlay() {
     let mut h = Harness::seed();
-    assert!(h.key('?').is_empty());
+    // The run waits while the help is read…
+    assert_eq!(h.key('?'), vec![Command::Pause]);
     let s = h.screen(120, 40);
     assert!(s.contains("recalibrate the running stats"), "{s}");
     snapshot("help_120x40", &s);
-    // Esc closes the help instead of quitting.
-    assert!(h.key_code(KeyCode::Esc, KeyModifiers::NONE).is_empty());
+    // …and Esc closes the help (instead of quitting) and runs it again.
+    assert_eq!(h.key_code(KeyCode::Esc, KeyModifiers::NONE), vec![Command::Resume]);
     assert!(!h.screen(120, 40).contains("recalibrate the running stats"));
+    // Paused by the user before: the help leaves it paused.
+    assert_eq!(h.key(' '), vec![Command::Pause]);
+    assert!(h.key('?').is_empty());
+    assert!(h.key('?').is_empty());
 }
 
 #[test]

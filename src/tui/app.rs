@@ -93,6 +93,8 @@ pub struct App {
     /// The screen's size as last reported (for the mouse).
     pub(super) screen: ratatui::layout::Rect,
     pub(crate) show_help: bool,
+    /// The help paused the run (closing it resumes).
+    pub(super) help_paused: bool,
     pub(crate) status: Option<(Tone, String)>,
     /// When the status line was set (it clears itself after [`STATUS_TTL`], errors excepted).
     pub(super) status_at: Option<std::time::Instant>,
@@ -175,6 +177,7 @@ impl App {
             zoom: None,
             screen: ratatui::layout::Rect::new(0, 0, 120, 40),
             show_help: false,
+            help_paused: false,
             status: None,
             status_at: None,
             dirty: true,

@@ -27,6 +27,11 @@ impl App {
         }
         if self.show_help && (action == Action::Help || key.code == crossterm::event::KeyCode::Esc) {
             self.show_help = false;
+            // Reading the help paused the run: closing it runs it again.
+            if std::mem::take(&mut self.help_paused) && self.store.trainer_alive() && self.shutdown.is_none() {
+                self.paused = false;
+                return vec![Command::Resume];
+            }
             return Vec::new();
         }
         if self.shutdown.is_some() {
@@ -259,7 +264,13 @@ impl App {
             Action::Home => self.select(|_, _| 0),
             Action::End => self.select(|_, n| n),
             Action::Help => {
-                self.show_help = !self.show_help;
+                self.show_help = true;
+                // The run waits while the help is read (and goes on when it closes).
+                if !self.paused && self.store.trainer_alive() {
+                    self.paused = true;
+                    self.help_paused = true;
+                    return vec![Command::Pause];
+                }
                 Vec::new()
             }
             _ => Vec::new(),

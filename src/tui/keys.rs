@@ -321,7 +321,7 @@ pub const BINDINGS: &[Binding] = &[
     b(
         Action::Help,
         &[Key::Char('?')],
-        "this help (? or Esc closes it)",
+        "this help; the run waits while it is open (? or Esc closes it)",
         hint("help", 9),
         false,
     ),
