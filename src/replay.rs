@@ -273,14 +273,14 @@ pub fn read_file(path: &Path) -> Result<(Vec<Record>, Reader)> {
 const MISSING: &str = "not in this log";
 
 fn metric_text(name: &str, m: Option<Metric>) -> String {
-    let f = |v: Option<f64>, digits: usize| match v {
-        None => "–".to_string(),
-        Some(x) if !x.is_finite() => "NaN".to_string(),
-        Some(x) => format!("{x:.digits$}"),
-    };
+    // The live headless run's own formats (`headless::loss`), so that a replayed line reads like the live one.
+    let loss = m
+        .and_then(|m| m.loss)
+        .map_or("–".to_string(), |x| crate::headless::loss(x as f32));
+    let acc = m.and_then(|m| m.acc).map_or("–".to_string(), |x| format!("{x:.3}"));
     match m {
         None => format!("{name}: {MISSING}"),
-        Some(m) => format!("{name}: loss {} acc {}", f(m.loss, 4), f(m.acc, 3)),
+        Some(_) => format!("{name}: loss {loss} acc {acc}"),
     }
 }
 
@@ -290,14 +290,10 @@ pub fn epoch_line(e: &Epoch) -> String {
         None => format!("train: {MISSING}"),
         Some(m) => metric_text("train", Some(m)).replacen("train: ", "", 1),
     };
-    let m = match (e.cumulative, e.momentum) {
-        (true, _) => "m cumulative".to_string(),
-        (false, Some(m)) => format!(
-            "m {} (torch {})",
-            crate::tui::fmt::momentum(m),
-            crate::tui::fmt::momentum(1.0 - m)
-        ),
-        (false, None) => format!("m {MISSING}"),
+    let m = match e.momentum {
+        Some(m) => crate::headless::momentum_label(m, e.cumulative),
+        None if e.cumulative => crate::headless::momentum_label(0.0, true),
+        None => format!("m {MISSING}"),
     };
     let ms = e.step_ms.map_or(String::new(), |v| format!(" | {v:.1} ms/step"));
     format!(
