@@ -65,107 +65,89 @@ pub fn resolve(a: &RunArgs, resume: Option<&Meta>) -> Result<(Settings, Vec<Stri
         (None, Some(c)) => c,
         (None, None) => Preset::Tiny,
     };
-    // A flag wins over the checkpoint (with a notice when they differ), the checkpoint over the default.
-    let mut pick = |flag: &str, given: Option<String>, from_ckpt: Option<String>| -> Option<String> {
-        match (given, from_ckpt) {
-            (Some(g), Some(c)) if g != c => {
-                notes.push(format!("bnscope: {flag} {g} overrides the checkpoint's {c}"));
-                Some(g)
-            }
-            (Some(g), _) => Some(g),
-            (None, c) => c,
-        }
-    };
+    let num = |v: &f64| v.to_string();
+    let lr = pick(&mut notes, "--lr", a.lr, saved.map(|s| s.lr), num).unwrap_or(DEFAULT_LR);
+    let momentum_given = a.keras_momentum();
+    let ckpt_momentum = resume.and_then(|m| m.momentum.parse::<f64>().ok());
+    let momentum_ckpt = pick(
+        &mut notes,
+        "--momentum (Keras convention)",
+        momentum_given,
+        ckpt_momentum,
+        num,
+    );
+    let bn_eps_ckpt = pick(&mut notes, "--bn-eps", a.bn_eps, saved.map(|s| s.bn_eps), num);
+    let adam_eps_ckpt = pick(&mut notes, "--adam-eps", a.adam_eps, saved.map(|s| s.adam_eps), num);
     let framework = pick(
+        &mut notes,
         "--framework",
-        a.framework.map(|f| f.name().to_string()),
-        saved.map(|s| s.framework.name().to_string()),
+        a.framework,
+        saved.map(|s| s.framework),
+        |f| f.name().to_string(),
     )
-    .map_or(Framework::Keras, |n| {
-        if n == "torch" {
-            Framework::Torch
-        } else {
-            Framework::Keras
-        }
-    });
+    .unwrap_or(Framework::Keras);
     let profile = framework.profile();
     // An explicit --framework sets its four values over the checkpoint's (their own flags still win).
     let by_framework = a.framework.is_some();
-    let num = |s: Option<String>| s.and_then(|v| v.parse::<f64>().ok());
     let image_size = pick(
+        &mut notes,
         "--image-size",
-        a.image_size.map(|v| v.to_string()),
-        resume.map(|m| m.image_size.to_string()),
+        a.image_size,
+        resume.map(|m| m.image_size),
+        usize::to_string,
     )
-    .and_then(|v| v.parse().ok())
     .unwrap_or(model.default_image_size());
     check_image_size(model, image_size)?;
     let batch_size = pick(
+        &mut notes,
         "--batch-size",
-        a.batch_size.map(|v| v.to_string()),
-        saved.map(|s| s.batch_size.to_string()),
+        a.batch_size,
+        saved.map(|s| s.batch_size),
+        usize::to_string,
     )
-    .and_then(|v| v.parse().ok())
     .unwrap_or(DEFAULT_BATCH_SIZE);
-    let momentum_given = a.keras_momentum();
-    let momentum = num(pick(
-        "--momentum (Keras convention)",
-        momentum_given.map(|v| v.to_string()),
-        resume.map(|m| m.momentum.clone()),
-    ))
-    .filter(|_| momentum_given.is_some() || !by_framework)
-    .unwrap_or(profile.momentum);
+    let momentum = momentum_ckpt
+        .filter(|_| momentum_given.is_some() || !by_framework)
+        .unwrap_or(profile.momentum);
     // An explicit momentum means a moving average, unless --cumulative says otherwise.
     let cumulative = a.cumulative || (momentum_given.is_none() && resume.is_some_and(|m| m.cumulative));
-    let lr = num(pick(
-        "--lr",
-        a.lr.map(|v| v.to_string()),
-        saved.map(|s| s.lr.to_string()),
-    ))
-    .unwrap_or(DEFAULT_LR);
     let optimizer = pick(
+        &mut notes,
         "--optimizer",
-        a.optimizer.map(|o| o.name().to_string()),
-        saved.map(|s| s.optimizer.clone()),
+        a.optimizer,
+        saved.map(|s| {
+            if s.optimizer == "sgd" {
+                OptimizerKind::Sgd
+            } else {
+                OptimizerKind::Adam
+            }
+        }),
+        |o| o.name().to_string(),
     )
-    .map_or(OptimizerKind::Adam, |n| {
-        if n == "sgd" {
-            OptimizerKind::Sgd
-        } else {
-            OptimizerKind::Adam
-        }
-    });
+    .unwrap_or(OptimizerKind::Adam);
     let seed = pick(
+        &mut notes,
         "--seed",
-        a.seed.map(|v| v.to_string()),
-        saved
-            .map(|s| s.base_seed.to_string())
-            .or(resume.map(|m| m.seed.to_string())),
+        a.seed,
+        saved.map(|s| s.base_seed).or(resume.map(|m| m.seed)),
+        u64::to_string,
     )
-    .and_then(|v| v.parse().ok())
     .unwrap_or(crate::trainer::DEFAULT_SEED);
-    let bn_eps = num(pick(
-        "--bn-eps",
-        a.bn_eps.map(|v| v.to_string()),
-        saved.map(|s| s.bn_eps.to_string()),
-    ))
-    .filter(|_| a.bn_eps.is_some() || !by_framework)
-    .unwrap_or(profile.bn_eps);
-    let word = |u: bool| crate::framework::variance_word(u).to_string();
+    let bn_eps = bn_eps_ckpt
+        .filter(|_| a.bn_eps.is_some() || !by_framework)
+        .unwrap_or(profile.bn_eps);
     let bn_unbiased = pick(
+        &mut notes,
         "--bn-variance",
-        a.bn_variance.map(|v| word(v == Variance::Unbiased)),
-        saved.map(|s| word(s.bn_unbiased)),
+        a.bn_variance.map(|v| v == Variance::Unbiased),
+        saved.map(|s| s.bn_unbiased),
+        |u| crate::framework::variance_word(*u).to_string(),
     )
     .filter(|_| a.bn_variance.is_some() || !by_framework)
-    .map_or(profile.unbiased, |w| w == "unbiased");
-    let adam_eps = num(pick(
-        "--adam-eps",
-        a.adam_eps.map(|v| v.to_string()),
-        saved.map(|s| s.adam_eps.to_string()),
-    ))
-    .filter(|_| a.adam_eps.is_some() || !by_framework)
-    .unwrap_or(profile.adam_eps);
+    .unwrap_or(profile.unbiased);
+    let adam_eps = adam_eps_ckpt
+        .filter(|_| a.adam_eps.is_some() || !by_framework)
+        .unwrap_or(profile.adam_eps);
     Ok((
         Settings {
             model,
@@ -183,4 +165,26 @@ pub fn resolve(a: &RunArgs, resume: Option<&Meta>) -> Result<(Settings, Vec<Stri
         },
         notes,
     ))
+}
+
+/// A flag wins over the checkpoint, with a notice when they differ; the checkpoint wins over the default (`None`).
+fn pick<T: PartialEq>(
+    notes: &mut Vec<String>,
+    flag: &str,
+    given: Option<T>,
+    saved: Option<T>,
+    show: impl Fn(&T) -> String,
+) -> Option<T> {
+    match (given, saved) {
+        (Some(g), Some(c)) if g != c => {
+            notes.push(format!(
+                "bnscope: {flag} {} overrides the checkpoint's {}",
+                show(&g),
+                show(&c)
+            ));
+            Some(g)
+        }
+        (Some(g), _) => Some(g),
+        (None, c) => c,
+    }
 }
