@@ -294,7 +294,7 @@ impl App {
     }
 
     /// The selected layer's channel whose running mean is furthest from its batch mean.
-    pub(super) fn worst_channel(&self) -> Option<usize> {
+    pub(crate) fn worst_channel(&self) -> Option<usize> {
         let l = self.store.bn.as_ref()?.layers.get(self.selected)?;
         (0..l.running_mean.len())
             .filter(|&c| l.running_mean[c].is_finite() && l.batch_mean.get(c).is_some_and(|b| b.is_finite()))

@@ -404,12 +404,8 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
     }
     if shown < channels {
         let y = inner.y + 1 + shown as u16;
-        let worst = (0..channels)
-            .filter(|&c| get(&l.running_mean, c).is_finite() && get(&l.batch_mean, c).is_finite())
-            .max_by(|&a, &b| {
-                let d = |c| (get(&l.running_mean, c) - get(&l.batch_mean, c)).abs();
-                d(a).total_cmp(&d(b))
-            });
+        // The channel `w` jumps to.
+        let worst = app.worst_channel();
         let (d, last) = (th.dash(), first + shown - 1);
         let tab = if app.focus == Focus::Channels {
             ""
