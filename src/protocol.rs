@@ -255,6 +255,8 @@ pub enum EventKind {
     Diverged,
     /// A training batch gave some BatchNorm layer one value per channel.
     OneValuePerChannel,
+    /// The trainer paused by itself after `--pause-at`'s epoch (the TUI's opening).
+    PauseAt,
 }
 
 impl EventKind {
@@ -271,6 +273,7 @@ impl EventKind {
             EventKind::Pace => "pace",
             EventKind::Diverged => "diverged",
             EventKind::OneValuePerChannel => "one_value_per_channel",
+            EventKind::PauseAt => "pause_at",
         }
     }
 }

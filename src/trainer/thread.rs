@@ -189,12 +189,12 @@ fn run_loop(t: &mut Trainer, inbox: &mut Inbox, out: &mut Outbox, slot: &BnSlot)
                 t.paused = true;
                 t.pending_steps = 0;
                 if let Some(log) = t.log.as_mut() {
-                    log.event(epoch, EventKind::Pause, json!("pause-at"))?;
+                    log.event(epoch, EventKind::PauseAt, serde_json::Value::Null)?;
                 }
                 out.send(Event::Applied {
                     epoch,
-                    what: EventKind::Pause,
-                    value: "pause-at".into(),
+                    what: EventKind::PauseAt,
+                    value: String::new(),
                 })?;
             }
         }

@@ -387,11 +387,11 @@ impl App {
             Event::Applied { epoch, what, value } => {
                 match what {
                     EventKind::Momentum | EventKind::Cumulative => self.setting_pending = false,
-                    EventKind::Pause => self.paused = true,
+                    EventKind::Pause | EventKind::PauseAt => self.paused = true,
                     EventKind::Resume => self.paused = false,
                     _ => {}
                 }
-                if *what == EventKind::Pause && value == "pause-at" {
+                if *what == EventKind::PauseAt {
                     self.intro = Some(*epoch);
                 }
                 if self.shutdown.is_none() {
@@ -448,7 +448,7 @@ impl App {
                 format!("cumulative averaging on from epoch {next} (PyTorch momentum=None)")
             }
             EventKind::Cumulative => format!("cumulative averaging off: moving average from epoch {next}"),
-            EventKind::Pause if value == "pause-at" => {
+            EventKind::PauseAt => {
                 format!("paused after epoch {epoch}, the seed's moment: read the screen, then space")
             }
             EventKind::Pause => format!("paused after epoch {epoch}: n runs one epoch, space resumes"),
