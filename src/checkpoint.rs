@@ -103,6 +103,13 @@ impl Meta {
 
 /// Writes `tensors` and `meta` to `path` atomically.
 pub fn save(path: &Path, tensors: &HashMap<String, Tensor>, meta: &Meta) -> Result<()> {
+    let buf = serialize(tensors, meta.to_map())?;
+    write_atomically(path, &buf)
+        .with_context(|| format!("--checkpoint {}: cannot write the checkpoint", path.display()))
+}
+
+/// `tensors` as a safetensors file (f32, and int64 where they are int64), names sorted, with `metadata`.
+pub(crate) fn serialize(tensors: &HashMap<String, Tensor>, metadata: HashMap<String, String>) -> Result<Vec<u8>> {
     let mut host: Vec<(String, Tensor)> = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let t = t.to_device(&Device::Cpu)?;
@@ -140,14 +147,12 @@ pub fn save(path: &Path, tensors: &HashMap<String, Tensor>, meta: &Meta) -> Resu
         .iter()
         .map(|(n, dt, shape, data)| Ok((n.clone(), TensorView::new(*dt, shape.clone(), data)?)))
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
-    let buf = safetensors::serialize(views, Some(meta.to_map()))?;
-    write_atomically(path, &buf)
-        .with_context(|| format!("--checkpoint {}: cannot write the checkpoint", path.display()))
+    Ok(safetensors::serialize(views, Some(metadata))?)
 }
 
 /// Writes `bytes` to a new temporary file beside the file `path` resolves to, syncs it and renames it over that
 /// file (keeping an existing file's permissions). On any error the temporary file is removed.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let target = crate::files::resolve(path)?;
     let old = std::fs::metadata(&target).ok();
     if let Some(kind) = old.as_ref().and_then(crate::files::not_regular) {

@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::usage;
-use crate::framework::Framework;
+use crate::framework::{Framework, FrozenBn};
 use crate::log::LogBn;
 use crate::model::Preset;
 use crate::optim::OptimizerKind;
@@ -34,6 +34,9 @@ pub enum Cmd {
     /// Print a finished JSONL log (bnscope's, or one written by python/'s hook or callback) epoch by epoch, as a
     /// headless run prints them, with a summary; what a log lacks says "not in this log".
     Replay(ReplayArgs),
+    /// Diagnose imported weights on your images without training: evaluation with running statistics, with batch
+    /// statistics, and after recalibrating the statistics on the data (AdaBN); per-layer gaps and a diagnosis.
+    Inspect(InspectArgs),
     /// Follow a growing JSONL log like `tail -F` (a headless bnscope run with --log, or a PyTorch/Keras run with
     /// python/'s hook), printing each epoch as it is written; waits for the file, copes with truncation and
     /// rotation. Ctrl-C stops.
@@ -45,6 +48,22 @@ pub struct WatchArgs {
     /// The log to follow.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct InspectArgs {
+    /// Print one JSON object (logits in data order) instead of the report.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// What `--freeze` holds still.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Freeze {
+    /// Everything but the classifier `fc`.
+    Backbone,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -76,10 +95,26 @@ pub struct RunArgs {
     /// Image folder DIR/<class>/<image> (default: the three embedded seed images).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// Network preset [default: tiny, or the checkpoint's with --resume].
+    /// PyTorch weights to start from: a torchvision/timm ResNet `state_dict` saved with
+    /// `safetensors.torch.save_file` (scripts/export_torchvision.py). Its keys say which ResNet it is; loaded
+    /// strictly; implies --framework torch. A data set with another number of classes gets a fresh classifier.
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Write the model as a PyTorch `state_dict` (torchvision names, running statistics and num_batches_tracked
+    /// included) on quit and at the end, atomically: `model.load_state_dict(load_file(F), strict=True)`.
+    #[arg(long, value_name = "FILE")]
+    pub save_weights: Option<PathBuf>,
+    /// Train only the classifier; `backbone` freezes every convolution and BatchNorm weight before `fc`.
+    #[arg(long, value_enum, value_name = "PART")]
+    pub freeze: Option<Freeze>,
+    /// With --freeze: how the frozen BatchNorm layers behave [default: the framework's: keras inference (TF2
+    /// trainable=False), torch train (requires_grad_(False) in train mode)].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub frozen_bn: Option<FrozenBn>,
+    /// Network preset [default: tiny, the --weights file's, or the checkpoint's with --resume].
     #[arg(long, value_enum)]
     pub model: Option<Preset>,
-    /// Square input side in pixels (default: 64 for tiny, 224 for resnet18/50).
+    /// Square input side in pixels (default: 64 for tiny, 224 for the torchvision ResNets).
     #[arg(long, value_name = "PX")]
     pub image_size: Option<usize>,
     /// Images per optimizer step, as Keras fit's default [default: 32].
@@ -277,6 +312,17 @@ impl RunArgs {
                     num(p)
                 )));
             }
+        }
+        if self.frozen_bn.is_some() && self.freeze.is_none() {
+            return Err(usage(
+                "--frozen-bn: only with --freeze backbone (it says how the frozen BatchNorm layers behave)",
+            ));
+        }
+        if let (Some(_), Some(r)) = (&self.weights, &self.resume) {
+            return Err(usage(format!(
+                "--weights with --resume {}: a checkpoint carries its own weights; give one of them",
+                r.display()
+            )));
         }
         if self.fps == 0 || self.fps > 60 {
             return Err(usage(format!("--fps {}: must be between 1 and 60", self.fps)));

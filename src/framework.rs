@@ -64,3 +64,37 @@ pub fn variance_word(unbiased: bool) -> &'static str {
         "biased"
     }
 }
+
+/// How the BatchNorm layers of a frozen backbone (`--freeze backbone`) behave while the classifier trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum FrozenBn {
+    /// Normalise with the running statistics and never update them: TF2 `trainable = False`, timm
+    /// `freeze_batch_norm_2d`, torchvision `FrozenBatchNorm2d`, a PyTorch module put in `eval()`.
+    Inference,
+    /// Normalise with each batch's statistics but leave the running statistics where they are: Keras ≤ 2.2's frozen
+    /// layers (keras-team/keras#9214), whose evaluation then uses statistics the training never saw.
+    TrainFrozenStats,
+    /// Normalise with batch statistics and keep updating the running ones at the momentum: PyTorch
+    /// `requires_grad_(False)` with the module left in train mode.
+    Train,
+}
+
+impl FrozenBn {
+    pub fn name(self) -> &'static str {
+        match self {
+            FrozenBn::Inference => "inference",
+            FrozenBn::TrainFrozenStats => "train-frozen-stats",
+            FrozenBn::Train => "train",
+        }
+    }
+
+    /// What freezing a backbone gives in `framework` when nothing more is said: TF2's `trainable = False` puts
+    /// BatchNorm in inference mode; PyTorch's `requires_grad_(False)` leaves it training.
+    pub fn default_for(framework: Framework) -> Self {
+        match framework {
+            Framework::Keras => FrozenBn::Inference,
+            Framework::Torch => FrozenBn::Train,
+        }
+    }
+}

@@ -115,6 +115,11 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                     }
                     Event::BnReady => { link.bn.take(); }
                     Event::Refreshed(_) => {}
+                    Event::Applied {
+                        what: EventKind::SaveWeights,
+                        value,
+                        ..
+                    } => say!("weights written to {} (a PyTorch state_dict)", printable(&value)),
                     Event::Applied { .. } => {}
                     Event::Warning { text, .. } => eprintln!("bnscope: warning: {text}"),
                     Event::Diverged { epoch, loss, what } => {

@@ -133,6 +133,8 @@ impl JsonlLog {
             "bn_variance": info.bn_variance,
             "adam_eps": info.adam_eps,
             "resumed_from": info.resumed_from,
+            "weights": info.weights,
+            "frozen_bn": info.frozen_bn,
             "params": info.params,
             "start_epoch": info.start_epoch,
             "bn_layers": info.bn_layers,

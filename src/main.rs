@@ -7,7 +7,7 @@ use bnscope::cli::{self, Cmd};
 use bnscope::error::{exit_code, usage};
 use bnscope::outcome::Outcome;
 use bnscope::trainer::{Resume, TrainConfig, Trainer};
-use bnscope::{bench, checkpoint, data, device, files, headless, log::JsonlLog, signals, terminal};
+use bnscope::{bench, checkpoint, data, device, files, headless, log::JsonlLog, signals, terminal, weights};
 
 /// Epochs a second in the TUI unless `--pace` says otherwise: at full speed the tiny preset's running statistics
 /// converge by themselves within seconds, before a newcomer has read the screen. At 7 the default run's catch-up
@@ -67,8 +67,20 @@ fn run(cli: cli::Cli) -> Result<i32> {
             bench::run(b)
         };
     }
-    let a = cli.run;
+    let (a, inspect) = match cli.command {
+        Some(Cmd::Inspect(i)) => (i.run, Some(i.json)),
+        _ => (cli.run, None),
+    };
     a.validate()?;
+    if inspect.is_some() && a.weights.is_none() {
+        return Err(usage(
+            "inspect: needs --weights FILE.safetensors (a PyTorch state_dict; see scripts/export_torchvision.py)",
+        ));
+    }
+    let imported = match &a.weights {
+        Some(p) => Some(std::sync::Arc::new(weights::import(p, a.model)?)),
+        None => None,
+    };
     let resume = match &a.resume {
         Some(p) => {
             let (tensors, meta) = checkpoint::load(p)?;
@@ -77,7 +89,11 @@ fn run(cli: cli::Cli) -> Result<i32> {
         None => None,
     };
     // Flags, then the checkpoint, then the framework's and bnscope's defaults.
-    let (set, notes) = bnscope::settings::resolve(&a, resume.as_ref().map(|r| &r.meta))?;
+    let (set, notes) = bnscope::settings::resolve(
+        &a,
+        resume.as_ref().map(|r| &r.meta),
+        imported.as_ref().map(|w| w.preset),
+    )?;
     for n in notes {
         eprintln!("{n}");
     }
@@ -96,6 +112,14 @@ fn run(cli: cli::Cli) -> Result<i32> {
             ds.ignored,
             terminal::printable(&ds.source)
         );
+    }
+    if let Some(w) = &imported {
+        for n in weights::notices(w, ds.classes.len())? {
+            eprintln!("{}", terminal::printable(&n));
+        }
+    }
+    if let Some(json) = inspect {
+        return run_inspect(&set, ds, picked, imported, json);
     }
     let headless = a.headless || !std::io::stdout().is_terminal() || dumb_terminal();
     if headless && !a.headless {
@@ -130,6 +154,9 @@ fn run(cli: cli::Cli) -> Result<i32> {
     cfg.bn_unbiased = set.bn_unbiased;
     cfg.adam_eps = set.adam_eps;
     cfg.checkpoint = a.checkpoint.clone();
+    cfg.weights = imported;
+    cfg.frozen_bn = set.frozen_bn;
+    cfg.save_weights = a.save_weights.clone();
     cfg.resumed_from = a.resume.as_ref().map(|p| p.display().to_string());
     cfg.start_paused = a.paused && !headless;
     // The opening: run to the seed's moment, then pause with an explanation (TUI only).
@@ -170,6 +197,34 @@ fn run(cli: cli::Cli) -> Result<i32> {
         eprintln!("bnscope: error: {}", terminal::printable(m));
     }
     Ok(out.exit_status())
+}
+
+/// `bnscope inspect`: the imported model on the data, no training; a report or one JSON object on stdout.
+fn run_inspect(
+    set: &bnscope::settings::Settings,
+    ds: data::Dataset,
+    picked: device::Picked,
+    imported: Option<std::sync::Arc<weights::Imported>>,
+    json: bool,
+) -> Result<i32> {
+    let mut cfg = TrainConfig::new(set.model);
+    cfg.image_size = set.image_size;
+    cfg.batch_size = set.batch_size;
+    cfg.momentum = set.momentum;
+    cfg.framework = set.framework;
+    cfg.bn_eps = set.bn_eps;
+    cfg.bn_unbiased = set.bn_unbiased;
+    cfg.adam_eps = set.adam_eps;
+    cfg.seed = set.seed;
+    cfg.weights = imported;
+    let mut trainer = Trainer::new(cfg, ds, picked.device, picked.name, None, None)?;
+    let report = trainer.inspect()?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", bnscope::inspect::report(&report));
+    }
+    Ok(0)
 }
 
 /// `TERM=dumb`: no cursor movement, no alternate screen, no colours (Emacs' shell, some CI consoles).
@@ -220,6 +275,21 @@ fn check_outputs(a: &cli::RunArgs, ds: &data::Dataset) -> Result<()> {
         if is_input(log) {
             return Err(usage(format!(
                 "--log {l}: is one of the --data images; write the log elsewhere"
+            )));
+        }
+    }
+    if let Some(w) = &a.save_weights {
+        weights::prepare_save(w, a.weights.as_deref())?;
+        let clash = [("--log", a.log.as_deref()), ("--checkpoint", a.checkpoint.as_deref())]
+            .into_iter()
+            .find(|(_, p)| p.is_some_and(|p| files::same_file(w, p)));
+        if let Some((flag, _)) = clash {
+            return Err(usage(format!("--save-weights {}: the same file as {flag}", shown(w))));
+        }
+        if is_input(w) {
+            return Err(usage(format!(
+                "--save-weights {}: is one of the --data images; write the weights elsewhere",
+                shown(w)
             )));
         }
     }

@@ -94,6 +94,32 @@ impl Optimizer {
         Ok((loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?, logits))
     }
 
+    /// One step that trains only the classifier of `model` (a frozen backbone): the pooled features come from the
+    /// backbone in `mode` without a graph (`BnMode::Train` normalises with batch statistics and updates the running
+    /// ones; `EvalBatch` normalises with batch statistics and updates nothing; `EvalRunning` uses the running
+    /// statistics), then linear + cross-entropy + backward through `fc` only. Parameters without a gradient are
+    /// left as they are, as PyTorch's optimizers skip parameters whose `.grad` is `None`.
+    pub fn train_head_step(
+        &mut self,
+        model: &mut ResNet,
+        x: &Tensor,
+        y: &Tensor,
+        mode: BnMode,
+    ) -> Result<(f32, Tensor)> {
+        crate::runtime::in_pool(x.device(), || {
+            let feats = model.features(x, mode)?;
+            let (w, b) = model.head();
+            let logits = feats.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
+            let loss = crate::model::cross_entropy(&logits, y)?;
+            let grads = loss.backward()?;
+            self.step_with(&grads)?;
+            Ok((
+                loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?,
+                logits.detach(),
+            ))
+        })
+    }
+
     /// Backpropagates `loss` and applies one update. With `lr == 0` the weights stay bit-identical.
     pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
         // Same gradients as `loss.backward()`, without candle's zero-init + add pass per conv weight.

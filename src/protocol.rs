@@ -78,7 +78,7 @@ pub struct BnLayerInfo {
 /// Facts about the run, sent once at start (and again after a restart).
 #[derive(Clone, Debug)]
 pub struct RunInfo {
-    /// Preset name: `tiny`, `resnet18`, `resnet50`.
+    /// Preset name: `tiny`, `resnet18`, `resnet34`, `resnet50`, `resnet101`, `resnet152`.
     pub model: String,
     pub image_size: usize,
     pub batch_size: usize,
@@ -113,6 +113,10 @@ pub struct RunInfo {
     pub start_epoch: usize,
     /// Most epochs a second (`None`: as fast as the hardware goes).
     pub pace: Option<f64>,
+    /// The PyTorch weights the run started from (`--weights`).
+    pub weights: Option<String>,
+    /// `--freeze backbone`: how its BatchNorm layers behave (`inference`, `train-frozen-stats`, `train`).
+    pub frozen_bn: Option<String>,
 }
 
 /// Loss and accuracy of one pass.
@@ -257,6 +261,8 @@ pub enum EventKind {
     OneValuePerChannel,
     /// The trainer paused by itself after `--pause-at`'s epoch (the TUI's opening).
     PauseAt,
+    /// `--save-weights` wrote the model as a PyTorch state_dict (value: the path).
+    SaveWeights,
 }
 
 impl EventKind {
@@ -274,6 +280,7 @@ impl EventKind {
             EventKind::Diverged => "diverged",
             EventKind::OneValuePerChannel => "one_value_per_channel",
             EventKind::PauseAt => "pause_at",
+            EventKind::SaveWeights => "save_weights",
         }
     }
 }
@@ -447,4 +454,42 @@ pub struct Link {
     pub commands: crossbeam_channel::Sender<Command>,
     pub events: crossbeam_channel::Receiver<Event>,
     pub bn: BnSlot,
+}
+
+/// One evaluation pass of an inspection, with every image's logits in data order.
+#[derive(Clone, Debug, Serialize)]
+pub struct InspectPass {
+    pub loss: f32,
+    pub acc: f32,
+    pub logits: Vec<Vec<f32>>,
+}
+
+/// How far a BatchNorm layer's running statistics are from the statistics of the data (what a recalibration on
+/// it gives): `‖running − data‖₂ / ‖data‖₂` for the mean and for the variance.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerGap {
+    pub name: String,
+    pub mean_gap: f32,
+    pub var_gap: f32,
+}
+
+/// `bnscope inspect`: imported weights looked at on the data, before any training step.
+#[derive(Clone, Debug, Serialize)]
+pub struct Inspection {
+    pub model: String,
+    pub images: Vec<String>,
+    pub classes: Vec<String>,
+    pub labels: Vec<usize>,
+    /// Evaluation with the running statistics (PyTorch `eval()`, Keras `evaluate`).
+    pub eval_running: InspectPass,
+    /// Evaluation with each batch's own statistics, updating nothing.
+    pub eval_batch: InspectPass,
+    /// Evaluation with running statistics re-estimated on this data (AdaBN / `swa_utils.update_bn`).
+    pub recalibrated: InspectPass,
+    /// Largest gap first.
+    pub layers: Vec<LayerGap>,
+    /// One sentence per finding, most important first.
+    pub findings: Vec<String>,
+    /// The findings as one paragraph.
+    pub diagnosis: String,
 }

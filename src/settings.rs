@@ -6,7 +6,7 @@ use anyhow::Result;
 use crate::checkpoint::Meta;
 use crate::cli::{check_image_size, RunArgs, Variance};
 use crate::error::usage;
-use crate::framework::Framework;
+use crate::framework::{Framework, FrozenBn};
 use crate::model::Preset;
 use crate::optim::OptimizerKind;
 
@@ -26,14 +26,17 @@ pub struct Settings {
     pub bn_eps: f64,
     pub bn_unbiased: bool,
     pub adam_eps: f64,
+    /// `--freeze backbone`: how its BatchNorm layers behave (`None`: nothing frozen).
+    pub frozen_bn: Option<FrozenBn>,
 }
 
 /// bnscope's defaults where neither a flag, a checkpoint nor a framework says otherwise.
 pub const DEFAULT_BATCH_SIZE: usize = 32;
 pub const DEFAULT_LR: f64 = 1e-3;
 
-/// Decides the settings; returns them with the notices to print (one line each).
-pub fn resolve(a: &RunArgs, resume: Option<&Meta>) -> Result<(Settings, Vec<String>)> {
+/// Decides the settings; returns them with the notices to print (one line each). `weights`: the preset of the
+/// `--weights` file (its keys', or `--model`'s), whose PyTorch origin makes torch the default framework.
+pub fn resolve(a: &RunArgs, resume: Option<&Meta>, weights: Option<Preset>) -> Result<(Settings, Vec<String>)> {
     let mut notes = Vec::new();
     let saved = resume.and_then(|m| m.state.as_ref());
     if let (Some(m), None) = (resume, saved) {
@@ -63,7 +66,7 @@ pub fn resolve(a: &RunArgs, resume: Option<&Meta>) -> Result<(Settings, Vec<Stri
         }
         (Some(x), _) => x,
         (None, Some(c)) => c,
-        (None, None) => Preset::Tiny,
+        (None, None) => weights.unwrap_or(Preset::Tiny),
     };
     let num = |v: &f64| v.to_string();
     let lr = pick(&mut notes, "--lr", a.lr, saved.map(|s| s.lr), num).unwrap_or(DEFAULT_LR);
@@ -85,10 +88,21 @@ pub fn resolve(a: &RunArgs, resume: Option<&Meta>) -> Result<(Settings, Vec<Stri
         saved.map(|s| s.framework),
         |f| f.name().to_string(),
     )
-    .unwrap_or(Framework::Keras);
+    .unwrap_or_else(|| {
+        if weights.is_some() {
+            notes.push(
+                "bnscope: --weights come from PyTorch: following its BatchNorm and Adam (ε 1e-5, unbiased running \
+                 variance, momentum 0.1 = Keras 0.9, Adam ε 1e-8); --framework keras to change"
+                    .into(),
+            );
+            Framework::Torch
+        } else {
+            Framework::Keras
+        }
+    });
     let profile = framework.profile();
     // An explicit --framework sets its four values over the checkpoint's (their own flags still win).
-    let by_framework = a.framework.is_some();
+    let by_framework = a.framework.is_some() || weights.is_some();
     let image_size = pick(
         &mut notes,
         "--image-size",
@@ -148,6 +162,9 @@ pub fn resolve(a: &RunArgs, resume: Option<&Meta>) -> Result<(Settings, Vec<Stri
     let adam_eps = adam_eps_ckpt
         .filter(|_| a.adam_eps.is_some() || !by_framework)
         .unwrap_or(profile.adam_eps);
+    let frozen_bn = a
+        .freeze
+        .map(|_| a.frozen_bn.unwrap_or_else(|| FrozenBn::default_for(framework)));
     Ok((
         Settings {
             model,
@@ -162,6 +179,7 @@ pub fn resolve(a: &RunArgs, resume: Option<&Meta>) -> Result<(Settings, Vec<Stri
             bn_eps,
             bn_unbiased,
             adam_eps,
+            frozen_bn,
         },
         notes,
     ))

@@ -597,7 +597,7 @@ fn headless_run_prints_logs_and_checkpoints() {
     assert_eq!(run["momentum"], 0.99);
     assert_eq!(run["images"], 3);
     assert_eq!(run["bn_layers"].as_array().unwrap().len(), 9);
-    assert_eq!(run["bn_layers"][0]["name"], "stem.bn");
+    assert_eq!(run["bn_layers"][0]["name"], "bn1");
     let ep = &recs[5];
     assert_eq!(ep["epoch"], 3);
     assert_eq!(ep["step"], 3);

@@ -13,7 +13,7 @@ fn tiny_topology() {
     let mut m = model(Preset::Tiny);
     assert_eq!(m.bn_layers().len(), 9);
     let names: Vec<_> = m.bn_layers().iter().map(|b| b.name().to_string()).collect();
-    assert_eq!(names[0], "stem.bn");
+    assert_eq!(names[0], "bn1");
     assert!(names.contains(&"layer2.0.downsample.1".to_string()));
     // 3·16·9 + 2·16 + block1 (2·(16·16·9 + 32)) + block2 (16·32·9 + 32·32·9 + 16·32 + 3·64) + block3 (…) + fc
     let x = Tensor::zeros((2, 3, 64, 64), candle_core::DType::F32, &Device::Cpu).unwrap();

@@ -31,6 +31,20 @@ pub enum BnMode {
     EvalRunning,
 }
 
+/// A layer's running statistics and their history, to put back after a look at other statistics
+/// ([`BatchNorm2d::state`], [`BatchNorm2d::set_state`]).
+#[derive(Clone, Debug)]
+pub struct BnState {
+    running_mean: Tensor,
+    running_var: Tensor,
+    t: u64,
+    init_weight: f64,
+    constant_momentum: Option<f64>,
+    n: usize,
+    batch_mean: Option<Tensor>,
+    batch_var: Option<Tensor>,
+}
+
 /// A 2-D batch normalisation layer over `(N, C, H, W)` inputs.
 pub struct BatchNorm2d {
     name: String,
@@ -148,6 +162,32 @@ impl BatchNorm2d {
     }
     pub fn running_var(&self) -> &Tensor {
         &self.running_var
+    }
+
+    /// The running statistics with their history and the last batch's statistics.
+    pub fn state(&self) -> BnState {
+        BnState {
+            running_mean: self.running_mean.clone(),
+            running_var: self.running_var.clone(),
+            t: self.t,
+            init_weight: self.init_weight,
+            constant_momentum: self.constant_momentum,
+            n: self.n,
+            batch_mean: self.batch_mean.clone(),
+            batch_var: self.batch_var.clone(),
+        }
+    }
+
+    /// Puts back what [`Self::state`] returned.
+    pub fn set_state(&mut self, s: BnState) {
+        self.running_mean = s.running_mean;
+        self.running_var = s.running_var;
+        self.t = s.t;
+        self.init_weight = s.init_weight;
+        self.constant_momentum = s.constant_momentum;
+        self.n = s.n;
+        self.batch_mean = s.batch_mean;
+        self.batch_var = s.batch_var;
     }
 
     /// Running mean back to 0, variance to 1, t to 0. The affine weights stay.

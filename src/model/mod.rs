@@ -2,8 +2,12 @@
 //!
 //! * `tiny`: conv3×3(3→16, no bias) + BN + ReLU + max-pool 2×2; BasicBlock(16→16, s1), BasicBlock(16→32, s2),
 //!   BasicBlock(32→64, s2); 1×1 conv + BN shortcut where the shape changes; global average pool; linear. 9 BN layers.
-//! * `resnet18`, `resnet50`: torchvision's architecture (v1.5: the stride sits on the 3×3 conv of a bottleneck),
-//!   with its parameter names (`conv1`, `bn1`, `layer1.0.conv1`, `layer1.0.downsample.1`, `fc`).
+//! * `resnet18`, `resnet34` (basic blocks), `resnet50`, `resnet101`, `resnet152` (bottlenecks): torchvision's
+//!   architecture (v1.5: the stride sits on the 3×3 conv of a bottleneck), which timm's ResNets share.
+//!
+//! Every preset uses torchvision's parameter names (`conv1`, `bn1`, `layer1.0.conv1`, `layer1.0.downsample.1`,
+//! `fc`), tiny included, so that `--weights` and `--save-weights` speak PyTorch's `state_dict` (see
+//! `crate::weights`).
 //!
 //! Initialisation follows torchvision: Kaiming-normal (fan_out, ReLU) convolutions, BN weight 1 and bias 0, and
 //! PyTorch's default `Linear` init (uniform ±1/√fan_in for weight and bias). Weights come from a seeded `StdRng` on
@@ -22,30 +26,71 @@ pub mod path;
 mod state;
 pub mod step;
 
-pub use batchnorm::{argmax_rows, relative_gap, softmax_rows, BatchNorm2d, BnMode};
+pub use batchnorm::{argmax_rows, relative_gap, softmax_rows, BatchNorm2d, BnMode, BnState};
 pub use maxpool::MaxPool;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Preset {
     Tiny,
     Resnet18,
+    Resnet34,
     Resnet50,
+    Resnet101,
+    Resnet152,
+}
+
+/// Which residual block a preset stacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockKind {
+    /// Two 3×3 convolutions (resnet18/34, tiny).
+    Basic,
+    /// 1×1, 3×3, 1×1 with 4× expansion (resnet50/101/152).
+    Bottleneck,
 }
 
 impl Preset {
+    pub const ALL: [Preset; 6] = [
+        Preset::Tiny,
+        Preset::Resnet18,
+        Preset::Resnet34,
+        Preset::Resnet50,
+        Preset::Resnet101,
+        Preset::Resnet152,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Preset::Tiny => "tiny",
             Preset::Resnet18 => "resnet18",
+            Preset::Resnet34 => "resnet34",
             Preset::Resnet50 => "resnet50",
+            Preset::Resnet101 => "resnet101",
+            Preset::Resnet152 => "resnet152",
         }
     }
     pub fn from_name(s: &str) -> Option<Self> {
-        match s {
-            "tiny" => Some(Preset::Tiny),
-            "resnet18" => Some(Preset::Resnet18),
-            "resnet50" => Some(Preset::Resnet50),
-            _ => None,
+        Self::ALL.into_iter().find(|p| p.name() == s)
+    }
+    pub fn block(self) -> BlockKind {
+        match self {
+            Preset::Tiny | Preset::Resnet18 | Preset::Resnet34 => BlockKind::Basic,
+            _ => BlockKind::Bottleneck,
+        }
+    }
+    /// Blocks per stage (torchvision's `layers`).
+    pub fn blocks_per_stage(self) -> &'static [usize] {
+        match self {
+            Preset::Tiny => &[1, 1, 1],
+            Preset::Resnet18 => &[2, 2, 2, 2],
+            Preset::Resnet34 | Preset::Resnet50 => &[3, 4, 6, 3],
+            Preset::Resnet101 => &[3, 4, 23, 3],
+            Preset::Resnet152 => &[3, 8, 36, 3],
+        }
+    }
+    /// Each stage's width: the output channels of a basic block, the 3×3 conv's of a bottleneck.
+    fn stage_widths(self) -> &'static [usize] {
+        match self {
+            Preset::Tiny => &[16, 32, 64],
+            _ => &[64, 128, 256, 512],
         }
     }
     pub fn default_image_size(self) -> usize {
@@ -257,8 +302,8 @@ impl ResNet {
         let bn = |name: &str, c: usize| BatchNorm2d::new(name, c, momentum, eps, dev);
         let (stem_conv, stem_bn, stem_pool) = match preset {
             Preset::Tiny => (
-                Conv::new("stem.conv".into(), 3, 16, 3, 1, 1, &mut init)?,
-                bn("stem.bn", 16)?,
+                Conv::new("conv1".into(), 3, 16, 3, 1, 1, &mut init)?,
+                bn("bn1", 16)?,
                 MaxPool::new(2, 2, 0),
             ),
             _ => (
@@ -268,53 +313,22 @@ impl ResNet {
             ),
         };
         let mut blocks = Vec::new();
-        let final_channels;
-        match preset {
-            Preset::Tiny => {
-                let mut cin = 16;
-                for (i, (cout, stride)) in [(16, 1), (32, 2), (64, 2)].into_iter().enumerate() {
-                    blocks.push(basic(&format!("layer{}.0", i + 1), cin, cout, stride, &mut init, &bn)?);
-                    cin = cout;
-                }
-                final_channels = 64;
-            }
-            Preset::Resnet18 => {
-                let mut cin = 64;
-                for (i, cout) in [64, 128, 256, 512].into_iter().enumerate() {
-                    for j in 0..2 {
-                        let stride = if i > 0 && j == 0 { 2 } else { 1 };
-                        blocks.push(basic(
-                            &format!("layer{}.{j}", i + 1),
-                            cin,
-                            cout,
-                            stride,
-                            &mut init,
-                            &bn,
-                        )?);
-                        cin = cout;
-                    }
-                }
-                final_channels = 512;
-            }
-            Preset::Resnet50 => {
-                let mut cin = 64;
-                for (i, (width, count)) in [(64, 3), (128, 4), (256, 6), (512, 3)].into_iter().enumerate() {
-                    for j in 0..count {
-                        let stride = if i > 0 && j == 0 { 2 } else { 1 };
-                        blocks.push(bottleneck(
-                            &format!("layer{}.{j}", i + 1),
-                            cin,
-                            width,
-                            stride,
-                            &mut init,
-                            &bn,
-                        )?);
-                        cin = width * 4;
-                    }
-                }
-                final_channels = 2048;
+        let mut cin = stem_conv.weight.as_tensor().dim(0)?;
+        for (i, (&width, &count)) in preset.stage_widths().iter().zip(preset.blocks_per_stage()).enumerate() {
+            for j in 0..count {
+                let stride = if i > 0 && j == 0 { 2 } else { 1 };
+                let name = format!("layer{}.{j}", i + 1);
+                blocks.push(match preset.block() {
+                    BlockKind::Basic => basic(&name, cin, width, stride, &mut init, &bn)?,
+                    BlockKind::Bottleneck => bottleneck(&name, cin, width, stride, &mut init, &bn)?,
+                });
+                cin = match preset.block() {
+                    BlockKind::Basic => width,
+                    BlockKind::Bottleneck => width * 4,
+                };
             }
         }
+        let final_channels = cin;
         let bound = 1.0 / (final_channels as f64).sqrt();
         let fc_weight = init.uniform((classes, final_channels), bound)?;
         let fc_bias = init.uniform(classes, bound)?;
@@ -337,14 +351,34 @@ impl ResNet {
         self.classes
     }
 
-    /// Logits `(N, classes)` for images `(N, 3, H, W)`.
-    pub fn forward(&mut self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+    /// Everything before global pooling: `(N, C, h, w)`.
+    fn backbone(&mut self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
         let y = self.stem_conv.forward(x)?;
         let y = self.stem_bn.forward_relu(&y, mode)?;
         let mut y = self.stem_pool.forward(&y)?;
         for b in self.blocks.iter_mut() {
             y = b.forward(&y, mode)?;
         }
+        Ok(y)
+    }
+
+    /// The pooled features `(N, C)` the classifier sees, detached (a frozen backbone). In `BnMode::Train` the
+    /// BatchNorm layers normalise with batch statistics and update their running statistics.
+    pub fn features(&mut self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        if let Some(f) = step::eval_features(self, x, mode)? {
+            return Ok(f);
+        }
+        self.backbone(x, mode)?.mean((2, 3))?.detach().contiguous()
+    }
+
+    /// The classifier `fc` (weight `(classes, C)`, bias `(classes)`).
+    pub fn head(&self) -> (&Var, &Var) {
+        (&self.fc_weight, &self.fc_bias)
+    }
+
+    /// Logits `(N, classes)` for images `(N, 3, H, W)`.
+    pub fn forward(&mut self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        let y = self.backbone(x, mode)?;
         let (w, b) = (self.fc_weight.as_tensor(), self.fc_bias.as_tensor());
         if path::custom_ops(&[&y, w, b]) {
             // Global average pool + linear as one op (see `crate::kernels::head`).

@@ -52,17 +52,24 @@ impl ResNet {
         for bn in self.bn_layers() {
             m.insert(format!("{}.running_mean", bn.name()), bn.running_mean().clone());
             m.insert(format!("{}.running_var", bn.name()), bn.running_var().clone());
-            let t = Tensor::new(&[bn.t() as i64], &Device::Cpu)?;
+            // A 0-d int64, as PyTorch's `num_batches_tracked` buffer.
+            let t = Tensor::new(bn.t() as i64, &Device::Cpu)?;
             m.insert(format!("{}.num_batches_tracked", bn.name()), t);
         }
         Ok(m)
     }
 
-    /// Loads what [`Self::state_dict`] wrote. Every tensor must be present with the right shape.
+    /// Loads what [`Self::state_dict`] wrote. Every tensor must be present with the right shape. Checkpoints from
+    /// bnscope before tiny took torchvision's names (`stem.conv`, `stem.bn`) and with a 1-element
+    /// `num_batches_tracked` load too.
     pub fn load_state_dict(&mut self, sd: &HashMap<String, Tensor>) -> std::result::Result<(), String> {
         let get = |name: &str, want: &[usize]| -> std::result::Result<&Tensor, String> {
-            let t = sd.get(name).ok_or_else(|| format!("tensor {name} is missing"))?;
-            if t.dims() != want {
+            let t = sd
+                .get(name)
+                .or_else(|| legacy_name(name).and_then(|old| sd.get(&old)))
+                .ok_or_else(|| format!("tensor {name} is missing"))?;
+            let counter = name.ends_with(".num_batches_tracked") && t.elem_count() == 1;
+            if t.dims() != want && !counter {
                 return Err(format!("tensor {name} has shape {:?}, expected {:?}", t.dims(), want));
             }
             Ok(t)
@@ -79,13 +86,21 @@ impl ResNet {
             let c = bn.channels();
             let mean = get(&format!("{}.running_mean", bn.name()), &[c])?.clone();
             let var = get(&format!("{}.running_var", bn.name()), &[c])?.clone();
-            let t = get(&format!("{}.num_batches_tracked", bn.name()), &[1])?
+            let t = get(&format!("{}.num_batches_tracked", bn.name()), &[])?
                 .to_dtype(DType::I64)
-                .and_then(|t| t.to_vec1::<i64>())
+                .and_then(|t| t.flatten_all()?.to_vec1::<i64>())
                 .map_err(|e| e.to_string())?[0];
             bn.set_running_stats(mean, var, t.max(0) as u64)
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
+}
+
+/// The name a tensor had in checkpoints of bnscope's tiny before it took torchvision's names.
+fn legacy_name(name: &str) -> Option<String> {
+    if let Some(rest) = name.strip_prefix("conv1.") {
+        return Some(format!("stem.conv.{rest}"));
+    }
+    name.strip_prefix("bn1.").map(|rest| format!("stem.bn.{rest}"))
 }

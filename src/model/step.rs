@@ -329,6 +329,28 @@ pub fn eval_forward(model: &ResNet, x: &Tensor, mode: BnMode) -> Result<Option<T
     Ok(Some(Tensor::from_vec(net.logits, (n, k), &Device::Cpu)?))
 }
 
+/// The globally average-pooled features `(N, C)` the classifier sees, in an evaluation `mode` (nothing is
+/// updated), without candle's graph; `Ok(None)` where [`eval_forward`] would be.
+pub fn eval_features(model: &ResNet, x: &Tensor, mode: BnMode) -> Result<Option<Tensor>> {
+    let norm = match mode {
+        BnMode::EvalBatch => Norm::Batch,
+        BnMode::EvalRunning => Norm::Running,
+        BnMode::Train => return Ok(None),
+    };
+    if !super::path::graph_free_applies(model, x) {
+        return Ok(None);
+    }
+    let x = x.contiguous()?;
+    let net = forward_net(model, &x, norm)?;
+    let (n, c, p, _) = net.head_dims;
+    let feat = net.acts.last().expect("features");
+    let pooled: Vec<f32> = feat
+        .chunks_exact(p)
+        .map(|plane| (plane.iter().map(|&v| v as f64).sum::<f64>() / p as f64) as f32)
+        .collect();
+    Ok(Some(Tensor::from_vec(pooled, (n, c), &Device::Cpu)?))
+}
+
 /// One training step of `model` on `x (N, 3, H, W)` with class indices `y (N)`: forward with batch statistics
 /// (updating every BN layer's running statistics, as `model.forward(x, BnMode::Train)` does), mean cross-entropy,
 /// and the gradient of every parameter. `Ok(None)` where `super::path::graph_free_applies` says no; the caller then takes candle's graph.

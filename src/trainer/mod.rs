@@ -20,6 +20,7 @@ use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 use serde_json::json;
 
 mod health;
+mod inspect;
 mod outbox;
 mod persist;
 mod thread;
@@ -31,7 +32,7 @@ pub use outbox::ReceiverGone;
 
 use crate::checkpoint::Meta;
 use crate::data::Dataset;
-use crate::framework::Framework;
+use crate::framework::{Framework, FrozenBn};
 use crate::log::JsonlLog;
 use crate::model::{argmax_rows, softmax_rows, BnMode};
 use crate::model::{Preset, ResNet};
@@ -58,6 +59,12 @@ pub struct TrainConfig {
     pub bn_unbiased: bool,
     pub adam_eps: f64,
     pub checkpoint: Option<PathBuf>,
+    /// PyTorch weights to start from (and to start again from on restart).
+    pub weights: Option<Arc<crate::weights::Imported>>,
+    /// `--freeze backbone`: only `fc` trains, and the backbone's BatchNorm layers behave as this says.
+    pub frozen_bn: Option<FrozenBn>,
+    /// Where `--save-weights` writes the model as a PyTorch state_dict, on quit and at the end.
+    pub save_weights: Option<PathBuf>,
     /// The checkpoint this run continues, for the log's `run` record.
     pub resumed_from: Option<String>,
     pub start_paused: bool,
@@ -91,6 +98,9 @@ impl TrainConfig {
             bn_unbiased: p.unbiased,
             adam_eps: p.adam_eps,
             checkpoint: None,
+            weights: None,
+            frozen_bn: None,
+            save_weights: None,
             resumed_from: None,
             start_paused: false,
             pause_after: None,
@@ -171,6 +181,10 @@ fn build(
     dev: &Device,
 ) -> Result<(ResNet, Optimizer)> {
     let mut model = ResNet::new(cfg.preset, classes, momentum, cfg.bn_eps, seed, dev)?;
+    if let Some(w) = &cfg.weights {
+        // The seeded classifier stays where the data has another number of classes (fine-tuning).
+        crate::weights::apply(&mut model, w, w.classes != classes)?;
+    }
     model.set_unbiased_variance(cfg.bn_unbiased);
     model.set_cumulative(cumulative);
     let opt = Optimizer::new(cfg.optimizer, model.params(), cfg.lr)?.with_eps(cfg.adam_eps);
@@ -290,6 +304,8 @@ impl Trainer {
             bn_variance: crate::framework::variance_word(self.cfg.bn_unbiased).into(),
             adam_eps: self.cfg.adam_eps,
             resumed_from: self.cfg.resumed_from.clone(),
+            weights: self.cfg.weights.as_ref().map(|w| w.path.display().to_string()),
+            frozen_bn: self.cfg.frozen_bn.map(|f| f.name().to_string()),
             params: self.model.param_count(),
             bn_layers: self
                 .model
@@ -457,7 +473,17 @@ impl Trainer {
         let xb = self.x.index_select(&idx, 0)?;
         let yb = self.y.index_select(&idx, 0)?;
         let started = Instant::now();
-        let (loss_v, logits) = self.opt.train_step(&mut self.model, &xb, &yb)?;
+        let (loss_v, logits) = match self.cfg.frozen_bn {
+            None => self.opt.train_step(&mut self.model, &xb, &yb)?,
+            Some(f) => {
+                let mode = match f {
+                    FrozenBn::Inference => BnMode::EvalRunning,
+                    FrozenBn::TrainFrozenStats => BnMode::EvalBatch,
+                    FrozenBn::Train => BnMode::Train,
+                };
+                self.opt.train_head_step(&mut self.model, &xb, &yb, mode)?
+            }
+        };
         let ms = started.elapsed().as_secs_f64() * 1e3;
         self.check_one_value_per_channel();
         let pred = argmax_rows(&logits)?;
@@ -535,9 +561,17 @@ impl Trainer {
     }
 
     fn evaluate_here(&mut self, mode: BnMode) -> Result<(Metric, Vec<Vec<f32>>)> {
+        let (metric, preds, _) = self.pass(mode, false)?;
+        Ok((metric, preds))
+    }
+
+    /// Loss and accuracy over the data set in `mode` in batches of `--batch-size`, data order; the softmax of the
+    /// first [`MAX_PREDICTIONS`] images; with `all_logits`, every image's logits.
+    fn pass(&mut self, mode: BnMode, all_logits: bool) -> Result<(Metric, Vec<Vec<f32>>, Vec<Vec<f32>>)> {
         let mut loss_sum = 0f64;
         let mut correct = 0usize;
         let mut preds = Vec::new();
+        let mut logits_out = Vec::new();
         let n = self.data.len();
         let mut i = 0;
         while i < n {
@@ -556,6 +590,9 @@ impl Trainer {
                 let take = (MAX_PREDICTIONS - preds.len()).min(len);
                 preds.extend(softmax_rows(&logits.narrow(0, 0, take)?)?);
             }
+            if all_logits {
+                logits_out.extend(logits.to_dtype(DType::F32)?.to_vec2::<f32>()?);
+            }
             i += len;
         }
         Ok((
@@ -564,6 +601,7 @@ impl Trainer {
                 acc: correct as f32 / n as f32,
             },
             preds,
+            logits_out,
         ))
     }
 

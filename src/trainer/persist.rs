@@ -1,7 +1,6 @@
 //! Checkpoints: restoring a run exactly (settings, shuffle generator, position inside an epoch, start weight)
 //! and writing one that never holds NaN/Inf.
 use anyhow::Result;
-use candle_core::{DType, Tensor};
 use rand::seq::SliceRandom;
 
 use super::{shuffle_rng, EpochProgress, Resume, Trainer};
@@ -18,23 +17,6 @@ impl std::fmt::Display for NotWritten {
 }
 
 impl std::error::Error for NotWritten {}
-
-/// The name of the first tensor with a NaN or an infinity, if any.
-fn first_non_finite(tensors: &std::collections::HashMap<String, Tensor>) -> Result<Option<String>> {
-    let mut names: Vec<&String> = tensors.keys().collect();
-    names.sort();
-    for name in names {
-        let t = &tensors[name];
-        if t.dtype() == DType::I64 {
-            continue;
-        }
-        let v = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-        if v.iter().any(|x| !x.is_finite()) {
-            return Ok(Some(name.clone()));
-        }
-    }
-    Ok(None)
-}
 
 impl Trainer {
     pub(super) fn restore(&mut self, r: Resume) -> Result<()> {
@@ -97,6 +79,15 @@ impl Trainer {
         Ok(())
     }
 
+    /// Writes `--save-weights`, if asked for. Returns its path.
+    pub fn save_weights(&self) -> Result<Option<String>> {
+        let Some(path) = &self.cfg.save_weights else {
+            return Ok(None);
+        };
+        crate::weights::save(path, &self.model)?;
+        Ok(Some(path.display().to_string()))
+    }
+
     /// Writes the checkpoint, if one was asked for. Returns its path.
     pub fn save_checkpoint(&self) -> Result<Option<String>> {
         let Some(path) = &self.cfg.checkpoint else {
@@ -105,7 +96,7 @@ impl Trainer {
         let mut tensors = self.model.state_dict()?;
         let names: Vec<String> = self.model.named_params().into_iter().map(|(n, _)| n).collect();
         tensors.extend(self.opt.state_dict(&names)?);
-        if let Some(bad) = first_non_finite(&tensors)? {
+        if let Some(bad) = crate::weights::first_non_finite(&tensors)? {
             // A diverged run must not replace a good checkpoint with NaN/Inf: the file stays as it was.
             let kept = if path.exists() {
                 "the file there is left as it was"

@@ -45,22 +45,29 @@ pub(super) fn main(mut t: Trainer, rx: Receiver<Command>, mut out: Outbox, slot:
     } else {
         let _ = out.flush();
     }
-    // A checkpoint that cannot be written fails the run (exit status 1, `end` reason `error`): the user asked for it.
+    // Files the user asked for: a failure fails the run (see `not_saved`).
     let (checkpoint, reason, message) = match t.save_checkpoint() {
         Ok(c) => (c, reason, message),
         Err(e) => {
-            let msg = format!("{e:#}");
-            let _ = out.send(Event::Error(msg.clone()));
-            // A signal stays the reason, and so does a divergence whose NaN weights were deliberately not written.
-            let kept = reason == EndReason::Signal
-                || (reason == EndReason::Diverged && e.downcast_ref::<super::NotWritten>().is_some());
-            let reason = if kept { reason } else { EndReason::Error };
-            (
-                None,
-                reason,
-                Some(message.map_or(msg.clone(), |m| format!("{m}; {msg}"))),
-            )
+            let (reason, message) = not_saved(&e, reason, message, &mut out);
+            (None, reason, message)
         }
+    };
+    // The same for --save-weights: written whatever the reason, unless it holds NaN/Inf.
+    let (reason, message) = match t.save_weights() {
+        Ok(None) => (reason, message),
+        Ok(Some(path)) => {
+            if let Some(log) = t.log.as_mut() {
+                let _ = log.event(t.epoch, EventKind::SaveWeights, json!(path));
+            }
+            let _ = out.send(Event::Applied {
+                epoch: t.epoch,
+                what: EventKind::SaveWeights,
+                value: path,
+            });
+            (reason, message)
+        }
+        Err(e) => not_saved(&e, reason, message, &mut out),
     };
     if let Some(log) = t.log.as_mut() {
         let _ = log.end(t.epoch, reason, message.as_deref());
@@ -70,6 +77,23 @@ pub(super) fn main(mut t: Trainer, rx: Receiver<Command>, mut out: Outbox, slot:
         reason,
         checkpoint,
     });
+}
+
+/// A file the user asked for (checkpoint, weights) could not be written: that fails the run (exit status 1, `end`
+/// reason `error`). A signal stays the reason, and so does a divergence whose NaN weights were deliberately not
+/// written. Returns the reason and the message for the `end` record.
+fn not_saved(
+    e: &anyhow::Error,
+    reason: EndReason,
+    message: Option<String>,
+    out: &mut Outbox,
+) -> (EndReason, Option<String>) {
+    let msg = format!("{e:#}");
+    let _ = out.send(Event::Error(msg.clone()));
+    let kept = reason == EndReason::Signal
+        || (reason == EndReason::Diverged && e.downcast_ref::<super::NotWritten>().is_some());
+    let reason = if kept { reason } else { EndReason::Error };
+    (reason, Some(message.map_or(msg.clone(), |m| format!("{m}; {msg}"))))
 }
 
 fn wait_for_quit(inbox: &mut Inbox) {

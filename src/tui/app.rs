@@ -457,6 +457,7 @@ impl App {
             EventKind::Recalibrate => format!("running stats re-estimated from the data ({value})"),
             EventKind::Restart => format!("restarted with new weights ({value})"),
             EventKind::Pace => format!("pace: {value}"),
+            EventKind::SaveWeights => format!("weights written to {value} (PyTorch state_dict)"),
             EventKind::EvalMode if value == "batch" => "headline evaluation: batch statistics".to_string(),
             EventKind::EvalMode => "headline evaluation: running statistics".to_string(),
             // Diverged, one value per channel, and any command added later: its name and value.

@@ -20,6 +20,8 @@ pub const TINY_BN: &[(&str, usize)] = &[
 /// The seed run: tiny ResNet on cat, coffee, rocket.
 pub fn run_info() -> Arc<RunInfo> {
     Arc::new(RunInfo {
+        weights: None,
+        frozen_bn: None,
         pace: None,
         model: "tiny".into(),
         image_size: 64,

@@ -1,0 +1,56 @@
+//! `bnscope inspect`'s readable report (the numbers come from `crate::trainer`'s `Trainer::inspect`; `--json`
+//! prints the [`Inspection`] itself).
+use std::fmt::Write;
+
+use crate::protocol::{InspectPass, Inspection};
+
+/// Layers listed in the report (largest gap first); `--json` has them all.
+const SHOWN_LAYERS: usize = 12;
+
+/// The report as text, ending in a newline.
+pub fn report(r: &Inspection) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} on {} images, {} classes ({})",
+        r.model,
+        r.images.len(),
+        r.classes.len(),
+        r.classes.join(", ")
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(s, "                               loss     acc");
+    let row = |s: &mut String, what: &str, p: &InspectPass| {
+        let _ = writeln!(s, "  {what:<27} {:>7.4}  {:>5.1} %", p.loss, 100.0 * p.acc);
+    };
+    row(&mut s, "eval, running statistics", &r.eval_running);
+    row(&mut s, "eval, batch statistics", &r.eval_batch);
+    row(&mut s, "eval, recalibrated (AdaBN)", &r.recalibrated);
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "BatchNorm layers, running statistics vs this data's (relative L2 gap), largest first:"
+    );
+    let width = r.layers.iter().map(|l| l.name.len()).max().unwrap_or(4).max(5);
+    let _ = writeln!(s, "  {:<width$}  mean gap   var gap", "layer");
+    for l in r.layers.iter().take(SHOWN_LAYERS) {
+        let _ = writeln!(s, "  {:<width$}  {:>8}  {:>8}", l.name, gap(l.mean_gap), gap(l.var_gap));
+    }
+    if r.layers.len() > SHOWN_LAYERS {
+        let _ = writeln!(s, "  … {} more (--json lists them all)", r.layers.len() - SHOWN_LAYERS);
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "Diagnosis:");
+    for f in &r.findings {
+        let _ = writeln!(s, "  • {f}");
+    }
+    s
+}
+
+fn gap(v: f32) -> String {
+    if v.is_finite() {
+        format!("{v:.3}")
+    } else {
+        "NaN/Inf".into()
+    }
+}

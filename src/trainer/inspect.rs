@@ -1,0 +1,264 @@
+//! Looking at a model on the data without training (`bnscope inspect`, and the TUI's epoch 0 with `--weights`):
+//! the three evaluations, how far each BatchNorm layer's running statistics are from the data's, and a diagnosis
+//! in words.
+//!
+//! The data's statistics per layer are what a recalibration on the data gives (PreciseBN: every batch's mean and
+//! variance weighted by its size, in `--batch-size` batches, as `c` does). They are taken on a copy of the
+//! statistics: the model leaves `inspect` with the running statistics it came with.
+use anyhow::Result;
+
+use super::Trainer;
+use crate::model::{relative_gap, BnMode, BnState};
+use crate::protocol::{InspectPass, Inspection, LayerGap};
+
+/// A gap (relative L2 distance) from which the running statistics no longer describe the data.
+pub const FAR: f32 = 0.5;
+/// Accuracy differences smaller than this are not called a difference.
+const ACC_MARGIN: f32 = 0.1;
+
+/// One layer's statistics: running, and the data's.
+struct LayerFacts {
+    name: String,
+    running: (Vec<f32>, Vec<f32>),
+    /// Values per channel in the data's last batch.
+    n: usize,
+    gap: LayerGap,
+}
+
+impl Trainer {
+    /// Evaluates with running statistics, with batch statistics and after a recalibration on the data, and
+    /// compares each layer's running statistics with the data's. Changes nothing in the model.
+    pub fn inspect(&mut self) -> Result<Inspection> {
+        let dev = self.device.clone();
+        crate::runtime::in_pool(&dev, || self.inspect_here())
+    }
+
+    fn inspect_here(&mut self) -> Result<Inspection> {
+        let (running, _, running_logits) = self.pass(BnMode::EvalRunning, true)?;
+        let (batch, _, batch_logits) = self.pass(BnMode::EvalBatch, true)?;
+        let saved: Vec<BnState> = self.model.bn_layers().iter().map(|b| b.state()).collect();
+        let before = self.running_stats()?;
+        let batches = self.recalibration_batches()?;
+        let recalibrated = self
+            .model
+            .recalibrate(&batches)
+            .map_err(anyhow::Error::from)
+            .and_then(|_| {
+                let after = self.running_stats()?;
+                let ns: Vec<usize> = self.model.bn_layers().iter().map(|b| b.n()).collect();
+                Ok((after, ns))
+            });
+        let evaluated = match &recalibrated {
+            Ok(_) => Some(self.pass(BnMode::EvalRunning, true)),
+            Err(_) => None,
+        };
+        for (bn, s) in self.model.bn_layers_mut().into_iter().zip(saved) {
+            bn.set_state(s);
+        }
+        let (after, ns) = recalibrated?;
+        let (recal, _, recal_logits) = evaluated.expect("evaluated after a recalibration")?;
+        let mut layers: Vec<LayerFacts> = self
+            .model
+            .bn_layers()
+            .iter()
+            .zip(before.into_iter().zip(after))
+            .zip(ns)
+            .map(|((bn, (running, data)), n)| LayerFacts {
+                gap: LayerGap {
+                    name: bn.name().to_string(),
+                    mean_gap: relative_gap(&running.0, &data.0),
+                    var_gap: relative_gap(&running.1, &data.1),
+                },
+                name: bn.name().to_string(),
+                running,
+
+                n,
+            })
+            .collect();
+        let pass = |m: crate::protocol::Metric, logits| InspectPass {
+            loss: m.loss,
+            acc: m.acc,
+            logits,
+        };
+        let eval_running = pass(running, running_logits);
+        let eval_batch = pass(batch, batch_logits);
+        let recalibrated = pass(recal, recal_logits);
+        let findings = self.findings(&layers, &eval_running, &eval_batch, &recalibrated)?;
+        // Forward order was needed for "the first layer"; the report lists the largest gap first (NaN first).
+        let key = |g: &LayerGap| {
+            let v = g.mean_gap.max(g.var_gap);
+            if v.is_nan() || g.mean_gap.is_nan() || g.var_gap.is_nan() {
+                f32::INFINITY
+            } else {
+                v
+            }
+        };
+        layers.sort_by(|a, b| key(&b.gap).total_cmp(&key(&a.gap)));
+        Ok(Inspection {
+            model: self.cfg.preset.name().into(),
+            images: self.data.names.clone(),
+            classes: self.data.classes.clone(),
+            labels: self.data.labels.clone(),
+            eval_running,
+            eval_batch,
+            recalibrated,
+            layers: layers.into_iter().map(|l| l.gap).collect(),
+            diagnosis: findings.join(" "),
+            findings,
+        })
+    }
+
+    /// Whether the inputs are normalised as ImageNet models expect.
+    fn inputs_normalized(&self) -> bool {
+        false
+    }
+
+    fn running_stats(&self) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        self.model
+            .bn_layers()
+            .iter()
+            .map(|b| Ok((b.running_mean().to_vec1::<f32>()?, b.running_var().to_vec1::<f32>()?)))
+            .collect()
+    }
+
+    /// The diagnosis, most important first.
+    fn findings(
+        &self,
+        layers: &[LayerFacts],
+        running: &InspectPass,
+        batch: &InspectPass,
+        recal: &InspectPass,
+    ) -> Result<Vec<String>> {
+        let mut f = Vec::new();
+        let pct = |x: f32| format!("{:.0} %", 100.0 * x);
+        // Broken numbers first: nothing else means much while they are there.
+        let bad_stats: Vec<&str> = layers
+            .iter()
+            .filter(|l| l.running.0.iter().chain(&l.running.1).any(|v| !v.is_finite()))
+            .map(|l| l.name.as_str())
+            .collect();
+        if let Some(first) = bad_stats.first() {
+            f.push(format!(
+                "NaN or Inf in the running statistics of {} layer(s), first {first}: every evaluation with running \
+                 statistics passes them on to the output.",
+                bad_stats.len()
+            ));
+        }
+        if let Some(p) = crate::weights::first_non_finite(&self.model.state_dict()?)?
+            .filter(|p| !p.ends_with("running_mean") && !p.ends_with("running_var"))
+        {
+            f.push(format!("NaN or Inf in {p}: the weights themselves are broken."));
+        }
+        let at_start = layers
+            .iter()
+            .all(|l| l.running.0.iter().all(|&v| v == 0.0) && l.running.1.iter().all(|&v| v == 1.0));
+        if at_start {
+            f.push(format!(
+                "The running statistics are still at their start (mean 0, variance 1; num_batches_tracked {}): they \
+                 were never updated, so evaluation normalises with numbers that describe nothing. Recalibrate them \
+                 on your data (c in the TUI, torch.optim.swa_utils.update_bn).",
+                self.model.bn_t()
+            ));
+        }
+        let zero: Vec<(&str, usize)> = layers
+            .iter()
+            .map(|l| (l.name.as_str(), l.running.1.iter().filter(|&&v| v <= 0.0).count()))
+            .filter(|(_, k)| *k > 0)
+            .collect();
+        if let Some((first, _)) = zero.first() {
+            let k: usize = zero.iter().map(|(_, k)| k).sum();
+            f.push(format!(
+                "{k} channel(s) in {} layer(s) have running variance 0 or less (first {first}): such a channel is \
+                 scaled by 1/√ε = {:.0} as soon as anything reaches it.",
+                zero.len(),
+                1.0 / self.cfg.bn_eps.sqrt()
+            ));
+        }
+        if let Some(l) = layers.iter().find(|l| l.n == 1) {
+            f.push(format!(
+                "{} sees one value per channel in a batch: its batch statistics are degenerate (PyTorch refuses to \
+                 train it: \"Expected more than 1 value per channel\"); use larger batches or images.",
+                l.name
+            ));
+        }
+        let first = layers.first();
+        let first_far = first.is_some_and(|l| l.gap.mean_gap.max(l.gap.var_gap) > FAR);
+        let far: Vec<&LayerFacts> = layers
+            .iter()
+            .filter(|l| l.gap.mean_gap.max(l.gap.var_gap) > FAR)
+            .collect();
+        if !at_start && first_far {
+            let l = first.expect("first layer");
+            let mut s = format!(
+                "The first BatchNorm layer ({}) already sees inputs unlike its running statistics (mean {} off, \
+                 variance {} off): the preprocessing or the kind of images differs from what the model was trained \
+                 on, and every later layer inherits it.",
+                l.name,
+                pct(l.gap.mean_gap),
+                pct(l.gap.var_gap)
+            );
+            if !self.inputs_normalized() {
+                s.push_str(" Weights trained on ImageNet expect --normalize imagenet.");
+            }
+            f.push(s);
+        } else if !at_start && !far.is_empty() {
+            let worst = far
+                .iter()
+                .max_by(|a, b| {
+                    a.gap
+                        .mean_gap
+                        .max(a.gap.var_gap)
+                        .total_cmp(&b.gap.mean_gap.max(b.gap.var_gap))
+                })
+                .expect("a far layer");
+            f.push(format!(
+                "The running statistics of {} of {} layers are far from this data's (largest {}: mean {} off, variance \
+                 {} off) while the first layer's fit: stale or unconverged statistics (too few updates at a high \
+                 momentum, or weights that changed after the statistics were taken).",
+                far.len(),
+                layers.len(),
+                worst.name,
+                pct(worst.gap.mean_gap),
+                pct(worst.gap.var_gap)
+            ));
+        }
+        if self
+            .cfg
+            .weights
+            .as_ref()
+            .is_some_and(|w| w.classes != self.data.classes.len())
+        {
+            f.push(format!(
+                "The classifier is new (the file's has {} classes, the data {}), so accuracy is chance until it \
+                 trains; the layer gaps above do not depend on it.",
+                self.cfg.weights.as_ref().map_or(0, |w| w.classes),
+                self.data.classes.len()
+            ));
+        } else if recal.acc - running.acc >= ACC_MARGIN {
+            f.push(format!(
+                "Recalibrating the statistics on this data (AdaBN) takes accuracy with running statistics from {} to \
+                 {} (batch statistics: {}): the statistics, not the weights, are what is wrong.",
+                pct(running.acc),
+                pct(recal.acc),
+                pct(batch.acc)
+            ));
+        } else if batch.acc - running.acc >= ACC_MARGIN {
+            f.push(format!(
+                "Evaluation with batch statistics scores {} against {} with running statistics, and a recalibration \
+                 {}: the batch statistics of these batches differ from the data set's as a whole.",
+                pct(batch.acc),
+                pct(running.acc),
+                pct(recal.acc)
+            ));
+        } else if f.is_empty() {
+            f.push(format!(
+                "The running statistics fit this data: evaluation with them ({}) agrees with batch statistics ({}) \
+                 and with a recalibration ({}).",
+                pct(running.acc),
+                pct(batch.acc),
+                pct(recal.acc)
+            ));
+        }
+        Ok(f)
+    }
+}
