@@ -36,7 +36,7 @@ pub enum Cmd {
     Replay(ReplayArgs),
     /// Diagnose imported weights on your images without training: evaluation with running statistics, with batch
     /// statistics, and after recalibrating the statistics on the data (AdaBN); per-layer gaps and a diagnosis.
-    Inspect(InspectArgs),
+    Inspect(Box<InspectArgs>),
     /// Follow a growing JSONL log like `tail -F` (a headless bnscope run with --log, or a PyTorch/Keras run with
     /// python/'s hook), printing each epoch as it is written; waits for the file, copes with truncation and
     /// rotation. Ctrl-C stops.

@@ -34,8 +34,8 @@ impl Trainer {
     }
 
     fn inspect_here(&mut self) -> Result<Inspection> {
-        let (running, _, running_logits) = self.pass(BnMode::EvalRunning, true)?;
-        let (batch, _, batch_logits) = self.pass(BnMode::EvalBatch, true)?;
+        let running = self.pass(BnMode::EvalRunning, true)?;
+        let batch = self.pass(BnMode::EvalBatch, true)?;
         let saved: Vec<BnState> = self.model.bn_layers().iter().map(|b| b.state()).collect();
         let before = self.running_stats()?;
         let batches = self.recalibration_batches()?;
@@ -56,7 +56,7 @@ impl Trainer {
             bn.set_state(s);
         }
         let (after, ns) = recalibrated?;
-        let (recal, _, recal_logits) = evaluated.expect("evaluated after a recalibration")?;
+        let recal = evaluated.expect("evaluated after a recalibration")?;
         let mut layers: Vec<LayerFacts> = self
             .model
             .bn_layers()
@@ -75,14 +75,14 @@ impl Trainer {
                 n,
             })
             .collect();
-        let pass = |m: crate::protocol::Metric, logits| InspectPass {
-            loss: m.loss,
-            acc: m.acc,
-            logits,
+        let pass = |p: super::Pass| InspectPass {
+            loss: p.metric.loss,
+            acc: p.metric.acc,
+            logits: p.logits,
         };
-        let eval_running = pass(running, running_logits);
-        let eval_batch = pass(batch, batch_logits);
-        let recalibrated = pass(recal, recal_logits);
+        let eval_running = pass(running);
+        let eval_batch = pass(batch);
+        let recalibrated = pass(recal);
         let findings = self.findings(&layers, &eval_running, &eval_batch, &recalibrated)?;
         // Forward order was needed for "the first layer"; the report lists the largest gap first (NaN first).
         let key = |g: &LayerGap| {

@@ -204,6 +204,15 @@ fn fault_from_env() -> Option<(String, usize)> {
     Some((kind.to_string(), at.parse().ok()?))
 }
 
+/// One evaluation pass over the data set.
+struct Pass {
+    metric: Metric,
+    /// Softmax of the first [`MAX_PREDICTIONS`] images.
+    predictions: Vec<Vec<f32>>,
+    /// Every image's logits, when asked for.
+    logits: Vec<Vec<f32>>,
+}
+
 /// What happened in one call of [`Trainer::step`].
 pub enum StepOutcome {
     /// A step inside an epoch.
@@ -561,13 +570,13 @@ impl Trainer {
     }
 
     fn evaluate_here(&mut self, mode: BnMode) -> Result<(Metric, Vec<Vec<f32>>)> {
-        let (metric, preds, _) = self.pass(mode, false)?;
-        Ok((metric, preds))
+        let p = self.pass(mode, false)?;
+        Ok((p.metric, p.predictions))
     }
 
     /// Loss and accuracy over the data set in `mode` in batches of `--batch-size`, data order; the softmax of the
     /// first [`MAX_PREDICTIONS`] images; with `all_logits`, every image's logits.
-    fn pass(&mut self, mode: BnMode, all_logits: bool) -> Result<(Metric, Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    fn pass(&mut self, mode: BnMode, all_logits: bool) -> Result<Pass> {
         let mut loss_sum = 0f64;
         let mut correct = 0usize;
         let mut preds = Vec::new();
@@ -595,14 +604,14 @@ impl Trainer {
             }
             i += len;
         }
-        Ok((
-            Metric {
+        Ok(Pass {
+            metric: Metric {
                 loss: (loss_sum / n as f64) as f32,
                 acc: correct as f32 / n as f32,
             },
-            preds,
-            logits_out,
-        ))
+            predictions: preds,
+            logits: logits_out,
+        })
     }
 
     pub fn snapshot(&self) -> Result<BnSnapshot> {
