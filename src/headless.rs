@@ -101,6 +101,12 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                             info.params,
                             info.bn_layers.len()
                         );
+                        if let Some(w) = &info.weights {
+                            say!("bnscope: weights from {}", printable(w));
+                        }
+                        if let Some(f) = &info.frozen_bn {
+                            say!("bnscope: backbone frozen (only fc trains), its BatchNorm layers in {f} mode");
+                        }
                     }
                     Event::Epoch(m) => {
                         say!("{}", epoch_line(&m, total));
@@ -115,6 +121,18 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                     }
                     Event::BnReady => { link.bn.take(); }
                     Event::Refreshed(_) => {}
+                    Event::Inspected(r) => {
+                        let pct = |v: f32| format!("{:.3}", v);
+                        say!(
+                            "epoch 0 (imported weights) eval running acc {} · eval batch acc {} · recalibrated acc {}",
+                            pct(r.eval_running.acc),
+                            pct(r.eval_batch.acc),
+                            pct(r.recalibrated.acc)
+                        );
+                        for f in &r.findings {
+                            say!("  diagnosis: {}", printable(f));
+                        }
+                    }
                     Event::Applied {
                         what: EventKind::SaveWeights,
                         value,

@@ -290,6 +290,8 @@ impl EventKind {
 pub enum Event {
     /// The run (re)started. Sent first, and again after [`Command::Restart`].
     Started(Arc<RunInfo>),
+    /// With `--weights`: the imported model looked at on the data before any step (sent after `Started`).
+    Inspected(Arc<Inspection>),
     /// One epoch finished.
     Epoch(Box<EpochMetrics>),
     /// A new BatchNorm snapshot waits in the [`Latest`] slot.

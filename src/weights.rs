@@ -229,7 +229,8 @@ pub fn apply(model: &mut ResNet, imported: &Imported, keep_head: bool) -> Result
     let mut sd: HashMap<String, Tensor> = imported.tensors.clone();
     if keep_head {
         for k in ["fc.weight", "fc.bias"] {
-            sd.insert(k.into(), expected[k].clone());
+            // A copy: a variable cannot be set from its own storage.
+            sd.insert(k.into(), expected[k].copy()?);
         }
     }
     model.load_state_dict(&sd).map_err(|e| usage(format!("{what}: {e}")))?;

@@ -109,6 +109,14 @@ fn wait_for_quit(inbox: &mut Inbox) {
     }
 }
 
+/// Imported weights are looked at on the data before the first step (the TUI's and the headless run's epoch 0).
+fn send_inspection(t: &mut Trainer, out: &mut Outbox) -> Result<()> {
+    if t.cfg.weights.is_some() && t.epoch == 0 {
+        out.send(Event::Inspected(Arc::new(t.inspect()?)))?;
+    }
+    Ok(())
+}
+
 /// The trainer's loop. Returns why it ended.
 fn run_loop(t: &mut Trainer, inbox: &mut Inbox, out: &mut Outbox, slot: &BnSlot) -> Result<EndReason> {
     let info = t.info();
@@ -116,6 +124,7 @@ fn run_loop(t: &mut Trainer, inbox: &mut Inbox, out: &mut Outbox, slot: &BnSlot)
         log.run(&info)?;
     }
     out.send(Event::Started(Arc::new(info)))?;
+    send_inspection(t, out)?;
     if t.paused {
         out.send(Event::Applied {
             epoch: t.epoch,
@@ -163,6 +172,7 @@ fn run_loop(t: &mut Trainer, inbox: &mut Inbox, out: &mut Outbox, slot: &BnSlot)
                     log.run(&info)?;
                 }
                 out.send(Event::Started(Arc::new(info)))?;
+                send_inspection(t, out)?;
             }
             if matches!(cmd, Command::ResetStats | Command::Recalibrate | Command::Restart) {
                 // Let every panel move at once, even while paused: the evaluations and the gauges.

@@ -383,7 +383,7 @@ impl App {
                     );
                 }
             }
-            Event::BnReady | Event::Refreshed(_) => {}
+            Event::BnReady | Event::Refreshed(_) | Event::Inspected(_) => {}
             Event::Applied { epoch, what, value } => {
                 match what {
                     EventKind::Momentum | EventKind::Cumulative => self.setting_pending = false,

@@ -26,6 +26,18 @@ impl App {
             );
         }
         let Some(m) = &self.store.latest else {
+            if let Some(r) = &self.store.inspection {
+                // Imported weights at epoch 0: the inspection's numbers and first finding.
+                let head = format!(
+                    "Epoch 0, imported weights: eval with running stats {}, batch stats {}, recalibrated {}.",
+                    acc(r.eval_running.acc),
+                    acc(r.eval_batch.acc),
+                    acc(r.recalibrated.acc)
+                );
+                let first = r.findings.first().map(String::as_str).unwrap_or("");
+                let keys = if self.paused { " space trains, c recalibrates." } else { "" };
+                return d(Tone::Info, format!("{head} {first}{keys}"), head);
+            }
             let t = if self.paused {
                 "Paused before the first epoch: space runs the training, n runs one epoch.".to_string()
             } else {

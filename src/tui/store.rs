@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::protocol::{
+    Inspection,
     BnSlot, BnSnapshot, EndReason, EpochMetrics, Event, EventKind, Metric, Refresh, RunInfo, StatsAge,
 };
 
@@ -123,6 +124,8 @@ pub struct Store {
     pub errors: Vec<String>,
     /// The event channel closed.
     pub disconnected: bool,
+    /// `--weights`: the imported model on the data before any step.
+    pub inspection: Option<Arc<Inspection>>,
 }
 
 impl Store {
@@ -141,12 +144,14 @@ impl Store {
             error: None,
             errors: Vec::new(),
             disconnected: false,
+            inspection: None,
         }
     }
 
     /// Takes in one trainer event.
     pub fn ingest(&mut self, ev: Event) {
         match ev {
+            Event::Inspected(r) => self.inspection = Some(r),
             Event::Started(info) => {
                 let info = printable_info(info);
                 if self.info.is_some() {
