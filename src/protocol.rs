@@ -494,4 +494,10 @@ pub struct Inspection {
     pub findings: Vec<String>,
     /// The findings as one paragraph.
     pub diagnosis: String,
+    /// The first finding in a few words (the TUI's short header).
+    #[serde(skip)]
+    pub summary: String,
+    /// The imported running statistics' age (t = `num_batches_tracked`).
+    #[serde(skip)]
+    pub age: StatsAge,
 }

@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use super::Trainer;
 use crate::model::{relative_gap, BnMode, BnState};
-use crate::protocol::{InspectPass, Inspection, LayerGap};
+use crate::protocol::{BnLayerSnapshot, BnSnapshot, InspectPass, Inspection, LayerGap};
 
 /// A gap (relative L2 distance) from which the running statistics no longer describe the data.
 pub const FAR: f32 = 0.5;
@@ -29,11 +29,17 @@ impl Trainer {
     /// Evaluates with running statistics, with batch statistics and after a recalibration on the data, and
     /// compares each layer's running statistics with the data's. Changes nothing in the model.
     pub fn inspect(&mut self) -> Result<Inspection> {
+        Ok(self.inspect_with_snapshot()?.0)
+    }
+
+    /// [`Self::inspect`], with a BatchNorm snapshot whose batch statistics are the data's (as a recalibration
+    /// estimates them): what the layer gauges show at epoch 0.
+    pub fn inspect_with_snapshot(&mut self) -> Result<(Inspection, BnSnapshot)> {
         let dev = self.device.clone();
         crate::runtime::in_pool(&dev, || self.inspect_here())
     }
 
-    fn inspect_here(&mut self) -> Result<Inspection> {
+    fn inspect_here(&mut self) -> Result<(Inspection, BnSnapshot)> {
         let running = self.pass(BnMode::EvalRunning, true)?;
         let batch = self.pass(BnMode::EvalBatch, true)?;
         let saved: Vec<BnState> = self.model.bn_layers().iter().map(|b| b.state()).collect();
@@ -56,6 +62,28 @@ impl Trainer {
             bn.set_state(s);
         }
         let (after, ns) = recalibrated?;
+        let snapshot = BnSnapshot {
+            epoch: self.epoch,
+            t: self.model.bn_t(),
+            age: self.model.stats_age(),
+            layers: self
+                .model
+                .bn_layers()
+                .iter()
+                .zip(before.iter().zip(&after))
+                .zip(&ns)
+                .map(|((bn, (r, d)), &n)| BnLayerSnapshot {
+                    name: bn.name().to_string(),
+                    n,
+                    mean_gap: relative_gap(&r.0, &d.0),
+                    var_gap: relative_gap(&r.1, &d.1),
+                    running_mean: r.0.clone(),
+                    running_var: r.1.clone(),
+                    batch_mean: d.0.clone(),
+                    batch_var: d.1.clone(),
+                })
+                .collect(),
+        };
         let recal = evaluated.expect("evaluated after a recalibration")?;
         let mut layers: Vec<LayerFacts> = self
             .model
@@ -83,7 +111,7 @@ impl Trainer {
         let eval_running = pass(running);
         let eval_batch = pass(batch);
         let recalibrated = pass(recal);
-        let findings = self.findings(&layers, &eval_running, &eval_batch, &recalibrated)?;
+        let (findings, summary) = self.findings(&layers, &eval_running, &eval_batch, &recalibrated)?;
         // Forward order was needed for "the first layer"; the report lists the largest gap first (NaN first).
         let key = |g: &LayerGap| {
             let v = g.mean_gap.max(g.var_gap);
@@ -94,7 +122,7 @@ impl Trainer {
             }
         };
         layers.sort_by(|a, b| key(&b.gap).total_cmp(&key(&a.gap)));
-        Ok(Inspection {
+        let inspection = Inspection {
             model: self.cfg.preset.name().into(),
             images: self.data.names.clone(),
             classes: self.data.classes.clone(),
@@ -105,7 +133,10 @@ impl Trainer {
             layers: layers.into_iter().map(|l| l.gap).collect(),
             diagnosis: findings.join(" "),
             findings,
-        })
+            summary,
+            age: self.model.stats_age(),
+        };
+        Ok((inspection, snapshot))
     }
 
     /// Whether the inputs are normalised as ImageNet models expect.
@@ -128,8 +159,8 @@ impl Trainer {
         running: &InspectPass,
         batch: &InspectPass,
         recal: &InspectPass,
-    ) -> Result<Vec<String>> {
-        let mut f = Vec::new();
+    ) -> Result<(Vec<String>, String)> {
+        let mut f = Findings::default();
         let pct = |x: f32| format!("{:.0} %", 100.0 * x);
         // Broken numbers first: nothing else means much while they are there.
         let bad_stats: Vec<&str> = layers
@@ -138,27 +169,36 @@ impl Trainer {
             .map(|l| l.name.as_str())
             .collect();
         if let Some(first) = bad_stats.first() {
-            f.push(format!(
+            f.add(
+                format!("NaN/Inf in the running stats of {first}"),
+                format!(
                 "NaN or Inf in the running statistics of {} layer(s), first {first}: every evaluation with running \
                  statistics passes them on to the output.",
                 bad_stats.len()
-            ));
+            ),
+            );
         }
         if let Some(p) = crate::weights::first_non_finite(&self.model.state_dict()?)?
             .filter(|p| !p.ends_with("running_mean") && !p.ends_with("running_var"))
         {
-            f.push(format!("NaN or Inf in {p}: the weights themselves are broken."));
+            f.add(
+                format!("NaN/Inf in {p}"),
+                format!("NaN or Inf in {p}: the weights themselves are broken."),
+            );
         }
         let at_start = layers
             .iter()
             .all(|l| l.running.0.iter().all(|&v| v == 0.0) && l.running.1.iter().all(|&v| v == 1.0));
         if at_start {
-            f.push(format!(
+            f.add(
+                "running stats never updated (still mean 0, var 1)".to_string(),
+                format!(
                 "The running statistics are still at their start (mean 0, variance 1; num_batches_tracked {}): they \
                  were never updated, so evaluation normalises with numbers that describe nothing. Recalibrate them \
                  on your data (c in the TUI, torch.optim.swa_utils.update_bn).",
                 self.model.bn_t()
-            ));
+            ),
+            );
         }
         let zero: Vec<(&str, usize)> = layers
             .iter()
@@ -167,19 +207,25 @@ impl Trainer {
             .collect();
         if let Some((first, _)) = zero.first() {
             let k: usize = zero.iter().map(|(_, k)| k).sum();
-            f.push(format!(
-                "{k} channel(s) in {} layer(s) have running variance 0 or less (first {first}): such a channel is \
+            f.add(
+                format!("running variance 0 in {first}"),
+                format!(
+                    "{k} channel(s) in {} layer(s) have running variance 0 or less (first {first}): such a channel is \
                  scaled by 1/√ε = {:.0} as soon as anything reaches it.",
-                zero.len(),
-                1.0 / self.cfg.bn_eps.sqrt()
-            ));
+                    zero.len(),
+                    1.0 / self.cfg.bn_eps.sqrt()
+                ),
+            );
         }
         if let Some(l) = layers.iter().find(|l| l.n == 1) {
-            f.push(format!(
+            f.add(
+                format!("one value per channel in {}", l.name),
+                format!(
                 "{} sees one value per channel in a batch: its batch statistics are degenerate (PyTorch refuses to \
                  train it: \"Expected more than 1 value per channel\"); use larger batches or images.",
                 l.name
-            ));
+            ),
+            );
         }
         let first = layers.first();
         let first_far = first.is_some_and(|l| l.gap.mean_gap.max(l.gap.var_gap) > FAR);
@@ -200,7 +246,13 @@ impl Trainer {
             if !self.inputs_normalized() {
                 s.push_str(" Weights trained on ImageNet expect --normalize imagenet.");
             }
-            f.push(s);
+            f.add(
+                format!(
+                    "inputs unlike {}'s running stats: preprocessing or domain shift",
+                    l.name
+                ),
+                s,
+            );
         } else if !at_start && !far.is_empty() {
             let worst = far
                 .iter()
@@ -211,7 +263,9 @@ impl Trainer {
                         .total_cmp(&b.gap.mean_gap.max(b.gap.var_gap))
                 })
                 .expect("a far layer");
-            f.push(format!(
+            f.add(
+                format!("stale running stats: {} of {} layers far off", far.len(), layers.len()),
+                format!(
                 "The running statistics of {} of {} layers are far from this data's (largest {}: mean {} off, variance \
                  {} off) while the first layer's fit: stale or unconverged statistics (too few updates at a high \
                  momentum, or weights that changed after the statistics were taken).",
@@ -220,7 +274,8 @@ impl Trainer {
                 worst.name,
                 pct(worst.gap.mean_gap),
                 pct(worst.gap.var_gap)
-            ));
+            ),
+            );
         }
         if self
             .cfg
@@ -228,37 +283,75 @@ impl Trainer {
             .as_ref()
             .is_some_and(|w| w.classes != self.data.classes.len())
         {
-            f.push(format!(
-                "The classifier is new (the file's has {} classes, the data {}), so accuracy is chance until it \
+            f.add(
+                "new classifier: accuracy is chance until it trains".to_string(),
+                format!(
+                    "The classifier is new (the file's has {} classes, the data {}), so accuracy is chance until it \
                  trains; the layer gaps above do not depend on it.",
-                self.cfg.weights.as_ref().map_or(0, |w| w.classes),
-                self.data.classes.len()
-            ));
+                    self.cfg.weights.as_ref().map_or(0, |w| w.classes),
+                    self.data.classes.len()
+                ),
+            );
         } else if recal.acc - running.acc >= ACC_MARGIN {
-            f.push(format!(
+            f.add(
+                format!(
+                    "recalibrating lifts eval from {} to {}",
+                    pct(running.acc),
+                    pct(recal.acc)
+                ),
+                format!(
                 "Recalibrating the statistics on this data (AdaBN) takes accuracy with running statistics from {} to \
                  {} (batch statistics: {}): the statistics, not the weights, are what is wrong.",
                 pct(running.acc),
                 pct(recal.acc),
                 pct(batch.acc)
-            ));
+            ),
+            );
         } else if batch.acc - running.acc >= ACC_MARGIN {
-            f.push(format!(
+            f.add(
+                format!(
+                    "batch stats score {}, running stats {}",
+                    pct(batch.acc),
+                    pct(running.acc)
+                ),
+                format!(
                 "Evaluation with batch statistics scores {} against {} with running statistics, and a recalibration \
                  {}: the batch statistics of these batches differ from the data set's as a whole.",
                 pct(batch.acc),
                 pct(running.acc),
                 pct(recal.acc)
-            ));
+            ),
+            );
         } else if f.is_empty() {
-            f.push(format!(
+            f.add(
+                "running stats fit this data".to_string(),
+                format!(
                 "The running statistics fit this data: evaluation with them ({}) agrees with batch statistics ({}) \
                  and with a recalibration ({}).",
                 pct(running.acc),
                 pct(batch.acc),
                 pct(recal.acc)
-            ));
+            ),
+            );
         }
-        Ok(f)
+        let summary = f.short.first().cloned().unwrap_or_default();
+        Ok((f.long, summary))
+    }
+}
+
+/// The diagnosis's sentences, each with a few words for a narrow screen.
+#[derive(Default)]
+struct Findings {
+    long: Vec<String>,
+    short: Vec<String>,
+}
+
+impl Findings {
+    fn add(&mut self, short: String, long: String) {
+        self.short.push(short);
+        self.long.push(long);
+    }
+    fn is_empty(&self) -> bool {
+        self.long.is_empty()
     }
 }

@@ -110,9 +110,12 @@ fn wait_for_quit(inbox: &mut Inbox) {
 }
 
 /// Imported weights are looked at on the data before the first step (the TUI's and the headless run's epoch 0).
-fn send_inspection(t: &mut Trainer, out: &mut Outbox) -> Result<()> {
+/// The layer gauges then compare the imported running statistics with the data's.
+fn send_inspection(t: &mut Trainer, out: &mut Outbox, slot: &BnSlot) -> Result<()> {
     if t.cfg.weights.is_some() && t.epoch == 0 {
-        out.send(Event::Inspected(Arc::new(t.inspect()?)))?;
+        let (r, snap) = t.inspect_with_snapshot()?;
+        out.send(Event::Inspected(Arc::new(r)))?;
+        publish_bn(out, slot, Arc::new(snap))?;
     }
     Ok(())
 }
@@ -124,7 +127,7 @@ fn run_loop(t: &mut Trainer, inbox: &mut Inbox, out: &mut Outbox, slot: &BnSlot)
         log.run(&info)?;
     }
     out.send(Event::Started(Arc::new(info)))?;
-    send_inspection(t, out)?;
+    send_inspection(t, out, slot)?;
     if t.paused {
         out.send(Event::Applied {
             epoch: t.epoch,
@@ -172,7 +175,7 @@ fn run_loop(t: &mut Trainer, inbox: &mut Inbox, out: &mut Outbox, slot: &BnSlot)
                     log.run(&info)?;
                 }
                 out.send(Event::Started(Arc::new(info)))?;
-                send_inspection(t, out)?;
+                send_inspection(t, out, slot)?;
             }
             if matches!(cmd, Command::ResetStats | Command::Recalibrate | Command::Restart) {
                 // Let every panel move at once, even while paused: the evaluations and the gauges.

@@ -35,8 +35,13 @@ impl App {
                     acc(r.recalibrated.acc)
                 );
                 let first = r.findings.first().map(String::as_str).unwrap_or("");
-                let keys = if self.paused { " space trains, c recalibrates." } else { "" };
-                return d(Tone::Info, format!("{head} {first}{keys}"), head);
+                let keys = if self.paused {
+                    " space trains, c recalibrates."
+                } else {
+                    ""
+                };
+                let short = format!("{head} {}.", r.summary);
+                return d(Tone::Info, format!("{head} {first}{keys}"), short);
             }
             let t = if self.paused {
                 "Paused before the first epoch: space runs the training, n runs one epoch.".to_string()

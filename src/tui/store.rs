@@ -6,8 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::protocol::{
-    Inspection,
-    BnSlot, BnSnapshot, EndReason, EpochMetrics, Event, EventKind, Metric, Refresh, RunInfo, StatsAge,
+    BnSlot, BnSnapshot, EndReason, EpochMetrics, Event, EventKind, Inspection, Metric, Refresh, RunInfo, StatsAge,
 };
 
 /// How many epochs the history keeps.
@@ -151,7 +150,10 @@ impl Store {
     /// Takes in one trainer event.
     pub fn ingest(&mut self, ev: Event) {
         match ev {
-            Event::Inspected(r) => self.inspection = Some(r),
+            Event::Inspected(r) => {
+                self.age = r.age;
+                self.inspection = Some(r);
+            }
             Event::Started(info) => {
                 let info = printable_info(info);
                 if self.info.is_some() {

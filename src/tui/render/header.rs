@@ -13,9 +13,10 @@ use crate::tui::fmt;
 fn model_name(model: &str) -> String {
     match model {
         "tiny" => "tiny ResNet".to_string(),
-        "resnet18" => "ResNet-18".to_string(),
-        "resnet50" => "ResNet-50".to_string(),
-        other => other.to_string(),
+        other => match other.strip_prefix("resnet") {
+            Some(depth) => format!("ResNet-{depth}"),
+            None => other.to_string(),
+        },
     }
 }
 
@@ -38,15 +39,27 @@ fn left_titles(app: &App) -> Vec<String> {
         format!("{n} images, {} classes", info.classes.len())
     };
     let device_short = info.device.split_whitespace().next().unwrap_or("").to_string();
-    let model = model_name(&info.model);
+    let mut model = model_name(&info.model);
+    if info.weights.is_some() {
+        model.push_str(" (imported)");
+    }
     let join = |parts: &[&str]| parts.join(sep);
-    vec![
+    let mut v = Vec::new();
+    if let Some(f) = &info.frozen_bn {
+        // Fine-tuning: what trains and how the frozen BatchNorm layers behave, before anything else is shortened.
+        let frozen = format!("fc only, frozen BN: {f}");
+        v.push(join(&["bnscope", &model, &frozen, &classes, &device_short]));
+        v.push(join(&["bnscope", &model, &frozen, &format!("{n} images")]));
+        v.push(join(&["bnscope", &model, &format!("BN {f}")]));
+    }
+    v.extend([
         join(&["bnscope", &model, &classes, &info.device]),
         join(&["bnscope", &model, &classes, &device_short]),
         join(&["bnscope", &model, &format!("{n} images"), &device_short]),
         join(&["bnscope", &model, &format!("{n} images")]),
         join(&["bnscope", &info.model]),
-    ]
+    ]);
+    v
 }
 
 /// `epoch 5 · step 5 · 8.1 ms/step · ▶ running`.
