@@ -23,6 +23,7 @@ pub mod protocol;
 pub mod replay;
 pub mod runtime;
 pub mod settings;
+pub mod shapes;
 pub mod signals;
 pub mod terminal;
 pub mod trainer;
