@@ -265,3 +265,37 @@ fn one_value_per_channel_is_visible() {
     let rv = bn.running_var().to_vec1::<f32>().unwrap();
     assert!(rv.iter().all(|&v| (v - 0.9).abs() < 1e-6), "{rv:?}");
 }
+
+#[test]
+fn group_norm_normalises_each_image_and_group_in_every_mode() {
+    use bnscope::model::{BatchNorm2d, BnMode};
+    use candle_core::{Device, Tensor};
+    let dev = Device::Cpu;
+    let mut bn = BatchNorm2d::new("gn", 8, 0.99, 1e-5, &dev).unwrap();
+    bn.set_groups(Some(2)).unwrap();
+    let v: Vec<f32> = (0..2 * 8 * 3 * 3)
+        .map(|i| ((i * 37 % 101) as f32) * 0.1 - 3.0)
+        .collect();
+    let x = Tensor::from_vec(v, (2, 8, 3, 3), &dev).unwrap();
+    let mut outs = Vec::new();
+    for mode in [BnMode::Train, BnMode::EvalBatch, BnMode::EvalRunning] {
+        let y = bn
+            .forward(&x, mode)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        // Each (image, group) block of 4 channels × 9 pixels has mean 0 and biased variance 1 (up to ε).
+        for block in y.chunks(36) {
+            let m = block.iter().sum::<f32>() / 36.0;
+            let var = block.iter().map(|v| (v - m) * (v - m)).sum::<f32>() / 36.0;
+            assert!(m.abs() < 1e-5 && (var - 1.0).abs() < 1e-3, "mean {m} var {var}");
+        }
+        outs.push(y);
+    }
+    assert_eq!(outs[0], outs[1]);
+    assert_eq!(outs[0], outs[2]);
+    assert_eq!(bn.t(), 0, "GroupNorm has no running statistics to update");
+    assert!(bn.set_groups(Some(3)).is_err(), "3 groups do not divide 8 channels");
+}

@@ -72,6 +72,10 @@ pub struct BatchNorm2d {
     /// The last training batch's mean and biased variance (what normalised it).
     batch_mean: Option<Tensor>,
     batch_var: Option<Tensor>,
+    /// `Some(g)`: this layer is a GroupNorm with `g` groups instead (`--norm group|layer`; LayerNorm is one
+    /// group over C·H·W): each image is normalised by its own statistics in every mode, and there are no running
+    /// statistics to use or update.
+    groups: Option<usize>,
 }
 
 impl BatchNorm2d {
@@ -95,7 +99,25 @@ impl BatchNorm2d {
             running_var: Tensor::ones(channels, DType::F32, dev)?,
             batch_mean: None,
             batch_var: None,
+            groups: None,
         })
+    }
+
+    /// Makes this layer a GroupNorm with `groups` groups (`None`: BatchNorm again). `groups` must divide the
+    /// channels.
+    pub fn set_groups(&mut self, groups: Option<usize>) -> Result<()> {
+        if let Some(g) = groups {
+            if g == 0 || self.channels % g != 0 {
+                candle_core::bail!("{}: {g} groups do not divide {} channels", self.name, self.channels);
+            }
+        }
+        self.groups = groups;
+        Ok(())
+    }
+
+    /// `Some(g)` for a GroupNorm layer (see [`Self::set_groups`]).
+    pub fn groups(&self) -> Option<usize> {
+        self.groups
     }
 
     pub fn name(&self) -> &str {
@@ -248,6 +270,24 @@ impl BatchNorm2d {
             candle_core::bail!("{}: expected {} channels, got {c}", self.name, self.channels);
         }
         let shape = (1, c, 1, 1);
+        if let Some(g) = self.groups {
+            // GroupNorm: statistics per image and group over (C/g, H, W), biased variance, the same in every mode;
+            // candle's ops (and autograd) on every device: the graph-free path does not take GroupNorm models.
+            let xg = x.reshape((n, g, (c / g) * h * w))?;
+            let mean = xg.mean_keepdim(2)?;
+            let centered = xg.broadcast_sub(&mean)?;
+            let var = centered.sqr()?.mean_keepdim(2)?;
+            let y = centered
+                .broadcast_div(&(var + self.eps)?.sqrt()?)?
+                .reshape((n, c, h, w))?
+                .broadcast_mul(&self.weight.as_tensor().reshape(shape)?)?
+                .broadcast_add(&self.bias.as_tensor().reshape(shape)?)?;
+            let y = match skip {
+                Some(s) => (y + s)?,
+                None => y,
+            };
+            return if relu { y.relu() } else { Ok(y) };
+        }
         let y = match mode {
             BnMode::EvalRunning => {
                 // y = (x − μ)/√(σ² + ε)·γ + β, folded into one scale and one shift per channel.

@@ -39,6 +39,40 @@ pub enum Preset {
     Resnet152,
 }
 
+/// The normalisation layers (`--norm`): BatchNorm, or per-image GroupNorm / LayerNorm, which have no running
+/// statistics and so no train/eval gap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Norm {
+    Batch,
+    /// GroupNorm (Wu & He): 32 groups, fewer where a group would hold fewer than 4 channels.
+    Group,
+    /// LayerNorm over (C, H, W) per image: GroupNorm with one group.
+    Layer,
+}
+
+impl Norm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Norm::Batch => "batch",
+            Norm::Group => "group",
+            Norm::Layer => "layer",
+        }
+    }
+    /// Groups for a layer of `c` channels; `None` for BatchNorm.
+    pub fn groups(self) -> Option<fn(usize) -> usize> {
+        match self {
+            Norm::Batch => None,
+            Norm::Group => Some(|c| {
+                [32, 16, 8, 4, 2, 1]
+                    .into_iter()
+                    .find(|&g| c % g == 0 && c / g >= 4)
+                    .unwrap_or(1)
+            }),
+            Norm::Layer => Some(|_| 1),
+        }
+    }
+}
+
 /// Which residual block a preset stacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockKind {
@@ -477,6 +511,16 @@ impl ResNet {
         for bn in self.bn_layers_mut() {
             bn.set_cumulative(on);
         }
+    }
+
+    /// Every normalisation layer a GroupNorm with `groups(channels)` groups (`--norm group|layer`), or BatchNorm
+    /// again with `None`.
+    pub fn set_group_norm(&mut self, groups: Option<fn(usize) -> usize>) -> Result<()> {
+        for bn in self.bn_layers_mut() {
+            let g = groups.map(|f| f(bn.channels()));
+            bn.set_groups(g)?;
+        }
+        Ok(())
     }
 
     pub fn reset_running_stats(&mut self) -> Result<()> {

@@ -56,6 +56,7 @@ pub fn graph_free_applies(model: &ResNet, x: &Tensor) -> bool {
     graph_free()
         && custom_ops(&[x])
         && x.rank() == 4
+        && model.bn_layers().iter().all(|b| b.groups().is_none())
         && model
             .params()
             .iter()
