@@ -73,7 +73,7 @@ pub struct Epoch {
 /// The records a replay shows (`bn` records are counted but not kept here).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
-    Run(Run),
+    Run(Box<Run>),
     Epoch(Epoch),
     /// A BatchNorm record of this epoch: per layer its name and running statistics, where the log has them.
     Bn {
@@ -226,7 +226,7 @@ impl Reader {
                     anyhow::bail!("momenta in a convention other than Keras'; the format requires \"keras\"");
                 }
                 self.seen_run = true;
-                Record::Run(Run {
+                Record::Run(Box::new(Run {
                     source: v.get("source").and_then(Value::as_str).unwrap_or("bnscope").to_string(),
                     model: v.get("model").and_then(Value::as_str).map(str::to_string),
                     framework: v.get("framework").and_then(Value::as_str).map(str::to_string),
@@ -276,7 +276,7 @@ impl Reader {
                     bn_eps: field(&v, "bn_eps"),
                     bn_variance: string(&v, "bn_variance"),
                     params: v.get("params").and_then(Value::as_u64),
-                })
+                }))
             }
             "epoch" => Record::Epoch(Epoch {
                 epoch,

@@ -314,9 +314,9 @@ impl App {
         Some(Diagnosis {
             tone: Tone::Warn,
             long: format!(
-                "{warn} The ranks' running statistics are apart: running means up to {pct} apart ({name}, epoch \
-                 {epoch}): {}.",
-                crate::replay::RANK_ADVICE
+                "{warn} Ranks apart: their running means differ by up to {pct} ({name}, epoch {epoch}). Each GPU \
+                 averages only its own batches (no SyncBatchNorm): use SyncBatchNorm or larger per-GPU batches, or \
+                 recalibrate after training."
             ),
             short: format!("{warn} Ranks apart: running means up to {pct} ({name}); use SyncBatchNorm."),
         })

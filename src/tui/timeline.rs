@@ -211,7 +211,7 @@ impl Timeline {
                     self.age = None;
                     self.runs.push(LogRun {
                         info: Arc::new(run_info(&run)),
-                        run,
+                        run: *run,
                     });
                 }
                 Record::Epoch(e) => {
@@ -283,7 +283,7 @@ impl Timeline {
         let target = |e: &LogEvent| e.at.saturating_sub(1);
         let mut evs = self.events.iter().filter(|e| e.jumps() && e.at > 0);
         if back {
-            evs.filter(|e| target(e) < self.cursor).last().map(|e| (target(e), e))
+            evs.rfind(|e| target(e) < self.cursor).map(|e| (target(e), e))
         } else {
             evs.find(|e| target(e) > self.cursor).map(|e| (target(e), e))
         }
@@ -294,9 +294,15 @@ impl Timeline {
     pub fn show(&self, store: &mut Store) {
         store.from_log = true;
         let Some(cur) = self.current() else {
-            if let Some(r) = self.runs.last() {
-                store.info = Some(r.info.clone());
-            }
+            // Nothing (or nothing any more: a watched file started over) to show.
+            store.info = self.runs.last().map(|r| r.info.clone());
+            store.latest = None;
+            store.age = None;
+            store.bn = None;
+            store.bn_gaps_missing.clear();
+            store.history = Default::default();
+            store.diverged = None;
+            store.warnings.clear();
             return;
         };
         let run = &self.runs[cur.run];

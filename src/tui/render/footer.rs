@@ -21,6 +21,8 @@ pub fn hints(app: &App, width: usize) -> Vec<keys::Hint> {
                 // Over a log: the cursor and playback first; of the keys that would change a run, the momentum
                 // and the reset stay (dimmed) where there is room; the convention toggle goes early.
                 h.priority = match h.binding.action {
+                    PauseResume => 8,
+                    EpochOn10 => 5,
                     Slower | Faster => 6,
                     MomentumUp | MomentumDown | ResetStats => 3,
                     ToggleConvention => 1,

@@ -63,8 +63,11 @@ fn log_titles(app: &App, tl: &Timeline) -> Vec<String> {
         n => format!("{first} +{} rank log{}", n - 1, if n == 2 { "" } else { "s" }),
     };
     let head = format!("{word}{sep}{file}");
+    // Narrow: the file's own name, without its directory or the rank count.
+    let base = first.rsplit('/').next().unwrap_or(first);
+    let short = format!("{word}{sep}{base}");
     let Some(info) = &app.store.info else {
-        return vec![head, word.to_string()];
+        return vec![head, short, word.to_string()];
     };
     let model = model_name(&info.model);
     let n = info.images.len();
@@ -125,12 +128,10 @@ fn log_right<'a>(app: &App, tl: &Timeline) -> Line<'a> {
         (Tone::Good, format!("{} playing", th.play()))
     } else if tl.watch && tl.following {
         (Tone::Good, "following".to_string())
-    } else if let (false, Some((epochs, reason))) = (tl.watch, &tl.end) {
+    } else if let (false, Some((_, reason))) = (tl.watch, &tl.end) {
         if tl.following {
-            (
-                Tone::Info,
-                format!("end: {epochs} epochs ({})", crate::terminal::printable(reason)),
-            )
+            // At the last epoch: how the run ended (its epochs are in "N of N").
+            (Tone::Info, format!("end: {}", crate::terminal::printable(reason)))
         } else {
             (Tone::Info, format!("{} cursor", th.pause()))
         }
@@ -310,7 +311,11 @@ fn eval_line<'a>(app: &App, width: usize) -> Line<'a> {
     .add_modifier(ratatui::style::Modifier::BOLD);
     // (text, priority) in display order; the lowest priorities go first when the line is too narrow, so the same
     // facts sit in the same places at every width.
-    let mut parts: Vec<(String, u8)> = vec![(app.convergence_words(), 9)];
+    // (Without an age, the momentum line already says that t is not in this log.)
+    let mut parts: Vec<(String, u8)> = Vec::new();
+    if app.store.age.is_some() {
+        parts.push((app.convergence_words(), 9));
+    }
     if let Some(p) = app.pace {
         parts.push((fmt::pace(p), 6));
     }

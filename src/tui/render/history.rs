@@ -180,14 +180,14 @@ fn curves(app: &App) -> [Curve; 3] {
 fn spark(
     th: &Theme,
     values: &[Option<Option<f32>>],
-    (x, y): (u16, u16),
+    (x, y, width): (u16, u16, u16),
     style: Style,
     level: impl Fn(f32) -> Option<f32>,
     buf: &mut Buffer,
 ) {
     let levels = th.spark_levels();
     if !values.is_empty() && values.iter().all(Option::is_none) {
-        buf.set_stringn(x, y, fmt::MISSING, values.len(), th.dim());
+        buf.set_stringn(x, y, fmt::MISSING, width as usize, th.dim());
         return;
     }
     for (j, v) in values.iter().enumerate() {
@@ -328,7 +328,7 @@ fn render_accuracy(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
         buf.set_stringn(inner.x, y, c.label, ACC_LABEL_W as usize - 1, label_style);
         let get = c.get;
         let values = columns(app, win, |p| get(p).acc, Aggregate::Mean);
-        spark(th, &values, (xs, y), c.style, acc_level, buf);
+        spark(th, &values, (xs, y, win.width), c.style, acc_level, buf);
         let mut spans = vec![value_span(
             c.latest.and_then(|m| m.acc).map_or("–".into(), fmt::acc),
             c.style,
@@ -386,7 +386,7 @@ fn render_loss(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
             return;
         }
         buf.set_stringn(inner.x, y, c.label, LOSS_LABEL_W as usize - 1, th.label());
-        spark(th, values, (xs, y), c.style, level, buf);
+        spark(th, values, (xs, y, win.width), c.style, level, buf);
         let text = c.latest.and_then(|m| m.loss).map_or("–".into(), fmt::loss);
         buf.set_stringn(xv, y, format!("{text:>7}"), LOSS_VALUE_W as usize, c.style);
     }

@@ -146,24 +146,6 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     };
     let n = names.len();
     let mut title = vec![title_span(th, format!("BatchNorm layers ({n})"))];
-    // The BatchNorm profile the run follows (`--framework`): whose ε and which variance the running one tracks.
-    if let Some(info) = &app.store.info {
-        let fw = match info.framework.as_str() {
-            "keras" => "Keras",
-            "torch" => "PyTorch",
-            other => other,
-        };
-        title.push(Span::styled(
-            format!(
-                "{}{fw} BN: {} {:e}, {} var ",
-                th.sep().trim_start(),
-                if th.ascii { "eps" } else { "ε" },
-                info.bn_eps,
-                info.bn_variance
-            ),
-            th.dim(),
-        ));
-    }
     // A log: what it lacks, and how far the ranks are apart.
     let spread = app.rank_spread();
     if app.store.from_log {
@@ -186,7 +168,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
                 };
                 title.push(Span::styled(
                     format!(
-                        "{}ranks apart ≤{:.1}% (epoch {e}) ",
+                        "{}ranks ≤{:.1}% apart (epoch {e}) ",
                         th.sep().trim_start(),
                         100.0 * worst
                     ),
@@ -194,6 +176,24 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
                 ));
             }
         }
+    }
+    // The BatchNorm profile the run follows (`--framework`): whose ε and which variance the running one tracks.
+    if let Some(info) = &app.store.info {
+        let fw = match info.framework.as_str() {
+            "keras" => "Keras",
+            "torch" => "PyTorch",
+            other => other,
+        };
+        // A log without ε leaves it out.
+        let eps = if info.bn_eps.is_finite() {
+            format!("{} {:e}, ", if th.ascii { "eps" } else { "ε" }, info.bn_eps)
+        } else {
+            String::new()
+        };
+        title.push(Span::styled(
+            format!("{}{fw} BN: {eps}{} var ", th.sep().trim_start(), info.bn_variance),
+            th.dim(),
+        ));
     }
     let inner_rows = area.height.saturating_sub(3) as usize;
     let offset = scroll_offset(app.selected, n, inner_rows);
@@ -415,10 +415,10 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
             "no per-channel statistics"
         };
         buf.set_stringn(inner.x + 1, inner.y, words, inner.width as usize, th.dim());
-        let gap = |g: Option<Option<f32>>| match g {
-            Some(Some(v)) if v.is_finite() => format!("{:.0}%", v * 100.0),
-            Some(Some(_)) => "NaN".to_string(),
-            _ => fmt::MISSING.to_string(),
+        let gap = |what: &str, g: Option<Option<f32>>| match g {
+            Some(Some(v)) if v.is_finite() => format!("{what} {:.0}% off", v * 100.0),
+            Some(Some(_)) => format!("{what} NaN"),
+            _ => format!("{what} gap {}", fmt::MISSING),
         };
         if app.store.from_log && inner.height > 1 {
             buf.set_stringn(
@@ -434,10 +434,10 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
                 inner.x + 1,
                 inner.y + 3,
                 format!(
-                    "running vs batch: mean {} off{}var {} off",
-                    gap(app.store.mean_gap(app.selected)),
+                    "running vs batch: {}{}{}",
+                    gap("mean", app.store.mean_gap(app.selected)),
                     th.sep(),
-                    gap(app.store.var_gap(app.selected))
+                    gap("var", app.store.var_gap(app.selected))
                 ),
                 inner.width as usize,
                 th.label(),
