@@ -56,6 +56,15 @@ fn run(cli: cli::Cli) -> Result<i32> {
     if let Some(Cmd::Replay(r)) = &cli.command {
         let pace = r.view.pace()?;
         if log_headless(&r.view) {
+            if let Some(e) = r.epoch {
+                // A TUI flag, but a wrong one is still an error.
+                let (records, _) = bnscope::replay::read_file(&r.files[0])?;
+                let has =
+                    |x: &bnscope::replay::Record| matches!(x, bnscope::replay::Record::Epoch(ep) if ep.epoch == e);
+                if !records.iter().any(has) {
+                    return Err(usage(format!("--epoch {e}: {} has no epoch {e}", shown(&r.files[0]))));
+                }
+            }
             return bnscope::replay::run_headless(&r.files);
         }
         return replay_tui(r, pace);

@@ -242,8 +242,12 @@ impl App {
         match ev {
             Followed::Waiting => f.state = FileState::Waiting,
             Followed::Following => {
+                // Said when the file appears (after a truncation the warning stays).
+                let appeared = f.state == FileState::Waiting;
                 f.state = FileState::Reading;
-                self.set_status(Tone::Info, format!("following {shown}"));
+                if appeared {
+                    self.set_status(Tone::Info, format!("{shown} appeared: following it"));
+                }
             }
             Followed::StartingOver { replaced } => {
                 tl.restart_file(file);

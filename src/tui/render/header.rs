@@ -219,6 +219,9 @@ fn momentum_line<'a>(app: &App, width: usize) -> Line<'a> {
     let th = &app.theme;
     let sep = th.sep();
     let missing = fmt::MISSING;
+    if app.store.from_log && app.store.latest.is_none() {
+        return Line::from(Span::styled("waiting for the log's first epoch…", th.dim()));
+    }
     let value = if app
         .store
         .latest
@@ -233,12 +236,11 @@ fn momentum_line<'a>(app: &App, width: usize) -> Line<'a> {
     let tail_short;
     let Some(t) = app.store.t() else {
         // A log without `t` (or a momentum): how far the running statistics moved is not known.
-        let line = vec![
-            Span::styled("momentum ", th.label()),
-            Span::styled(value, th.strong()),
-            Span::styled(sep, th.dim()),
-            Span::styled(format!("updates t: {missing}"), th.text()),
-        ];
+        let mut line = vec![Span::styled("momentum ", th.label()), Span::styled(value, th.strong())];
+        if app.store.latest.is_some() {
+            line.push(Span::styled(sep, th.dim()));
+            line.push(Span::styled(format!("updates t: {missing}"), th.text()));
+        }
         return Line::from(line);
     };
     if app.cumulative {
