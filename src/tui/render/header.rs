@@ -319,7 +319,13 @@ fn eval_line<'a>(app: &App, width: usize) -> Line<'a> {
         parts.push((app.convergence_words(), 9));
     }
     if let Some(p) = app.pace {
-        parts.push((fmt::pace(p), 6));
+        // Over a log the pace is the playback's (space).
+        let text = if app.store.from_log {
+            format!("playback {} epochs/s", fmt::momentum(p))
+        } else {
+            fmt::pace(p)
+        };
+        parts.push((text, 6));
     }
     if let Some(tl) = &app.log {
         // Only what the log says.
