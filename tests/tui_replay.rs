@@ -351,3 +351,15 @@ fn a_watch_waits_follows_and_stays_where_the_user_scrolled() {
     assert_eq!(app.status_text(), Some("run.jsonl was truncated: starting over"));
     assert!(!header(&screen(&app, 120, 40)).contains("epoch"));
 }
+
+#[test]
+fn help_over_a_log_lists_the_epoch_keys() {
+    let mut app = replay(&["bnscope_seed.jsonl"]);
+    ch(&mut app, '?');
+    let s = screen(&app, 120, 40);
+    assert!(s.contains("replay: the epoch before"), "{s}");
+    assert!(s.contains("play the log back from the cursor"), "{s}");
+    assert!(s.contains("change a live run; a log is read-only"), "{s}");
+    assert!(!s.contains("pause / resume training"), "{s}");
+    insta::assert_snapshot!("help_replay_120x40", s);
+}

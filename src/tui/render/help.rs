@@ -50,7 +50,16 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             }
             continue;
         }
-        lines.push(row(b.keys_label(), b.help));
+        // Over a log some keys do the log's version of their job.
+        let help = match b.action {
+            Action::PauseResume if log => "play the log back from the cursor at the pace / stop",
+            Action::Slower if log => "slower playback",
+            Action::Faster if log => "faster playback",
+            Action::Help if log => "this help (? or Esc closes it)",
+            Action::Quit if log => "quit",
+            _ => b.help,
+        };
+        lines.push(row(b.keys_label(), help));
     }
     if log {
         let dimmed: Vec<String> = BINDINGS
