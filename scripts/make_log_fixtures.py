@@ -9,8 +9,10 @@
 * ddp.rank0.jsonl, ddp.rank1.jsonl: a 2-process gloo DDP run on the CPU started with torchrun (`python -m
   torch.distributed.run --standalone --nproc_per_node 2`): bnscope's `tiny` model (scripts/pytorch_reference.py),
   rank 0 trains on two images and rank 1 on the third, no SyncBatchNorm, so the ranks' running statistics differ.
+* bnscope_seed.jsonl: bnscope's own log of the default run, headless, 12 epochs (`cargo run --release -- --headless
+  --epochs 12 --log …`): the seed's gap, BatchNorm gaps only (bnscope's default `--log-bn summary`).
 
-Usage: python scripts/make_log_fixtures.py [--out DIR] [--only torch,keras,ddp]
+Usage: python scripts/make_log_fixtures.py [--out DIR] [--only torch,keras,ddp,bnscope]
 Needs torch, torchvision and keras (Keras runs on the torch backend here). About a minute on two cores.
 """
 import argparse
@@ -166,16 +168,23 @@ def ddp_worker(out):
         torch.distributed.destroy_process_group()
 
 
+def bnscope_seed(out):
+    log = out / "bnscope_seed.jsonl"
+    cmd = ["cargo", "run", "--release", "--quiet", "--", "--headless", "--epochs", "12", "--log", str(log),
+           "--overwrite-log"]
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO / "tests" / "fixtures" / "logs")
-    ap.add_argument("--only", default="torch,keras,ddp")
+    ap.add_argument("--only", default="torch,keras,ddp,bnscope")
     ap.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.ddp_worker:
         return ddp_worker(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, make in (("torch", torch_resnet18), ("keras", keras_small), ("ddp", ddp)):
+    for name, make in (("torch", torch_resnet18), ("keras", keras_small), ("ddp", ddp), ("bnscope", bnscope_seed)):
         if name in args.only.split(","):
             t0 = time.perf_counter()
             make(args.out)

@@ -31,23 +31,28 @@ pub struct Cli {
 pub enum Cmd {
     /// Time training steps and evaluation passes (see docs/PERFORMANCE.md).
     Bench(BenchArgs),
-    /// Print a finished JSONL log (bnscope's, or one written by python/'s hook or callback) epoch by epoch, as a
-    /// headless run prints them, with a summary; what a log lacks says "not in this log".
+    /// Show a finished JSONL log (bnscope's, or one written by python/'s hook or callback) in the TUI, epoch by
+    /// epoch under a cursor (←/→, Shift-←/→, Home/End, {/} events, space plays); several rank logs show how far
+    /// the ranks' running statistics are apart. With --headless (or when stdout is not a terminal) prints it as a
+    /// headless run prints its epochs, with a summary. What a log lacks says "not in this log".
     Replay(ReplayArgs),
     /// Diagnose imported weights on your images without training: evaluation with running statistics, with batch
     /// statistics, and after recalibrating the statistics on the data (AdaBN); per-layer gaps and a diagnosis.
     Inspect(Box<InspectArgs>),
     /// Follow a growing JSONL log like `tail -F` (a headless bnscope run with --log, or a PyTorch/Keras run with
-    /// python/'s hook), printing each epoch as it is written; waits for the file, copes with truncation and
-    /// rotation. Ctrl-C stops.
+    /// python/'s hook) in the TUI: waits for the file, copes with truncation and rotation, the cursor follows the
+    /// newest epoch until you scroll back (End follows again). With --headless (or when stdout is not a
+    /// terminal) prints each epoch as it is written; Ctrl-C stops.
     Watch(WatchArgs),
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct WatchArgs {
-    /// The log to follow.
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
+    /// The log(s) to follow (the rank logs of a distributed run; --headless follows one).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub view: LogViewArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -68,9 +73,45 @@ pub enum Freeze {
 
 #[derive(Args, Debug, Clone)]
 pub struct ReplayArgs {
-    /// The logs, in order (e.g. the rank logs of a distributed run).
+    /// The logs, in order (e.g. the rank logs of a distributed run: the first is shown, all are compared).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+    /// TUI: open at this epoch (default: the last).
+    #[arg(long, value_name = "N")]
+    pub epoch: Option<u64>,
+    #[command(flatten)]
+    pub view: LogViewArgs,
+}
+
+/// How `replay` and `watch` show a log.
+#[derive(Args, Debug, Clone)]
+pub struct LogViewArgs {
+    /// Print lines instead of the TUI (automatic when stdout is not a terminal or TERM=dumb).
+    #[arg(long)]
+    pub headless: bool,
+    /// TUI: epochs a second when space plays the log back (0.01 to 1000; `<` and `>` change it) [default: 7].
+    #[arg(long, value_name = "N")]
+    pub pace: Option<f64>,
+    /// TUI: draw without braille or block characters.
+    #[arg(long)]
+    pub ascii: bool,
+    /// TUI: no mouse (the terminal's own selection works then).
+    #[arg(long)]
+    pub no_mouse: bool,
+}
+
+impl LogViewArgs {
+    /// The playback pace, checked (one-line error, exit 2).
+    pub fn pace(&self) -> Result<f64> {
+        match self.pace {
+            None => Ok(7.0),
+            Some(p) if (MIN_PACE..=MAX_PACE).contains(&p) => Ok(p),
+            Some(p) => Err(usage(format!(
+                "--pace {}: must be between {MIN_PACE} and {MAX_PACE} epochs a second",
+                num(p)
+            ))),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -54,11 +54,34 @@ fn one_line(e: &anyhow::Error) -> String {
 
 fn run(cli: cli::Cli) -> Result<i32> {
     if let Some(Cmd::Replay(r)) = &cli.command {
-        return bnscope::replay::run_headless(&r.files);
+        let pace = r.view.pace()?;
+        if log_headless(&r.view) {
+            if let Some(e) = r.epoch {
+                // A TUI flag, but a wrong one is still an error.
+                let (records, _) = bnscope::replay::read_file(&r.files[0])?;
+                let has =
+                    |x: &bnscope::replay::Record| matches!(x, bnscope::replay::Record::Epoch(ep) if ep.epoch == e);
+                if !records.iter().any(has) {
+                    return Err(usage(format!("--epoch {e}: {} has no epoch {e}", shown(&r.files[0]))));
+                }
+            }
+            return bnscope::replay::run_headless(&r.files);
+        }
+        return replay_tui(r, pace);
     }
     if let Some(Cmd::Watch(w)) = &cli.command {
-        let signals = signals::install(None)?;
-        return bnscope::replay::watch_headless(&w.file, || signals.try_recv().ok());
+        let pace = w.view.pace()?;
+        if log_headless(&w.view) {
+            let [file] = w.files.as_slice() else {
+                return Err(usage(format!(
+                    "watch --headless follows one file ({} given); the TUI follows several",
+                    w.files.len()
+                )));
+            };
+            let signals = signals::install(None)?;
+            return bnscope::replay::watch_headless(file, || signals.try_recv().ok());
+        }
+        return watch_tui(w, pace);
     }
     if let Some(Cmd::Bench(b)) = &cli.command {
         return if b.breakdown {
@@ -225,6 +248,89 @@ fn run_inspect(
         print!("{}", bnscope::inspect::report(&report));
     }
     Ok(0)
+}
+
+/// `replay`/`watch` print lines instead of the TUI: asked to, or stdout is not a terminal, or TERM=dumb (no notice:
+/// piping a replay is as ordinary as piping `git log`).
+fn log_headless(v: &cli::LogViewArgs) -> bool {
+    v.headless || !std::io::stdout().is_terminal() || dumb_terminal()
+}
+
+fn log_tui_options(v: &cli::LogViewArgs) -> bnscope::tui::TuiOptions {
+    bnscope::tui::TuiOptions {
+        ascii: v.ascii,
+        no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+        mouse: !v.no_mouse,
+        ..Default::default()
+    }
+}
+
+fn shown(p: &Path) -> String {
+    terminal::printable(&p.display().to_string()).into_owned()
+}
+
+/// `bnscope replay FILE…` in the TUI: every file is read (and refused with exit 2) before the screen opens.
+fn replay_tui(r: &cli::ReplayArgs, pace: f64) -> Result<i32> {
+    use bnscope::tui::timeline::Timeline;
+    let mut tl = Timeline::new(r.files.iter().map(|p| shown(p)).collect(), false);
+    for (i, path) in r.files.iter().enumerate() {
+        let (records, reader) = bnscope::replay::read_file(path)?;
+        tl.take(i, records);
+        tl.files[i].skipped = (reader.bad_lines, reader.unknown);
+        tl.files[i].state = bnscope::tui::timeline::FileState::Reading;
+    }
+    if let Some(e) = r.epoch {
+        let Some(i) = tl.entries.iter().position(|x| x.shown.epoch as u64 == e) else {
+            let last = tl.entries.last().map_or(0, |x| x.shown.epoch);
+            return Err(usage(format!(
+                "--epoch {e}: {} has no epoch {e} (its epochs end at {last})",
+                shown(&r.files[0])
+            )));
+        };
+        tl.go(i);
+    }
+    let signals = signals::install(None)?;
+    let source = bnscope::tui::LogSource {
+        timeline: tl,
+        followers: Vec::new(),
+        pace,
+    };
+    let out = bnscope::tui::run_log(source, signals, log_tui_options(&r.view))?;
+    Ok(out.exit_status())
+}
+
+/// `bnscope watch FILE…` in the TUI: a first look at each file before the screen opens (a file that is there but
+/// is not a bnscope log: exit 2), then one follower thread per file.
+fn watch_tui(w: &cli::WatchArgs, pace: f64) -> Result<i32> {
+    use bnscope::replay::{Followed, Follower};
+    use bnscope::tui::timeline::Timeline;
+    let mut tl = Timeline::new(w.files.iter().map(|p| shown(p)).collect(), true);
+    let mut followers = Vec::new();
+    for (i, path) in w.files.iter().enumerate() {
+        let mut f = Follower::new(path);
+        for found in f.poll()? {
+            match found {
+                Followed::Waiting => tl.files[i].state = bnscope::tui::timeline::FileState::Waiting,
+                Followed::Records(recs) => {
+                    tl.files[i].state = bnscope::tui::timeline::FileState::Reading;
+                    tl.take(i, recs);
+                }
+                Followed::Skipped { bad_lines, unknown } => tl.files[i].skipped = (bad_lines, unknown),
+                Followed::Following | Followed::StartingOver { .. } => {
+                    tl.files[i].state = bnscope::tui::timeline::FileState::Reading
+                }
+            }
+        }
+        followers.push(f);
+    }
+    let signals = signals::install(None)?;
+    let source = bnscope::tui::LogSource {
+        timeline: tl,
+        followers,
+        pace,
+    };
+    let out = bnscope::tui::run_log(source, signals, log_tui_options(&w.view))?;
+    Ok(out.exit_status())
 }
 
 /// `TERM=dumb`: no cursor movement, no alternate screen, no colours (Emacs' shell, some CI consoles).

@@ -36,12 +36,31 @@ pub struct Run {
     pub world_size: Option<u64>,
     pub start_epoch: u64,
     pub resumed_from: Option<String>,
+    /// bnscope: `--weights` and `--freeze backbone`'s BatchNorm mode.
+    pub weights: Option<String>,
+    pub frozen_bn: Option<String>,
+    /// Per layer: name and channels (where the log says).
+    pub layers: Vec<(String, Option<u64>)>,
+    pub image_names: Vec<String>,
+    /// Class index of each image whose predictions are logged.
+    pub labels: Vec<usize>,
+    pub image_size: Option<u64>,
+    pub batch_size: Option<u64>,
+    pub seed: Option<u64>,
+    pub lr: Option<f64>,
+    pub optimizer: Option<String>,
+    pub device: Option<String>,
+    pub bn_eps: Option<f64>,
+    /// `biased` or `unbiased`; absent = `unbiased` (the format's default).
+    pub bn_variance: Option<String>,
+    pub params: Option<u64>,
 }
 
 /// One `epoch` record.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Epoch {
     pub epoch: u64,
+    pub step: Option<u64>,
     pub momentum: Option<f64>,
     pub cumulative: bool,
     pub t: Option<u64>,
@@ -49,13 +68,15 @@ pub struct Epoch {
     pub train: Option<Metric>,
     pub eval_running: Option<Metric>,
     pub eval_batch: Option<Metric>,
+    pub predictions_running: Option<Vec<Vec<f64>>>,
+    pub predictions_batch: Option<Vec<Vec<f64>>>,
     pub step_ms: Option<f64>,
 }
 
 /// The records a replay shows (`bn` records are counted but not kept here).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
-    Run(Run),
+    Run(Box<Run>),
     Epoch(Epoch),
     /// A BatchNorm record of this epoch: per layer its name and running statistics, where the log has them.
     Bn {
@@ -80,12 +101,31 @@ pub struct BnLayer {
     pub name: String,
     pub running_mean: Option<Vec<f64>>,
     pub running_var: Option<Vec<f64>>,
+    pub batch_mean: Option<Vec<f64>>,
+    pub batch_var: Option<Vec<f64>>,
+    pub mean_gap: Option<f64>,
+    pub var_gap: Option<f64>,
+    /// Values per channel in the batch.
+    pub n: Option<u64>,
+}
+
+fn matrix(v: &Value, k: &str) -> Option<Vec<Vec<f64>>> {
+    v.get(k)?
+        .as_array()
+        .map(|rows| rows.iter().map(|r| floats_of(r).unwrap_or_default()).collect())
+}
+
+fn floats_of(v: &Value) -> Option<Vec<f64>> {
+    v.as_array()
+        .map(|a| a.iter().map(|x| num(x).unwrap_or(f64::NAN)).collect())
+}
+
+fn string(v: &Value, k: &str) -> Option<String> {
+    v.get(k).and_then(Value::as_str).map(str::to_string)
 }
 
 fn floats(v: &Value, k: &str) -> Option<Vec<f64>> {
-    v.get(k)?
-        .as_array()
-        .map(|a| a.iter().map(|x| num(x).unwrap_or(f64::NAN)).collect())
+    floats_of(v.get(k)?)
 }
 
 /// Reads records from text that arrives in pieces (a file read whole, or a growing one).
@@ -189,7 +229,7 @@ impl Reader {
                     anyhow::bail!("momenta in a convention other than Keras'; the format requires \"keras\"");
                 }
                 self.seen_run = true;
-                Record::Run(Run {
+                Record::Run(Box::new(Run {
                     source: v.get("source").and_then(Value::as_str).unwrap_or("bnscope").to_string(),
                     model: v.get("model").and_then(Value::as_str).map(str::to_string),
                     framework: v.get("framework").and_then(Value::as_str).map(str::to_string),
@@ -206,10 +246,46 @@ impl Reader {
                     world_size: v.get("world_size").and_then(Value::as_u64),
                     start_epoch: v.get("start_epoch").and_then(Value::as_u64).unwrap_or(0),
                     resumed_from: v.get("resumed_from").and_then(Value::as_str).map(str::to_string),
-                })
+                    weights: v.get("weights").and_then(Value::as_str).map(str::to_string),
+                    frozen_bn: v.get("frozen_bn").and_then(Value::as_str).map(str::to_string),
+                    layers: v
+                        .get("bn_layers")
+                        .and_then(Value::as_array)
+                        .map(|ls| {
+                            ls.iter()
+                                .map(|l| {
+                                    (
+                                        l.get("name").map(text).unwrap_or_default(),
+                                        l.get("channels").and_then(Value::as_u64),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    image_names: v
+                        .get("image_names")
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().map(text).collect())
+                        .unwrap_or_default(),
+                    labels: v
+                        .get("labels")
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().map(|x| x.as_u64().unwrap_or(u64::MAX) as usize).collect())
+                        .unwrap_or_default(),
+                    image_size: v.get("image_size").and_then(Value::as_u64),
+                    batch_size: v.get("batch_size").and_then(Value::as_u64),
+                    seed: v.get("seed").and_then(Value::as_u64),
+                    lr: field(&v, "lr"),
+                    optimizer: string(&v, "optimizer"),
+                    device: string(&v, "device"),
+                    bn_eps: field(&v, "bn_eps"),
+                    bn_variance: string(&v, "bn_variance"),
+                    params: v.get("params").and_then(Value::as_u64),
+                }))
             }
             "epoch" => Record::Epoch(Epoch {
                 epoch,
+                step: v.get("step").and_then(Value::as_u64),
                 momentum: field(&v, "momentum"),
                 cumulative: v.get("cumulative").and_then(Value::as_bool).unwrap_or(false),
                 t: v.get("t").and_then(Value::as_u64),
@@ -217,6 +293,8 @@ impl Reader {
                 train: metric(&v, "train"),
                 eval_running: metric(&v, "eval_running"),
                 eval_batch: metric(&v, "eval_batch"),
+                predictions_running: matrix(&v, "predictions_running"),
+                predictions_batch: matrix(&v, "predictions_batch"),
                 step_ms: field(&v, "step_ms"),
             }),
             "bn" => Record::Bn {
@@ -230,6 +308,11 @@ impl Reader {
                                 name: l.get("name").map(text).unwrap_or_default(),
                                 running_mean: floats(l, "running_mean"),
                                 running_var: floats(l, "running_var"),
+                                batch_mean: floats(l, "batch_mean"),
+                                batch_var: floats(l, "batch_var"),
+                                mean_gap: field(l, "mean_gap"),
+                                var_gap: field(l, "var_gap"),
+                                n: l.get("n").and_then(Value::as_u64),
                             })
                             .collect()
                     })
@@ -378,15 +461,8 @@ pub fn run_headless(files: &[std::path::PathBuf]) -> Result<i32> {
             },
             (None, None) => println!("no epochs in this log"),
         }
-        let mut skipped = Vec::new();
-        if r.bad_lines > 0 {
-            skipped.push(format!("{} line(s) that are not JSON records", r.bad_lines));
-        }
-        if r.unknown > 0 {
-            skipped.push(format!("{} record(s) of an unknown type", r.unknown));
-        }
-        if !skipped.is_empty() {
-            eprintln!("bnscope: {shown}: skipped {}", skipped.join(" and "));
+        if r.bad_lines > 0 || r.unknown > 0 {
+            eprintln!("bnscope: {shown}: skipped {}", skipped_words(r.bad_lines, r.unknown));
         }
         println!("{epochs} epochs in {shown}");
     }
@@ -398,34 +474,32 @@ pub fn run_headless(files: &[std::path::PathBuf]) -> Result<i32> {
     Ok(0)
 }
 
-/// For several logs of one run (ranks of a distributed run): how far their running means are apart, per layer,
-/// at the last epoch all of them logged with arrays: `max_r ‖mean_r − mean_avg‖₂ / (‖mean_avg‖₂ + 1e-8)`. Without
-/// SyncBatchNorm every rank averages only its own batches, and small per-GPU batches make them drift apart.
-pub fn rank_spread(files: &[(String, Vec<Record>)]) -> Vec<String> {
-    use std::collections::BTreeMap;
-    // epoch -> per file: layer name -> running mean
-    let mut by_epoch: BTreeMap<u64, Vec<BTreeMap<String, Vec<f64>>>> = BTreeMap::new();
-    for (i, (_, records)) in files.iter().enumerate() {
-        for rec in records {
-            if let Record::Bn { epoch, layers } = rec {
-                let entry = by_epoch
-                    .entry(*epoch)
-                    .or_insert_with(|| vec![BTreeMap::new(); files.len()]);
-                for l in layers {
-                    if let Some(m) = &l.running_mean {
-                        entry[i].insert(l.name.clone(), m.clone());
-                    }
-                }
-            }
+/// The running means of several logs of one run (ranks of a distributed run), by epoch, per file, per layer:
+/// what [`spread_at`] compares. Filled by [`add_means`] as `bn` records arrive (a watch adds as the logs grow).
+pub type RankMeans = std::collections::BTreeMap<u64, Vec<std::collections::BTreeMap<String, Vec<f64>>>>;
+
+/// Adds one `bn` record of file `file` (of `files`) to `means`.
+pub fn add_means(means: &mut RankMeans, file: usize, files: usize, epoch: u64, layers: &[BnLayer]) {
+    let entry = means.entry(epoch).or_insert_with(|| vec![Default::default(); files]);
+    if entry.len() < files {
+        entry.resize(files, Default::default());
+    }
+    for l in layers {
+        if let Some(m) = &l.running_mean {
+            entry[file].insert(l.name.clone(), m.clone());
         }
     }
-    let Some((epoch, maps)) = by_epoch
-        .iter()
+}
+
+/// How far the ranks' running means are apart, per layer, at the newest epoch (at most `upto`) that every log
+/// has arrays for: `(epoch, [(spread, layer)])`, the largest first, with spread
+/// `max_r ‖mean_r − mean_avg‖₂ / (‖mean_avg‖₂ + 1e-8)`. Without SyncBatchNorm every rank averages only its own
+/// batches, and small per-GPU batches make them drift apart.
+pub fn spread_at(means: &RankMeans, upto: Option<u64>) -> Option<(u64, Vec<(f64, String)>)> {
+    let (epoch, maps) = means
+        .range(..=upto.unwrap_or(u64::MAX))
         .rev()
-        .find(|(_, maps)| maps.iter().all(|m| !m.is_empty()))
-    else {
-        return vec!["ranks: the logs have no per-channel running statistics to compare (log them in full)".into()];
-    };
+        .find(|(_, maps)| maps.len() > 1 && maps.iter().all(|m| !m.is_empty()))?;
     let mut spreads: Vec<(f64, String)> = Vec::new();
     for name in maps[0].keys() {
         let rows: Vec<&Vec<f64>> = maps.iter().filter_map(|m| m.get(name)).collect();
@@ -444,6 +518,30 @@ pub fn rank_spread(files: &[(String, Vec<Record>)]) -> Vec<String> {
         spreads.push((worst, name.clone()));
     }
     spreads.sort_by(|a, b| b.0.total_cmp(&a.0));
+    Some((*epoch, spreads))
+}
+
+/// Above this spread (1 %) the ranks' running statistics count as apart.
+pub const RANK_SPREAD_WARN: f64 = 0.01;
+
+/// Why ranks drift apart and what helps (headless replay and the TUI's diagnosis).
+pub const RANK_ADVICE: &str = "each GPU averages only its own batches (no SyncBatchNorm), and evaluation depends \
+     on which rank's statistics are saved; use SyncBatchNorm or larger per-GPU batches, or recalibrate after training";
+
+/// For several logs of one run (ranks of a distributed run): how far their running means are apart, per layer,
+/// at the last epoch all of them logged with arrays (see [`spread_at`]), as lines.
+pub fn rank_spread(files: &[(String, Vec<Record>)]) -> Vec<String> {
+    let mut means = RankMeans::new();
+    for (i, (_, records)) in files.iter().enumerate() {
+        for rec in records {
+            if let Record::Bn { epoch, layers } = rec {
+                add_means(&mut means, i, files.len(), *epoch, layers);
+            }
+        }
+    }
+    let Some((epoch, spreads)) = spread_at(&means, None) else {
+        return vec!["ranks: the logs have no per-channel running statistics to compare (log them in full)".into()];
+    };
     let mut out = vec![format!(
         "ranks at epoch {epoch}: running means {} apart at most ({} layers compared)",
         spreads
@@ -454,13 +552,8 @@ pub fn rank_spread(files: &[(String, Vec<Record>)]) -> Vec<String> {
     for (s, n) in spreads.iter().take(3) {
         out.push(format!("  {n}: {:.1}%", 100.0 * s));
     }
-    if spreads.first().is_some_and(|(s, _)| *s > 0.01) {
-        out.push(
-            "  the ranks' running statistics differ: each GPU averages only its own batches (no SyncBatchNorm), \
-             and evaluation depends on which rank's statistics are saved; use SyncBatchNorm or larger per-GPU \
-             batches, or recalibrate after training"
-                .into(),
-        );
+    if spreads.first().is_some_and(|(s, _)| *s > RANK_SPREAD_WARN) {
+        out.push(format!("  the ranks' running statistics differ: {RANK_ADVICE}"));
     }
     out
 }
@@ -469,19 +562,141 @@ pub fn rank_spread(files: &[(String, Vec<Record>)]) -> Vec<String> {
 pub const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The file being followed: where we are in it, and which file it is (a rotation replaces it).
-struct Followed {
+struct Open {
     file: std::fs::File,
     offset: u64,
     ino: u64,
+    /// The reader refused this file (not a bnscope log): wait until it is replaced or truncated.
+    refused: bool,
 }
 
-/// `bnscope watch FILE` (headless): follows a growing log like `tail -F` and prints each epoch as it is complete.
+/// What one look at a followed file found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Followed {
+    /// The file does not exist (yet); said once per wait.
+    Waiting,
+    /// The file is there and being read from its start.
+    Following,
+    /// The file was truncated or replaced (a new run, a rotation): what follows starts over.
+    StartingOver { replaced: bool },
+    /// Records of lines completed since the last look.
+    Records(Vec<Record>),
+    /// The reader's counts of skipped lines changed: lines that are not JSON records, records of unknown types.
+    Skipped { bad_lines: u64, unknown: u64 },
+}
+
+/// Follows a growing log like `tail -F` (`bnscope watch`): each [`Follower::poll`] reads what was appended since
+/// the last one; a file that does not exist yet is waited for, a truncated or replaced one is read again from
+/// its start, and a partial last line waits for its end. Between polls the caller sleeps ([`WATCH_POLL`]).
+pub struct Follower {
+    path: std::path::PathBuf,
+    shown: String,
+    cur: Option<Open>,
+    reader: Reader,
+    waiting_said: bool,
+    skipped: (u64, u64),
+    buf: Vec<u8>,
+}
+
+impl Follower {
+    pub fn new(path: &Path) -> Self {
+        Follower {
+            path: path.to_path_buf(),
+            shown: crate::terminal::printable(&path.display().to_string()).into_owned(),
+            cur: None,
+            reader: Reader::default(),
+            waiting_said: false,
+            skipped: (0, 0),
+            buf: vec![0u8; 1 << 16],
+        }
+    }
+
+    /// The file's name as shown (control characters escaped).
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// One look at the file. An error names the file: it is not a bnscope log (or not a regular file, or cannot
+    /// be read); a later poll waits for that file to be replaced or truncated.
+    pub fn poll(&mut self) -> Result<Vec<Followed>> {
+        use std::io::{Read, Seek, SeekFrom};
+        use std::os::unix::fs::MetadataExt;
+        let shown = self.shown.clone();
+        let mut out = Vec::new();
+        loop {
+            let meta = std::fs::metadata(&self.path).ok();
+            match (&mut self.cur, &meta) {
+                (None, None) => {
+                    if !self.waiting_said {
+                        out.push(Followed::Waiting);
+                        self.waiting_said = true;
+                    }
+                    return Ok(out);
+                }
+                (None, Some(m)) => {
+                    if let Some(what) = crate::files::not_regular(m) {
+                        return Err(usage(format!("{shown}: {what}, not a log file")));
+                    }
+                    let file = std::fs::File::open(&self.path)
+                        .map_err(|e| usage(format!("{shown}: cannot read the log: {e}")))?;
+                    out.push(Followed::Following);
+                    self.cur = Some(Open {
+                        file,
+                        offset: 0,
+                        ino: m.ino(),
+                        refused: false,
+                    });
+                    self.reader = Reader::default();
+                    self.skipped = (0, 0);
+                }
+                (Some(f), m) => {
+                    let replaced = m.as_ref().is_none_or(|m| m.ino() != f.ino);
+                    let truncated = m.as_ref().is_some_and(|m| m.len() < f.offset);
+                    if replaced || truncated {
+                        out.push(Followed::StartingOver { replaced });
+                        self.cur = None;
+                        self.waiting_said = false;
+                        continue;
+                    }
+                    if f.refused {
+                        return Ok(out);
+                    }
+                    f.file.seek(SeekFrom::Start(f.offset))?;
+                    let n = f.file.read(&mut self.buf)?;
+                    if n == 0 {
+                        return Ok(out);
+                    }
+                    f.offset += n as u64;
+                    let text = String::from_utf8_lossy(&self.buf[..n]).into_owned();
+                    match self.reader.push(&text) {
+                        Ok(records) if records.is_empty() => {}
+                        Ok(records) => out.push(Followed::Records(records)),
+                        Err(e) => {
+                            f.refused = true;
+                            return Err(usage(format!("{shown}: {e}")));
+                        }
+                    }
+                    let skipped = (self.reader.bad_lines, self.reader.unknown);
+                    if skipped != self.skipped {
+                        self.skipped = skipped;
+                        out.push(Followed::Skipped {
+                            bad_lines: skipped.0,
+                            unknown: skipped.1,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `bnscope watch --headless FILE`: follows a growing log like `tail -F` and prints each epoch as it is complete.
 /// Waits for a file that does not exist yet, starts over when the file is truncated or replaced (a new run, a
 /// rotation), and keeps following until a signal (exit 128 + n) or `stop` returns true.
 pub fn watch_headless(path: &Path, stop: impl Fn() -> Option<i32>) -> Result<i32> {
-    use std::io::{Read, Seek, SeekFrom, Write};
-    use std::os::unix::fs::MetadataExt;
-    let shown = crate::terminal::printable(&path.display().to_string()).into_owned();
+    use std::io::Write;
+    let mut follower = Follower::new(path);
+    let shown = follower.shown().to_string();
     let mut out = std::io::stdout().lock();
     macro_rules! say {
         ($($arg:tt)*) => {
@@ -490,60 +705,22 @@ pub fn watch_headless(path: &Path, stop: impl Fn() -> Option<i32>) -> Result<i32
             }
         };
     }
-    let mut cur: Option<Followed> = None;
-    let mut reader = Reader::default();
-    let mut waiting_said = false;
-    let mut buf = vec![0u8; 1 << 16];
     loop {
         if let Some(sig) = stop() {
             return Ok(crate::signals::exit_status(sig));
         }
-        let meta = std::fs::metadata(path).ok();
-        match (&mut cur, &meta) {
-            (None, None) => {
-                if !waiting_said {
-                    say!("bnscope watch: waiting for {shown} to appear…");
-                    waiting_said = true;
+        for ev in follower.poll()? {
+            match ev {
+                Followed::Waiting => say!("bnscope watch: waiting for {shown} to appear…"),
+                Followed::Following => say!("bnscope watch: following {shown}"),
+                Followed::StartingOver { replaced } => say!(
+                    "bnscope watch: {shown} was {}; starting over",
+                    if replaced { "replaced" } else { "truncated" }
+                ),
+                Followed::Skipped { bad_lines, unknown } => {
+                    eprintln!("bnscope: {shown}: skipped {}", skipped_words(bad_lines, unknown))
                 }
-            }
-            (None, Some(m)) => {
-                if let Some(what) = crate::files::not_regular(m) {
-                    return Err(usage(format!("{shown}: {what}, not a log file")));
-                }
-                let file =
-                    std::fs::File::open(path).map_err(|e| usage(format!("{shown}: cannot read the log: {e}")))?;
-                say!("bnscope watch: following {shown}");
-                cur = Some(Followed {
-                    file,
-                    offset: 0,
-                    ino: m.ino(),
-                });
-                reader = Reader::default();
-                continue;
-            }
-            (Some(f), m) => {
-                let replaced = m.as_ref().is_none_or(|m| m.ino() != f.ino);
-                let truncated = m.as_ref().is_some_and(|m| m.len() < f.offset);
-                if replaced || truncated {
-                    say!(
-                        "bnscope watch: {shown} was {}; starting over",
-                        if replaced { "replaced" } else { "truncated" }
-                    );
-                    cur = None;
-                    waiting_said = false;
-                    continue;
-                }
-                let mut grew = false;
-                f.file.seek(SeekFrom::Start(f.offset))?;
-                loop {
-                    let n = f.file.read(&mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    grew = true;
-                    f.offset += n as u64;
-                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    let records = reader.push(&text).map_err(|e| usage(format!("{shown}: {e}")))?;
+                Followed::Records(records) => {
                     for rec in records {
                         match rec {
                             Record::Run(run) => say!(
@@ -563,13 +740,22 @@ pub fn watch_headless(path: &Path, stop: impl Fn() -> Option<i32>) -> Result<i32
                         }
                     }
                 }
-                if grew {
-                    continue;
-                }
             }
         }
         std::thread::sleep(WATCH_POLL);
     }
+}
+
+/// `2 lines that are not JSON records and 1 record of an unknown type`.
+pub fn skipped_words(bad_lines: u64, unknown: u64) -> String {
+    let mut skipped = Vec::new();
+    if bad_lines > 0 {
+        skipped.push(format!("{bad_lines} line(s) that are not JSON records"));
+    }
+    if unknown > 0 {
+        skipped.push(format!("{unknown} record(s) of an unknown type"));
+    }
+    skipped.join(" and ")
 }
 
 #[cfg(test)]

@@ -1577,3 +1577,30 @@ fn watch_follows_a_growing_log() {
     );
     assert!(out.contains("epoch 7"), "{out}");
 }
+
+/// Bad input to `replay`/`watch` (flags and files): one line naming the flag or file, exit 2, never a panic.
+#[test]
+fn replay_and_watch_refuse_bad_input_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "hello\n").unwrap();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/logs/keras_small.jsonl");
+    let notes = notes.display().to_string();
+    let cases: &[(&[&str], &str)] = &[
+        (&["watch", "--headless", &notes], "notes.txt: not a bnscope log"),
+        (
+            &["watch", "--headless", fixture, fixture],
+            "watch --headless follows one file (2 given)",
+        ),
+        (&["watch", "--pace", "0", fixture], "--pace 0: must be between"),
+        (&["replay", "--pace", "nan", fixture], "--pace NaN: must be between"),
+        (&["replay", "--epoch", "99", fixture], "--epoch 99: "),
+        (&["replay", "--headless", "/"], "/: a directory, not a log file"),
+    ];
+    for (args, want) in cases {
+        let out = bnscope(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want) && err.lines().count() == 1, "{args:?}: {err}");
+    }
+}

@@ -953,3 +953,85 @@ fn the_opening_pauses_at_the_seeds_moment() {
     s.assert_restored();
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// `bnscope watch` in the TUI, as a person uses it next to a training run: the log appears after the watch starts
+/// (the screen says it waits), grows line by line with a line split across two writes (taken only once whole), the
+/// user scrolls back (the cursor stays while the log grows) and End follows again, the file is truncated and a
+/// new run starts; `q` exits 0 with the terminal restored.
+#[test]
+fn watch_follows_a_log_that_appears_late_grows_and_starts_over() {
+    use std::fs::OpenOptions;
+    let fixture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/logs/keras_small.jsonl"
+    ))
+    .expect("fixture");
+    let lines: Vec<&str> = fixture.lines().collect();
+    let mut s = Session::spawn(&["watch", "run.jsonl"]);
+    let log = s._dir.path().join("run.jsonl");
+    s.expect("the waiting notice", STEP, |t| {
+        t.contains("WATCH · run.jsonl") && t.contains("waiting for run.jsonl")
+    });
+    let append = |text: &str| {
+        let mut f = OpenOptions::new().create(true).append(true).open(&log).expect("log");
+        f.write_all(text.as_bytes()).expect("write");
+        f.flush().expect("flush");
+    };
+    // The run record and epoch 1 (with its bn record).
+    append(&format!("{}\n{}\n{}\n", lines[0], lines[1], lines[2]));
+    s.expect("epoch 1", STEP, |t| {
+        t.contains("epoch 1 (1 of 1)") && t.contains("following")
+    });
+    // Epoch 2 split across two writes: nothing until the line is whole.
+    let (a, b) = lines[3].split_at(lines[3].len() / 2);
+    append(a);
+    thread::sleep(Duration::from_millis(700));
+    assert!(
+        s.screen().contains("epoch 1 (1 of 1)"),
+        "a half line is not an epoch:\n{}",
+        s.screen()
+    );
+    append(&format!("{b}\n{}\n", lines[4]));
+    s.expect("epoch 2", STEP, |t| t.contains("epoch 2 (2 of 2)"));
+    // Scrolled back, the cursor stays while the log grows; End follows again.
+    s.press("\x1b[D");
+    s.expect("scrolled back", STEP, |t| {
+        t.contains("epoch 1 (1 of 2)") && t.contains("scrolled back")
+    });
+    append(&format!("{}\n{}\n", lines[5], lines[6]));
+    s.expect("the cursor kept", STEP, |t| t.contains("epoch 1 (1 of 3)"));
+    s.press("\x1b[F");
+    s.expect("following again", STEP, |t| {
+        t.contains("epoch 3 (3 of 3)") && t.contains("following")
+    });
+    // Truncated and restarted: a new run from epoch 1.
+    OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .expect("log")
+        .set_len(0)
+        .expect("truncate");
+    s.expect("starting over", STEP, |t| {
+        t.contains("run.jsonl was truncated: starting over")
+    });
+    append(&format!("{}\n{}\n{}\n", lines[0], lines[1], lines[2]));
+    s.expect("the new run", STEP, |t| t.contains("epoch 1 (1 of 1)"));
+    s.press("q");
+    let status = s.wait_exit(STEP);
+    assert_eq!(status.exit_code(), 0);
+    s.assert_restored();
+}
+
+/// `bnscope replay` of a file that is not a bnscope log: one line naming it, exit 2, before any screen.
+#[test]
+fn replay_of_a_file_that_is_not_a_log_exits_2_in_a_terminal() {
+    let mut s = Session::spawn(&["replay", "/etc/hostname"]);
+    let status = s.wait_exit(STEP);
+    assert_eq!(status.exit_code(), 2, "{}", s.screen());
+    assert!(
+        s.screen().contains("/etc/hostname: not a bnscope log"),
+        "{}",
+        s.screen()
+    );
+    s.assert_restored();
+}

@@ -20,7 +20,11 @@ fn row(buf: &Buffer, y: u16) -> String {
 fn gauge(theme: &Theme, value: Option<f32>, width: u16) -> Buffer {
     let area = Rect::new(0, 0, width, 1);
     let mut buf = Buffer::empty(area);
-    ConvergenceGauge { theme, value }.render(area, &mut buf);
+    ConvergenceGauge {
+        theme,
+        value: value.map(Some),
+    }
+    .render(area, &mut buf);
     buf
 }
 

@@ -47,6 +47,10 @@ pub enum AppEvent {
     Signal(i32),
     /// The terminal's size, at start and whenever it changes.
     Resize(u16, u16),
+    /// What a look at log file `file` found (`bnscope watch`).
+    Log(usize, crate::replay::Followed),
+    /// Log file `file` cannot be shown (not a bnscope log, not readable): the message.
+    LogError(usize, String),
 }
 
 /// The UI state: the trainer's data ([`Store`]) and the view over it. It changes only in `handle_*`; rendering
@@ -96,6 +100,10 @@ pub struct App {
     /// The help paused the run (closing it resumes).
     pub(super) help_paused: bool,
     pub(crate) status: Option<(Tone, String)>,
+    /// A log instead of a trainer (`bnscope replay`/`watch`): its epochs and the cursor.
+    pub(crate) log: Option<super::timeline::Timeline>,
+    /// When playback moves the cursor on next.
+    pub(super) play_at: Option<std::time::Instant>,
     /// When the status line was set (it clears itself after [`STATUS_TTL`], errors excepted).
     pub(super) status_at: Option<std::time::Instant>,
     pub(super) dirty: bool,
@@ -180,8 +188,127 @@ impl App {
             help_paused: false,
             status: None,
             status_at: None,
+            log: None,
+            play_at: None,
             dirty: true,
         }
+    }
+
+    /// A UI over a log instead of a trainer (`bnscope replay`/`watch`): the panels show the epoch under the
+    /// cursor; space plays the log back at `pace` epochs a second.
+    pub fn over_log(opts: &TuiOptions, timeline: super::timeline::Timeline, pace: f64) -> Self {
+        let mut app = App::new(opts, BnSlot::default());
+        app.store.from_log = true;
+        app.pace = Some(pace);
+        let skipped: Vec<String> = timeline
+            .files
+            .iter()
+            .filter(|f| f.skipped != (0, 0))
+            .map(|f| {
+                format!(
+                    "{}: skipped {}",
+                    f.shown,
+                    crate::replay::skipped_words(f.skipped.0, f.skipped.1)
+                )
+            })
+            .collect();
+        app.log = Some(timeline);
+        app.sync_log();
+        if !skipped.is_empty() {
+            app.set_status(Tone::Warn, skipped.join("; "));
+        }
+        app
+    }
+
+    /// Writes the cursor's epoch into the store (the panels read only the store) and the settings it shows.
+    pub(super) fn sync_log(&mut self) {
+        let Some(tl) = &self.log else { return };
+        tl.show(&mut self.store);
+        if let Some(m) = &self.store.latest {
+            self.momentum = m.momentum.unwrap_or(f64::NAN);
+            self.cumulative = m.cumulative;
+        }
+        self.selected = self.selected.min(self.store.layer_count().saturating_sub(1));
+        self.dirty = true;
+    }
+
+    /// What a look at a followed log found.
+    pub fn handle_log(&mut self, file: usize, ev: crate::replay::Followed) {
+        use super::timeline::FileState;
+        use crate::replay::Followed;
+        let Some(tl) = self.log.as_mut() else { return };
+        let Some(f) = tl.files.get_mut(file) else { return };
+        let shown = f.shown.clone();
+        match ev {
+            Followed::Waiting => f.state = FileState::Waiting,
+            Followed::Following => {
+                // Said when the file appears (after a truncation the warning stays).
+                let appeared = f.state == FileState::Waiting;
+                f.state = FileState::Reading;
+                if appeared {
+                    self.set_status(Tone::Info, format!("{shown} appeared: following it"));
+                }
+            }
+            Followed::StartingOver { replaced } => {
+                tl.restart_file(file);
+                let how = if replaced { "replaced" } else { "truncated" };
+                self.set_status(Tone::Warn, format!("{shown} was {how}: starting over"));
+            }
+            Followed::Records(records) => {
+                f.state = FileState::Reading;
+                tl.take(file, records);
+            }
+            Followed::Skipped { bad_lines, unknown } => {
+                f.skipped = (bad_lines, unknown);
+                let words = crate::replay::skipped_words(bad_lines, unknown);
+                self.set_status(Tone::Warn, format!("{shown}: skipped {words}"));
+            }
+        }
+        self.sync_log();
+    }
+
+    /// A log file that cannot be shown: said on screen (a watch keeps waiting for the file to be replaced).
+    pub fn handle_log_error(&mut self, file: usize, msg: String) {
+        if let Some(f) = self.log.as_mut().and_then(|tl| tl.files.get_mut(file)) {
+            f.state = super::timeline::FileState::Refused(msg.clone());
+        }
+        self.set_status(Tone::Bad, msg);
+    }
+
+    /// When playback moves on next, if it is playing.
+    pub fn play_deadline(&self) -> Option<std::time::Instant> {
+        self.play_at
+    }
+
+    /// Time passed: playback moves the cursor on by the epochs due (at the end it stops; a watch follows).
+    pub fn handle_tick(&mut self, now: std::time::Instant) {
+        let (Some(at), Some(pace)) = (self.play_at, self.pace) else {
+            return;
+        };
+        if now < at {
+            return;
+        }
+        let Some(tl) = self.log.as_mut() else { return };
+        let gap = std::time::Duration::from_secs_f64(1.0 / pace.max(0.01));
+        let due = 1 + (now.duration_since(at).as_secs_f64() * pace) as i64;
+        tl.step(due);
+        let last = tl.cursor + 1 >= tl.entries.len();
+        if last {
+            tl.playing = false;
+            self.play_at = None;
+            let words = if tl.watch {
+                "played to the newest epoch: following the log"
+            } else {
+                "played to the end of the log (space plays again from the start)"
+            };
+            self.set_status(Tone::Info, words);
+        } else {
+            self.play_at = Some(at + gap.mul_f64(due as f64));
+            if self.play_at.is_some_and(|t| t <= now) {
+                self.play_at = Some(now + gap);
+            }
+        }
+        self.sync_log();
     }
 
     /// Whether anything visible changed since the last call (the caller then redraws).
@@ -266,6 +393,14 @@ impl App {
             }
             AppEvent::Mouse(m) => {
                 self.handle_mouse(m);
+                Vec::new()
+            }
+            AppEvent::Log(file, ev) => {
+                self.handle_log(file, ev);
+                Vec::new()
+            }
+            AppEvent::LogError(file, msg) => {
+                self.handle_log_error(file, msg);
                 Vec::new()
             }
         }
@@ -468,6 +603,8 @@ impl App {
     /// The footer's words for a hint, where they depend on the state (`space resume` while paused).
     pub(crate) fn hint_words(&self, h: &keys::Hint) -> &'static str {
         match h.binding.action {
+            Action::PauseResume if self.log.as_ref().is_some_and(|l| l.playing) => "stop",
+            Action::PauseResume if self.log.is_some() => "play",
             Action::PauseResume if self.paused => "resume",
             Action::ToggleConvention if self.torch_first => "Keras m",
             _ => h.words,
@@ -478,6 +615,13 @@ impl App {
     pub(crate) fn can_act(&self, b: &keys::Binding) -> bool {
         if self.shutdown.is_some() {
             return b.action == Action::Quit;
+        }
+        if self.store.from_log {
+            // A log is read-only: space plays it back, < and > set the playback's pace.
+            return !b.changes_run || matches!(b.action, Action::PauseResume | Action::Slower | Action::Faster);
+        }
+        if b.log_only {
+            return false;
         }
         if b.changes_run && !self.store.trainer_alive() {
             return false;
@@ -501,9 +645,9 @@ impl App {
 
     /// The predictions in a mode.
     pub(crate) fn predictions(&self, mode: EvalMode) -> Option<&[Vec<f32>]> {
-        self.store.latest.as_ref().map(|m| match mode {
-            EvalMode::Running => m.predictions_running.as_slice(),
-            EvalMode::Batch => m.predictions_batch.as_slice(),
+        self.store.latest.as_ref().and_then(|m| match mode {
+            EvalMode::Running => m.predictions_running.as_deref(),
+            EvalMode::Batch => m.predictions_batch.as_deref(),
         })
     }
 
@@ -517,6 +661,11 @@ impl App {
             .filter(|(row, &label)| argmax(row) == Some(label))
             .count();
         Some((right, preds.len().min(info.labels.len())))
+    }
+
+    /// How far the ranks' running means are apart at the cursor's epoch (several rank logs).
+    pub(crate) fn rank_spread(&self) -> Option<(u64, Vec<(f64, String)>)> {
+        self.log.as_ref()?.rank_spread()
     }
 
     /// Where the run stands.

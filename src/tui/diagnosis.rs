@@ -9,7 +9,7 @@ use super::theme::Tone;
 impl App {
     /// The diagnosis: what the numbers mean and which key helps.
     pub(crate) fn diagnosis(&self) -> Diagnosis {
-        use super::fmt::{acc, percent};
+        use super::fmt::{acc, acc_or_missing, percent};
         let th = &self.theme;
         let warn = th.warn();
         let d = |tone, long: String, short: String| Diagnosis { tone, long, short };
@@ -61,21 +61,27 @@ impl App {
             _ => (String::new(), String::new()),
         };
         let (p, sp) = (prefix.as_str(), short_prefix.as_str());
-        let train = m.train.acc;
-        let run = m.eval_running.acc;
-        let bat = m.eval_batch.acc;
         let losses = [m.train.loss, m.eval_running.loss, m.eval_batch.loss];
+        let log = self.store.from_log;
         if let Some((epoch, loss, what)) = &self.store.diverged {
             // The same words as on stderr and in headless runs.
             let msg = crate::outcome::diverged_message(*epoch, *loss, what);
             // Capitalised at the start of the line, the same words after.
             let msg = format!("{}{}", msg[..1].to_uppercase(), &msg[1..]);
             let paused = if self.paused { " The trainer paused:" } else { "" };
+            let (keys, short_keys) = if log {
+                ("", "")
+            } else {
+                (" R restarts with new weights, q quits.", " R restarts.")
+            };
             return d(
                 Tone::Bad,
-                format!("{warn} {p}{msg}.{paused} R restarts with new weights, q quits."),
-                format!("{warn} {sp}{msg}. R restarts."),
+                format!("{warn} {p}{msg}.{paused}{keys}"),
+                format!("{warn} {sp}{msg}.{short_keys}"),
             );
+        }
+        if let Some(words) = self.rank_diagnosis() {
+            return words;
         }
         if let Some((_, text)) = self
             .store
@@ -98,15 +104,23 @@ impl App {
                 format!("{warn} {sp}One value per channel in {layers}: use a larger batch or larger images."),
             );
         }
-        if losses.iter().any(|l| !l.is_finite()) {
-            return d(
-                Tone::Bad,
-                format!(
-                    "{warn} {p}A loss is not finite (NaN/Inf). Restart with new weights (R), or run again with a \
-                     smaller --lr."
-                ),
-                format!("{warn} {sp}A loss is NaN/Inf. R restarts with new weights."),
-            );
+        if losses.iter().flatten().any(|l| !l.is_finite()) {
+            return if log {
+                d(
+                    Tone::Bad,
+                    format!("{warn} A loss is not finite (NaN/Inf) at this epoch: the run diverged; a smaller learning rate helps."),
+                    format!("{warn} A loss is NaN/Inf at this epoch."),
+                )
+            } else {
+                d(
+                    Tone::Bad,
+                    format!(
+                        "{warn} {p}A loss is not finite (NaN/Inf). Restart with new weights (R), or run again with a \
+                         smaller --lr."
+                    ),
+                    format!("{warn} {sp}A loss is NaN/Inf. R restarts with new weights."),
+                )
+            };
         }
         if self.store.info.as_ref().is_some_and(|i| i.batch_size == 1) {
             return d(
@@ -118,78 +132,104 @@ impl App {
                 format!("{warn} {sp}Batch size 1: train-mode BN is degenerate; running stats chase single images."),
             );
         }
+        let sep = th.sep();
+        // A log may lack either side of the gap: then say what it has and what it lacks.
+        let (Some(train), Some(run)) = (m.train.acc, m.eval_running.acc) else {
+            let lacks = match (m.train.acc, m.eval_running.acc) {
+                (None, None) => "training accuracy and no evaluation with running statistics",
+                (None, _) => "training accuracy",
+                _ => "evaluation with running statistics",
+            };
+            let figures = format!(
+                "train {}{sep}eval running {}{sep}eval batch {}",
+                acc_or_missing(m.train.acc),
+                acc_or_missing(m.eval_running.acc),
+                acc_or_missing(m.eval_batch.acc)
+            );
+            return d(
+                Tone::Info,
+                format!("{p}This log has no {lacks}, so the train/eval gap cannot be shown: {figures}."),
+                format!("{sp}No {lacks} in this log: {figures}."),
+            );
+        };
+        let bat = m.eval_batch.acc;
         let gap = train - run;
-        let trav = self.store.age.travelled();
+        let age = self.store.age;
+        let trav = age.map(|a| a.travelled());
+        let trav_text = trav.map_or_else(|| format!("(how far: {})", super::fmt::MISSING), percent);
         if self.intro_active() {
-            let right = self
-                .right_count(EvalMode::Running)
-                .map_or(String::new(), |(r, n)| format!(" ({r} of {n} right)"));
-            let pace = self
-                .pace
-                .map_or("at full speed".to_string(), |p| format!("at {}", super::fmt::pace(p)));
-            let left = self.store.age.updates_to_one_percent(self.momentum).unwrap_or(0);
-            return d(
-                Tone::Warn,
-                format!(
-                    "{warn} This is the seed's situation: after {} epochs training accuracy is {} and evaluation with \
-                     batch statistics {}, but evaluation with the running statistics (model.evaluate, PyTorch eval()) \
-                     gives {}{right}: at momentum {} they have travelled only {} from their start (mean 0, variance \
-                     1). Space watches them catch up ({left} more updates, {pace}); - lowers the momentum; c \
-                     recalibrates.",
-                    m.epoch,
-                    acc(train),
-                    acc(bat),
-                    acc(run),
-                    super::fmt::momentum(self.momentum),
-                    percent(trav)
-                ),
-                format!(
-                    "{warn} The seed's situation: train {} but eval with running stats {}: they travelled only {}. \
-                     Space: watch them catch up; -: lower momentum; c: recalibrate.",
-                    acc(train),
-                    acc(run),
-                    percent(trav)
-                ),
-            );
+            if let (Some(trav), Some(age), Some(bat)) = (trav, age, bat) {
+                let right = self
+                    .right_count(EvalMode::Running)
+                    .map_or(String::new(), |(r, n)| format!(" ({r} of {n} right)"));
+                let pace = self
+                    .pace
+                    .map_or("at full speed".to_string(), |p| format!("at {}", super::fmt::pace(p)));
+                let left = age.updates_to_one_percent(self.momentum).unwrap_or(0);
+                return d(
+                    Tone::Warn,
+                    format!(
+                        "{warn} This is the seed's situation: after {} epochs training accuracy is {} and evaluation \
+                         with batch statistics {}, but evaluation with the running statistics (model.evaluate, \
+                         PyTorch eval()) gives {}{right}: at momentum {} they have travelled only {} from their start \
+                         (mean 0, variance 1). Space watches them catch up ({left} more updates, {pace}); - lowers \
+                         the momentum; c recalibrates.",
+                        m.epoch,
+                        acc(train),
+                        acc(bat),
+                        acc(run),
+                        super::fmt::momentum(self.momentum),
+                        percent(trav)
+                    ),
+                    format!(
+                        "{warn} The seed's situation: train {} but eval with running stats {}: they travelled only \
+                         {}. Space: watch them catch up; -: lower momentum; c: recalibrate.",
+                        acc(train),
+                        acc(run),
+                        percent(trav)
+                    ),
+                );
+            }
         }
-        if self.eval_mode == EvalMode::Batch && gap > 0.2 {
-            return d(
-                Tone::Warn,
-                format!(
-                    "{p}The headline uses batch statistics ({}), like Keras learning_phase=1. model.evaluate \
-                     would use the running stats and report {}: press e to see it.",
-                    acc(bat),
-                    acc(run)
-                ),
-                format!(
-                    "{sp}Headline: batch stats ({}). model.evaluate (running stats) reports {}: press e.",
-                    acc(bat),
-                    acc(run)
-                ),
-            );
+        if let (EvalMode::Batch, Some(bat)) = (self.eval_mode, bat) {
+            if gap > 0.2 {
+                return d(
+                    Tone::Warn,
+                    format!(
+                        "{p}The headline uses batch statistics ({}), like Keras learning_phase=1. model.evaluate \
+                         would use the running stats and report {}: press e to see it.",
+                        acc(bat),
+                        acc(run)
+                    ),
+                    format!(
+                        "{sp}Headline: batch stats ({}). model.evaluate (running stats) reports {}: press e.",
+                        acc(bat),
+                        acc(run)
+                    ),
+                );
+            }
         }
         if self.cumulative {
+            let t = self.store.t().map_or_else(|| "its".to_string(), |t| format!("all {t}"));
             return d(
                 if gap > 0.2 { Tone::Warn } else { Tone::Info },
                 format!(
-                    "{p}Cumulative averaging: the running stats are the plain mean of all {} batches since the \
+                    "{p}Cumulative averaging: the running stats are the plain mean of {t} batches since the \
                      reset, so early batches (older weights) weigh as much as new ones. Eval with running stats \
                      {} vs train {}.",
-                    m.t,
                     acc(run),
                     acc(train)
                 ),
                 format!(
-                    "{sp}Cumulative: running stats = mean of {} batches. Eval running {} vs train {}.",
-                    m.t,
+                    "{sp}Cumulative: running stats = mean of {t} batches. Eval running {} vs train {}.",
                     acc(run),
                     acc(train)
                 ),
             );
         }
         if gap > 0.2 {
-            return if trav < 0.9 {
-                d(
+            return match trav {
+                Some(trav) if trav < 0.9 => d(
                     Tone::Warn,
                     format!(
                         "{warn} {p}Training accuracy is {} but evaluation uses moving statistics that are only {} \
@@ -206,27 +246,42 @@ impl App {
                         percent(trav),
                         self.catch_up_advice()
                     ),
-                )
-            } else {
-                d(
-                    Tone::Warn,
-                    format!(
-                        "{warn} {p}Training accuracy is {} but evaluation with running stats gives {}: the stats \
-                         have travelled {}, but they average batches computed with older weights. Recalibrate (c) \
-                         to re-estimate them with today's weights, or lower the momentum (-) so that they follow \
-                         the weights more closely.",
-                        acc(train),
-                        acc(run),
-                        percent(trav)
-                    ),
-                    format!(
-                        "{warn} {sp}Train acc {} but eval with running stats {} although they travelled {}: \
-                         recalibrate (c).",
-                        acc(train),
-                        acc(run),
-                        percent(trav)
-                    ),
-                )
+                ),
+                _ => {
+                    let (fix, short_fix) = if log {
+                        (
+                            "Recalibrate them after training (a pass over training data in train mode, weights \
+                             frozen), or use a lower momentum so that they follow the weights more closely.",
+                            "recalibrate after training.",
+                        )
+                    } else {
+                        (
+                            "Recalibrate (c) to re-estimate them with today's weights, or lower the momentum (-) so \
+                             that they follow the weights more closely.",
+                            "recalibrate (c).",
+                        )
+                    };
+                    let why = if trav.is_some() {
+                        "but they average batches computed with older weights"
+                    } else {
+                        "they are not the statistics the network trained with"
+                    };
+                    d(
+                        Tone::Warn,
+                        format!(
+                            "{warn} {p}Training accuracy is {} but evaluation with running stats gives {}: the stats \
+                             have travelled {trav_text}, {why}. {fix}",
+                            acc(train),
+                            acc(run),
+                        ),
+                        format!(
+                            "{warn} {sp}Train acc {} but eval with running stats {} although they travelled \
+                             {trav_text}: {short_fix}",
+                            acc(train),
+                            acc(run),
+                        ),
+                    )
+                }
             };
         }
         if train >= 0.99 && gap.abs() <= 0.05 {
@@ -235,44 +290,75 @@ impl App {
                 Tone::Good,
                 format!(
                     "{check} {p}Converged: evaluation with running stats matches training ({} vs {}); the running \
-                     stats have travelled {}.",
+                     stats have travelled {trav_text}.",
                     acc(run),
                     acc(train),
-                    percent(trav)
                 ),
                 format!(
-                    "{check} {sp}Converged: eval with running stats {} = train {} (travelled {}).",
+                    "{check} {sp}Converged: eval with running stats {} = train {} (travelled {trav_text}).",
                     acc(run),
                     acc(train),
-                    percent(trav)
                 ),
             );
         }
-        let sep = th.sep();
         d(
             Tone::Info,
             format!(
-                "{p}Training: train {}{sep}eval running {}{sep}eval batch {}. Running stats travelled {}.",
+                "{p}Training: train {}{sep}eval running {}{sep}eval batch {}. Running stats travelled {trav_text}.",
                 acc(train),
                 acc(run),
-                acc(bat),
-                percent(trav)
+                acc_or_missing(bat),
             ),
             format!(
-                "{sp}Train {}{sep}eval running {}{sep}eval batch {}{sep}travelled {}.",
+                "{sp}Train {}{sep}eval running {}{sep}eval batch {}{sep}travelled {trav_text}.",
                 acc(train),
                 acc(run),
-                acc(bat),
-                percent(trav)
+                acc_or_missing(bat),
             ),
         )
+    }
+
+    /// Several rank logs whose running statistics are apart: the diagnosis says so first (the classic "no
+    /// SyncBatchNorm, small per-GPU batch" problem).
+    fn rank_diagnosis(&self) -> Option<Diagnosis> {
+        let (epoch, spreads) = self.rank_spread()?;
+        let (worst, name) = spreads.first()?;
+        if *worst <= crate::replay::RANK_SPREAD_WARN {
+            return None;
+        }
+        let warn = self.theme.warn();
+        let pct = format!("{:.1}%", 100.0 * worst);
+        Some(Diagnosis {
+            tone: Tone::Warn,
+            long: format!(
+                "{warn} Ranks apart: their running means differ by up to {pct} ({name}, epoch {epoch}). Each GPU \
+                 averages only its own batches (no SyncBatchNorm): use SyncBatchNorm or larger per-GPU batches, or \
+                 recalibrate after training."
+            ),
+            short: format!("{warn} Ranks apart: running means up to {pct} ({name}); use SyncBatchNorm."),
+        })
     }
 
     /// `1 % needs 459 updates: 454 to go`, or why not.
     /// What helps the running stats catch up, given where they are: with many updates left, lowering the
     /// momentum or recalibrating; with few left at a lowered momentum, just letting it run.
     fn catch_up_advice(&self) -> String {
-        let left = self.store.age.updates_to_one_percent(self.momentum);
+        let Some(age) = self.store.age else {
+            return String::new();
+        };
+        let left = age.updates_to_one_percent(self.momentum);
+        if self.store.from_log {
+            // A log cannot be changed: what the user can do in their own code.
+            return match left {
+                Some(n) => format!(
+                    "At momentum {} they needed {n} more update{}: a lower momentum, or a recalibration after \
+                     training, closes the gap.",
+                    super::fmt::momentum(self.momentum),
+                    if n == 1 { "" } else { "s" }
+                ),
+                None => "At momentum 1 they never move: lower it, or recalibrate after training.".to_string(),
+            };
+        }
         match left {
             Some(n) if n <= 50 && !self.paused => {
                 format!(
@@ -297,7 +383,9 @@ impl App {
     /// How many more updates at the current momentum until the start weighs at most 1 %: from the exact start
     /// weight `w` (`⌈ln(0.01/w)/ln m⌉`), so it stays right after momentum changes, resets and recalibrations.
     pub(crate) fn convergence_words(&self) -> String {
-        let age = &self.store.age;
+        let Some(age) = &self.store.age else {
+            return format!("updates t: {}", super::fmt::MISSING);
+        };
         let t = age.t;
         if self.cumulative {
             return format!("cumulative: the mean of t={t} batches");

@@ -18,6 +18,14 @@ pub fn acc(v: f32) -> String {
     non_finite(v as f64).map_or_else(|| format!("{v:.3}"), str::to_string)
 }
 
+/// What the screen says where a log lacks a number or a panel's data (never 0, never an empty bar).
+pub const MISSING: &str = "not in this log";
+
+/// An accuracy that a log may lack: `0.333` or "not in this log".
+pub fn acc_or_missing(v: Option<f32>) -> String {
+    v.map_or_else(|| MISSING.to_string(), acc)
+}
+
 /// A probability in a table cell: `0.98`.
 pub fn prob(v: f32) -> String {
     non_finite(v as f64).map_or_else(|| format!("{v:.2}"), str::to_string)

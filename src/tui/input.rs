@@ -42,6 +42,17 @@ impl App {
             }
             return Vec::new();
         }
+        if self.store.from_log {
+            if let Some(cmds) = self.handle_log_key(action) {
+                return cmds;
+            }
+        } else if binding.log_only {
+            self.set_status(
+                Tone::Info,
+                format!("{}: only in a replay (bnscope replay/watch)", binding.keys_label()),
+            );
+            return Vec::new();
+        }
         if binding.changes_run && !self.store.trainer_alive() {
             self.set_status(Tone::Warn, "the trainer has stopped: press q to quit");
             return Vec::new();
@@ -277,9 +288,95 @@ impl App {
         }
     }
 
+    /// A key over a log (`bnscope replay`/`watch`): the epoch cursor, playback, and a refusal for the keys that
+    /// would change a run. `None`: the key does what it does in a live run (layers, eval mode, help, quit).
+    fn handle_log_key(&mut self, action: Action) -> Option<Vec<Command>> {
+        let tl = self.log.as_mut()?;
+        let sep = self.theme.sep();
+        let moved = match action {
+            Action::EpochBack => tl.step(-1),
+            Action::EpochOn => tl.step(1),
+            Action::EpochBack10 => tl.step(-10),
+            Action::EpochOn10 => tl.step(10),
+            Action::Home if self.focus == Focus::Layers => tl.go(0),
+            Action::End if self.focus == Focus::Layers => {
+                let moved = tl.go(tl.entries.len().saturating_sub(1));
+                tl.following = true;
+                if tl.watch {
+                    self.status = Some((Tone::Info, "following the newest epoch".into()));
+                    self.status_at = Some(std::time::Instant::now());
+                }
+                moved
+            }
+            Action::PrevEvent | Action::NextEvent => {
+                let back = action == Action::PrevEvent;
+                match tl.event_near(back).map(|(i, e)| (i, e.words())) {
+                    Some((i, words)) => {
+                        tl.go(i);
+                        self.sync_log();
+                        self.set_status(Tone::Info, words);
+                    }
+                    None => {
+                        let which = if back { "before" } else { "after" };
+                        self.set_status(Tone::Info, format!("no event {which} this epoch"));
+                    }
+                }
+                return Some(Vec::new());
+            }
+            Action::PauseResume => {
+                if tl.playing {
+                    tl.playing = false;
+                    self.play_at = None;
+                    self.set_status(Tone::Info, "playback stopped");
+                } else {
+                    if tl.cursor + 1 >= tl.entries.len() && !tl.watch {
+                        // At the end: play from the start.
+                        tl.go(0);
+                    }
+                    tl.playing = true;
+                    let pace = self.pace.unwrap_or(7.0);
+                    self.play_at = Some(std::time::Instant::now() + std::time::Duration::from_secs_f64(1.0 / pace));
+                    self.set_status(
+                        Tone::Info,
+                        format!("playing at {}{sep}space stops", super::fmt::pace(pace)),
+                    );
+                }
+                self.sync_log();
+                return Some(Vec::new());
+            }
+            Action::Slower | Action::Faster => {
+                let p = self.pace.unwrap_or(7.0);
+                let up = action == Action::Faster;
+                let next = ladder_step(PACES, p, up).unwrap_or(p);
+                self.pace = Some(next);
+                self.set_status(Tone::Info, format!("playback {}", super::fmt::pace(next)));
+                return Some(Vec::new());
+            }
+            Action::Help => {
+                self.show_help = true;
+                return Some(Vec::new());
+            }
+            _ => {
+                if keys::binding(action).changes_run {
+                    self.set_status(
+                        Tone::Warn,
+                        "replay: this log is read-only (that key changes a live run)",
+                    );
+                    return Some(Vec::new());
+                }
+                return None;
+            }
+        };
+        if moved {
+            self.sync_log();
+        }
+        Some(Vec::new())
+    }
+
     /// The layer whose running statistics are furthest from the batch's: the lowest of the two gauges.
     pub(super) fn worst_layer(&self) -> Option<usize> {
         let bn = self.store.bn.as_ref()?;
+        let missing = |i: usize| self.store.mean_gap(i) == Some(None);
         let score = |l: &crate::protocol::BnLayerSnapshot| {
             let mean = super::render::layers::convergence(l.mean_gap);
             let var = super::render::layers::var_ratio(l).map_or(1.0, |r| 1.0 - (r.max(1.0).log10() / 2.0).min(1.0));
@@ -290,7 +387,9 @@ impl App {
                 s
             }
         };
-        (0..bn.layers.len()).min_by(|&a, &b| score(&bn.layers[a]).total_cmp(&score(&bn.layers[b])))
+        (0..bn.layers.len())
+            .filter(|&i| !missing(i))
+            .min_by(|&a, &b| score(&bn.layers[a]).total_cmp(&score(&bn.layers[b])))
     }
 
     /// The selected layer's channel whose running mean is furthest from its batch mean.

@@ -32,6 +32,15 @@ pub enum Action {
     /// The charts' time window: all epochs, the last 100, the last 20.
     Zoom,
     Quit,
+    /// A log (`bnscope replay`/`watch`): the cursor one epoch back or on.
+    EpochBack,
+    EpochOn,
+    /// Ten epochs back or on.
+    EpochBack10,
+    EpochOn10,
+    /// To the epoch before the previous or next event (a momentum change, a reset, a new run…).
+    PrevEvent,
+    NextEvent,
 }
 
 /// One physical key.
@@ -41,8 +50,10 @@ pub enum Key {
     Char(char),
     /// Ctrl + a character.
     Ctrl(char),
-    /// A named key (arrows, Esc, …) without Ctrl or Alt.
+    /// A named key (arrows, Esc, …) without Ctrl, Alt or Shift (Shift-Tab is `BackTab`).
     Code(KeyCode),
+    /// Shift + a named key.
+    Shift(KeyCode),
 }
 
 impl Key {
@@ -54,7 +65,11 @@ impl Key {
                 ev.modifiers.contains(KeyModifiers::CONTROL)
                     && matches!(ev.code, KeyCode::Char(k) if k.eq_ignore_ascii_case(&c))
             }
-            Key::Code(code) => !ctrl_alt && ev.code == code,
+            Key::Code(code) => {
+                let shift = ev.modifiers.contains(KeyModifiers::SHIFT) && code != KeyCode::BackTab;
+                !ctrl_alt && !shift && ev.code == code
+            }
+            Key::Shift(code) => !ctrl_alt && ev.modifiers.contains(KeyModifiers::SHIFT) && ev.code == code,
         }
     }
 }
@@ -69,8 +84,8 @@ impl Key {
             Key::Code(KeyCode::Esc) => "Esc".into(),
             Key::Code(KeyCode::Up) => "Up".into(),
             Key::Code(KeyCode::Down) => "Down".into(),
-            Key::Code(KeyCode::Left) => "Left".into(),
-            Key::Code(KeyCode::Right) => "Right".into(),
+            Key::Code(KeyCode::Left) => "←".into(),
+            Key::Code(KeyCode::Right) => "→".into(),
             Key::Code(KeyCode::PageUp) => "PgUp".into(),
             Key::Code(KeyCode::PageDown) => "PgDn".into(),
             Key::Code(KeyCode::Home) => "Home".into(),
@@ -78,6 +93,7 @@ impl Key {
             Key::Code(KeyCode::Tab) => "Tab".into(),
             Key::Code(KeyCode::Enter) => "Enter".into(),
             Key::Code(code) => format!("{code:?}"),
+            Key::Shift(code) => format!("Shift-{}", Key::Code(code).label()),
         }
     }
 }
@@ -103,6 +119,8 @@ pub struct Binding {
     pub footer: Option<FooterHint>,
     /// Whether the binding changes the run (and so needs a live trainer): dimmed in the footer when there is none.
     pub changes_run: bool,
+    /// Only for a log (`bnscope replay`/`watch`): left out of a live run's footer and help.
+    pub log_only: bool,
     /// For a key that only sends a command: the command, made from the app's state (`None` from the function:
     /// nothing to send now). A new trainer command then needs only its protocol variant, the trainer's
     /// `apply` arm and a row here ([`command`]); keys with more to do have their arm in `tui/input.rs`.
@@ -124,6 +142,7 @@ pub const fn command(
         help,
         footer,
         changes_run: true,
+        log_only: false,
         command: Some(make),
     }
 }
@@ -134,8 +153,12 @@ impl Binding {
         self.keys.iter().map(|k| k.label()).collect::<Vec<_>>().join(" ")
     }
 
-    /// The first key typed as a character (what the footer shows), else the first key.
+    /// The first key typed as a character (what the footer shows), else the first key; the epoch keys show
+    /// their arrows.
     fn first_key(&self) -> Key {
+        if self.log_only {
+            return self.keys[0];
+        }
         let typed = self.keys.iter().find(|k| matches!(k, Key::Char(_)));
         *typed.unwrap_or(&self.keys[0])
     }
@@ -154,6 +177,20 @@ const fn b(
         help,
         footer,
         changes_run,
+        log_only: false,
+        command: None,
+    }
+}
+
+/// A binding for a log only (`bnscope replay`/`watch`): the epoch cursor.
+const fn log_key(action: Action, keys: &'static [Key], help: &'static str, footer: Option<FooterHint>) -> Binding {
+    Binding {
+        action,
+        keys,
+        help,
+        footer,
+        changes_run: false,
+        log_only: true,
         command: None,
     }
 }
@@ -176,6 +213,42 @@ const fn pair(words: &'static str, priority: u8, with: Action) -> Option<FooterH
 
 /// The table, in the help overlay's order. No key is bound twice (tested), so the order never decides dispatch.
 pub const BINDINGS: &[Binding] = &[
+    log_key(
+        Action::EpochBack,
+        &[Key::Code(KeyCode::Left), Key::Char('h')],
+        "replay: the epoch before (every panel shows the epoch under the cursor)",
+        None,
+    ),
+    log_key(
+        Action::EpochOn,
+        &[Key::Code(KeyCode::Right), Key::Char('l')],
+        "replay: the epoch after (at the newest, a watch follows the log again)",
+        pair("epoch", 9, Action::EpochBack),
+    ),
+    log_key(
+        Action::EpochBack10,
+        &[Key::Shift(KeyCode::Left), Key::Char('H')],
+        "replay: ten epochs back",
+        None,
+    ),
+    log_key(
+        Action::EpochOn10,
+        &[Key::Shift(KeyCode::Right), Key::Char('L')],
+        "replay: ten epochs on",
+        pair("ten", 7, Action::EpochBack10),
+    ),
+    log_key(
+        Action::PrevEvent,
+        &[Key::Char('{')],
+        "replay: back to the previous event (momentum, reset, recalibration, new run, divergence…)",
+        None,
+    ),
+    log_key(
+        Action::NextEvent,
+        &[Key::Char('}')],
+        "replay: on to the next event",
+        pair("event", 8, Action::PrevEvent),
+    ),
     b(
         Action::Quit,
         &[Key::Char('q'), Key::Code(KeyCode::Esc), Key::Ctrl('c')],
@@ -295,8 +368,20 @@ pub const BINDINGS: &[Binding] = &[
         None,
         false,
     ),
-    b(Action::Home, &[Key::Code(KeyCode::Home)], "first layer", None, false),
-    b(Action::End, &[Key::Code(KeyCode::End)], "last layer", None, false),
+    b(
+        Action::Home,
+        &[Key::Code(KeyCode::Home)],
+        "first layer (replay: the first epoch)",
+        None,
+        false,
+    ),
+    b(
+        Action::End,
+        &[Key::Code(KeyCode::End)],
+        "last layer (replay: the newest epoch; a watch follows the log again)",
+        None,
+        false,
+    ),
     b(
         Action::WorstLayer,
         &[Key::Char('w')],
@@ -359,13 +444,19 @@ pub fn binding(action: Action) -> &'static Binding {
 }
 
 /// The footer hints in display order: the run keys first, then `? help` and `q quit` last. Key labels come from
-/// the key codes (`+/-` is the first typed key of each of a pair).
-pub fn footer_hints() -> impl Iterator<Item = Hint> {
+/// the key codes (`+/-` is the first typed key of each of a pair). `log`: a replay's footer, with the epoch keys.
+pub fn footer_hints(log: bool) -> impl Iterator<Item = Hint> {
     let hint = |b: &'static Binding| {
         b.footer.map(|f| {
             let mut keys = b.first_key().label();
             if let Some(other) = f.pair {
-                keys = format!("{keys}/{}", binding(other).first_key().label());
+                let other = binding(other).first_key().label();
+                keys = if b.log_only {
+                    // The epoch keys read "back/on": `←/→`, `Shift-←/→`.
+                    format!("{other}/{}", keys.trim_start_matches("Shift-"))
+                } else {
+                    format!("{keys}/{other}")
+                };
             }
             Hint {
                 keys,
@@ -377,6 +468,7 @@ pub fn footer_hints() -> impl Iterator<Item = Hint> {
     };
     let main = BINDINGS
         .iter()
+        .filter(move |b| log || !b.log_only)
         .filter(|b| !matches!(b.action, Action::Quit | Action::Help))
         .filter_map(hint);
     let tail = BINDINGS
@@ -413,7 +505,7 @@ mod tests {
 
     #[test]
     fn footer_ends_with_help_and_quit() {
-        let hints: Vec<_> = footer_hints().map(|h| (h.keys, h.words, h.priority)).collect();
+        let hints: Vec<_> = footer_hints(false).map(|h| (h.keys, h.words, h.priority)).collect();
         assert_eq!(hints[0], ("e".to_string(), "eval", 8));
         let last: Vec<_> = hints[hints.len() - 2..]
             .iter()
@@ -449,7 +541,7 @@ mod tests {
         assert_eq!(binding(Action::Quit).keys_label(), "q Esc Ctrl-C");
         assert_eq!(binding(Action::PauseResume).keys_label(), "space");
         assert_eq!(binding(Action::Up).keys_label(), "Up k");
-        let keys: Vec<String> = footer_hints().map(|h| h.keys).collect();
+        let keys: Vec<String> = footer_hints(false).map(|h| h.keys).collect();
         for want in ["+/-", "</>", "j/k", "space", "?", "q"] {
             assert!(keys.iter().any(|k| k == want), "{want} missing from {keys:?}");
         }

@@ -32,6 +32,7 @@ pub mod keys;
 pub mod render;
 pub mod store;
 pub mod theme;
+pub mod timeline;
 pub mod wire;
 
 pub use app::{App, AppEvent};
@@ -129,7 +130,14 @@ pub fn run(link: Link, signals: Receiver<i32>, opts: TuiOptions) -> anyhow::Resu
             let stop = Arc::new(AtomicBool::new(false));
             let result = spawn_input_reader(key_tx, stop.clone())
                 .context("starting the key reader")
-                .and_then(|()| event_loop(&mut term, &link, key_rx, signals, &opts));
+                .and_then(|()| {
+                    let app = App::new(&opts, link.bn.clone());
+                    let trainer = Trainer {
+                        events: link.events.clone(),
+                        commands: Some(link.commands.clone()),
+                    };
+                    event_loop(&mut term, app, trainer, key_rx, never(), signals, &opts)
+                });
             stop.store(true, Ordering::Relaxed);
             if result.is_err() {
                 // The UI failed (e.g. the terminal went away): stop the trainer cleanly anyway.
@@ -174,20 +182,106 @@ fn draw(term: &mut Term, app: &App) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A log for the TUI (`bnscope replay`/`watch`): what was read before the screen opened, and for a watch the
+/// followers that read on.
+pub struct LogSource {
+    pub timeline: timeline::Timeline,
+    /// One per file, in the timeline's order (empty for a replay).
+    pub followers: Vec<crate::replay::Follower>,
+    /// Playback's epochs a second (space).
+    pub pace: f64,
+}
+
+/// Reads a followed file on its own thread: each poll's findings go to the UI as one enum with the keys; between
+/// polls it blocks on `stop` for [`crate::replay::WATCH_POLL`] (no spinning), and ends when the UI drops it.
+fn spawn_follower(
+    file: usize,
+    mut follower: crate::replay::Follower,
+    tx: Sender<AppEvent>,
+    stop: Receiver<()>,
+) -> io::Result<()> {
+    thread::Builder::new()
+        .name(format!("bnscope-follow-{file}"))
+        .spawn(move || loop {
+            let sent = match follower.poll() {
+                Ok(found) => found.into_iter().all(|f| tx.send(AppEvent::Log(file, f)).is_ok()),
+                Err(e) => tx.send(AppEvent::LogError(file, format!("{e:#}"))).is_ok(),
+            };
+            if !sent {
+                return;
+            }
+            match stop.recv_timeout(crate::replay::WATCH_POLL) {
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+        })
+        .map(|_| ())
+}
+
+/// The TUI over a log (`bnscope replay`/`watch` without `--headless`): the same screen as a live run, fed from the
+/// log's records; keys, the followers' findings, signals and ticks arrive through one `select!`. Always restores
+/// the terminal; a quit is exit 0, a signal 128 + n.
+pub fn run_log(source: LogSource, signals: Receiver<i32>, opts: TuiOptions) -> anyhow::Result<Outcome> {
+    let handle = thread::Builder::new()
+        .name(UI_THREAD.into())
+        .spawn(move || -> anyhow::Result<Outcome> {
+            let mut term = init_terminal(opts.mouse)?;
+            let (key_tx, key_rx) = unbounded();
+            let stop = Arc::new(AtomicBool::new(false));
+            // Dropping `_stop_followers` ends the followers.
+            let (_stop_followers, stop_rx) = crossbeam_channel::bounded::<()>(0);
+            let (log_tx, log_rx) = unbounded();
+            let mut started = spawn_input_reader(key_tx, stop.clone()).context("starting the key reader");
+            for (i, f) in source.followers.into_iter().enumerate() {
+                if started.is_ok() {
+                    started = spawn_follower(i, f, log_tx.clone(), stop_rx.clone()).context("starting a log reader");
+                }
+            }
+            drop(log_tx);
+            let app = App::over_log(&opts, source.timeline, source.pace);
+            let trainer = Trainer {
+                events: never(),
+                commands: None,
+            };
+            let result = started.and_then(|()| event_loop(&mut term, app, trainer, key_rx, log_rx, signals, &opts));
+            stop.store(true, Ordering::Relaxed);
+            let _ = term.show_cursor();
+            drop(term);
+            crate::terminal::restore();
+            result
+        })
+        .context("starting the UI thread")?;
+    match handle.join() {
+        Ok(r) => r,
+        Err(_) => {
+            crate::terminal::restore();
+            Err(anyhow!("the UI thread panicked"))
+        }
+    }
+}
+
+/// The trainer's side of the UI loop (a log has none: no events, nowhere to send commands).
+struct Trainer {
+    events: Receiver<Event>,
+    commands: Option<Sender<Command>>,
+}
+
 /// The UI loop: wait for anything, drain everything, draw at most once.
 fn event_loop(
     term: &mut Term,
-    link: &Link,
+    mut app: App,
+    trainer: Trainer,
     keys: Receiver<AppEvent>,
+    logs: Receiver<AppEvent>,
     signals: Receiver<i32>,
     opts: &TuiOptions,
 ) -> anyhow::Result<Outcome> {
     let frame_gap = Duration::from_secs_f64(1.0 / opts.fps.max(1) as f64);
-    let mut app = App::new(opts, link.bn.clone());
     if let Ok(size) = term.size() {
         app.handle_event(AppEvent::Resize(size.width, size.height));
     }
-    let mut events: Receiver<Event> = link.events.clone();
+    let mut events: Receiver<Event> = trainer.events.clone();
+    let mut logs = logs;
     let mut keys = keys;
     let mut signals = signals;
     let mut last_draw: Option<Instant> = None;
@@ -213,7 +307,11 @@ fn event_loop(
             }
         }
         app.expire_status(now);
+        app.handle_tick(now);
         let mut wake: Option<Instant> = app.status_deadline();
+        if let Some(p) = app.play_deadline() {
+            wake = Some(wake.map_or(p, |w| w.min(p)));
+        }
         if app.is_dirty() {
             let at = last_draw.map_or(now, |t| t + frame_gap);
             wake = Some(wake.map_or(at, |w| w.min(at)));
@@ -239,6 +337,10 @@ fn event_loop(
                 Ok(sig) => pending.push(AppEvent::Signal(sig)),
                 Err(_) => signals = never(),
             },
+            recv(logs) -> l => match l {
+                Ok(ev) => pending.push(ev),
+                Err(_) => logs = never(),
+            },
             recv(tick) -> _ => {},
         }
         // …then drain everything already waiting (bounded, so that keys stay responsive).
@@ -249,6 +351,10 @@ fn event_loop(
                 got = true;
             }
             if let Ok(ev) = keys.try_recv() {
+                pending.push(ev);
+                got = true;
+            }
+            if let Ok(ev) = logs.try_recv() {
                 pending.push(ev);
                 got = true;
             }
@@ -269,10 +375,12 @@ fn event_loop(
             }
         }
         for ev in pending.drain(..) {
-            urgent |= !matches!(ev, AppEvent::Trainer(_));
+            urgent |= !matches!(ev, AppEvent::Trainer(_) | AppEvent::Log(..));
             for cmd in app.handle_event(ev) {
                 // The trainer may already be gone; the UI keeps going either way.
-                let _ = link.commands.send(cmd);
+                if let Some(c) = &trainer.commands {
+                    let _ = c.send(cmd);
+                }
             }
             if app.exit().is_some() {
                 break;

@@ -12,13 +12,69 @@ use crate::protocol::{
 /// How many epochs the history keeps.
 pub const HISTORY_CAP: usize = 1000;
 
+/// Loss and accuracy as the screen has them. `None` is "not in this log" (a replayed log may lack a pass or one
+/// of its two numbers); a live run has both. NaN is a number that was not finite (a divergence), never a gap in
+/// the data.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Val {
+    pub loss: Option<f32>,
+    pub acc: Option<f32>,
+}
+
+impl From<Metric> for Val {
+    fn from(m: Metric) -> Self {
+        Val {
+            loss: Some(m.loss),
+            acc: Some(m.acc),
+        }
+    }
+}
+
+/// One epoch as the screen shows it: the trainer's [`EpochMetrics`], or a log's epoch with what the log lacks as
+/// `None`.
+#[derive(Clone, Debug, Default)]
+pub struct Shown {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Optimizer steps so far.
+    pub step: Option<usize>,
+    /// Momentum of this epoch's updates (Keras convention).
+    pub momentum: Option<f64>,
+    pub cumulative: bool,
+    pub train: Val,
+    pub eval_running: Val,
+    pub eval_batch: Val,
+    /// Softmax probabilities `[image][class]`.
+    pub predictions_running: Option<Vec<Vec<f32>>>,
+    pub predictions_batch: Option<Vec<Vec<f32>>>,
+    /// Mean wall time of one optimizer step, in ms.
+    pub step_ms: Option<f64>,
+}
+
+impl From<&EpochMetrics> for Shown {
+    fn from(m: &EpochMetrics) -> Self {
+        Shown {
+            epoch: m.epoch,
+            step: Some(m.step),
+            momentum: Some(m.momentum),
+            cumulative: m.cumulative,
+            train: m.train.into(),
+            eval_running: m.eval_running.into(),
+            eval_batch: m.eval_batch.into(),
+            predictions_running: Some(m.predictions_running.clone()),
+            predictions_batch: Some(m.predictions_batch.clone()),
+            step_ms: Some(m.step_ms),
+        }
+    }
+}
+
 /// One epoch in the history.
 #[derive(Clone, Copy, Debug)]
 pub struct Point {
     pub epoch: usize,
-    pub train: Metric,
-    pub running: Metric,
-    pub batch: Metric,
+    pub train: Val,
+    pub running: Val,
+    pub batch: Val,
 }
 
 /// A key press (or trainer event) marked on the time axis.
@@ -106,15 +162,20 @@ pub enum Phase {
 pub struct Store {
     bn_slot: BnSlot,
     pub info: Option<Arc<RunInfo>>,
-    pub latest: Option<Box<EpochMetrics>>,
+    pub latest: Option<Box<Shown>>,
     pub history: History,
     pub bn: Option<Arc<BnSnapshot>>,
+    /// Per layer of `bn`: its mean gap, its variance gap are not in the log (a replay; a live snapshot has them
+    /// all). A layer without per-channel arrays has empty ones.
+    pub bn_gaps_missing: Vec<(bool, bool)>,
     pub phase: Phase,
     /// `(epoch, loss, why)` of a divergence since the last (re)start.
     pub diverged: Option<(usize, f32, String)>,
     /// How far the running statistics are from their start: from the newest epoch or snapshot, whichever came
-    /// last (a reset or a recalibration while paused sends a snapshot without an epoch).
-    pub age: StatsAge,
+    /// last (a reset or a recalibration while paused sends a snapshot without an epoch). `None`: not in this log.
+    pub age: Option<StatsAge>,
+    /// The data comes from a log (`bnscope replay`/`watch`): there is no trainer to command.
+    pub from_log: bool,
     /// Warnings since the last (re)start, newest last.
     pub warnings: Vec<(EventKind, String)>,
     /// The trainer's first error (the cause; shown on screen).
@@ -136,9 +197,11 @@ impl Store {
             latest: None,
             history: History::default(),
             bn: None,
+            bn_gaps_missing: Vec::new(),
             phase: Phase::Starting,
             diverged: None,
-            age: StatsAge::START,
+            age: Some(StatsAge::START),
+            from_log: false,
             warnings: Vec::new(),
             error: None,
             errors: Vec::new(),
@@ -151,7 +214,7 @@ impl Store {
     pub fn ingest(&mut self, ev: Event) {
         match ev {
             Event::Inspected(r) => {
-                self.age = r.age;
+                self.age = Some(r.age);
                 self.inspection = Some(r);
             }
             Event::Started(info) => {
@@ -165,7 +228,7 @@ impl Store {
                     self.latest = None;
                     self.history = History::default();
                 }
-                self.age = StatsAge::START;
+                self.age = Some(StatsAge::START);
                 self.info = Some(info);
                 if self.phase == Phase::Starting {
                     self.phase = Phase::Running;
@@ -174,19 +237,20 @@ impl Store {
             Event::Epoch(m) => {
                 self.history.push(Point {
                     epoch: m.epoch,
-                    train: m.train,
-                    running: m.eval_running,
-                    batch: m.eval_batch,
+                    train: m.train.into(),
+                    running: m.eval_running.into(),
+                    batch: m.eval_batch.into(),
                 });
                 if self.phase == Phase::Starting {
                     self.phase = Phase::Running;
                 }
-                self.age = m.age;
-                self.latest = Some(m);
+                self.age = Some(m.age);
+                self.latest = Some(Box::new(Shown::from(&*m)));
             }
             Event::BnReady => {
                 if let Some(snap) = self.bn_slot.take() {
-                    self.age = snap.age;
+                    self.age = Some(snap.age);
+                    self.bn_gaps_missing.clear();
                     self.bn = Some(snap);
                 }
             }
@@ -223,43 +287,39 @@ impl Store {
     /// A re-evaluation after a command: the newest figures become these. After a restart (epoch 0) there is no
     /// training pass yet; its row shows the batch-statistics pass, which is what a training step computes.
     fn refresh(&mut self, r: Refresh) {
-        self.age = r.age;
+        self.age = Some(r.age);
         match self.latest.as_mut() {
             Some(m) if r.epoch > 0 => {
-                m.t = r.age.t;
-                m.age = r.age;
-                m.eval_running = r.eval_running;
-                m.eval_batch = r.eval_batch;
-                m.predictions_running = r.predictions_running;
-                m.predictions_batch = r.predictions_batch;
+                m.eval_running = r.eval_running.into();
+                m.eval_batch = r.eval_batch.into();
+                m.predictions_running = Some(r.predictions_running);
+                m.predictions_batch = Some(r.predictions_batch);
                 if let Some(p) = self.history.points.back_mut() {
-                    p.running = r.eval_running;
-                    p.batch = r.eval_batch;
+                    p.running = r.eval_running.into();
+                    p.batch = r.eval_batch.into();
                 }
             }
             _ => {
                 let info = self.info.as_deref();
-                self.latest = Some(Box::new(EpochMetrics {
+                self.latest = Some(Box::new(Shown {
                     epoch: r.epoch,
-                    step: 0,
-                    momentum: info.map_or(0.99, |i| i.momentum),
+                    step: Some(0),
+                    momentum: Some(info.map_or(0.99, |i| i.momentum)),
                     cumulative: info.is_some_and(|i| i.cumulative),
-                    t: r.age.t,
-                    age: r.age,
-                    train: r.eval_batch,
-                    eval_running: r.eval_running,
-                    eval_batch: r.eval_batch,
-                    predictions_running: r.predictions_running,
-                    predictions_batch: r.predictions_batch,
-                    step_ms: 0.0,
+                    train: r.eval_batch.into(),
+                    eval_running: r.eval_running.into(),
+                    eval_batch: r.eval_batch.into(),
+                    predictions_running: Some(r.predictions_running),
+                    predictions_batch: Some(r.predictions_batch),
+                    step_ms: Some(0.0),
                 }));
             }
         }
     }
 
-    /// True while a trainer is there to take commands.
+    /// True while a trainer is there to take commands (never for a log).
     pub fn trainer_alive(&self) -> bool {
-        !self.disconnected && !self.finished()
+        !self.from_log && !self.disconnected && !self.finished()
     }
 
     pub fn finished(&self) -> bool {
@@ -275,8 +335,20 @@ impl Store {
         }
     }
 
-    /// Updates since the last reset, as of the newest epoch or snapshot.
-    pub fn t(&self) -> u64 {
-        self.age.t
+    /// Updates since the last reset, as of the newest epoch or snapshot (`None`: not in this log).
+    pub fn t(&self) -> Option<u64> {
+        self.age.map(|a| a.t)
+    }
+
+    /// Layer `i`'s mean gap: `None` without a snapshot, `Some(None)` when the log lacks it.
+    pub fn mean_gap(&self, i: usize) -> Option<Option<f32>> {
+        let l = self.bn.as_ref()?.layers.get(i)?;
+        Some((!self.bn_gaps_missing.get(i).is_some_and(|m| m.0)).then_some(l.mean_gap))
+    }
+
+    /// Layer `i`'s variance gap, likewise.
+    pub fn var_gap(&self, i: usize) -> Option<Option<f32>> {
+        let l = self.bn.as_ref()?.layers.get(i)?;
+        Some((!self.bn_gaps_missing.get(i).is_some_and(|m| m.1)).then_some(l.var_gap))
     }
 }

@@ -10,9 +10,29 @@ use crate::tui::fmt;
 use crate::tui::keys;
 use crate::tui::theme::Tone;
 
-/// The hints that fit `width`, dropping the lowest priorities first.
-pub fn hints(width: usize) -> Vec<keys::Hint> {
-    let all: Vec<_> = keys::footer_hints().collect();
+/// The hints that fit `width`, dropping the lowest priorities first. In a replay the keys that would change a
+/// run stay (dimmed) only where there is room.
+pub fn hints(app: &App, width: usize) -> Vec<keys::Hint> {
+    let log = app.store.from_log;
+    let all: Vec<_> = keys::footer_hints(log)
+        .map(|mut h| {
+            if log {
+                use keys::Action::*;
+                // Over a log: the cursor and playback first; of the keys that would change a run, the momentum
+                // and the reset stay (dimmed) where there is room; the convention toggle goes early.
+                h.priority = match h.binding.action {
+                    PauseResume => 8,
+                    EpochOn10 => 5,
+                    Slower | Faster => 6,
+                    MomentumUp | MomentumDown | ResetStats => 3,
+                    ToggleConvention => 1,
+                    _ if h.binding.changes_run && !app.can_act(h.binding) => 2,
+                    _ => h.priority,
+                };
+            }
+            h
+        })
+        .collect();
     let len = |v: &[keys::Hint]| -> usize {
         v.iter().map(|h| h.keys.len() + 1 + h.words.len()).sum::<usize>() + 2 * v.len().saturating_sub(1)
     };
@@ -49,7 +69,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     }
     let mut spans = Vec::new();
-    for (i, h) in hints(width).into_iter().enumerate() {
+    for (i, h) in hints(app, width).into_iter().enumerate() {
         if i > 0 {
             spans.push(Span::raw("  "));
         }

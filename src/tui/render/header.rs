@@ -9,6 +9,7 @@ use crate::protocol::EvalMode;
 use super::{panel, title_span};
 use crate::tui::app::{App, RunState};
 use crate::tui::fmt;
+use crate::tui::timeline::Timeline;
 
 fn model_name(model: &str) -> String {
     match model {
@@ -24,6 +25,9 @@ fn model_name(model: &str) -> String {
 /// terminals (device details, then class names go first), so that the title is never cut in the middle.
 fn left_titles(app: &App) -> Vec<String> {
     let sep = app.theme.sep();
+    if let Some(tl) = &app.log {
+        return log_titles(app, tl);
+    }
     let Some(info) = &app.store.info else {
         let mut s = "bnscope".to_string();
         if !app.data_label.is_empty() {
@@ -62,8 +66,126 @@ fn left_titles(app: &App) -> Vec<String> {
     v
 }
 
+/// `REPLAY · run.jsonl · ResNet-18 · torch · 3 images (cat, coffee, rocket)`, then shorter forms.
+fn log_titles(app: &App, tl: &Timeline) -> Vec<String> {
+    let sep = app.theme.sep();
+    let word = if tl.watch { "WATCH" } else { "REPLAY" };
+    let first = tl.files.first().map_or("", |f| f.shown.as_str());
+    let file = match tl.files.len() {
+        0 | 1 => first.to_string(),
+        n => format!("{first} +{} rank log{}", n - 1, if n == 2 { "" } else { "s" }),
+    };
+    let head = format!("{word}{sep}{file}");
+    // Narrow: the file's own name, without its directory or the rank count.
+    let base = first.rsplit('/').next().unwrap_or(first);
+    let short = format!("{word}{sep}{base}");
+    let Some(info) = &app.store.info else {
+        return vec![head, short, word.to_string()];
+    };
+    let model = model_name(&info.model);
+    let n = info.images.len();
+    let mut facts: Vec<String> = Vec::new();
+    if !model.is_empty() {
+        facts.push(model.clone());
+    }
+    facts.push(info.framework.clone());
+    let classes = match (n, info.classes.len()) {
+        (0, 0) => None,
+        (0, c) => Some(format!("{c} classes")),
+        (n, c) if c <= 4 => Some(format!("{n} images ({})", info.classes.join(", "))),
+        (n, c) => Some(format!("{n} images, {c} classes")),
+    };
+    let mut long = facts.clone();
+    long.extend(classes);
+    let join = |parts: &[String]| {
+        std::iter::once(head.clone())
+            .chain(parts.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(sep)
+    };
+    vec![
+        join(&long),
+        join(&facts),
+        join(&facts[..1]),
+        head.clone(),
+        word.to_string(),
+    ]
+}
+
+/// The log's side of the header: `epoch 12 (12 of 200) · step 12 · ❚❚ at epoch 12`, `▶ playing`, `following`.
+fn log_right<'a>(app: &App, tl: &Timeline) -> Line<'a> {
+    use crate::tui::theme::Tone;
+    use crate::tui::timeline::FileState;
+    let th = &app.theme;
+    let sep = th.sep();
+    let mut parts = Vec::new();
+    if let Some(m) = &app.store.latest {
+        parts.push(format!("epoch {} ({} of {})", m.epoch, tl.cursor + 1, tl.entries.len()));
+        if let Some(s) = m.step {
+            parts.push(format!("step {s}"));
+        }
+        if let Some(ms) = m.step_ms {
+            parts.push(ms_text(ms));
+        }
+    }
+    let refused = tl.files.iter().find_map(|f| match &f.state {
+        FileState::Refused(_) => Some(f.shown.clone()),
+        _ => None,
+    });
+    let waiting = tl.files.iter().find(|f| f.state == FileState::Waiting);
+    let (tone, state) = if let Some(f) = refused {
+        (Tone::Bad, format!("{} {f}: not a bnscope log", th.warn()))
+    } else if let Some(f) = waiting {
+        (Tone::Warn, format!("waiting for {}…", f.shown))
+    } else if tl.playing {
+        (Tone::Good, format!("{} playing", th.play()))
+    } else if tl.watch && tl.following {
+        (Tone::Good, "following".to_string())
+    } else if let (false, Some((_, reason))) = (tl.watch, &tl.end) {
+        if tl.following {
+            // At the last epoch: how the run ended (its epochs are in "N of N").
+            (Tone::Info, format!("end: {}", crate::terminal::printable(reason)))
+        } else {
+            (Tone::Info, format!("{} cursor", th.pause()))
+        }
+    } else if tl.watch {
+        (Tone::Warn, format!("{} scrolled back (End follows)", th.pause()))
+    } else if tl.following && tl.entries.is_empty() {
+        (Tone::Info, "no epochs".to_string())
+    } else {
+        (Tone::Info, format!("{} cursor", th.pause()))
+    };
+    let mut spans = vec![Span::raw(" ")];
+    if !parts.is_empty() {
+        spans.push(Span::styled(parts.join(sep), th.text()));
+        spans.push(Span::raw(sep));
+    }
+    spans.push(Span::styled(
+        state,
+        th.tone(tone).add_modifier(ratatui::style::Modifier::BOLD),
+    ));
+    spans.push(Span::raw(" "));
+    Line::from(spans).right_aligned()
+}
+
+fn ms_text(ms: f64) -> String {
+    fmt::non_finite(ms).map_or_else(
+        || {
+            if ms >= 100.0 {
+                format!("{ms:.0} ms/step")
+            } else {
+                format!("{ms:.1} ms/step")
+            }
+        },
+        |s| format!("{s} ms/step"),
+    )
+}
+
 /// `epoch 5 · step 5 · 8.1 ms/step · ▶ running`.
 fn right_title<'a>(app: &App) -> Line<'a> {
+    if let Some(tl) = &app.log {
+        return log_right(app, tl);
+    }
     let th = &app.theme;
     let sep = th.sep();
     let mut parts = Vec::new();
@@ -75,18 +197,8 @@ fn right_title<'a>(app: &App) -> Line<'a> {
             .and_then(|i| i.epochs)
             .map_or(String::new(), |e| format!("/{e}"));
         parts.push(format!("epoch {}{of}", m.epoch));
-        parts.push(format!("step {}", m.step));
-        let ms = fmt::non_finite(m.step_ms).map_or_else(
-            || {
-                if m.step_ms >= 100.0 {
-                    format!("{:.0} ms/step", m.step_ms)
-                } else {
-                    format!("{:.1} ms/step", m.step_ms)
-                }
-            },
-            |s| format!("{s} ms/step"),
-        );
-        parts.push(ms);
+        parts.push(format!("step {}", m.step.unwrap_or(0)));
+        parts.push(ms_text(m.step_ms.unwrap_or(0.0)));
     }
     let state = app.run_state();
     let (tone, word) = state.word();
@@ -119,16 +231,37 @@ fn right_title<'a>(app: &App) -> Line<'a> {
 fn momentum_line<'a>(app: &App, width: usize) -> Line<'a> {
     let th = &app.theme;
     let sep = th.sep();
-    let t = app.store.t();
-    let value = app.momentum_words();
+    let missing = fmt::MISSING;
+    if app.store.from_log && app.store.latest.is_none() {
+        return Line::from(Span::styled("waiting for the log's first epoch…", th.dim()));
+    }
+    let value = if app
+        .store
+        .latest
+        .as_ref()
+        .is_some_and(|m| m.momentum.is_none() && !m.cumulative)
+    {
+        missing.to_string()
+    } else {
+        app.momentum_words()
+    };
     let tail_long;
     let tail_short;
+    let Some(t) = app.store.t() else {
+        // A log without `t` (or a momentum): how far the running statistics moved is not known.
+        let mut line = vec![Span::styled("momentum ", th.label()), Span::styled(value, th.strong())];
+        if app.store.latest.is_some() {
+            line.push(Span::styled(sep, th.dim()));
+            line.push(Span::styled(format!("updates t: {missing}"), th.text()));
+        }
+        return Line::from(line);
+    };
     if app.cumulative {
         tail_long = format!("running stats = mean of {t} batches");
         tail_short = format!("mean of {t} batches");
     } else {
         // Exact: 1 − w with w = ∏ mᵢ since the last reset; written as 1 − mᵗ while one momentum did all updates.
-        let age = &app.store.age;
+        let age = app.store.age.unwrap_or(crate::protocol::StatsAge::START);
         let frac = fmt::percent(age.travelled());
         let product = match age.constant_momentum {
             _ if t == 0 => format!("1{}{}{}", th.minus(), fmt::momentum(app.momentum), th.power(0)),
@@ -193,11 +326,37 @@ fn eval_line<'a>(app: &App, width: usize) -> Line<'a> {
     .add_modifier(ratatui::style::Modifier::BOLD);
     // (text, priority) in display order; the lowest priorities go first when the line is too narrow, so the same
     // facts sit in the same places at every width.
-    let mut parts: Vec<(String, u8)> = vec![(app.convergence_words(), 9)];
-    if let Some(p) = app.pace {
-        parts.push((fmt::pace(p), 6));
+    // (Without an age, the momentum line already says that t is not in this log.)
+    let mut parts: Vec<(String, u8)> = Vec::new();
+    if app.store.age.is_some() {
+        parts.push((app.convergence_words(), 9));
     }
-    if let Some(i) = &app.store.info {
+    if let Some(p) = app.pace {
+        // Over a log the pace is the playback's (space).
+        let text = if app.store.from_log {
+            format!("playback {} epochs/s", fmt::momentum(p))
+        } else {
+            fmt::pace(p)
+        };
+        parts.push((text, 6));
+    }
+    if let Some(tl) = &app.log {
+        // Only what the log says.
+        if let Some(run) = tl.current().and_then(|e| tl.runs.get(e.run)).map(|r| &r.run) {
+            if let Some(b) = run.batch_size {
+                parts.push((format!("batch {b}"), 4));
+            }
+            match (&run.optimizer, run.lr) {
+                (Some(o), Some(lr)) => parts.push((format!("{} lr {lr}", crate::terminal::printable(o)), 3)),
+                (None, Some(lr)) => parts.push((format!("lr {lr}"), 3)),
+                (Some(o), None) => parts.push((crate::terminal::printable(o).into_owned(), 3)),
+                (None, None) => {}
+            }
+            if let Some(seed) = run.seed {
+                parts.push((format!("seed {seed}"), 2));
+            }
+        }
+    } else if let Some(i) = &app.store.info {
         parts.push((format!("batch {}", i.batch_size), 4));
         parts.push((format!("{} lr {}", i.optimizer, i.lr), 3));
         parts.push((format!("seed {}", i.seed), 2));

@@ -28,17 +28,49 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         ])
     };
     let mut lines: Vec<Line> = Vec::new();
+    let log = app.store.from_log;
     for b in BINDINGS {
+        if b.log_only && !log {
+            continue;
+        }
+        if log && b.changes_run && !app.can_act(b) {
+            // Over a log these change nothing: listed once, dimmed.
+            continue;
+        }
         if nav.contains(&b.action) {
             if b.action == Action::Up {
                 lines.push(row(
-                    "arrows j/k".into(),
-                    "select a BatchNorm layer (PgUp/PgDn: ten, Home/End)",
+                    if log { "Up/Down j/k" } else { "arrows j/k" }.into(),
+                    if log {
+                        "select a BatchNorm layer (PgUp/PgDn: ten); Home/End: the first/newest epoch"
+                    } else {
+                        "select a BatchNorm layer (PgUp/PgDn: ten, Home/End)"
+                    },
                 ));
             }
             continue;
         }
-        lines.push(row(b.keys_label(), b.help));
+        // Over a log some keys do the log's version of their job.
+        let help = match b.action {
+            Action::PauseResume if log => "play the log back from the cursor at the pace / stop",
+            Action::Slower if log => "slower playback",
+            Action::Faster if log => "faster playback",
+            Action::Help if log => "this help (? or Esc closes it)",
+            Action::Quit if log => "quit",
+            _ => b.help,
+        };
+        lines.push(row(b.keys_label(), help));
+    }
+    if log {
+        let dimmed: Vec<String> = BINDINGS
+            .iter()
+            .filter(|b| b.changes_run && !app.can_act(b))
+            .map(|b| b.keys_label())
+            .collect();
+        lines.push(Line::from(Span::styled(
+            format!(" {}: change a live run; a log is read-only", dimmed.join(" ")),
+            th.dim(),
+        )));
     }
     lines.push(Line::from(Span::styled(
         format!(" momentum ladder: {}", ladder.join(" ")),

@@ -6,12 +6,12 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use crate::protocol::{EvalMode, Metric};
+use crate::protocol::EvalMode;
 
 use super::{panel, put, title_span};
 use crate::tui::app::App;
 use crate::tui::fmt;
-use crate::tui::store::Point;
+use crate::tui::store::{Point, Val};
 use crate::tui::theme::Theme;
 
 const ACC_LABEL_W: u16 = 14;
@@ -108,30 +108,31 @@ enum Aggregate {
     MeanLog10,
 }
 
-/// One value per shown column: `None` where any epoch of the bucket is NaN/Inf (a divergence is never
-/// averaged away).
-fn columns(app: &App, win: &Window, get: impl Fn(&Point) -> f32, how: Aggregate) -> Vec<Option<f32>> {
+/// One value per shown column: `Some(None)` where any epoch of the bucket is NaN/Inf (a divergence is never
+/// averaged away), `None` where the log has none of the bucket's values.
+fn columns(app: &App, win: &Window, get: impl Fn(&Point) -> Option<f32>, how: Aggregate) -> Vec<Option<Option<f32>>> {
     let h = &app.store.history;
     (0..win.cols)
         .map(|j| {
             let r = win.bucket(j);
             if r.is_empty() {
-                return None;
+                return Some(None);
             }
             let pts = h.points.range((r.start - h.first) as usize..(r.end - h.first) as usize);
             let mut sum = 0f64;
-            let n = r.end - r.start;
+            let mut n = 0u64;
             for p in pts {
-                let v = get(p);
+                let Some(v) = get(p) else { continue };
+                n += 1;
                 if !v.is_finite() {
-                    return None;
+                    return Some(None);
                 }
                 sum += match how {
                     Aggregate::Mean => v as f64,
                     Aggregate::MeanLog10 => (v.max(1e-8) as f64).log10(),
                 };
             }
-            Some((sum / n as f64) as f32)
+            (n > 0).then_some(Some((sum / n as f64) as f32))
         })
         .collect()
 }
@@ -140,8 +141,8 @@ fn columns(app: &App, win: &Window, get: impl Fn(&Point) -> f32, how: Aggregate)
 struct Curve {
     label: &'static str,
     style: Style,
-    latest: Option<Metric>,
-    get: fn(&Point) -> Metric,
+    latest: Option<Val>,
+    get: fn(&Point) -> Val,
     headline: bool,
 }
 
@@ -174,17 +175,23 @@ fn curves(app: &App) -> [Curve; 3] {
     ]
 }
 
-/// Draws one sparkline row at `(x, y)` from column values; `level` maps a value to `Some(0..=1)`.
+/// Draws one sparkline row at `(x, y)` from column values; `level` maps a value to `Some(0..=1)`. Columns the log
+/// has no value for stay empty; a curve the log lacks altogether says so.
 fn spark(
     th: &Theme,
-    values: &[Option<f32>],
-    (x, y): (u16, u16),
+    values: &[Option<Option<f32>>],
+    (x, y, width): (u16, u16, u16),
     style: Style,
     level: impl Fn(f32) -> Option<f32>,
     buf: &mut Buffer,
 ) {
     let levels = th.spark_levels();
+    if !values.is_empty() && values.iter().all(Option::is_none) {
+        buf.set_stringn(x, y, fmt::MISSING, width as usize, th.dim());
+        return;
+    }
     for (j, v) in values.iter().enumerate() {
+        let Some(v) = v else { continue };
         let (sym, st) = match v.and_then(&level) {
             Some(v) => {
                 let i = (v.clamp(0.0, 1.0) * (levels.len() - 1) as f32).round() as usize;
@@ -276,8 +283,13 @@ fn render_accuracy(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
     if let Some(n) = app.zoom {
         title.push(Span::styled(format!("{sep}last {n} epochs (z) "), th.key()));
     }
-    if let Some(m) = &app.store.latest {
-        let gap = m.train.acc - m.eval_running.acc;
+    if let Some((train, running)) = app
+        .store
+        .latest
+        .as_ref()
+        .and_then(|m| Some((m.train.acc?, m.eval_running.acc?)))
+    {
+        let gap = train - running;
         let gap_s = if gap.is_finite() {
             format!("{gap:.3}")
         } else {
@@ -316,8 +328,11 @@ fn render_accuracy(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
         buf.set_stringn(inner.x, y, c.label, ACC_LABEL_W as usize - 1, label_style);
         let get = c.get;
         let values = columns(app, win, |p| get(p).acc, Aggregate::Mean);
-        spark(th, &values, (xs, y), c.style, acc_level, buf);
-        let mut spans = vec![value_span(c.latest.map_or("–".into(), |m| fmt::acc(m.acc)), c.style)];
+        spark(th, &values, (xs, y, win.width), c.style, acc_level, buf);
+        let mut spans = vec![value_span(
+            c.latest.and_then(|m| m.acc).map_or("–".into(), fmt::acc),
+            c.style,
+        )];
         if c.headline {
             spans.push(Span::styled(format!(" {}", th.left_mark()), th.strong()));
         }
@@ -342,7 +357,7 @@ fn render_loss(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
     block.render(area, buf);
     // One log scale for the three curves over the columns shown (of the values drawn, i.e. bucket means).
     let cs = curves(app);
-    let values: Vec<Vec<Option<f32>>> = cs
+    let values: Vec<Vec<Option<Option<f32>>>> = cs
         .iter()
         .map(|c| {
             let get = c.get;
@@ -351,6 +366,7 @@ fn render_loss(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
         .collect();
     let (lo, hi) = values
         .iter()
+        .flatten()
         .flatten()
         .flatten()
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
@@ -370,8 +386,8 @@ fn render_loss(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
             return;
         }
         buf.set_stringn(inner.x, y, c.label, LOSS_LABEL_W as usize - 1, th.label());
-        spark(th, values, (xs, y), c.style, level, buf);
-        let text = c.latest.map_or("–".into(), |m| fmt::loss(m.loss));
+        spark(th, values, (xs, y, win.width), c.style, level, buf);
+        let text = c.latest.and_then(|m| m.loss).map_or("–".into(), fmt::loss);
         buf.set_stringn(xv, y, format!("{text:>7}"), LOSS_VALUE_W as usize, c.style);
     }
     let y = inner.y + 3;

@@ -24,8 +24,8 @@ pub fn convergence(gap: f32) -> f32 {
 /// Takes `width` cells: the bar gets `width − 6`.
 pub struct ConvergenceGauge<'a> {
     pub theme: &'a Theme,
-    /// `None`: no snapshot yet.
-    pub value: Option<f32>,
+    /// `None`: no snapshot yet; `Some(None)`: not in this log.
+    pub value: Option<Option<f32>>,
 }
 
 impl Widget for ConvergenceGauge<'_> {
@@ -33,8 +33,9 @@ impl Widget for ConvergenceGauge<'_> {
         let th = self.theme;
         let (text, frac, style) = match self.value {
             None => ("–".to_string(), 0.0, th.dim()),
-            Some(v) if !v.is_finite() => ("NaN".to_string(), 0.0, th.tone(Tone::Bad)),
-            Some(v) => {
+            Some(None) => (NOT_IN_LOG.to_string(), 0.0, th.dim()),
+            Some(Some(v)) if !v.is_finite() => ("NaN".to_string(), 0.0, th.tone(Tone::Bad)),
+            Some(Some(v)) => {
                 let v = v.clamp(0.0, 1.0);
                 (format!("{:.0} %", v * 100.0), v, th.ramp(v))
             }
@@ -42,6 +43,9 @@ impl Widget for ConvergenceGauge<'_> {
         bar(th, area, buf, frac, style, &text);
     }
 }
+
+/// A gauge's text where the log lacks its data (the panel's title explains it: "n/a: not in this log").
+pub const NOT_IN_LOG: &str = "n/a";
 
 /// How far apart the running and the batch variances are, as the typical factor between them over the channels:
 /// `exp(mean_c |ln(running_c / batch_c)|)` (1 = equal, 94 = 94 times apart either way), over channels where both
@@ -77,8 +81,8 @@ pub fn ratio_text(r: f32) -> String {
 /// A variance gauge: full at 1× (equal), empty at 100× apart or more, on a log scale (10× is half), with the factor.
 pub struct RatioGauge<'a> {
     pub theme: &'a Theme,
-    /// `None`: no snapshot yet; NaN: no finite pair.
-    pub ratio: Option<f32>,
+    /// `None`: no snapshot yet; `Some(None)`: not in this log; NaN: no finite pair.
+    pub ratio: Option<Option<f32>>,
 }
 
 impl Widget for RatioGauge<'_> {
@@ -86,8 +90,9 @@ impl Widget for RatioGauge<'_> {
         let th = self.theme;
         let (text, frac, style) = match self.ratio {
             None => ("–".to_string(), 0.0, th.dim()),
-            Some(r) if !r.is_finite() => ("NaN".to_string(), 0.0, th.tone(Tone::Bad)),
-            Some(r) => {
+            Some(None) => (NOT_IN_LOG.to_string(), 0.0, th.dim()),
+            Some(Some(r)) if !r.is_finite() => ("NaN".to_string(), 0.0, th.tone(Tone::Bad)),
+            Some(Some(r)) => {
                 let f = (1.0 - r.max(1.0).log10() / 2.0).clamp(0.0, 1.0);
                 (ratio_text(r).replace('×', th.times()), f, th.ramp(f))
             }
@@ -141,6 +146,37 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     };
     let n = names.len();
     let mut title = vec![title_span(th, format!("BatchNorm layers ({n})"))];
+    // A log: what it lacks, and how far the ranks are apart.
+    let spread = app.rank_spread();
+    if app.store.from_log {
+        let lacks = match &app.store.bn {
+            None if n > 0 => Some("no BatchNorm record at this epoch: not in this log"),
+            Some(_) if (0..n).any(|i| app.store.mean_gap(i) == Some(None) || app.store.var_gap(i) == Some(None)) => {
+                Some("n/a: not in this log")
+            }
+            _ => None,
+        };
+        if let Some(l) = lacks {
+            title.push(Span::styled(format!("{}{l} ", th.sep().trim_start()), th.dim()));
+        }
+        if let Some((e, s)) = &spread {
+            if let Some((worst, _)) = s.first() {
+                let tone = if *worst > crate::replay::RANK_SPREAD_WARN {
+                    th.tone(Tone::Warn)
+                } else {
+                    th.dim()
+                };
+                title.push(Span::styled(
+                    format!(
+                        "{}ranks ≤{:.1}% apart (epoch {e}) ",
+                        th.sep().trim_start(),
+                        100.0 * worst
+                    ),
+                    tone,
+                ));
+            }
+        }
+    }
     // The BatchNorm profile the run follows (`--framework`): whose ε and which variance the running one tracks.
     if let Some(info) = &app.store.info {
         let fw = match info.framework.as_str() {
@@ -148,14 +184,14 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             "torch" => "PyTorch",
             other => other,
         };
+        // A log without ε leaves it out.
+        let eps = if info.bn_eps.is_finite() {
+            format!("{} {:e}, ", if th.ascii { "eps" } else { "ε" }, info.bn_eps)
+        } else {
+            String::new()
+        };
         title.push(Span::styled(
-            format!(
-                "{}{fw} BN: {} {:e}, {} var ",
-                th.sep().trim_start(),
-                if th.ascii { "eps" } else { "ε" },
-                info.bn_eps,
-                info.bn_variance
-            ),
+            format!("{}{fw} BN: {eps}{} var ", th.sep().trim_start(), info.bn_variance),
             th.dim(),
         ));
     }
@@ -193,8 +229,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let longest = names.iter().map(|s| s.chars().count()).max().unwrap_or(5);
     let name_w = longest.clamp(10, 22) as u16;
-    // "▶ " + name + " " + gauge + "  " + gauge
-    let gauges_w = inner.width.saturating_sub(2 + name_w + 1 + 2);
+    // Rank logs: a column for how far the ranks' running means are apart, per layer.
+    let rank_w: u16 = if spread.is_some() { 8 } else { 0 };
+    // "▶ " + name + " " + gauge + "  " + gauge [+ " ranks"]
+    let gauges_w = inner.width.saturating_sub(2 + name_w + 1 + 2 + rank_w);
     let gauge_w = (gauges_w / 2).max(7);
     let xg1 = inner.x + 2 + name_w + 1;
     let xg2 = xg1 + gauge_w + 2;
@@ -205,8 +243,23 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     } else {
         ("mean close", "var apart")
     };
+    // Without the per-channel arrays (bnscope's summary logs) the variance gauge shows the log's variance gap.
+    let var_close = app.store.bn.as_ref().is_some_and(|b| {
+        b.layers
+            .iter()
+            .all(|l| l.running_var.is_empty() || l.batch_var.is_empty())
+    });
+    let var_h = match (var_close, gauge_w >= 17) {
+        (true, true) => "var: how close",
+        (true, false) => "var close",
+        _ => var_h,
+    };
     buf.set_stringn(xg1, inner.y, mean_h, gauge_w as usize, th.label());
     buf.set_stringn(xg2, inner.y, var_h, gauge_w as usize, th.label());
+    let xr = xg2 + gauge_w + 1;
+    if rank_w > 0 {
+        buf.set_stringn(xr, inner.y, "ranks", rank_w as usize, th.label());
+    }
     for (row, i) in (offset..n).take(inner_rows).enumerate() {
         let y = inner.y + 1 + row as u16;
         let selected = i == app.selected;
@@ -221,17 +274,40 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         let layer = app.store.bn.as_ref().and_then(|b| b.layers.get(i));
         ConvergenceGauge {
             theme: th,
-            value: layer.map(|l| convergence(l.mean_gap)),
+            value: app.store.mean_gap(i).map(|g| g.map(convergence)),
         }
         .render(Rect::new(xg1, y, gauge_w, 1), buf);
-        RatioGauge {
-            theme: th,
-            ratio: layer.map(|l| var_ratio(l).unwrap_or(f32::NAN)),
+        let var_area = Rect::new(xg2, y, gauge_w.min(inner.right().saturating_sub(xg2)), 1);
+        let arrays = layer.is_some_and(|l| !l.running_var.is_empty() && !l.batch_var.is_empty());
+        if var_close || (layer.is_some() && !arrays) {
+            // The log's variance gap (no arrays to take the ratio of).
+            ConvergenceGauge {
+                theme: th,
+                value: app.store.var_gap(i).map(|g| g.map(convergence)),
+            }
+            .render(var_area, buf);
+        } else {
+            RatioGauge {
+                theme: th,
+                ratio: layer.map(|l| Some(var_ratio(l).unwrap_or(f32::NAN))),
+            }
+            .render(var_area, buf);
         }
-        .render(
-            Rect::new(xg2, y, gauge_w.min(inner.right().saturating_sub(xg2)), 1),
-            buf,
-        );
+        if let Some((_, s)) = &spread {
+            let text = s
+                .iter()
+                .find(|(_, n)| *n == names[i])
+                .map_or("–".to_string(), |(v, _)| format!("{:.1}%", 100.0 * v));
+            let style = if s
+                .iter()
+                .any(|(v, n)| *n == names[i] && *v > crate::replay::RANK_SPREAD_WARN)
+            {
+                th.tone(Tone::Warn)
+            } else {
+                th.dim()
+            };
+            buf.set_stringn(xr, y, format!("{text:>7}"), rank_w as usize, style);
+        }
     }
 }
 
@@ -296,8 +372,19 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
             .and_then(|i| i.bn_layers.get(app.selected))
             .map(|l| l.name.clone())
     });
-    let title = match (&name, layer) {
-        (Some(n), Some(l)) => format!("{n} · {} channels", l.running_mean.len()),
+    // A log's layer without arrays: its channels from the run record.
+    let channels = match layer.map(|l| l.running_mean.len()) {
+        Some(0) if app.store.from_log => app
+            .store
+            .info
+            .as_ref()
+            .and_then(|i| i.bn_layers.get(app.selected))
+            .map(|l| l.channels)
+            .filter(|&c| c > 0),
+        other => other,
+    };
+    let title = match (&name, channels) {
+        (Some(n), Some(c)) => format!("{n} · {c} channels"),
         (Some(n), None) => n.clone(),
         _ => "channels".to_string(),
     }
@@ -312,15 +399,52 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     }
     let Some(l) = layer else {
-        buf.set_stringn(
-            inner.x + 1,
-            inner.y,
-            "no BatchNorm snapshot yet",
-            inner.width as usize,
-            th.dim(),
-        );
+        let words = if app.store.from_log {
+            "BatchNorm statistics at this epoch: not in this log"
+        } else {
+            "no BatchNorm snapshot yet"
+        };
+        buf.set_stringn(inner.x + 1, inner.y, words, inner.width as usize, th.dim());
         return;
     };
+    if l.running_mean.is_empty() {
+        // A log without the per-channel arrays at this epoch (bnscope's default summary, or a writer asked for less).
+        let words = if app.store.from_log {
+            "per-channel statistics: not in this log at this epoch"
+        } else {
+            "no per-channel statistics"
+        };
+        buf.set_stringn(inner.x + 1, inner.y, words, inner.width as usize, th.dim());
+        let gap = |what: &str, g: Option<Option<f32>>| match g {
+            Some(Some(v)) if v.is_finite() => format!("{what} {:.0}% off", v * 100.0),
+            Some(Some(_)) => format!("{what} NaN"),
+            _ => format!("{what} gap {}", fmt::MISSING),
+        };
+        if app.store.from_log && inner.height > 1 {
+            buf.set_stringn(
+                inner.x + 1,
+                inner.y + 1,
+                "(bnscope writes them with --log-bn full)",
+                inner.width as usize,
+                th.dim(),
+            );
+        }
+        if inner.height > 3 {
+            buf.set_stringn(
+                inner.x + 1,
+                inner.y + 3,
+                format!(
+                    "running vs batch: {}{}{}",
+                    gap("mean", app.store.mean_gap(app.selected)),
+                    th.sep(),
+                    gap("var", app.store.var_gap(app.selected))
+                ),
+                inner.width as usize,
+                th.label(),
+            );
+        }
+        return;
+    }
     let (rm, bm, _) = th.markers();
     let arrow = th.arrow();
     // ch(3) sp mean-plot sp "rrrrr→bbbbb"(10+arrow) sp sp var-plot sp "rrrrr→bbbbb"

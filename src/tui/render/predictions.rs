@@ -48,13 +48,12 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     }
     let (Some(info), Some(preds)) = (&app.store.info, app.predictions(mode)) else {
-        buf.set_stringn(
-            inner.x + 1,
-            inner.y,
-            "waiting for the first epoch…",
-            inner.width as usize,
-            th.dim(),
-        );
+        let words = if app.store.from_log && app.store.latest.is_some() {
+            "predictions: not in this log"
+        } else {
+            "waiting for the first epoch…"
+        };
+        buf.set_stringn(inner.x + 1, inner.y, words, inner.width as usize, th.dim());
         return;
     };
     let classes = &info.classes;

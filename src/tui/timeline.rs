@@ -1,0 +1,521 @@
+//! A log as the TUI shows it (`bnscope replay`/`watch`): every epoch of the first log with what it lacks as
+//! `None`, its events, the other logs' running means (ranks of a distributed run), and the cursor, the epoch
+//! every panel shows. [`Timeline::take`] takes the records as they come (all at once for a replay, as the file
+//! grows for a watch); [`Timeline::show`] writes the cursor's epoch into the [`Store`] the panels read, as the
+//! trainer's events would have left it at that epoch.
+use std::sync::Arc;
+
+use crate::protocol::{BnLayerInfo, BnLayerSnapshot, BnSnapshot, RunInfo, StatsAge};
+use crate::replay::{self, Record};
+
+use super::store::{Point, Shown, Store, Val};
+
+/// One epoch of the shown log.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Index into [`Timeline::runs`].
+    pub run: usize,
+    pub shown: Shown,
+    /// `None`: the log has neither `t` nor a momentum to tell how far the running statistics have moved.
+    pub age: Option<StatsAge>,
+    /// This epoch's `bn` record, if the log has one.
+    pub bn: Option<Arc<BnSnapshot>>,
+    /// Per layer of `bn`: the log has no mean gap, no variance gap (neither the gap nor the arrays to compute it).
+    pub gaps_missing: Vec<(bool, bool)>,
+}
+
+/// One run of the shown log (a file may hold several: a restart, a second `fit`).
+#[derive(Clone, Debug)]
+pub struct LogRun {
+    pub info: Arc<RunInfo>,
+    pub run: replay::Run,
+}
+
+/// An event of the log, placed before the entry that followed it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogEvent {
+    /// Index of the first entry after the event (`entries.len()` when it came).
+    pub at: usize,
+    /// The epoch it happened after.
+    pub epoch: u64,
+    pub what: String,
+    pub value: String,
+}
+
+impl LogEvent {
+    /// The history mark of an event kind, if it gets one.
+    fn symbol(&self) -> Option<char> {
+        Some(match self.what.as_str() {
+            "momentum" => 'm',
+            "cumulative" => 'u',
+            "eval_mode" => 'e',
+            "reset_stats" => 'r',
+            "recalibrate" => 'c',
+            "restart" | "run" => 'R',
+            "diverged" => '!',
+            _ => return None,
+        })
+    }
+
+    /// Whether `{`/`}` stop at it: what changed the running statistics or the run (pauses, the pace and the eval
+    /// mode are the viewer's, not the run's).
+    pub fn jumps(&self) -> bool {
+        !matches!(
+            self.what.as_str(),
+            "pause" | "resume" | "pace" | "pause_at" | "eval_mode"
+        )
+    }
+
+    /// `after epoch 12: momentum 0.9`.
+    pub fn words(&self) -> String {
+        let value = crate::terminal::printable(&self.value);
+        match self.what.as_str() {
+            "run" => format!("a new run starts after epoch {} ({value})", self.epoch),
+            _ => format!("after epoch {}: {} {value}", self.epoch, self.what)
+                .trim_end()
+                .to_string(),
+        }
+    }
+}
+
+/// Where a followed (or read) file stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FileState {
+    /// Not read yet.
+    Opening,
+    /// `watch`: the file does not exist yet.
+    Waiting,
+    Reading,
+    /// The file is not a bnscope log (or cannot be read): the message.
+    Refused(String),
+}
+
+/// A log file of the timeline.
+#[derive(Clone, Debug)]
+pub struct LogFile {
+    /// Its name as shown (control characters escaped).
+    pub shown: String,
+    pub state: FileState,
+    /// Lines that are not JSON records, records of unknown types.
+    pub skipped: (u64, u64),
+    /// Epochs read from this file (all runs).
+    pub epochs: usize,
+}
+
+/// The log(s) and the cursor.
+#[derive(Clone, Debug)]
+pub struct Timeline {
+    /// The first file is shown; the others are compared with it (ranks).
+    pub files: Vec<LogFile>,
+    /// `bnscope watch`: the files grow.
+    pub watch: bool,
+    pub runs: Vec<LogRun>,
+    pub entries: Vec<Entry>,
+    pub events: Vec<LogEvent>,
+    /// The `end` record of the last run: epochs, reason.
+    pub end: Option<(u64, String)>,
+    /// The entry every panel shows.
+    pub cursor: usize,
+    /// The cursor follows the newest epoch (a watch, until the user scrolls back; `End` returns).
+    pub following: bool,
+    /// Playing back (space) at the pace: the cursor moves on by itself.
+    pub playing: bool,
+    /// Every log's running means by epoch, for the rank spread.
+    pub means: replay::RankMeans,
+    /// The running-statistics age of the run being read (w, the momentum of every update so far).
+    age: Option<StatsAge>,
+}
+
+impl Timeline {
+    /// An empty timeline over `files` (names as shown).
+    pub fn new(files: Vec<String>, watch: bool) -> Self {
+        Timeline {
+            files: files
+                .into_iter()
+                .map(|shown| LogFile {
+                    shown,
+                    state: FileState::Opening,
+                    skipped: (0, 0),
+                    epochs: 0,
+                })
+                .collect(),
+            watch,
+            runs: Vec::new(),
+            entries: Vec::new(),
+            events: Vec::new(),
+            end: None,
+            cursor: 0,
+            following: true,
+            playing: false,
+            means: replay::RankMeans::new(),
+            age: None,
+        }
+    }
+
+    /// Whether several logs are compared (ranks).
+    pub fn ranked(&self) -> bool {
+        self.files.len() > 1
+    }
+
+    /// File `file` starts over (truncated or replaced): what was read from it goes.
+    pub fn restart_file(&mut self, file: usize) {
+        let n = self.files.len();
+        for maps in self.means.values_mut() {
+            if let Some(m) = maps.get_mut(file) {
+                m.clear();
+            }
+        }
+        self.means
+            .retain(|_, maps| maps.iter().any(|m| !m.is_empty()) || n == 0);
+        if let Some(f) = self.files.get_mut(file) {
+            f.skipped = (0, 0);
+            f.epochs = 0;
+        }
+        if file == 0 {
+            self.runs.clear();
+            self.entries.clear();
+            self.events.clear();
+            self.end = None;
+            self.cursor = 0;
+            self.age = None;
+            self.following = true;
+        }
+    }
+
+    /// Takes records of file `file`. Returns whether the shown log got a new epoch.
+    pub fn take(&mut self, file: usize, records: Vec<Record>) -> bool {
+        let files = self.files.len();
+        let mut grew = false;
+        for rec in records {
+            if let Record::Bn { epoch, layers } = &rec {
+                replay::add_means(&mut self.means, file, files, *epoch, layers);
+            }
+            if let (Record::Epoch(_), Some(f)) = (&rec, self.files.get_mut(file)) {
+                f.epochs += 1;
+            }
+            if file != 0 {
+                continue;
+            }
+            match rec {
+                Record::Run(run) => {
+                    if !self.runs.is_empty() {
+                        let epoch = self.entries.last().map_or(0, |e| e.shown.epoch as u64);
+                        self.events.push(LogEvent {
+                            at: self.entries.len(),
+                            epoch,
+                            what: "run".into(),
+                            value: run.model.clone().unwrap_or_else(|| run.source.clone()),
+                        });
+                    }
+                    self.end = None;
+                    self.age = None;
+                    self.runs.push(LogRun {
+                        info: Arc::new(run_info(&run)),
+                        run: *run,
+                    });
+                }
+                Record::Epoch(e) => {
+                    let Some(r) = self.runs.len().checked_sub(1) else {
+                        continue;
+                    };
+                    let run = &self.runs[r].run;
+                    let shown = shown(&e, run);
+                    self.age = next_age(self.age, &e, run);
+                    self.entries.push(Entry {
+                        run: r,
+                        shown,
+                        age: self.age,
+                        bn: None,
+                        gaps_missing: Vec::new(),
+                    });
+                    grew = true;
+                }
+                Record::Bn { epoch, layers } => {
+                    // The `bn` record follows its `epoch` record.
+                    if let Some(last) = self.entries.last_mut() {
+                        if last.shown.epoch as u64 == epoch && last.bn.is_none() {
+                            let (snap, missing) = snapshot(epoch, last.age, &layers);
+                            last.bn = Some(Arc::new(snap));
+                            last.gaps_missing = missing;
+                        }
+                    }
+                }
+                Record::Event { epoch, what, value } => self.events.push(LogEvent {
+                    at: self.entries.len(),
+                    epoch,
+                    what,
+                    value,
+                }),
+                Record::End { epochs, reason } => self.end = Some((epochs, reason)),
+            }
+        }
+        if grew && self.following {
+            self.cursor = self.entries.len() - 1;
+        }
+        grew
+    }
+
+    /// The entry under the cursor.
+    pub fn current(&self) -> Option<&Entry> {
+        self.entries.get(self.cursor)
+    }
+
+    /// Moves the cursor by `step` entries (clamped); moving back stops following, reaching the newest follows again.
+    pub fn step(&mut self, step: i64) -> bool {
+        let Some(last) = self.entries.len().checked_sub(1) else {
+            return false;
+        };
+        let next = (self.cursor as i64 + step).clamp(0, last as i64) as usize;
+        let moved = next != self.cursor;
+        self.cursor = next;
+        self.following = self.cursor == last;
+        moved
+    }
+
+    /// Moves the cursor to `entry` (clamped).
+    pub fn go(&mut self, entry: usize) -> bool {
+        self.step(entry as i64 - self.cursor as i64)
+    }
+
+    /// The entry the previous (`back`) or next event took place after, and the event.
+    pub fn event_near(&self, back: bool) -> Option<(usize, &LogEvent)> {
+        // An event at `at` happened after entry `at - 1`: the cursor there shows the state the event changed.
+        let target = |e: &LogEvent| e.at.saturating_sub(1);
+        let mut evs = self.events.iter().filter(|e| e.jumps() && e.at > 0);
+        if back {
+            evs.rfind(|e| target(e) < self.cursor).map(|e| (target(e), e))
+        } else {
+            evs.find(|e| target(e) > self.cursor).map(|e| (target(e), e))
+        }
+    }
+
+    /// Writes the cursor's epoch into `store` as the trainer's events would have left it at that epoch: the run's
+    /// facts, its history up to the cursor with the events marked, the epoch's figures and BatchNorm record.
+    pub fn show(&self, store: &mut Store) {
+        store.from_log = true;
+        let Some(cur) = self.current() else {
+            // Nothing (or nothing any more: a watched file started over) to show.
+            store.info = self.runs.last().map(|r| r.info.clone());
+            store.latest = None;
+            store.age = None;
+            store.bn = None;
+            store.bn_gaps_missing.clear();
+            store.history = Default::default();
+            store.diverged = None;
+            store.warnings.clear();
+            return;
+        };
+        let run = &self.runs[cur.run];
+        store.info = Some(run.info.clone());
+        store.phase = super::store::Phase::Running;
+        store.latest = Some(Box::new(cur.shown.clone()));
+        store.age = cur.age;
+        store.bn = cur.bn.clone();
+        store.bn_gaps_missing = cur.gaps_missing.clone();
+        store.history = Default::default();
+        store.diverged = None;
+        store.warnings.clear();
+        let first = self.entries[..=self.cursor]
+            .iter()
+            .rposition(|e| e.run != cur.run)
+            .map_or(0, |i| i + 1);
+        let mut evs = self.events.iter().filter(|e| e.at > first).peekable();
+        for i in first..=self.cursor {
+            while let Some(e) = evs.next_if(|e| e.at <= i) {
+                self.apply_event(e, store);
+            }
+            let s = &self.entries[i].shown;
+            store.history.push(Point {
+                epoch: s.epoch,
+                train: s.train,
+                running: s.eval_running,
+                batch: s.eval_batch,
+            });
+        }
+        // What happened right after the cursor's epoch (the state it changed is on screen).
+        while let Some(e) = evs.next_if(|e| e.at == self.cursor + 1) {
+            self.apply_event(e, store);
+        }
+    }
+
+    fn apply_event(&self, e: &LogEvent, store: &mut Store) {
+        if let Some(sym) = e.symbol() {
+            store.history.mark(sym);
+        }
+        match e.what.as_str() {
+            "diverged" => {
+                let v: serde_json::Value = serde_json::from_str(&e.value).unwrap_or(serde_json::Value::Null);
+                let loss = v.get("loss").and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN) as f32;
+                let what = v
+                    .get("what")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("the loss is not finite")
+                    .to_string();
+                store.diverged = Some((e.epoch as usize, loss, crate::terminal::printable(&what).into_owned()));
+            }
+            "one_value_per_channel" => store.warnings.push((
+                crate::protocol::EventKind::OneValuePerChannel,
+                crate::terminal::printable(&format!("one value per channel in {}: ", e.value)).into_owned(),
+            )),
+            _ => {}
+        }
+    }
+
+    /// How far the ranks' running means are apart at the cursor's epoch (or the newest before it that every log
+    /// has arrays for): `(epoch, [(spread, layer)])`, the largest first.
+    pub fn rank_spread(&self) -> Option<(u64, Vec<(f64, String)>)> {
+        if !self.ranked() {
+            return None;
+        }
+        let epoch = self.current().map(|e| e.shown.epoch as u64);
+        replay::spread_at(&self.means, epoch)
+    }
+}
+
+/// A log's epoch as the screen shows it.
+fn shown(e: &replay::Epoch, run: &replay::Run) -> Shown {
+    let val = |m: Option<replay::Metric>| Val {
+        loss: m.and_then(|m| m.loss).map(|x| x as f32),
+        acc: m.and_then(|m| m.acc).map(|x| x as f32),
+    };
+    let preds = |p: &Option<Vec<Vec<f64>>>| {
+        p.as_ref()
+            .map(|rows| rows.iter().map(|r| r.iter().map(|&x| x as f32).collect()).collect())
+    };
+    Shown {
+        epoch: e.epoch as usize,
+        step: e.step.map(|s| s as usize),
+        momentum: e.momentum.or(run.momentum),
+        cumulative: e.cumulative || run.cumulative,
+        train: val(e.train),
+        eval_running: val(e.eval_running),
+        eval_batch: val(e.eval_batch),
+        predictions_running: preds(&e.predictions_running),
+        predictions_batch: preds(&e.predictions_batch),
+        step_ms: e.step_ms,
+    }
+}
+
+/// Updates since the last reset: the log's `t`; for Keras (which updates the moving statistics once per training
+/// step and writes no `t`) the step count.
+fn updates(e: &replay::Epoch, run: &replay::Run) -> Option<u64> {
+    e.t.or(if run.source == "keras" { e.step } else { None })
+}
+
+/// The running statistics' age after epoch `e`, from the one before: the log's `init_weight` where it has one,
+/// else `w·mᵗ⁻ᵗ'` over this epoch's updates at its momentum (exact while the momentum changes only between
+/// epochs), starting again when `t` falls (a reset). `None` without `t` or a momentum.
+fn next_age(prev: Option<StatsAge>, e: &replay::Epoch, run: &replay::Run) -> Option<StatsAge> {
+    let t = updates(e, run)?;
+    let cumulative = e.cumulative || run.cumulative;
+    let m = e.momentum.or(run.momentum);
+    let prev = prev.filter(|p| p.t <= t).unwrap_or(StatsAge::START);
+    let constant = match (prev.t, m) {
+        (_, None) => None,
+        (0, Some(m)) => Some(m),
+        (_, Some(m)) if prev.constant_momentum == Some(m) => Some(m),
+        _ => None,
+    };
+    let init_weight = match (e.init_weight, m) {
+        (Some(w), _) => w,
+        _ if cumulative && t > 0 => 0.0,
+        (None, Some(m)) => prev.init_weight * m.powi((t - prev.t).min(i32::MAX as u64) as i32),
+        (None, None) => return None,
+    };
+    Some(StatsAge {
+        t,
+        init_weight,
+        constant_momentum: constant.filter(|_| !cumulative && t > 0),
+    })
+}
+
+/// A `bn` record as a snapshot: arrays the log lacks are empty, gaps it lacks are computed from the arrays where
+/// it has them; the second value says, per layer, that the mean gap is not in the log at all.
+fn snapshot(epoch: u64, age: Option<StatsAge>, layers: &[replay::BnLayer]) -> (BnSnapshot, Vec<(bool, bool)>) {
+    let f32s = |v: &Option<Vec<f64>>| -> Vec<f32> {
+        v.as_ref()
+            .map(|v| v.iter().map(|&x| x as f32).collect())
+            .unwrap_or_default()
+    };
+    let gap = |r: &Option<Vec<f64>>, b: &Option<Vec<f64>>| -> Option<f64> {
+        let (r, b) = (r.as_ref()?, b.as_ref()?);
+        (r.len() == b.len() && !r.is_empty()).then(|| {
+            let d = r.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
+            d / (b.iter().map(|y| y * y).sum::<f64>().sqrt() + 1e-8)
+        })
+    };
+    let mut missing = Vec::new();
+    let layers = layers
+        .iter()
+        .map(|l| {
+            let mean_gap = l.mean_gap.or_else(|| gap(&l.running_mean, &l.batch_mean));
+            let var_gap = l.var_gap.or_else(|| gap(&l.running_var, &l.batch_var));
+            missing.push((mean_gap.is_none(), var_gap.is_none()));
+            BnLayerSnapshot {
+                name: crate::terminal::printable(&l.name).into_owned(),
+                n: l.n.unwrap_or(0) as usize,
+                mean_gap: mean_gap.unwrap_or(f64::NAN) as f32,
+                var_gap: var_gap.unwrap_or(f64::NAN) as f32,
+                running_mean: f32s(&l.running_mean),
+                running_var: f32s(&l.running_var),
+                batch_mean: f32s(&l.batch_mean),
+                batch_var: f32s(&l.batch_var),
+            }
+        })
+        .collect();
+    let age = age.unwrap_or(StatsAge::START);
+    (
+        BnSnapshot {
+            epoch: epoch as usize,
+            t: age.t,
+            age,
+            layers,
+        },
+        missing,
+    )
+}
+
+/// The run facts the panels read, from a `run` record. What the log lacks is empty or 0 here; the panels that
+/// show those facts ask the [`replay::Run`] itself (see `App::run_facts`).
+fn run_info(run: &replay::Run) -> RunInfo {
+    let p = |s: &str| crate::terminal::printable(s).into_owned();
+    let images = if run.image_names.is_empty() {
+        (1..=run.labels.len()).map(|i| format!("image {i}")).collect()
+    } else {
+        run.image_names.iter().map(|s| p(s)).collect()
+    };
+    RunInfo {
+        model: p(run.model.as_deref().unwrap_or("")),
+        image_size: run.image_size.unwrap_or(0) as usize,
+        batch_size: run.batch_size.unwrap_or(0) as usize,
+        classes: run.classes.iter().map(|s| p(s)).collect(),
+        images,
+        labels: run.labels.clone(),
+        data: String::new(),
+        device: p(run.device.as_deref().unwrap_or("")),
+        seed: run.seed.unwrap_or(0),
+        momentum: run.momentum.unwrap_or(f64::NAN),
+        cumulative: run.cumulative,
+        lr: run.lr.unwrap_or(f64::NAN),
+        optimizer: p(run.optimizer.as_deref().unwrap_or("")),
+        epochs: None,
+        framework: p(run.framework.as_deref().unwrap_or(&run.source)),
+        bn_eps: run.bn_eps.unwrap_or(f64::NAN),
+        bn_variance: p(run.bn_variance.as_deref().unwrap_or("unbiased")),
+        adam_eps: f64::NAN,
+        resumed_from: run.resumed_from.as_deref().map(p),
+        weights: run.weights.as_deref().map(p),
+        frozen_bn: run.frozen_bn.as_deref().map(p),
+        params: run.params.unwrap_or(0) as usize,
+        bn_layers: run
+            .layers
+            .iter()
+            .map(|(name, c)| BnLayerInfo {
+                name: p(name),
+                channels: c.unwrap_or(0) as usize,
+            })
+            .collect(),
+        start_epoch: run.start_epoch as usize,
+        pace: None,
+    }
+}
