@@ -13,6 +13,7 @@ pub mod files;
 pub mod framework;
 pub mod headless;
 pub mod kernels;
+pub mod loading;
 pub mod log;
 pub mod model;
 pub mod optim;

@@ -5,6 +5,7 @@ use anyhow::Result;
 
 use crate::checkpoint::Meta;
 use crate::cli::{check_image_size, RunArgs, Variance};
+use crate::data::Normalize;
 use crate::error::usage;
 use crate::framework::Framework;
 use crate::model::Preset;
@@ -26,6 +27,8 @@ pub struct Settings {
     pub bn_eps: f64,
     pub bn_unbiased: bool,
     pub adam_eps: f64,
+    /// Input normalisation (`--normalize`), handed to the data loader.
+    pub normalize: Normalize,
 }
 
 /// bnscope's defaults where neither a flag, a checkpoint nor a framework says otherwise.
@@ -148,6 +151,9 @@ pub fn resolve(a: &RunArgs, resume: Option<&Meta>) -> Result<(Settings, Vec<Stri
     let adam_eps = adam_eps_ckpt
         .filter(|_| a.adam_eps.is_some() || !by_framework)
         .unwrap_or(profile.adam_eps);
+    // The hook for defaults that depend on other flags (pretrained `--weights` expect `imagenet`). Not in a
+    // checkpoint yet: a resumed run takes the flag or `none`.
+    let normalize = a.normalize.unwrap_or_default();
     Ok((
         Settings {
             model,
@@ -162,6 +168,7 @@ pub fn resolve(a: &RunArgs, resume: Option<&Meta>) -> Result<(Settings, Vec<Stri
             bn_eps,
             bn_unbiased,
             adam_eps,
+            normalize,
         },
         notes,
     ))
