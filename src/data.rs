@@ -204,8 +204,8 @@ impl Dataset {
         matches!(self.store, Store::Files(_))
     }
 
-    /// The images `idx` (in that order), `(idx.len(), 3, size, size)` row-major, normalised. In memory a copy; streamed,
-    /// the files are decoded in parallel on rayon's pool. An error names the file.
+    /// The images `idx` (in that order), `(idx.len(), 3, size, size)` row-major, normalised. In memory a copy;
+    /// streamed, the files are decoded in parallel on rayon's pool. An error names the file.
     pub fn pixels(&self, idx: &[u32]) -> Result<Vec<f32>> {
         let per = self.image_len();
         if let Some(&i) = idx.iter().find(|&&i| i as usize >= self.len()) {
@@ -242,7 +242,7 @@ impl Dataset {
         Ok(Tensor::from_vec(self.pixels(idx)?, (idx.len(), 3, s, s), dev)?)
     }
 
-    /// One line for the user: `5000 images, 10 classes, streamed (2.8 GiB decoded > 512 MiB)`.
+    /// One line for the user: `5000 images, 10 classes, streamed (2.8 GiB decoded > 512 MiB; …)`.
     pub fn summary(&self) -> String {
         let bytes = self.decoded_bytes();
         let how = if self.streamed() {

@@ -20,7 +20,7 @@ struct Bar(std::sync::OnceLock<ProgressBar>);
 impl Progress for Bar {
     fn start(&self, images: usize) {
         let bar = ProgressBar::with_draw_target(Some(images as u64), ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template("bnscope: loading {bar:30} {pos}/{len} images {per_sec} eta {eta}")
+        let style = ProgressStyle::with_template("bnscope: loading {wide_bar} {pos}/{len} images, {eta} left")
             .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
         bar.enable_steady_tick(Duration::from_millis(200));
