@@ -75,15 +75,9 @@ pub fn bench_one(
 ) -> Result<BenchResult> {
     reset_peak_rss();
     let data = crate::data::embedded(size)?;
-    let per = 3 * size * size;
-    let mut pixels = Vec::with_capacity(batch * per);
-    let mut labels = Vec::with_capacity(batch);
-    for i in 0..batch {
-        let k = i % data.len();
-        pixels.extend_from_slice(&data.pixels[k * per..(k + 1) * per]);
-        labels.push(data.labels[k] as u32);
-    }
-    let x = Tensor::from_vec(pixels, (batch, 3, size, size), dev)?;
+    let idx: Vec<u32> = (0..batch).map(|i| (i % data.len()) as u32).collect();
+    let labels: Vec<u32> = idx.iter().map(|&k| data.labels[k as usize] as u32).collect();
+    let x = data.batch(&idx, dev)?;
     let y = Tensor::from_vec(labels, batch, dev)?;
     let mut model = ResNet::new(preset, data.classes.len(), 0.99, 1e-5, 0, dev)?;
     let mut opt = Optimizer::new(OptimizerKind::Adam, model.params(), 1e-3)?;

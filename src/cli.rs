@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::data::Normalize;
 use crate::error::usage;
 use crate::framework::{Framework, FrozenBn};
 use crate::log::LogBn;
@@ -152,6 +153,11 @@ pub struct RunArgs {
     /// trainable=False), torch train (requires_grad_(False) in train mode)].
     #[arg(long, value_enum, value_name = "MODE")]
     pub frozen_bn: Option<FrozenBn>,
+    /// Input normalisation after scaling to [0, 1]: none, or imagenet (per channel (x − mean)/std with ImageNet's
+    /// mean 0.485, 0.456, 0.406 and std 0.229, 0.224, 0.225, as torchvision's transforms.Normalize; what
+    /// pretrained weights expect) [default: none].
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub normalize: Option<Normalize>,
     /// Network preset [default: tiny, the --weights file's, or the checkpoint's with --resume].
     #[arg(long, value_enum)]
     pub model: Option<Preset>,

@@ -1,21 +1,32 @@
 //! Image data: the embedded seed images, or an image-folder directory `DIR/<class>/<image>`.
 //!
-//! Rules (also in README, "Data folders"):
+//! Rules (also in docs/REFERENCE.md, "Data folders"):
 //! * classes are the sub-directories of `DIR`, sorted by name (as Keras `image_dataset_from_directory` and
 //!   torchvision `ImageFolder`); files inside a class are sorted by name;
 //! * hidden entries (names starting with `.`) are skipped, and so are files whose extension is not
 //!   `.png`, `.jpg` or `.jpeg` (counted in [`Dataset::ignored`]);
 //! * the format is guessed from the content, so a JPEG named `.png` loads;
 //! * grayscale, grey+alpha, RGBA, palette and 16-bit images become RGB8 (alpha dropped, as PIL's `convert("RGB")`);
-//! * images are resized to `size×size` with a triangle (bilinear) filter and scaled to `[0, 1]`;
+//! * images are resized to `size×size` with a triangle (bilinear) filter and scaled to `[0, 1]`; with
+//!   `--normalize imagenet` each channel is then normalised with ImageNet's mean and standard deviation, as
+//!   torchvision's `transforms.Normalize` ([`Normalize`]);
 //! * an image whose header declares more than [`MAX_SIDE`] pixels on a side or needs more than [`MAX_ALLOC`] bytes
 //!   is refused before decoding (decompression bombs);
 //! * any unreadable or undecodable image is an error naming the file (exit 2): a silently shrunken data set would
 //!   change the experiment.
+//!
+//! Memory: a data set whose decoded pixels (`N·3·size²` f32) fit in [`MEMORY_BOUND`] is decoded once and kept in
+//! memory; a larger one is *streamed*: only the sorted file list is kept and each batch is decoded when asked for,
+//! in parallel on rayon's pool, so about one batch is in memory at a time. Either way every image is decoded once
+//! while loading (in parallel), so a bad file is an error before training starts, not at epoch 7. Every access goes
+//! through [`Dataset::pixels`] / [`Dataset::batch`], so both kinds give the same values.
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Result;
+use candle_core::{Device, Tensor};
 use image::{imageops::FilterType, DynamicImage, ImageReader, Limits};
+use rayon::prelude::*;
 
 use crate::error::usage;
 
@@ -25,6 +36,16 @@ pub const MAX_SIDE: u32 = 16_384;
 pub const MAX_ALLOC: u64 = 1 << 30;
 /// Largest accepted number of classes.
 pub const MAX_CLASSES: usize = 1000;
+
+/// Most bytes of decoded pixels (`N·3·size²·4`) kept in memory; a larger data set is streamed. 512 MiB holds
+/// 2,785 images at 224 px or 40,000 at 64 px: every 64-px experiment and a typical fine-tuning folder stay in
+/// memory, while a folder of thousands of 224-px images (5,000 would be 2.8 GiB) does not add gigabytes to a
+/// resnet50's own 2–4 GB of activations on an 8–16 GB machine.
+pub const MEMORY_BOUND: u64 = 512 << 20;
+
+/// Environment variable overriding [`MEMORY_BOUND`], in bytes (`0` streams every folder). A test hook, also useful
+/// on a machine with much more or less memory.
+pub const MEMORY_BOUND_ENV: &str = "BNSCOPE_DATA_MEMORY";
 
 const SEED: [(&str, &str, &[u8]); 3] = [
     ("cat", "cat.png", include_bytes!("../data/seed3/cat/cat.png")),
@@ -40,14 +61,113 @@ const SEED: [(&str, &str, &[u8]); 3] = [
     ),
 ];
 
-/// Images in memory, `(N, 3, size, size)` row-major, values in `[0, 1]`.
+/// Input normalisation after scaling to `[0, 1]` (`--normalize`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Normalize {
+    /// Values in [0, 1].
+    #[default]
+    None,
+    /// `(x − mean) / std` per channel with ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225),
+    /// as torchvision's `transforms.Normalize` (what pretrained torchvision and timm weights expect).
+    Imagenet,
+}
+
+impl Normalize {
+    /// ImageNet's per-channel mean (RGB), as torchvision's reference scripts use it.
+    pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+    /// ImageNet's per-channel standard deviation (RGB).
+    pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Normalize::None => "none",
+            Normalize::Imagenet => "imagenet",
+        }
+    }
+
+    /// The input value of an 8-bit `byte` in channel `c`: `byte / 255`, then for ImageNet `(v − mean) / std`, in
+    /// f32 as torchvision's `ToTensor` + `Normalize`.
+    pub fn value(self, c: usize, byte: u8) -> f32 {
+        let v = byte as f32 / 255.0;
+        match self {
+            Normalize::None => v,
+            Normalize::Imagenet => (v - Self::IMAGENET_MEAN[c]) / Self::IMAGENET_STD[c],
+        }
+    }
+
+    /// [`Self::value`] for every byte and channel (a lookup table: the same numbers, without the divisions).
+    fn table(self) -> [[f32; 256]; 3] {
+        let mut t = [[0f32; 256]; 3];
+        for (c, row) in t.iter_mut().enumerate() {
+            for (b, v) in row.iter_mut().enumerate() {
+                *v = self.value(c, b as u8);
+            }
+        }
+        t
+    }
+}
+
+/// How to load a data set. [`LoadOptions::new`] gives the defaults: no normalisation, [`MEMORY_BOUND`].
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// Square side images are resized to.
+    pub size: usize,
+    pub normalize: Normalize,
+    /// Most bytes of decoded pixels kept in memory (see [`MEMORY_BOUND`]); over it the set is streamed.
+    pub memory_bound: u64,
+}
+
+impl LoadOptions {
+    pub fn new(size: usize) -> Self {
+        Self {
+            size,
+            normalize: Normalize::None,
+            memory_bound: MEMORY_BOUND,
+        }
+    }
+
+    /// [`MEMORY_BOUND_ENV`] if set, else [`MEMORY_BOUND`]. A value that is not a whole number of bytes is an error
+    /// naming the variable.
+    pub fn memory_bound_from_env() -> Result<u64> {
+        match std::env::var(MEMORY_BOUND_ENV) {
+            Err(_) => Ok(MEMORY_BOUND),
+            Ok(v) => v.trim().parse().map_err(|_| {
+                usage(format!(
+                    "{MEMORY_BOUND_ENV}={v:?}: must be a number of bytes (0 streams every data folder)"
+                ))
+            }),
+        }
+    }
+}
+
+/// Told how loading advances (a progress bar); called from several threads at once.
+pub trait Progress: Sync {
+    /// `images` files were found and are about to be decoded.
+    fn start(&self, _images: usize) {}
+    /// One more image was decoded.
+    fn advance(&self) {}
+}
+
+/// No progress report.
+impl Progress for () {}
+
+/// Where the pixels are.
+#[derive(Clone, Debug)]
+enum Store {
+    /// `(N, 3, size, size)` row-major, already normalised.
+    Memory(Vec<f32>),
+    /// One file per image, decoded when a batch needs it.
+    Files(Vec<PathBuf>),
+}
+
+/// A data set: labels and names in memory, pixels in memory or streamed from the files (see the module's doc).
+/// Every read of pixels goes through [`Dataset::pixels`] or [`Dataset::batch`].
 #[derive(Clone, Debug)]
 pub struct Dataset {
     pub classes: Vec<String>,
     /// File name of each image (`cat.png`).
     pub names: Vec<String>,
     pub labels: Vec<usize>,
-    pub pixels: Vec<f32>,
     pub size: usize,
     /// `embedded seed3` or the directory given.
     pub source: String,
@@ -55,6 +175,13 @@ pub struct Dataset {
     pub ignored: usize,
     /// `(device, inode)` of every image file read, so that no output is ever written over an input.
     pub file_ids: Vec<(u64, u64)>,
+    /// The normalisation every value read has had.
+    pub normalize: Normalize,
+    /// The bound the set was loaded under (see [`MEMORY_BOUND`]).
+    pub memory_bound: u64,
+    /// How long decoding everything once took while loading.
+    pub load_time: Duration,
+    store: Store,
 }
 
 impl Dataset {
@@ -63,6 +190,100 @@ impl Dataset {
     }
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
+    }
+    /// Values per image: `3·size²`.
+    pub fn image_len(&self) -> usize {
+        3 * self.size * self.size
+    }
+    /// Bytes the whole set takes decoded (f32), whether or not it is held.
+    pub fn decoded_bytes(&self) -> u64 {
+        (self.len() * self.image_len() * std::mem::size_of::<f32>()) as u64
+    }
+    /// True when the pixels are decoded per batch instead of held in memory.
+    pub fn streamed(&self) -> bool {
+        matches!(self.store, Store::Files(_))
+    }
+
+    /// The images `idx` (in that order), `(idx.len(), 3, size, size)` row-major, normalised. In memory a copy;
+    /// streamed, the files are decoded in parallel on rayon's pool. An error names the file.
+    pub fn pixels(&self, idx: &[u32]) -> Result<Vec<f32>> {
+        let per = self.image_len();
+        if let Some(&i) = idx.iter().find(|&&i| i as usize >= self.len()) {
+            anyhow::bail!("image {i} asked for, but the data set has {}", self.len());
+        }
+        match &self.store {
+            Store::Memory(p) => {
+                let mut out = Vec::with_capacity(idx.len() * per);
+                for &i in idx {
+                    let i = i as usize;
+                    out.extend_from_slice(&p[i * per..(i + 1) * per]);
+                }
+                Ok(out)
+            }
+            Store::Files(files) => {
+                let table = self.normalize.table();
+                let mut out = vec![0f32; idx.len() * per];
+                let failed = out
+                    .par_chunks_mut(per)
+                    .zip(idx.par_iter())
+                    .map(|(o, &i)| read_into(&files[i as usize], self.size, &table, o).map(|_| ()))
+                    .find_first(|r| r.is_err());
+                match failed {
+                    Some(Err(e)) => Err(e),
+                    _ => Ok(out),
+                }
+            }
+        }
+    }
+
+    /// [`Self::pixels`] as a tensor `(idx.len(), 3, size, size)` on `dev`: what the trainer feeds the model.
+    pub fn batch(&self, idx: &[u32], dev: &Device) -> Result<Tensor> {
+        let s = self.size;
+        Ok(Tensor::from_vec(self.pixels(idx)?, (idx.len(), 3, s, s), dev)?)
+    }
+
+    /// One line for the user: `5000 images, 10 classes, streamed (2.8 GiB decoded > 512 MiB; …)`.
+    pub fn summary(&self) -> String {
+        let bytes = self.decoded_bytes();
+        let how = if self.streamed() {
+            format!(
+                "streamed ({} decoded > {}; each batch decoded when needed)",
+                human_bytes(bytes),
+                human_bytes(self.memory_bound)
+            )
+        } else {
+            format!("in memory ({} decoded)", human_bytes(bytes))
+        };
+        let norm = match self.normalize {
+            Normalize::None => String::new(),
+            n => format!(", normalize {}", n.name()),
+        };
+        format!(
+            "{} {}, {} classes, {how}{norm}",
+            self.len(),
+            if self.len() == 1 { "image" } else { "images" },
+            self.classes.len()
+        )
+    }
+}
+
+/// `512 MiB`, `2.8 GiB`, `3.0 KiB`.
+pub fn human_bytes(b: u64) -> String {
+    const K: f64 = 1024.0;
+    let f = b as f64;
+    if f >= K * K * K {
+        format!("{:.1} GiB", f / (K * K * K))
+    } else if f >= K * K {
+        let m = f / (K * K);
+        if m.fract() == 0.0 {
+            format!("{m:.0} MiB")
+        } else {
+            format!("{m:.1} MiB")
+        }
+    } else if f >= K {
+        format!("{:.1} KiB", f / K)
+    } else {
+        format!("{b} B")
     }
 }
 
@@ -74,48 +295,68 @@ fn limits() -> Limits {
     l
 }
 
-/// The three seed images (cat, coffee, rocket) compiled into the binary.
+/// The three seed images (cat, coffee, rocket) compiled into the binary, values in [0, 1].
 pub fn embedded(size: usize) -> Result<Dataset> {
-    let mut ds = empty(size, "embedded seed3");
+    embedded_with(&LoadOptions::new(size))
+}
+
+/// The seed images with `opts`' size and normalisation (always in memory).
+pub fn embedded_with(opts: &LoadOptions) -> Result<Dataset> {
+    let started = std::time::Instant::now();
+    let table = opts.normalize.table();
+    let per = 3 * opts.size * opts.size;
+    let mut pixels = vec![0f32; SEED.len() * per];
+    let mut ds = empty(opts, "embedded seed3");
     for (i, (class, name, bytes)) in SEED.iter().enumerate() {
         let img = image::load_from_memory(bytes)?;
+        fill(&img, opts.size, &table, &mut pixels[i * per..(i + 1) * per]);
         ds.classes.push(class.to_string());
-        push(&mut ds, name.to_string(), i, &img);
+        ds.names.push(name.to_string());
+        ds.labels.push(i);
     }
+    ds.store = Store::Memory(pixels);
+    ds.load_time = started.elapsed();
     Ok(ds)
 }
 
-fn empty(size: usize, source: &str) -> Dataset {
+fn empty(opts: &LoadOptions, source: &str) -> Dataset {
     Dataset {
         classes: vec![],
         names: vec![],
         labels: vec![],
-        pixels: vec![],
-        size,
+        size: opts.size,
         source: source.into(),
         ignored: 0,
         file_ids: Vec::new(),
+        normalize: opts.normalize,
+        memory_bound: opts.memory_bound,
+        load_time: Duration::ZERO,
+        store: Store::Memory(Vec::new()),
     }
 }
 
-fn push(ds: &mut Dataset, name: String, label: usize, img: &DynamicImage) {
-    let s = ds.size as u32;
+/// Writes `img` as `(3, size, size)` into `out`: RGB8, resized, each byte through `table` (see [`Normalize`]).
+fn fill(img: &DynamicImage, size: usize, table: &[[f32; 256]; 3], out: &mut [f32]) {
+    let s = size as u32;
     let rgb = img.to_rgb8();
     let rgb = if rgb.width() == s && rgb.height() == s {
         rgb
     } else {
         image::imageops::resize(&rgb, s, s, FilterType::Triangle)
     };
-    let plane = (s * s) as usize;
-    let start = ds.pixels.len();
-    ds.pixels.resize(start + 3 * plane, 0.0);
+    let plane = size * size;
     for (i, p) in rgb.pixels().enumerate() {
         for c in 0..3 {
-            ds.pixels[start + c * plane + i] = p[c] as f32 / 255.0;
+            out[c * plane + i] = table[c][p[c] as usize];
         }
     }
-    ds.names.push(name);
-    ds.labels.push(label);
+}
+
+/// Decodes `path` into `out` (see [`fill`]); returns the file's `(device, inode)`.
+fn read_into(path: &Path, size: usize, table: &[[f32; 256]; 3], out: &mut [f32]) -> Result<(u64, u64)> {
+    let (img, id) = decode_file(path)?;
+    fill(&img, size, table, out);
+    Ok(id)
 }
 
 fn hidden(p: &Path) -> bool {
@@ -198,8 +439,16 @@ fn decode_file(path: &Path) -> Result<(DynamicImage, (u64, u64))> {
     Ok((img, id))
 }
 
-/// Loads an image-folder directory.
+/// Loads an image-folder directory with the default [`LoadOptions`] (no normalisation, [`MEMORY_BOUND`]).
 pub fn load_dir(dir: &Path, size: usize) -> Result<Dataset> {
+    load_dir_with(dir, &LoadOptions::new(size), &())
+}
+
+/// Loads an image-folder directory: lists the classes and files, then decodes every image once in parallel,
+/// keeping the pixels when they fit `opts.memory_bound` and only checking them otherwise (streamed; see the
+/// module's doc). The first bad file in data-set order is the error, whichever thread met it.
+pub fn load_dir_with(dir: &Path, opts: &LoadOptions, progress: &dyn Progress) -> Result<Dataset> {
+    let started = std::time::Instant::now();
     let shown = dir.display();
     let meta = std::fs::metadata(dir).map_err(|e| usage(format!("--data {shown}: {}", io_reason(&e))))?;
     if !meta.is_dir() {
@@ -228,7 +477,8 @@ pub fn load_dir(dir: &Path, size: usize) -> Result<Dataset> {
             class_dirs.len()
         )));
     }
-    let mut ds = empty(size, &dir.display().to_string());
+    let mut ds = empty(opts, &dir.display().to_string());
+    let mut files = Vec::new();
     for (label, cdir) in class_dirs.iter().enumerate() {
         let class = cdir.file_name().unwrap_or_default().to_string_lossy().into_owned();
         let mut count = 0;
@@ -240,14 +490,10 @@ pub fn load_dir(dir: &Path, size: usize) -> Result<Dataset> {
                 ds.ignored += 1;
                 continue;
             }
-            let (img, id) = decode_file(&f)?;
-            ds.file_ids.push(id);
-            push(
-                &mut ds,
-                f.file_name().unwrap_or_default().to_string_lossy().into_owned(),
-                label,
-                &img,
-            );
+            ds.names
+                .push(f.file_name().unwrap_or_default().to_string_lossy().into_owned());
+            ds.labels.push(label);
+            files.push(f);
             count += 1;
         }
         if count == 0 {
@@ -258,6 +504,43 @@ pub fn load_dir(dir: &Path, size: usize) -> Result<Dataset> {
         }
         ds.classes.push(class);
     }
+    progress.start(files.len());
+    let per = ds.image_len();
+    let table = opts.normalize.table();
+    let mut ids = vec![(0, 0); files.len()];
+    let failed = if ds.decoded_bytes() <= opts.memory_bound {
+        let mut pixels = vec![0f32; files.len() * per];
+        let failed = pixels
+            .par_chunks_mut(per)
+            .zip(ids.par_iter_mut())
+            .zip(files.par_iter())
+            .map(|((out, id), f)| -> Result<()> {
+                *id = read_into(f, opts.size, &table, out)?;
+                progress.advance();
+                Ok(())
+            })
+            .find_first(Result::is_err);
+        ds.store = Store::Memory(pixels);
+        failed
+    } else {
+        // Decoded and dropped: only the check (and the file's identity) is kept, one image per thread in memory.
+        let failed = ids
+            .par_iter_mut()
+            .zip(files.par_iter())
+            .map(|(id, f)| -> Result<()> {
+                *id = decode_file(f)?.1;
+                progress.advance();
+                Ok(())
+            })
+            .find_first(Result::is_err);
+        ds.store = Store::Files(files);
+        failed
+    };
+    if let Some(Err(e)) = failed {
+        return Err(e);
+    }
+    ds.file_ids = ids;
+    ds.load_time = started.elapsed();
     Ok(ds)
 }
 

@@ -83,11 +83,12 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                     Event::Started(info) => {
                         total = info.epochs;
                         say!(
-                            "bnscope: {} on {} ({} images, classes {}) · {} · {} · {} BN (ε {:e}, {} variance) · {} lr {}{} · {} params · {} BN layers",
+                            "bnscope: {} on {} ({} images, classes {}{}) · {} · {} · {} BN (ε {:e}, {} variance) · {} lr {}{} · {} params · {} BN layers",
                             info.model,
                             printable(&info.data),
                             info.images.len(),
                             printable(&info.classes.join(", ")),
+                            if info.normalize == "none" { String::new() } else { format!(", normalize {}", info.normalize) },
                             info.device,
                             if info.cumulative { "momentum cumulative".to_string() } else {
                                 format!("momentum {} (Keras) = {} (PyTorch/candle)", fmt_m(info.momentum), fmt_m(keras_to_torch(info.momentum)))

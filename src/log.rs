@@ -121,6 +121,7 @@ impl JsonlLog {
             "images": info.images.len(),
             "image_names": info.images,
             "labels": info.labels,
+            "normalize": info.normalize,
             "momentum": info.momentum,
             "cumulative": info.cumulative,
             "convention": "keras",

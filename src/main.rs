@@ -125,9 +125,11 @@ fn run(cli: cli::Cli) -> Result<i32> {
     if let Some(n) = &picked.notice {
         eprintln!("{n}");
     }
-    let ds = match &a.data {
-        Some(dir) => data::load_dir(dir, size)?,
-        None => data::embedded(size)?,
+    let ds = {
+        let mut opts = data::LoadOptions::new(size);
+        opts.normalize = set.normalize;
+        opts.memory_bound = data::LoadOptions::memory_bound_from_env()?;
+        bnscope::loading::load(a.data.as_deref(), &opts)?
     };
     if ds.ignored > 0 {
         eprintln!(
@@ -205,7 +207,11 @@ fn run(cli: cli::Cli) -> Result<i32> {
         Some(p) => Some(JsonlLog::open(p, a.log_bn, a.overwrite_log)?),
         None => None,
     };
+    let loaded = a.data.is_some().then(|| bnscope::loading::summary_line(&ds));
     let trainer = Trainer::new(cfg, ds, picked.device, picked.name, log, resume)?;
+    if let Some(line) = loaded {
+        eprintln!("{line}");
+    }
     let signals = signals::install(a.checkpoint.as_deref())?;
     let (link, handle) = trainer.spawn()?;
     let out = if headless {

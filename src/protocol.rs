@@ -89,6 +89,8 @@ pub struct RunInfo {
     pub labels: Vec<usize>,
     /// Where the data came from: `embedded seed3` or the `--data` path.
     pub data: String,
+    /// `--normalize`: `none` (values in [0, 1]) or `imagenet`.
+    pub normalize: String,
     /// Device description, e.g. `cpu (2 threads)` or `cuda:0`.
     pub device: String,
     pub seed: u64,

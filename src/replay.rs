@@ -39,6 +39,8 @@ pub struct Run {
     /// bnscope: `--weights` and `--freeze backbone`'s BatchNorm mode.
     pub weights: Option<String>,
     pub frozen_bn: Option<String>,
+    /// bnscope: `--normalize`.
+    pub normalize: Option<String>,
     /// Per layer: name and channels (where the log says).
     pub layers: Vec<(String, Option<u64>)>,
     pub image_names: Vec<String>,
@@ -248,6 +250,7 @@ impl Reader {
                     resumed_from: v.get("resumed_from").and_then(Value::as_str).map(str::to_string),
                     weights: v.get("weights").and_then(Value::as_str).map(str::to_string),
                     frozen_bn: v.get("frozen_bn").and_then(Value::as_str).map(str::to_string),
+                    normalize: v.get("normalize").and_then(Value::as_str).map(str::to_string),
                     layers: v
                         .get("bn_layers")
                         .and_then(Value::as_array)

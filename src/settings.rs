@@ -5,6 +5,7 @@ use anyhow::Result;
 
 use crate::checkpoint::Meta;
 use crate::cli::{check_image_size, RunArgs, Variance};
+use crate::data::Normalize;
 use crate::error::usage;
 use crate::framework::{Framework, FrozenBn};
 use crate::model::Preset;
@@ -28,6 +29,8 @@ pub struct Settings {
     pub adam_eps: f64,
     /// `--freeze backbone`: how its BatchNorm layers behave (`None`: nothing frozen).
     pub frozen_bn: Option<FrozenBn>,
+    /// Input normalisation (`--normalize`), handed to the data loader.
+    pub normalize: Normalize,
 }
 
 /// bnscope's defaults where neither a flag, a checkpoint nor a framework says otherwise.
@@ -165,6 +168,20 @@ pub fn resolve(a: &RunArgs, resume: Option<&Meta>, weights: Option<Preset>) -> R
     let frozen_bn = a
         .freeze
         .map(|_| a.frozen_bn.unwrap_or_else(|| FrozenBn::default_for(framework)));
+    // Weights from PyTorch are usually pretrained on ImageNet and expect its normalisation (said in a notice);
+    // not in a checkpoint: a resumed run takes the flag or `none`.
+    let normalize = match (a.normalize, weights) {
+        (Some(n), _) => n,
+        (None, Some(_)) => {
+            notes.push(
+                "bnscope: --weights: inputs normalised as ImageNet models expect them (--normalize imagenet: mean \
+                 0.485/0.456/0.406, std 0.229/0.224/0.225); --normalize none to turn it off"
+                    .into(),
+            );
+            Normalize::Imagenet
+        }
+        (None, None) => Normalize::None,
+    };
     Ok((
         Settings {
             model,
@@ -180,6 +197,7 @@ pub fn resolve(a: &RunArgs, resume: Option<&Meta>, weights: Option<Preset>) -> R
             bn_unbiased,
             adam_eps,
             frozen_bn,
+            normalize,
         },
         notes,
     ))

@@ -144,7 +144,7 @@ fn recalibrate_on_a_constant_batch_yields_its_stats_and_fixes_eval() {
         }
     }
     // Twice the same batch: still exactly its stats (cumulative average of equal values).
-    let x = candle_core::Tensor::from_slice(&data::embedded(64).unwrap().pixels, (3, 3, 64, 64), &Device::Cpu).unwrap();
+    let x = data::embedded(64).unwrap().batch(&[0, 1, 2], &Device::Cpu).unwrap();
     t.model_mut().recalibrate(&[x.clone(), x]).unwrap();
     let snap2 = t.snapshot().unwrap();
     assert_eq!(snap2.t, 2);

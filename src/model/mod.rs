@@ -556,11 +556,20 @@ impl ResNet {
     /// each batch's statistics weighted by its size (a partial last batch counts for what it holds). Momentum and
     /// cumulative settings are restored afterwards; t ends equal to the number of batches, the start's weight at 0.
     pub fn recalibrate(&mut self, batches: &[Tensor]) -> Result<()> {
+        self.recalibrate_with(batches.iter().map(|b| Ok(b.clone())))
+    }
+
+    /// [`Self::recalibrate`] over batches made one at a time (a streamed data set decodes each when it is asked
+    /// for, so one batch is in memory at a time). A batch that fails ends the recalibration with its error.
+    pub fn recalibrate_with<E: From<candle_core::Error>>(
+        &mut self,
+        batches: impl IntoIterator<Item = std::result::Result<Tensor, E>>,
+    ) -> std::result::Result<(), E> {
         self.reset_running_stats()?;
         self.bn_layers_mut().into_iter().for_each(|b| b.set_precise(true));
         let result = batches
-            .iter()
-            .try_for_each(|b| self.forward(b, BnMode::Train).map(|_| ()));
+            .into_iter()
+            .try_for_each(|b| self.forward(&b?, BnMode::Train).map(|_| ()).map_err(E::from));
         self.bn_layers_mut().into_iter().for_each(|b| b.set_precise(false));
         result
     }

@@ -44,11 +44,11 @@ impl Trainer {
         let batch = self.pass(BnMode::EvalBatch, true)?;
         let saved: Vec<BnState> = self.model.bn_layers().iter().map(|b| b.state()).collect();
         let before = self.running_stats()?;
-        let batches = self.recalibration_batches()?;
+        let order = self.recalibration_order();
+        let (data, dev, bs) = (&self.data, &self.device, self.cfg.batch_size);
         let recalibrated = self
             .model
-            .recalibrate(&batches)
-            .map_err(anyhow::Error::from)
+            .recalibrate_with(order.chunks(bs).map(|c| data.batch(c, dev)))
             .and_then(|_| {
                 let after = self.running_stats()?;
                 let ns: Vec<usize> = self.model.bn_layers().iter().map(|b| b.n()).collect();
@@ -141,7 +141,7 @@ impl Trainer {
 
     /// Whether the inputs are normalised as ImageNet models expect.
     fn inputs_normalized(&self) -> bool {
-        false
+        self.data.normalize == crate::data::Normalize::Imagenet
     }
 
     fn running_stats(&self) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {

@@ -130,7 +130,7 @@ pub struct Trainer {
     data: Dataset,
     device: Device,
     device_name: String,
-    x: Tensor,
+    /// Labels of the whole data set (the pixels are read per batch with `Dataset::batch`).
     y: Tensor,
     model: ResNet,
     opt: Optimizer,
@@ -233,8 +233,6 @@ impl Trainer {
         resume: Option<Resume>,
     ) -> Result<Self> {
         let n = data.len();
-        let s = data.size;
-        let x = Tensor::from_slice(&data.pixels, (n, 3, s, s), &device)?;
         let labels: Vec<u32> = data.labels.iter().map(|&l| l as u32).collect();
         let y = Tensor::from_vec(labels, n, &device)?;
         let (model, opt) = build(
@@ -268,7 +266,6 @@ impl Trainer {
             data,
             device,
             device_name,
-            x,
             y,
             model,
             opt,
@@ -301,6 +298,7 @@ impl Trainer {
             images: self.data.names.clone(),
             labels: self.data.labels.clone(),
             data: self.data.source.clone(),
+            normalize: self.data.normalize.name().into(),
             device: self.device_name.clone(),
             seed: self.seed,
             momentum: self.momentum,
@@ -379,9 +377,15 @@ impl Trainer {
                 Some((EventKind::ResetStats, String::new()))
             }
             Command::Recalibrate => {
-                let batches = self.recalibration_batches()?;
-                self.model.recalibrate(&batches)?;
-                Some((EventKind::Recalibrate, plural(batches.len(), "batch", "batches")))
+                let order = self.recalibration_order();
+                let (data, dev, bs) = (&self.data, &self.device, self.cfg.batch_size);
+                // One batch in memory at a time (a streamed data set decodes each when it is needed).
+                self.model
+                    .recalibrate_with(order.chunks(bs).map(|c| data.batch(c, dev)))?;
+                Some((
+                    EventKind::Recalibrate,
+                    plural(order.len().div_ceil(bs), "batch", "batches"),
+                ))
             }
             Command::Restart => {
                 self.restart()?;
@@ -433,20 +437,15 @@ impl Trainer {
         Ok(())
     }
 
-    /// The data set in batches of `--batch-size`, shuffled as training shuffles it, for a recalibration. The
-    /// order comes from its own generator (seeded by the weights seed and t), so recalibrating never changes the
-    /// training's shuffles.
-    fn recalibration_batches(&self) -> Result<Vec<Tensor>> {
+    /// The data set's order for a recalibration (in batches of `--batch-size`), shuffled as training shuffles it.
+    /// The order comes from its own generator (seeded by the weights seed and t), so recalibrating never changes
+    /// the training's shuffles.
+    fn recalibration_order(&self) -> Vec<u32> {
         let n = self.data.len();
         let mut order: Vec<u32> = (0..n as u32).collect();
         let mut rng = StdRng::seed_from_u64(self.seed ^ 0x7ec4_1b7a ^ self.model.bn_t().rotate_left(17));
         order.shuffle(&mut rng);
-        let mut v = Vec::new();
-        for chunk in order.chunks(self.cfg.batch_size) {
-            let idx = Tensor::from_slice(chunk, chunk.len(), &self.device)?;
-            v.push(self.x.index_select(&idx, 0)?);
-        }
-        Ok(v)
+        order
     }
 
     /// One optimizer step (starting a new epoch when needed). Completes the epoch with evaluation and a snapshot
@@ -478,8 +477,9 @@ impl Trainer {
         }
         let c = &mut self.cur;
         let len = self.cfg.batch_size.min(n - c.position);
-        let idx = Tensor::from_slice(&c.order[c.position..c.position + len], len, &self.device)?;
-        let xb = self.x.index_select(&idx, 0)?;
+        let batch = &c.order[c.position..c.position + len];
+        let idx = Tensor::from_slice(batch, len, &self.device)?;
+        let xb = self.data.batch(batch, &self.device)?;
         let yb = self.y.index_select(&idx, 0)?;
         let started = Instant::now();
         let (loss_v, logits) = match self.cfg.frozen_bn {
@@ -585,7 +585,8 @@ impl Trainer {
         let mut i = 0;
         while i < n {
             let len = self.cfg.batch_size.min(n - i);
-            let xb = self.x.narrow(0, i, len)?;
+            let batch: Vec<u32> = (i as u32..(i + len) as u32).collect();
+            let xb = self.data.batch(&batch, &self.device)?;
             let yb = self.y.narrow(0, i, len)?;
             let logits = self.model.eval_forward(&xb, mode)?;
             let loss = crate::model::cross_entropy(&logits, &yb)?

@@ -30,6 +30,7 @@ pub fn run_info() -> Arc<RunInfo> {
         images: vec!["cat.png".into(), "coffee.png".into(), "rocket.png".into()],
         labels: vec![0, 1, 2],
         data: "embedded seed3".into(),
+        normalize: "none".into(),
         device: "cpu (2 threads)".into(),
         seed: 42,
         momentum: 0.99,

@@ -1,0 +1,276 @@
+//! The data layer: a streamed data set gives exactly what the same set in memory gives (batches and whole training
+//! runs), `--normalize imagenet` is torchvision's `Normalize`, and bad files in a streamed set are caught at load.
+use std::path::Path;
+
+use bnscope::data::{self, LoadOptions, Normalize};
+use bnscope::model::Preset;
+use bnscope::protocol::{Command, EpochMetrics};
+use bnscope::trainer::{TrainConfig, Trainer};
+use candle_core::Device;
+
+/// A varied image: every pixel and channel differs with the seed.
+fn varied(w: u32, h: u32, seed: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(w, h, |x, y| {
+        let v = |k: u32| ((x * (7 + k) + y * (13 + seed) + seed * 31 + k * 50) % 256) as u8;
+        image::Rgb([v(0), v(1), v(2)])
+    })
+}
+
+/// Three classes of 4, 3 and 4 images, of different sizes, PNG and JPEG.
+fn folder(root: &Path) {
+    let mut k = 0;
+    for (class, n) in [("ant", 4), ("bee", 3), ("cow", 4)] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        for i in 0..n {
+            let img = varied(20 + 3 * k, 17 + 2 * k, k);
+            let ext = if k % 3 == 0 { "jpg" } else { "png" };
+            img.save(root.join(class).join(format!("{i}.{ext}"))).unwrap();
+            k += 1;
+        }
+    }
+}
+
+fn options(size: usize, normalize: Normalize, memory_bound: u64) -> LoadOptions {
+    let mut o = LoadOptions::new(size);
+    o.normalize = normalize;
+    o.memory_bound = memory_bound;
+    o
+}
+
+/// The same folder in memory and streamed (a bound of 0 bytes streams any set).
+fn both(root: &Path, size: usize, normalize: Normalize) -> (data::Dataset, data::Dataset) {
+    let mem = data::load_dir_with(root, &options(size, normalize, u64::MAX), &()).unwrap();
+    let streamed = data::load_dir_with(root, &options(size, normalize, 0), &()).unwrap();
+    assert!(!mem.streamed());
+    assert!(streamed.streamed());
+    (mem, streamed)
+}
+
+#[test]
+fn streamed_and_in_memory_batches_are_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    folder(dir.path());
+    for normalize in [Normalize::None, Normalize::Imagenet] {
+        let (mem, streamed) = both(dir.path(), 12, normalize);
+        assert_eq!(mem.len(), 11);
+        assert_eq!(
+            (&mem.names, &mem.labels, &mem.classes),
+            (&streamed.names, &streamed.labels, &streamed.classes)
+        );
+        assert_eq!(mem.file_ids, streamed.file_ids);
+        for idx in [vec![0u32], vec![10, 3, 3, 0, 7], (0..11).rev().collect::<Vec<_>>()] {
+            let a = mem.pixels(&idx).unwrap();
+            let b = streamed.pixels(&idx).unwrap();
+            assert_eq!(a.len(), idx.len() * 3 * 12 * 12);
+            // Bit for bit.
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{normalize:?} {idx:?}"
+            );
+        }
+        // The images differ from each other (so the comparison above could fail).
+        let all = mem.pixels(&(0..11).collect::<Vec<_>>()).unwrap();
+        let per = 3 * 12 * 12;
+        assert_ne!(all[..per], all[per..2 * per]);
+        // An index past the end is an error, not a panic.
+        assert!(streamed.pixels(&[11]).is_err());
+        assert!(mem.pixels(&[11]).is_err());
+    }
+}
+
+fn train(ds: data::Dataset) -> (Vec<EpochMetrics>, Vec<Vec<f32>>) {
+    let mut cfg = TrainConfig::new(Preset::Tiny);
+    cfg.image_size = ds.size;
+    // 11 images in batches of 4: two full batches and a partial one each epoch.
+    cfg.batch_size = 4;
+    cfg.seed = 3;
+    let mut t = Trainer::new(cfg, ds, Device::Cpu, "cpu".into(), None, None).unwrap();
+    let mut epochs: Vec<EpochMetrics> = (0..2).map(|_| *t.run_epoch().unwrap().0).collect();
+    t.apply(&Command::Recalibrate).unwrap();
+    let refreshed = t.refresh().unwrap();
+    epochs.push(EpochMetrics {
+        eval_running: refreshed.eval_running,
+        predictions_running: refreshed.predictions_running,
+        ..epochs[1].clone()
+    });
+    let stats = t
+        .snapshot()
+        .unwrap()
+        .layers
+        .iter()
+        .flat_map(|l| [l.running_mean.clone(), l.running_var.clone()])
+        .collect();
+    (epochs, stats)
+}
+
+#[test]
+fn streamed_and_in_memory_training_are_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    folder(dir.path());
+    let (mem, streamed) = both(dir.path(), 16, Normalize::None);
+    let (a, stats_a) = train(mem);
+    let (b, stats_b) = train(streamed);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.train, y.train);
+        assert_eq!(x.eval_running, y.eval_running);
+        assert_eq!(x.eval_batch, y.eval_batch);
+        assert_eq!(x.predictions_running, y.predictions_running);
+        assert_eq!(x.predictions_batch, y.predictions_batch);
+    }
+    assert_eq!(
+        stats_a, stats_b,
+        "running statistics after training and a recalibration"
+    );
+    // Recalibrated statistics differ from the trained ones (the recalibration ran on the data).
+    assert_ne!(a[1].eval_running, a[2].eval_running);
+}
+
+#[test]
+fn imagenet_normalisation_is_torchvisions_closed_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // At the image size, so no resize touches the values.
+    let size = 8;
+    for (class, seed) in [("a", 1), ("b", 2)] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        varied(size, size, seed).save(root.join(class).join("x.png")).unwrap();
+    }
+    let img = varied(size, size, 2);
+    // torchvision: ToTensor (byte / 255 as f32), then Normalize ((x − mean) / std in f32).
+    let mean = [0.485f32, 0.456, 0.406];
+    let std = [0.229f32, 0.224, 0.225];
+    for streamed in [false, true] {
+        let ds = data::load_dir_with(
+            root,
+            &options(size as usize, Normalize::Imagenet, if streamed { 0 } else { u64::MAX }),
+            &(),
+        )
+        .unwrap();
+        assert_eq!(ds.streamed(), streamed);
+        let px = ds.pixels(&[1]).unwrap();
+        let plane = (size * size) as usize;
+        for (x, y) in [(0, 0), (3, 5), (7, 7)] {
+            let p = img.get_pixel(x, y);
+            for c in 0..3 {
+                let want = (p[c] as f32 / 255.0 - mean[c]) / std[c];
+                let got = px[c * plane + (y * size + x) as usize];
+                assert_eq!(got, want, "channel {c} at ({x}, {y}), streamed {streamed}");
+                // And in f64, as a check on the formula itself.
+                let exact = (p[c] as f64 / 255.0 - mean[c] as f64) / std[c] as f64;
+                assert!((got as f64 - exact).abs() < 1e-5);
+            }
+        }
+        let plain = data::load_dir_with(root, &options(size as usize, Normalize::None, u64::MAX), &())
+            .unwrap()
+            .pixels(&[1])
+            .unwrap();
+        assert_eq!(plain[0], img.get_pixel(0, 0)[0] as f32 / 255.0);
+    }
+}
+
+#[test]
+fn a_corrupt_image_in_a_streamed_set_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    folder(dir.path());
+    let bad = dir.path().join("bee/1.png");
+    let bytes = std::fs::read(&bad).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
+    // Also a later bad file: the first in data-set order is the one named.
+    std::fs::write(dir.path().join("cow/9.png"), b"not an image").unwrap();
+    for bound in [0, u64::MAX] {
+        let err = data::load_dir_with(dir.path(), &options(16, Normalize::None, bound), &()).unwrap_err();
+        assert_eq!(bnscope::error::exit_code(&err), 2);
+        let msg = format!("{err:#}");
+        assert!(msg.contains("bee/1.png") && msg.contains("cannot decode"), "{msg}");
+    }
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_bnscope");
+
+fn bnscope(args: &[&str], memory_bound: &str) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .env("RAYON_NUM_THREADS", "2")
+        .env(data::MEMORY_BOUND_ENV, memory_bound)
+        .output()
+        .expect("binary runs")
+}
+
+#[test]
+fn the_binary_refuses_a_corrupt_streamed_image_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    folder(dir.path());
+    std::fs::write(dir.path().join("cow/2.png"), b"\x89PNG\r\n\x1a\n broken").unwrap();
+    let d = dir.path().display().to_string();
+    let out = bnscope(&["--data", &d, "--headless", "--epochs", "1"], "0");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("bnscope: error: ") && lines[0].contains("cow/2.png"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn the_binary_says_what_it_loaded_and_logs_the_normalisation() {
+    let dir = tempfile::tempdir().unwrap();
+    folder(dir.path());
+    let d = dir.path().display().to_string();
+    let log = dir.path().join("run.jsonl");
+    let l = log.display().to_string();
+    let args = [
+        "--data",
+        &d,
+        "--headless",
+        "--epochs",
+        "1",
+        "--image-size",
+        "16",
+        "--normalize",
+        "imagenet",
+        "--log",
+        &l,
+    ];
+    let out = bnscope(&args, "0");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Not a terminal: no bar, only the summary line.
+    let summary: Vec<&str> = stderr.lines().filter(|l| l.starts_with("bnscope: --data")).collect();
+    assert_eq!(summary.len(), 1, "{stderr}");
+    assert!(
+        summary[0].contains("11 images, 3 classes, streamed") && summary[0].contains("normalize imagenet"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\r') && !stderr.contains("loading"), "{stderr:?}");
+    assert!(stdout.contains("normalize imagenet"), "{stdout}");
+    let run: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&log).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(run["normalize"], "imagenet");
+    assert_eq!(run["schema"], 1);
+
+    // In memory by default, and `none` unless asked.
+    std::fs::remove_file(&log).unwrap();
+    let out = bnscope(&args[..7], &data::MEMORY_BOUND.to_string());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("11 images, 3 classes, in memory"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("normalize"));
+}
+
+#[test]
+fn bad_normalize_and_memory_bound_values_are_one_line_errors() {
+    for (args, bound, want) in [
+        (&["--normalize", "zscore"][..], "0", "--normalize"),
+        (&["--headless", "--epochs", "1"][..], "half", data::MEMORY_BOUND_ENV),
+    ] {
+        let out = bnscope(args, bound);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(want), "{stderr}");
+    }
+}
