@@ -27,6 +27,10 @@ fn expected() -> HashMap<String, Tensor> {
 
 /// A PyTorch-default trainer (torch framework, SGD) on the seed images, starting from the fixture.
 fn trainer(size: usize, lr: f64, frozen_bn: Option<FrozenBn>) -> Trainer {
+    trainer_with(size, lr, frozen_bn, data::Normalize::None)
+}
+
+fn trainer_with(size: usize, lr: f64, frozen_bn: Option<FrozenBn>, normalize: data::Normalize) -> Trainer {
     let imported = weights::import(&fixture("tiny_torchvision.safetensors"), None).unwrap();
     assert_eq!(imported.preset, Preset::Tiny);
     let mut cfg = TrainConfig::new(Preset::Tiny);
@@ -41,7 +45,11 @@ fn trainer(size: usize, lr: f64, frozen_bn: Option<FrozenBn>) -> Trainer {
     cfg.image_size = size;
     cfg.weights = Some(Arc::new(imported));
     cfg.frozen_bn = frozen_bn;
-    let ds = data::embedded(size).unwrap();
+    let ds = data::embedded_with(&data::LoadOptions {
+        normalize,
+        ..data::LoadOptions::new(size)
+    })
+    .unwrap();
     Trainer::new(cfg, ds, Device::Cpu, "cpu".into(), None, None).unwrap()
 }
 
@@ -81,6 +89,17 @@ fn inspect_reproduces_pytorch_logits_in_eval_and_train_mode() {
     }
     assert_eq!(r.layers.len(), 9);
     assert!(!r.diagnosis.is_empty());
+}
+
+#[test]
+fn imagenet_normalised_inputs_give_pytorchs_logits() {
+    let mut t = trainer_with(224, 0.0, None, data::Normalize::Imagenet);
+    let r = t.inspect().unwrap();
+    let e = expected();
+    let flat = |rows: &Vec<Vec<f32>>| rows.iter().flatten().copied().collect::<Vec<f32>>();
+    let eval = rel(&flat(&r.eval_running.logits), &host(&e["logits_eval_imagenet"]));
+    let train = rel(&flat(&r.eval_batch.logits), &host(&e["logits_train_imagenet"]));
+    assert!(eval < 1e-4 && train < 1e-4, "eval {eval}, train-mode {train}");
 }
 
 #[test]
