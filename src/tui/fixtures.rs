@@ -6,7 +6,7 @@ use crate::protocol::{BnLayerInfo, BnLayerSnapshot, BnSnapshot, EpochMetrics, Ev
 
 /// The tiny ResNet's BatchNorm layers.
 pub const TINY_BN: &[(&str, usize)] = &[
-    ("stem.bn", 16),
+    ("bn1", 16),
     ("layer1.0.bn1", 16),
     ("layer1.0.bn2", 16),
     ("layer2.0.bn1", 32),
