@@ -8,7 +8,7 @@ use crate::data::Normalize;
 use crate::error::usage;
 use crate::framework::{Framework, FrozenBn};
 use crate::log::LogBn;
-use crate::model::Preset;
+use crate::model::{Norm, Preset};
 use crate::optim::OptimizerKind;
 
 #[derive(Parser, Debug)]
@@ -158,6 +158,15 @@ pub struct RunArgs {
     /// pretrained weights expect) [default: none].
     #[arg(long, value_enum, value_name = "KIND")]
     pub normalize: Option<Normalize>,
+    /// The normalisation layers: batch (BatchNorm), or group / layer (GroupNorm with 32 groups, fewer where a group
+    /// would hold under 4 channels / one group), which normalise each image by itself: no running statistics, no
+    /// train/eval gap [default: batch].
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub norm: Option<Norm>,
+    /// Also evaluate an exponential moving average of the weights with this decay (e.g. 0.99), its BatchNorm
+    /// buffers copied from the trained model as common EMA helpers do; c recalibrates them.
+    #[arg(long, value_name = "DECAY")]
+    pub ema: Option<f64>,
     /// Network preset [default: tiny, the --weights file's, or the checkpoint's with --resume].
     #[arg(long, value_enum)]
     pub model: Option<Preset>,
@@ -359,6 +368,19 @@ impl RunArgs {
                     num(p)
                 )));
             }
+        }
+        if let Some(d) = self.ema {
+            if !d.is_finite() || !(0.0..1.0).contains(&d) {
+                return Err(usage(format!(
+                    "--ema {}: the decay must be at least 0 and below 1 (e.g. 0.99)",
+                    num(d)
+                )));
+            }
+        }
+        if self.norm.is_some_and(|n| n != Norm::Batch) && self.weights.is_some() {
+            return Err(usage(
+                "--norm with --weights: the imported model has BatchNorm layers; leave --norm out",
+            ));
         }
         if self.frozen_bn.is_some() && self.freeze.is_none() {
             return Err(usage(

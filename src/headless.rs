@@ -102,6 +102,12 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                             info.params,
                             info.bn_layers.len()
                         );
+                        if info.norm != "batch" {
+                            say!("bnscope: {}Norm instead of BatchNorm: no running statistics, so evaluation normalises as training does", if info.norm == "group" { "Group" } else { "Layer" });
+                        }
+                        if let Some(d) = info.ema {
+                            say!("bnscope: also evaluating an EMA of the weights (decay {d}), its BatchNorm buffers copied from the trained model");
+                        }
                         if let Some(w) = &info.weights {
                             say!("bnscope: weights from {}", printable(w));
                         }

@@ -122,6 +122,8 @@ impl JsonlLog {
             "image_names": info.images,
             "labels": info.labels,
             "normalize": info.normalize,
+            "norm": info.norm,
+            "ema": info.ema,
             "momentum": info.momentum,
             "cumulative": info.cumulative,
             "convention": "keras",

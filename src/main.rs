@@ -181,6 +181,8 @@ fn run(cli: cli::Cli) -> Result<i32> {
     cfg.checkpoint = a.checkpoint.clone();
     cfg.weights = imported;
     cfg.frozen_bn = set.frozen_bn;
+    cfg.norm = a.norm.unwrap_or(bnscope::model::Norm::Batch);
+    cfg.ema = a.ema;
     cfg.save_weights = a.save_weights.clone();
     cfg.resumed_from = a.resume.as_ref().map(|p| p.display().to_string());
     cfg.start_paused = a.paused && !headless;

@@ -91,6 +91,10 @@ pub struct RunInfo {
     pub data: String,
     /// `--normalize`: `none` (values in [0, 1]) or `imagenet`.
     pub normalize: String,
+    /// `--norm`: `batch`, `group` or `layer` (the last two have no running statistics).
+    pub norm: String,
+    /// `--ema`: the decay of the weights' exponential moving average that is evaluated too.
+    pub ema: Option<f64>,
     /// Device description, e.g. `cpu (2 threads)` or `cuda:0`.
     pub device: String,
     pub seed: u64,

@@ -41,6 +41,9 @@ pub struct Run {
     pub frozen_bn: Option<String>,
     /// bnscope: `--normalize`.
     pub normalize: Option<String>,
+    /// bnscope: `--norm` and `--ema`.
+    pub norm: Option<String>,
+    pub ema: Option<f64>,
     /// Per layer: name and channels (where the log says).
     pub layers: Vec<(String, Option<u64>)>,
     pub image_names: Vec<String>,
@@ -251,6 +254,8 @@ impl Reader {
                     weights: v.get("weights").and_then(Value::as_str).map(str::to_string),
                     frozen_bn: v.get("frozen_bn").and_then(Value::as_str).map(str::to_string),
                     normalize: v.get("normalize").and_then(Value::as_str).map(str::to_string),
+                    norm: v.get("norm").and_then(Value::as_str).map(str::to_string),
+                    ema: v.get("ema").and_then(Value::as_f64),
                     layers: v
                         .get("bn_layers")
                         .and_then(Value::as_array)

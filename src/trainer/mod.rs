@@ -35,7 +35,7 @@ use crate::data::Dataset;
 use crate::framework::{Framework, FrozenBn};
 use crate::log::JsonlLog;
 use crate::model::{argmax_rows, softmax_rows, BnMode};
-use crate::model::{Preset, ResNet};
+use crate::model::{Norm, Preset, ResNet};
 use crate::optim::{Optimizer, OptimizerKind};
 use crate::protocol::*;
 
@@ -61,6 +61,11 @@ pub struct TrainConfig {
     pub checkpoint: Option<PathBuf>,
     /// PyTorch weights to start from (and to start again from on restart).
     pub weights: Option<Arc<crate::weights::Imported>>,
+    /// `--norm`: BatchNorm, or GroupNorm/LayerNorm in its place.
+    pub norm: Norm,
+    /// `--ema DECAY`: also evaluate an exponential moving average of the weights (BN buffers copied from the raw
+    /// model, as common EMA helpers do).
+    pub ema: Option<f64>,
     /// `--freeze backbone`: only `fc` trains, and the backbone's BatchNorm layers behave as this says.
     pub frozen_bn: Option<FrozenBn>,
     /// Where `--save-weights` writes the model as a PyTorch state_dict, on quit and at the end.
@@ -99,6 +104,8 @@ impl TrainConfig {
             adam_eps: p.adam_eps,
             checkpoint: None,
             weights: None,
+            norm: Norm::Batch,
+            ema: None,
             frozen_bn: None,
             save_weights: None,
             resumed_from: None,
@@ -185,6 +192,7 @@ fn build(
         // The seeded classifier stays where the data has another number of classes (fine-tuning).
         crate::weights::apply(&mut model, w, w.classes != classes)?;
     }
+    model.set_group_norm(cfg.norm.groups())?;
     model.set_unbiased_variance(cfg.bn_unbiased);
     model.set_cumulative(cumulative);
     let opt = Optimizer::new(cfg.optimizer, model.params(), cfg.lr)?.with_eps(cfg.adam_eps);
@@ -299,6 +307,8 @@ impl Trainer {
             labels: self.data.labels.clone(),
             data: self.data.source.clone(),
             normalize: self.data.normalize.name().into(),
+            norm: self.cfg.norm.name().into(),
+            ema: self.cfg.ema,
             device: self.device_name.clone(),
             seed: self.seed,
             momentum: self.momentum,

@@ -21,6 +21,8 @@ pub const TINY_BN: &[(&str, usize)] = &[
 pub fn run_info() -> Arc<RunInfo> {
     Arc::new(RunInfo {
         weights: None,
+        norm: "batch".into(),
+        ema: None,
         frozen_bn: None,
         pace: None,
         model: "tiny".into(),

@@ -506,6 +506,8 @@ fn run_info(run: &replay::Run) -> RunInfo {
         resumed_from: run.resumed_from.as_deref().map(p),
         weights: run.weights.as_deref().map(p),
         frozen_bn: run.frozen_bn.as_deref().map(p),
+        norm: p(run.norm.as_deref().unwrap_or("batch")),
+        ema: run.ema,
         normalize: p(run.normalize.as_deref().unwrap_or("none")),
         params: run.params.unwrap_or(0) as usize,
         bn_layers: run

@@ -145,7 +145,17 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         _ => Vec::new(),
     };
     let n = names.len();
-    let mut title = vec![title_span(th, format!("BatchNorm layers ({n})"))];
+    let norm = app.store.info.as_ref().map_or("batch", |i| i.norm.as_str());
+    let mut title = vec![match norm {
+        "group" | "layer" => title_span(
+            th,
+            format!(
+                "{} layers ({n}): no running statistics, each image normalised by itself",
+                if norm == "group" { "GroupNorm" } else { "LayerNorm" }
+            ),
+        ),
+        _ => title_span(th, format!("BatchNorm layers ({n})")),
+    }];
     // A log: what it lacks, and how far the ranks are apart.
     let spread = app.rank_spread();
     if app.store.from_log {
