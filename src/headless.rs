@@ -34,8 +34,11 @@ pub fn loss(x: f32) -> String {
 /// One epoch line.
 pub fn epoch_line(m: &EpochMetrics, total: Option<usize>) -> String {
     let of = total.map(|n| format!("/{n}")).unwrap_or_default();
+    let ema = m.eval_ema.map_or(String::new(), |e| {
+        format!(" | ema running: loss {} acc {:.3}", loss(e.loss), e.acc)
+    });
     format!(
-        "epoch {}{of}  loss {} acc {:.3} | eval running: loss {} acc {:.3} | eval batch: loss {} acc {:.3} | {} | {:.1} ms/step",
+        "epoch {}{of}  loss {} acc {:.3} | eval running: loss {} acc {:.3} | eval batch: loss {} acc {:.3}{ema} | {} | {:.1} ms/step",
         m.epoch,
         loss(m.train.loss),
         m.train.acc,

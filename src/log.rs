@@ -159,6 +159,7 @@ impl JsonlLog {
             "predictions_running": m.predictions_running,
             "predictions_batch": m.predictions_batch,
             "step_ms": m.step_ms,
+            "eval_ema": m.eval_ema,
         }))
     }
 

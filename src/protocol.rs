@@ -157,6 +157,8 @@ pub struct EpochMetrics {
     pub predictions_batch: Vec<Vec<f32>>,
     /// Mean wall time of one optimizer step in this epoch (forward, backward, update), in ms.
     pub step_ms: f64,
+    /// `--ema`: the averaged weights evaluated with their running statistics (copied from the trained model).
+    pub eval_ema: Option<Metric>,
 }
 
 /// How far the running statistics have moved from their (0, 1) start, exactly, whatever the momenta were.
@@ -217,6 +219,8 @@ pub struct Refresh {
     pub eval_batch: Metric,
     pub predictions_running: Vec<Vec<f32>>,
     pub predictions_batch: Vec<Vec<f32>>,
+    /// As in [`EpochMetrics::eval_ema`].
+    pub eval_ema: Option<Metric>,
 }
 
 /// How many images' predictions an epoch carries.

@@ -45,15 +45,11 @@ impl Trainer {
         let saved: Vec<BnState> = self.model.bn_layers().iter().map(|b| b.state()).collect();
         let before = self.running_stats()?;
         let order = self.recalibration_order();
-        let (data, dev, bs) = (&self.data, &self.device, self.cfg.batch_size);
-        let recalibrated = self
-            .model
-            .recalibrate_with(order.chunks(bs).map(|c| data.batch(c, dev)))
-            .and_then(|_| {
-                let after = self.running_stats()?;
-                let ns: Vec<usize> = self.model.bn_layers().iter().map(|b| b.n()).collect();
-                Ok((after, ns))
-            });
+        let recalibrated = self.recalibrate(&order).and_then(|_| {
+            let after = self.running_stats()?;
+            let ns: Vec<usize> = self.model.bn_layers().iter().map(|b| b.n()).collect();
+            Ok((after, ns))
+        });
         let evaluated = match &recalibrated {
             Ok(_) => Some(self.pass(BnMode::EvalRunning, true)),
             Err(_) => None,

@@ -19,6 +19,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 use serde_json::json;
 
+mod ema;
 mod health;
 mod inspect;
 mod outbox;
@@ -159,6 +160,8 @@ pub struct Trainer {
     fault: Option<(String, usize)>,
     pace: Option<f64>,
     epoch_started: Option<Instant>,
+    /// `--ema`: the averaged model.
+    ema: Option<ema::Ema>,
     /// Warnings for the front end and the log, not yet delivered.
     warnings: Vec<Warning>,
     /// Layers already reported for one value per channel (reported once per layer and run).
@@ -269,6 +272,7 @@ impl Trainer {
             pace: cfg.pace,
             epoch_started: None,
             warnings: Vec::new(),
+            ema: None,
             one_value_reported: Vec::new(),
             cfg,
             data,
@@ -281,6 +285,7 @@ impl Trainer {
         if let Some(r) = resume {
             t.restore(r)?;
         }
+        t.start_ema()?;
         Ok(t)
     }
 
@@ -388,10 +393,10 @@ impl Trainer {
             }
             Command::Recalibrate => {
                 let order = self.recalibration_order();
-                let (data, dev, bs) = (&self.data, &self.device, self.cfg.batch_size);
-                // One batch in memory at a time (a streamed data set decodes each when it is needed).
-                self.model
-                    .recalibrate_with(order.chunks(bs).map(|c| data.batch(c, dev)))?;
+                self.recalibrate(&order)?;
+                // The EMA model's statistics too, with its own weights (`swa_utils.update_bn(loader, ema_model)`).
+                self.with_ema(|t| t.recalibrate(&order))?;
+                let bs = self.cfg.batch_size;
                 Some((
                     EventKind::Recalibrate,
                     plural(order.len().div_ceil(bs), "batch", "batches"),
@@ -425,6 +430,25 @@ impl Trainer {
         Ok(ack)
     }
 
+    /// A fresh EMA of the current weights (`--ema`).
+    fn start_ema(&mut self) -> Result<()> {
+        self.ema = match self.cfg.ema {
+            Some(d) => {
+                let (copy, _) = build(
+                    &self.cfg,
+                    self.data.classes.len(),
+                    self.seed,
+                    self.momentum,
+                    self.cumulative,
+                    &self.device,
+                )?;
+                Some(ema::Ema::new(d, copy, &self.model)?)
+            }
+            None => None,
+        };
+        Ok(())
+    }
+
     fn restart(&mut self) -> Result<()> {
         self.restarts += 1;
         self.seed = self.cfg.seed.wrapping_add(self.restarts);
@@ -444,7 +468,15 @@ impl Trainer {
         self.start_epoch = 0;
         self.step = 0;
         self.cur = EpochProgress::default();
-        Ok(())
+        self.start_ema()
+    }
+
+    /// Re-estimates the running statistics over the data in `order`, in batches of `--batch-size`, one batch in
+    /// memory at a time (a streamed data set decodes each when it is needed).
+    fn recalibrate(&mut self, order: &[u32]) -> Result<()> {
+        let (data, dev, bs) = (&self.data, &self.device, self.cfg.batch_size);
+        self.model
+            .recalibrate_with(order.chunks(bs).map(|c| data.batch(c, dev)))
     }
 
     /// The data set's order for a recalibration (in batches of `--batch-size`), shuffled as training shuffles it.
@@ -504,6 +536,9 @@ impl Trainer {
             }
         };
         let ms = started.elapsed().as_secs_f64() * 1e3;
+        if let Some(e) = self.ema.as_mut() {
+            e.update(&self.model)?;
+        }
         self.check_one_value_per_channel();
         let pred = argmax_rows(&logits)?;
         let truth = yb.to_vec1::<u32>()?;
@@ -526,6 +561,7 @@ impl Trainer {
         let step_ms = c.step_ms.iter().sum::<f64>() / c.step_ms.len().max(1) as f64;
         let (eval_running, predictions_running) = self.evaluate(BnMode::EvalRunning)?;
         let (eval_batch, predictions_batch) = self.evaluate(BnMode::EvalBatch)?;
+        let eval_ema = self.evaluate_ema()?;
         let metrics = EpochMetrics {
             epoch: self.epoch,
             step: self.step,
@@ -539,6 +575,7 @@ impl Trainer {
             predictions_running,
             predictions_batch,
             step_ms,
+            eval_ema,
         };
         let snap = Arc::new(self.snapshot()?);
         if let Some(log) = self.log.as_mut() {
@@ -568,6 +605,7 @@ impl Trainer {
             eval_batch,
             predictions_running,
             predictions_batch,
+            eval_ema: self.evaluate_ema()?,
         })
     }
 

@@ -83,6 +83,7 @@ pub fn epoch(e: usize) -> Box<EpochMetrics> {
         predictions_running: running,
         predictions_batch: batch,
         step_ms: 8.1,
+        eval_ema: None,
     })
 }
 
