@@ -107,7 +107,7 @@ impl BatchNorm2d {
     /// channels.
     pub fn set_groups(&mut self, groups: Option<usize>) -> Result<()> {
         if let Some(g) = groups {
-            if g == 0 || self.channels % g != 0 {
+            if g == 0 || !self.channels.is_multiple_of(g) {
                 candle_core::bail!("{}: {g} groups do not divide {} channels", self.name, self.channels);
             }
         }

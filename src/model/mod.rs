@@ -65,7 +65,7 @@ impl Norm {
             Norm::Group => Some(|c| {
                 [32, 16, 8, 4, 2, 1]
                     .into_iter()
-                    .find(|&g| c % g == 0 && c / g >= 4)
+                    .find(|&g| c.is_multiple_of(g) && c / g >= 4)
                     .unwrap_or(1)
             }),
             Norm::Layer => Some(|_| 1),
