@@ -108,6 +108,9 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                         if info.norm != "batch" {
                             say!("bnscope: {}Norm instead of BatchNorm: no running statistics, so evaluation normalises as training does", if info.norm == "group" { "Group" } else { "Layer" });
                         }
+                        if let Some(p) = &info.pretrain {
+                            say!("bnscope: pre-trained {p} (other contrast and brightness), then a fresh classifier");
+                        }
                         if let Some(d) = info.ema {
                             say!("bnscope: also evaluating an EMA of the weights (decay {d}), its BatchNorm buffers copied from the trained model");
                         }

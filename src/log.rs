@@ -124,6 +124,7 @@ impl JsonlLog {
             "normalize": info.normalize,
             "norm": info.norm,
             "ema": info.ema,
+            "pretrain": info.pretrain,
             "momentum": info.momentum,
             "cumulative": info.cumulative,
             "convention": "keras",

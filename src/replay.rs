@@ -44,6 +44,7 @@ pub struct Run {
     /// bnscope: `--norm` and `--ema`.
     pub norm: Option<String>,
     pub ema: Option<f64>,
+    pub pretrain: Option<String>,
     /// Per layer: name and channels (where the log says).
     pub layers: Vec<(String, Option<u64>)>,
     pub image_names: Vec<String>,
@@ -256,6 +257,7 @@ impl Reader {
                     normalize: v.get("normalize").and_then(Value::as_str).map(str::to_string),
                     norm: v.get("norm").and_then(Value::as_str).map(str::to_string),
                     ema: v.get("ema").and_then(Value::as_f64),
+                    pretrain: v.get("pretrain").and_then(Value::as_str).map(str::to_string),
                     layers: v
                         .get("bn_layers")
                         .and_then(Value::as_array)

@@ -24,6 +24,9 @@ mod health;
 mod inspect;
 mod outbox;
 mod persist;
+mod pretrain;
+
+pub use pretrain::Pretrain;
 mod thread;
 
 pub use health::{diverged, divergence, Warning, DIVERGED_FACTOR};
@@ -62,6 +65,8 @@ pub struct TrainConfig {
     pub checkpoint: Option<PathBuf>,
     /// PyTorch weights to start from (and to start again from on restart).
     pub weights: Option<Arc<crate::weights::Imported>>,
+    /// A pre-training phase on differently distributed data before the run (the `frozen-backbone` lesson).
+    pub pretrain: Option<Pretrain>,
     /// `--norm`: BatchNorm, or GroupNorm/LayerNorm in its place.
     pub norm: Norm,
     /// `--ema DECAY`: also evaluate an exponential moving average of the weights (BN buffers copied from the raw
@@ -107,6 +112,7 @@ impl TrainConfig {
             weights: None,
             norm: Norm::Batch,
             ema: None,
+            pretrain: None,
             frozen_bn: None,
             save_weights: None,
             resumed_from: None,
@@ -285,6 +291,9 @@ impl Trainer {
         if let Some(r) = resume {
             t.restore(r)?;
         }
+        if let Some(p) = t.cfg.pretrain {
+            t.pretrain(p)?;
+        }
         t.start_ema()?;
         Ok(t)
     }
@@ -313,6 +322,7 @@ impl Trainer {
             data: self.data.source.clone(),
             normalize: self.data.normalize.name().into(),
             norm: self.cfg.norm.name().into(),
+            pretrain: self.cfg.pretrain.map(|p| p.describe()),
             ema: self.cfg.ema,
             device: self.device_name.clone(),
             seed: self.seed,
@@ -468,6 +478,9 @@ impl Trainer {
         self.start_epoch = 0;
         self.step = 0;
         self.cur = EpochProgress::default();
+        if let Some(p) = self.cfg.pretrain {
+            self.pretrain(p)?;
+        }
         self.start_ema()
     }
 

@@ -23,6 +23,7 @@ pub fn run_info() -> Arc<RunInfo> {
         weights: None,
         norm: "batch".into(),
         ema: None,
+        pretrain: None,
         frozen_bn: None,
         pace: None,
         model: "tiny".into(),
