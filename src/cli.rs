@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::data::Normalize;
 use crate::error::usage;
 use crate::framework::{Framework, FrozenBn};
+use crate::lesson::Scenario;
 use crate::log::LogBn;
 use crate::model::{Norm, Preset};
 use crate::optim::OptimizerKind;
@@ -158,6 +159,10 @@ pub struct RunArgs {
     /// pretrained weights expect) [default: none].
     #[arg(long, value_enum, value_name = "KIND")]
     pub normalize: Option<Normalize>,
+    /// A lesson: sets up one BatchNorm trap (flags given explicitly still win) and explains it on screen:
+    /// seed, small-batch, frozen-backbone, shifted-eval, ema, groupnorm. `L` in the TUI lists them.
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub scenario: Option<Scenario>,
     /// The normalisation layers: batch (BatchNorm), or group / layer (GroupNorm with 32 groups, fewer where a group
     /// would hold under 4 channels / one group), which normalise each image by itself: no running statistics, no
     /// train/eval gap [default: batch].

@@ -105,6 +105,11 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                             info.params,
                             info.bn_layers.len()
                         );
+                        if let Some(l) = info.lesson.as_deref().and_then(crate::lesson::Scenario::from_name) {
+                            let l = l.lesson();
+                            say!("lesson: {}", l.title);
+                            say!("  {}", l.text);
+                        }
                         if info.norm != "batch" {
                             say!("bnscope: {}Norm instead of BatchNorm: no running statistics, so evaluation normalises as training does", if info.norm == "group" { "Group" } else { "Layer" });
                         }

@@ -14,6 +14,7 @@ pub mod framework;
 pub mod headless;
 pub mod inspect;
 pub mod kernels;
+pub mod lesson;
 pub mod loading;
 pub mod log;
 pub mod model;

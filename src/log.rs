@@ -125,6 +125,7 @@ impl JsonlLog {
             "norm": info.norm,
             "ema": info.ema,
             "pretrain": info.pretrain,
+            "lesson": info.lesson,
             "momentum": info.momentum,
             "cumulative": info.cumulative,
             "convention": "keras",

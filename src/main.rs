@@ -90,10 +90,12 @@ fn run(cli: cli::Cli) -> Result<i32> {
             bench::run(b)
         };
     }
-    let (a, inspect) = match cli.command {
+    let (mut a, inspect) = match cli.command {
         Some(Cmd::Inspect(i)) => (i.run, Some(i.json)),
         _ => (cli.run, None),
     };
+    // A lesson fills in the flags it needs (explicit ones win), before anything is checked.
+    let pretrain = bnscope::settings::apply_scenario(&mut a);
     a.validate()?;
     if inspect.is_some() && a.weights.is_none() {
         return Err(usage(
@@ -183,6 +185,8 @@ fn run(cli: cli::Cli) -> Result<i32> {
     cfg.frozen_bn = set.frozen_bn;
     cfg.norm = a.norm.unwrap_or(bnscope::model::Norm::Batch);
     cfg.ema = a.ema;
+    cfg.lesson = a.scenario;
+    cfg.pretrain = pretrain;
     cfg.save_weights = a.save_weights.clone();
     cfg.resumed_from = a.resume.as_ref().map(|p| p.display().to_string());
     cfg.start_paused = a.paused && !headless;

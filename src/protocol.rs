@@ -97,6 +97,8 @@ pub struct RunInfo {
     pub ema: Option<f64>,
     /// A pre-training phase on differently distributed data before the run (`30 epochs on x·0.5 + 0.5`).
     pub pretrain: Option<String>,
+    /// `--scenario`: the lesson this run shows (`small-batch`, …).
+    pub lesson: Option<String>,
     /// Device description, e.g. `cpu (2 threads)` or `cuda:0`.
     pub device: String,
     pub seed: u64,

@@ -45,6 +45,7 @@ pub struct Run {
     pub norm: Option<String>,
     pub ema: Option<f64>,
     pub pretrain: Option<String>,
+    pub lesson: Option<String>,
     /// Per layer: name and channels (where the log says).
     pub layers: Vec<(String, Option<u64>)>,
     pub image_names: Vec<String>,
@@ -258,6 +259,7 @@ impl Reader {
                     norm: v.get("norm").and_then(Value::as_str).map(str::to_string),
                     ema: v.get("ema").and_then(Value::as_f64),
                     pretrain: v.get("pretrain").and_then(Value::as_str).map(str::to_string),
+                    lesson: v.get("lesson").and_then(Value::as_str).map(str::to_string),
                     layers: v
                         .get("bn_layers")
                         .and_then(Value::as_array)

@@ -224,3 +224,37 @@ fn pick<T: PartialEq>(
         (None, c) => c,
     }
 }
+
+/// `--scenario`: fills in the flags the lesson needs where the command line left them open (an explicit flag
+/// still wins). Returns the pre-training phase the lesson needs, if any.
+pub fn apply_scenario(a: &mut RunArgs) -> Option<crate::trainer::Pretrain> {
+    use crate::lesson::Scenario;
+    let s = a.scenario?;
+    if !matches!(s, Scenario::Seed | Scenario::Groupnorm) && a.momentum.is_none() {
+        // Statistics that converge within a few epochs (Keras 0.9 = PyTorch 0.1), so that what the lesson shows is
+        // its own trap and not the seed's slow momentum.
+        a.momentum = Some(0.9);
+        a.momentum_convention = crate::cli::Convention::Keras;
+    }
+    match s {
+        Scenario::Seed => None,
+        Scenario::SmallBatch => {
+            a.batch_size.get_or_insert(2);
+            None
+        }
+        Scenario::FrozenBackbone => {
+            a.freeze.get_or_insert(crate::cli::Freeze::Backbone);
+            a.frozen_bn.get_or_insert(FrozenBn::TrainFrozenStats);
+            Some(crate::trainer::Pretrain::LESSON)
+        }
+        Scenario::ShiftedEval => None,
+        Scenario::Ema => {
+            a.ema.get_or_insert(0.99);
+            None
+        }
+        Scenario::Groupnorm => {
+            a.norm.get_or_insert(crate::model::Norm::Group);
+            None
+        }
+    }
+}

@@ -65,6 +65,8 @@ pub struct TrainConfig {
     pub checkpoint: Option<PathBuf>,
     /// PyTorch weights to start from (and to start again from on restart).
     pub weights: Option<Arc<crate::weights::Imported>>,
+    /// `--scenario`: the lesson the run shows.
+    pub lesson: Option<crate::lesson::Scenario>,
     /// A pre-training phase on differently distributed data before the run (the `frozen-backbone` lesson).
     pub pretrain: Option<Pretrain>,
     /// `--norm`: BatchNorm, or GroupNorm/LayerNorm in its place.
@@ -113,6 +115,7 @@ impl TrainConfig {
             norm: Norm::Batch,
             ema: None,
             pretrain: None,
+            lesson: None,
             frozen_bn: None,
             save_weights: None,
             resumed_from: None,
@@ -323,6 +326,7 @@ impl Trainer {
             normalize: self.data.normalize.name().into(),
             norm: self.cfg.norm.name().into(),
             pretrain: self.cfg.pretrain.map(|p| p.describe()),
+            lesson: self.cfg.lesson.map(|l| l.name().to_string()),
             ema: self.cfg.ema,
             device: self.device_name.clone(),
             seed: self.seed,

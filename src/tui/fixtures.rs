@@ -24,6 +24,7 @@ pub fn run_info() -> Arc<RunInfo> {
         norm: "batch".into(),
         ema: None,
         pretrain: None,
+        lesson: None,
         frozen_bn: None,
         pace: None,
         model: "tiny".into(),

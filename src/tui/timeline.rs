@@ -509,6 +509,7 @@ fn run_info(run: &replay::Run) -> RunInfo {
         norm: p(run.norm.as_deref().unwrap_or("batch")),
         ema: run.ema,
         pretrain: run.pretrain.as_deref().map(p),
+        lesson: run.lesson.as_deref().map(p),
         normalize: p(run.normalize.as_deref().unwrap_or("none")),
         params: run.params.unwrap_or(0) as usize,
         bn_layers: run
