@@ -231,6 +231,9 @@ fn run(cli: cli::Cli) -> Result<i32> {
     for m in &out.messages {
         eprintln!("bnscope: error: {}", terminal::printable(m));
     }
+    if let Some(lesson) = &out.relaunch {
+        return relaunch(lesson, &a);
+    }
     Ok(out.exit_status())
 }
 
@@ -343,6 +346,28 @@ fn watch_tui(w: &cli::WatchArgs, pace: f64) -> Result<i32> {
     };
     let out = bnscope::tui::run_log(source, signals, log_tui_options(&w.view))?;
     Ok(out.exit_status())
+}
+
+/// `L` chose a lesson: this process becomes `bnscope --scenario NAME` (with the same display flags). The run that
+/// ended has written its log, checkpoint and weights; the files bnscope holds are closed on exec.
+fn relaunch(lesson: &str, a: &cli::RunArgs) -> Result<i32> {
+    use std::os::unix::process::CommandExt;
+    // The running binary; if it was replaced meanwhile (a rebuild), whatever the shell started as argv[0].
+    let exe = std::env::current_exe()
+        .ok()
+        .filter(|p| p.exists())
+        .or_else(|| std::env::args_os().next().map(std::path::PathBuf::from))
+        .ok_or_else(|| anyhow::anyhow!("cannot start the lesson {lesson}: where is the bnscope binary?"))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["--scenario", lesson, "--device", &a.device, "--fps", &a.fps.to_string()]);
+    if a.ascii {
+        cmd.arg("--ascii");
+    }
+    if a.no_mouse {
+        cmd.arg("--no-mouse");
+    }
+    let err = cmd.exec();
+    Err(anyhow::anyhow!("cannot start the lesson {lesson}: {err}"))
 }
 
 /// `TERM=dumb`: no cursor movement, no alternate screen, no colours (Emacs' shell, some CI consoles).

@@ -14,6 +14,8 @@ pub struct Outcome {
     pub failed: bool,
     /// Lines for stderr, without the `bnscope: error: ` prefix, not yet printed.
     pub messages: Vec<String>,
+    /// `L` in the TUI chose a lesson: `main` starts bnscope again with `--scenario` this name.
+    pub relaunch: Option<String>,
 }
 
 impl Outcome {
@@ -23,6 +25,7 @@ impl Outcome {
             signal: None,
             failed: false,
             messages: Vec::new(),
+            relaunch: None,
         }
     }
 

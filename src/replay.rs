@@ -75,6 +75,8 @@ pub struct Epoch {
     pub train: Option<Metric>,
     pub eval_running: Option<Metric>,
     pub eval_batch: Option<Metric>,
+    /// bnscope `--ema`: the averaged model with its copied running statistics.
+    pub eval_ema: Option<Metric>,
     pub predictions_running: Option<Vec<Vec<f64>>>,
     pub predictions_batch: Option<Vec<Vec<f64>>>,
     pub step_ms: Option<f64>,
@@ -82,6 +84,8 @@ pub struct Epoch {
 
 /// The records a replay shows (`bn` records are counted but not kept here).
 #[derive(Clone, Debug, PartialEq)]
+// Records are read once and moved into the timeline; boxing the epoch would only add an allocation per line.
+#[allow(clippy::large_enum_variant)]
 pub enum Record {
     Run(Box<Run>),
     Epoch(Epoch),
@@ -305,6 +309,7 @@ impl Reader {
                 train: metric(&v, "train"),
                 eval_running: metric(&v, "eval_running"),
                 eval_batch: metric(&v, "eval_batch"),
+                eval_ema: metric(&v, "eval_ema"),
                 predictions_running: matrix(&v, "predictions_running"),
                 predictions_batch: matrix(&v, "predictions_batch"),
                 step_ms: field(&v, "step_ms"),

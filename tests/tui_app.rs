@@ -825,3 +825,32 @@ fn focus_zoom_and_mouse() {
     h.app.handle_event(mouse(MouseEventKind::ScrollUp, 10, 8));
     assert!(h.screen(120, 40).contains("last 100 epochs (z)"));
 }
+
+#[test]
+fn lessons_overlay_lists_them_and_a_digit_starts_one() {
+    let mut h = Harness::seed();
+    assert!(h.key('L').is_empty());
+    let s = h.screen(120, 40);
+    for l in &bnscope::lesson::LESSONS {
+        assert!(s.contains(l.scenario.name()), "{} missing:\n{s}", l.scenario.name());
+    }
+    snapshot("lessons_120x40", &s);
+    // Arrows move the selection; Esc closes the list without ending the run.
+    h.key_code(KeyCode::Down, KeyModifiers::NONE);
+    assert!(h.screen(120, 40).contains("Training at batch 2"), "the selected lesson's text");
+    assert!(h.key_code(KeyCode::Esc, KeyModifiers::NONE).is_empty());
+    assert!(!h.screen(120, 40).contains("Training at batch 2"));
+    assert!(h.app.outcome().is_none(), "Esc closes the list, nothing else");
+    // A digit starts that lesson: this run quits, and the outcome asks main to start the lesson.
+    h.key('L');
+    let cmds = h.key('4');
+    assert!(cmds.contains(&Command::Quit(EndReason::Quit)), "{cmds:?}");
+    h.trainer(Event::Finished {
+        epochs: 5,
+        reason: EndReason::Quit,
+        checkpoint: None,
+    });
+    let o = h.app.outcome().expect("the run ended");
+    assert_eq!(o.relaunch.as_deref(), Some("shifted-eval"));
+    assert_eq!(o.exit_status(), 0);
+}

@@ -97,6 +97,10 @@ pub struct App {
     /// The screen's size as last reported (for the mouse).
     pub(super) screen: ratatui::layout::Rect,
     pub(crate) show_help: bool,
+    /// `L`: the lesson list is open, with this one selected.
+    pub(crate) lessons: Option<usize>,
+    /// The lesson chosen with `L`: the run ends and bnscope starts again with it.
+    pub(crate) relaunch: Option<crate::lesson::Scenario>,
     /// The help paused the run (closing it resumes).
     pub(super) help_paused: bool,
     pub(crate) status: Option<(Tone, String)>,
@@ -185,6 +189,8 @@ impl App {
             zoom: None,
             screen: ratatui::layout::Rect::new(0, 0, 120, 40),
             show_help: false,
+            lessons: None,
+            relaunch: None,
             help_paused: false,
             status: None,
             status_at: None,
@@ -336,6 +342,7 @@ impl App {
         };
         let mut o = Outcome::new(finished.unwrap_or(exit));
         o.signal = self.signal;
+        o.relaunch = self.relaunch.map(|s| s.name().to_string());
         o.messages = self.store.errors.clone();
         if o.reason == EndReason::Diverged {
             if let Some((epoch, loss, what)) = &self.store.diverged {

@@ -7,6 +7,12 @@ use super::store::Phase;
 use super::theme::Tone;
 
 impl App {
+    /// The lesson this run shows (`--scenario`, `L`).
+    pub(crate) fn lesson(&self) -> Option<&'static crate::lesson::Lesson> {
+        let name = self.store.info.as_ref()?.lesson.as_deref()?;
+        crate::lesson::Scenario::from_name(name).map(|s| s.lesson())
+    }
+
     /// The diagnosis: what the numbers mean and which key helps.
     pub(crate) fn diagnosis(&self) -> Diagnosis {
         use super::fmt::{acc, acc_or_missing, percent};
@@ -42,6 +48,10 @@ impl App {
                 };
                 let short = format!("{head} {}.", r.summary);
                 return d(Tone::Info, format!("{head} {first}{keys}"), short);
+            }
+            if let Some(l) = self.lesson() {
+                let t = format!("Lesson: {}. {}", l.title, l.text);
+                return d(Tone::Info, t, format!("Lesson: {}.", l.title));
             }
             let t = if self.paused {
                 "Paused before the first epoch: space runs the training, n runs one epoch.".to_string()
@@ -157,6 +167,22 @@ impl App {
         let age = self.store.age;
         let trav = age.map(|a| a.travelled());
         let trav_text = trav.map_or_else(|| format!("(how far: {})", super::fmt::MISSING), percent);
+        if let Some(l) = self.lesson().filter(|l| l.scenario != crate::lesson::Scenario::Seed) {
+            let why = l.scenario.diagnose(train, run, bat.unwrap_or(f32::NAN), m.eval_ema);
+            let long = if self.intro_active() {
+                format!("Lesson: {}. {}", l.title, l.text)
+            } else {
+                format!("{p}{}: {why}", l.title)
+            };
+            let short = format!(
+                "{sp}{}: train {}{sep}running {}{sep}batch {}",
+                l.title,
+                acc(train),
+                acc(run),
+                acc_or_missing(bat)
+            );
+            return d(Tone::Info, long, short);
+        }
         if self.intro_active() {
             if let (Some(trav), Some(age), Some(bat)) = (trav, age, bat) {
                 let right = self

@@ -11,6 +11,9 @@ use super::theme::Tone;
 impl App {
     /// Handles a key press; returns the commands to send.
     pub fn handle_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        if self.lessons.is_some() {
+            return self.handle_lesson_key(key);
+        }
         let Some(binding) = keys::lookup(&key) else {
             if let crossterm::event::KeyCode::Char(c) = key.code {
                 if key.kind == crossterm::event::KeyEventKind::Press && !c.is_control() {
@@ -274,6 +277,14 @@ impl App {
             Action::PageDown => self.select(|s, _| s + 10),
             Action::Home => self.select(|_, _| 0),
             Action::End => self.select(|_, n| n),
+            Action::Lessons => {
+                let current = self.store.info.as_ref().and_then(|i| i.lesson.clone());
+                let at = crate::lesson::LESSONS
+                    .iter()
+                    .position(|l| Some(l.scenario.name()) == current.as_deref());
+                self.lessons = Some(at.unwrap_or(0));
+                Vec::new()
+            }
             Action::Help => {
                 self.show_help = true;
                 // The run waits while the help is read (and goes on when it closes).
@@ -286,6 +297,42 @@ impl App {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// A key while the lesson list (`L`) is open: arrows choose, a digit or Enter starts one (this run ends and
+    /// bnscope starts again with `--scenario`), Esc or `L` closes the list.
+    fn handle_lesson_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        use crossterm::event::{KeyCode, KeyEventKind};
+        let (Some(sel), true) = (self.lessons, key.kind == KeyEventKind::Press) else {
+            return Vec::new();
+        };
+        self.dirty = true;
+        let n = crate::lesson::LESSONS.len();
+        let chosen = match key.code {
+            KeyCode::Esc | KeyCode::Char('L') | KeyCode::Char('q') => {
+                self.lessons = None;
+                None
+            }
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.lessons = Some(sel.saturating_sub(1));
+                None
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.lessons = Some((sel + 1).min(n - 1));
+                None
+            }
+            KeyCode::Enter => Some(sel),
+            KeyCode::Char(c @ '1'..='9') => Some(c as usize - '1' as usize).filter(|&i| i < n),
+            _ => None,
+        };
+        let Some(i) = chosen else {
+            return Vec::new();
+        };
+        self.lessons = None;
+        let lesson = &crate::lesson::LESSONS[i];
+        self.relaunch = Some(lesson.scenario);
+        self.set_status(Tone::Info, format!("starting the lesson: {}", lesson.title));
+        self.begin_shutdown(EndReason::Quit)
     }
 
     /// A key over a log (`bnscope replay`/`watch`): the epoch cursor, playback, and a refusal for the keys that

@@ -26,6 +26,7 @@ pub enum Action {
     Home,
     End,
     Help,
+    Lessons,
     WorstLayer,
     /// Move the focus between the layer list and the channel list.
     Focus,
@@ -227,13 +228,13 @@ pub const BINDINGS: &[Binding] = &[
     ),
     log_key(
         Action::EpochBack10,
-        &[Key::Shift(KeyCode::Left), Key::Char('H')],
+        &[Key::Shift(KeyCode::Left)],
         "replay: ten epochs back",
         None,
     ),
     log_key(
         Action::EpochOn10,
-        &[Key::Shift(KeyCode::Right), Key::Char('L')],
+        &[Key::Shift(KeyCode::Right)],
         "replay: ten epochs on",
         pair("ten", 7, Action::EpochBack10),
     ),
@@ -402,6 +403,14 @@ pub const BINDINGS: &[Binding] = &[
         "charts: all epochs, the last 100, the last 20",
         hint("zoom", 0),
         false,
+    ),
+    b(
+        Action::Lessons,
+        &[Key::Char('L')],
+        "the lessons: the BatchNorm traps to try (small batches, frozen backbone, shifted data, EMA, GroupNorm); \
+         a digit or Enter starts one as a new run",
+        hint("lessons", 4),
+        true,
     ),
     b(
         Action::Help,

@@ -49,6 +49,8 @@ pub struct Shown {
     pub predictions_batch: Option<Vec<Vec<f32>>>,
     /// Mean wall time of one optimizer step, in ms.
     pub step_ms: Option<f64>,
+    /// `--ema`: the averaged model with its (copied) running statistics.
+    pub eval_ema: Option<Metric>,
 }
 
 impl From<&EpochMetrics> for Shown {
@@ -64,6 +66,7 @@ impl From<&EpochMetrics> for Shown {
             predictions_running: Some(m.predictions_running.clone()),
             predictions_batch: Some(m.predictions_batch.clone()),
             step_ms: Some(m.step_ms),
+            eval_ema: m.eval_ema,
         }
     }
 }
@@ -294,6 +297,7 @@ impl Store {
                 m.eval_batch = r.eval_batch.into();
                 m.predictions_running = Some(r.predictions_running);
                 m.predictions_batch = Some(r.predictions_batch);
+                m.eval_ema = r.eval_ema;
                 if let Some(p) = self.history.points.back_mut() {
                     p.running = r.eval_running.into();
                     p.batch = r.eval_batch.into();
@@ -312,6 +316,7 @@ impl Store {
                     predictions_running: Some(r.predictions_running),
                     predictions_batch: Some(r.predictions_batch),
                     step_ms: Some(0.0),
+                    eval_ema: r.eval_ema,
                 }));
             }
         }

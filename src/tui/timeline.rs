@@ -393,6 +393,12 @@ fn shown(e: &replay::Epoch, run: &replay::Run) -> Shown {
         predictions_running: preds(&e.predictions_running),
         predictions_batch: preds(&e.predictions_batch),
         step_ms: e.step_ms,
+        eval_ema: e.eval_ema.and_then(|m| {
+            Some(crate::protocol::Metric {
+                loss: m.loss? as f32,
+                acc: m.acc? as f32,
+            })
+        }),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod header;
 pub mod help;
 pub mod history;
 pub mod layers;
+mod lessons;
 pub mod predictions;
 
 /// The smallest terminal the full screen needs.
@@ -187,6 +188,7 @@ impl Widget for &App {
         if self.show_help {
             help::render(self, area, buf);
         }
+        lessons::render(self, area, buf);
     }
 }
 
