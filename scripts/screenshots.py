@@ -14,7 +14,12 @@ The story (one run of the default command, as a newcomer starts it; the opening 
   converged.png   then `e` back, `-` three times (Keras momentum 0.99 -> 0.9), space: runs until eval with
                   running stats reaches 1.0 and the diagnosis says "Converged"
 
-Usage: screenshots.py BINARY OUTDIR [--font-size PX]
+Then one screenshot per lesson (`bnscope --scenario NAME`, paused by itself at the lesson's epoch with its
+explanation on screen): lesson-seed.png, lesson-small-batch.png, lesson-frozen-backbone.png,
+lesson-shifted-eval.png, lesson-ema.png (and lesson-ema-after-c.png: the same moment after `c`),
+lesson-groupnorm.png; and lessons.png, the `L` list.
+
+Usage: screenshots.py BINARY OUTDIR [--font-size PX] [--only-lessons]
 """
 import argparse
 import errno
@@ -328,10 +333,65 @@ def main():
     ap.add_argument("binary")
     ap.add_argument("outdir")
     ap.add_argument("--font-size", type=int, default=15)
+    ap.add_argument("--only-lessons", action="store_true")
     a = ap.parse_args()
     fonts = Fonts(a.font_size)
     os.makedirs(a.outdir, exist_ok=True)
     out = lambda name: os.path.join(a.outdir, name)  # noqa: E731
+    if not a.only_lessons:
+        seed_story(a, fonts, out)
+    made = lessons(a, fonts, out)
+    if fonts.missing:
+        print("screenshots: no font has " + " ".join(sorted(fonts.missing)), file=sys.stderr)
+    names = [] if a.only_lessons else ["mystery.png", "eval-batch.png", "converged.png"]
+    for n in names + made:
+        print(out(n))
+
+
+# The lessons and the epoch each pauses at for its screenshot (the TUI's --pause-at).
+LESSONS = [
+    ("seed", 5),
+    ("small-batch", 8),
+    ("frozen-backbone", 10),
+    ("shifted-eval", 10),
+    ("ema", 15),
+    ("groupnorm", 5),
+]
+
+
+def lessons(a, fonts, out):
+    made = []
+    for name, at in LESSONS:
+        with tempfile.TemporaryDirectory() as cwd:
+            argv = [os.path.abspath(a.binary), "--device", "cpu", "--scenario", name, "--pause-at", str(at)]
+            t = Term(argv, cwd)
+            try:
+                t.wait_for(f"{name}: the pause at epoch {at}", lambda s: header_epoch(s) == at and "paused" in s, 180)
+                t.settle()
+                s = t.text()
+                print(f"{name} epoch {at}: train {acc_value(s, 'train (batch)')}, "
+                      f"running {acc_value(s, 'eval running') or acc_value(s, 'val running')}, "
+                      f"batch {acc_value(s, 'eval batch') or acc_value(s, 'val batch')}")
+                render(t.screen, out(f"lesson-{name}.png"), fonts)
+                made.append(f"lesson-{name}.png")
+                if name == "ema":
+                    t.press("c")
+                    t.wait_for("the recalibration", lambda s: "re-estimated" in s, 30)
+                    t.settle()
+                    render(t.screen, out("lesson-ema-after-c.png"), fonts)
+                    made.append("lesson-ema-after-c.png")
+                if name == "seed":
+                    t.press("L")
+                    t.wait_for("the lesson list", lambda s: "lessons" in s and "groupnorm" in s, 10)
+                    t.settle()
+                    render(t.screen, out("lessons.png"), fonts)
+                    made.append("lessons.png")
+            finally:
+                t.close()
+    return made
+
+
+def seed_story(a, fonts, out):
     with tempfile.TemporaryDirectory() as cwd:
         t = Term([os.path.abspath(a.binary), "--device", "cpu"], cwd)
         try:
@@ -374,10 +434,6 @@ def main():
             render(t.screen, out("converged.png"), fonts)
         finally:
             t.close()
-    if fonts.missing:
-        print("screenshots: no font has " + " ".join(sorted(fonts.missing)), file=sys.stderr)
-    for n in ("mystery.png", "eval-batch.png", "converged.png"):
-        print(out(n))
 
 
 if __name__ == "__main__":

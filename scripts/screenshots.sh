@@ -11,6 +11,7 @@
 #
 #   scripts/screenshots.sh                 # into screenshots/
 #   scripts/screenshots.sh /tmp/shots      # elsewhere
+#   scripts/screenshots.sh screenshots --only-lessons   # the lessons only (lesson-*.png, lessons.png)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-screenshots}"
@@ -29,4 +30,4 @@ if ! python3 -c 'import pyte, PIL' 2>/dev/null; then
     python="$venv/bin/python"
 fi
 
-exec "$python" scripts/screenshots.py "$bin" "$out"
+exec "$python" scripts/screenshots.py "$bin" "$out" "${@:2}"
