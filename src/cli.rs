@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::data::Normalize;
+use crate::data::{Normalize, ValTransform};
 use crate::error::usage;
 use crate::framework::{Framework, FrozenBn};
 use crate::lesson::Scenario;
@@ -135,9 +135,28 @@ pub enum Variance {
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Image folder DIR/<class>/<image> (default: the three embedded seed images).
+    /// Image folder DIR/<class>/<image> (default: the three embedded seed images), or `shapes[:N]`: N generated
+    /// images per class (circle, square, triangle; default 20) drawn at --image-size from --seed, with a held-out
+    /// set of another N per class that the evaluations use (a folder named shapes: ./shapes).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Held-out image folder with the same class folders as --data: the evaluations (running and batch
+    /// statistics, predictions) use it instead of the training images, as Keras fit's validation_data.
+    #[arg(long, value_name = "DIR")]
+    pub val: Option<PathBuf>,
+    /// Hold out the last ⌈F·n⌉ images of each class of --data (by sorted file name) for the evaluations;
+    /// 0 < F < 1.
+    #[arg(long, value_name = "F")]
+    pub val_split: Option<f64>,
+    /// Images per batch of the two evaluation passes [default: --batch-size]; 1 normalises each image with its
+    /// own statistics in the batch-statistics evaluation.
+    #[arg(long, value_name = "N")]
+    pub eval_batch_size: Option<usize>,
+    /// A preprocessing mismatch on the evaluation inputs only (not training, not recalibration): scale255
+    /// (pixels 0..255 instead of 0..1, the forgotten rescale), no-normalize (skip --normalize imagenet),
+    /// invert (255 − pixel) [default: none].
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub val_transform: Option<ValTransform>,
     /// PyTorch weights to start from: a torchvision/timm ResNet `state_dict` saved with
     /// `safetensors.torch.save_file` (scripts/export_torchvision.py). Its keys say which ResNet it is; loaded
     /// strictly; implies --framework torch. A data set with another number of classes gets a fresh classifier.
@@ -398,10 +417,30 @@ impl RunArgs {
                 r.display()
             )));
         }
+        self.validate_evaluation()?;
         if self.fps == 0 || self.fps > 60 {
             return Err(usage(format!("--fps {}: must be between 1 and 60", self.fps)));
         }
         Ok(())
+    }
+}
+
+impl RunArgs {
+    /// `--val-split`, `--eval-batch-size` (`--val` and `--data shapes` are checked where the data is loaded).
+    fn validate_evaluation(&self) -> Result<()> {
+        if let Some(f) = self.val_split {
+            if !(f.is_finite() && f > 0.0 && f < 1.0) {
+                return Err(usage(format!(
+                    "--val-split {}: must be a fraction between 0 and 1 (0.2 holds out the last 20% of each class)",
+                    num(f)
+                )));
+            }
+        }
+        match self.eval_batch_size {
+            Some(0) => Err(usage("--eval-batch-size 0: must be at least 1")),
+            Some(b) if b > MAX_BATCH => Err(usage(format!("--eval-batch-size {b}: at most {MAX_BATCH}"))),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -115,6 +115,8 @@ pub struct LoadOptions {
     pub normalize: Normalize,
     /// Most bytes of decoded pixels kept in memory (see [`MEMORY_BOUND`]); over it the set is streamed.
     pub memory_bound: u64,
+    /// The flag a folder's errors name: `--data` (the default) or `--val`.
+    pub flag: &'static str,
 }
 
 impl LoadOptions {
@@ -123,6 +125,7 @@ impl LoadOptions {
             size,
             normalize: Normalize::None,
             memory_bound: MEMORY_BOUND,
+            flag: "--data",
         }
     }
 
@@ -158,6 +161,9 @@ enum Store {
     Memory(Vec<f32>),
     /// One file per image, decoded when a batch needs it.
     Files(Vec<PathBuf>),
+    /// `(N, 3, size, size)` 8-bit values, each mapped through the normalisation when read (generated images: a
+    /// quarter of the memory of f32).
+    Bytes(Vec<u8>),
 }
 
 /// A data set: labels and names in memory, pixels in memory or streamed from the files (see the module's doc).
@@ -217,6 +223,18 @@ impl Dataset {
                 for &i in idx {
                     let i = i as usize;
                     out.extend_from_slice(&p[i * per..(i + 1) * per]);
+                }
+                Ok(out)
+            }
+            Store::Bytes(b) => {
+                let table = self.normalize.table();
+                let plane = self.size * self.size;
+                let mut out = Vec::with_capacity(idx.len() * per);
+                for &i in idx {
+                    let i = i as usize;
+                    for (k, &v) in b[i * per..(i + 1) * per].iter().enumerate() {
+                        out.push(table[k / plane][v as usize]);
+                    }
                 }
                 Ok(out)
             }
@@ -374,12 +392,12 @@ fn is_image_name(p: &Path) -> bool {
     )
 }
 
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+fn sorted_entries(dir: &Path, flag: &str) -> Result<Vec<PathBuf>> {
     let rd =
-        std::fs::read_dir(dir).map_err(|e| usage(format!("--data {}: cannot read directory: {e}", dir.display())))?;
+        std::fs::read_dir(dir).map_err(|e| usage(format!("{flag} {}: cannot read directory: {e}", dir.display())))?;
     let mut v = Vec::new();
     for entry in rd {
-        let entry = entry.map_err(|e| usage(format!("--data {}: cannot read directory: {e}", dir.display())))?;
+        let entry = entry.map_err(|e| usage(format!("{flag} {}: cannot read directory: {e}", dir.display())))?;
         v.push(entry.path());
     }
     v.sort();
@@ -450,30 +468,31 @@ pub fn load_dir(dir: &Path, size: usize) -> Result<Dataset> {
 pub fn load_dir_with(dir: &Path, opts: &LoadOptions, progress: &dyn Progress) -> Result<Dataset> {
     let started = std::time::Instant::now();
     let shown = dir.display();
-    let meta = std::fs::metadata(dir).map_err(|e| usage(format!("--data {shown}: {}", io_reason(&e))))?;
+    let flag = opts.flag;
+    let meta = std::fs::metadata(dir).map_err(|e| usage(format!("{flag} {shown}: {}", io_reason(&e))))?;
     if !meta.is_dir() {
         return Err(usage(format!(
-            "--data {shown}: not a directory (expected DIR/<class>/<image>)"
+            "{flag} {shown}: not a directory (expected DIR/<class>/<image>)"
         )));
     }
-    let class_dirs: Vec<PathBuf> = sorted_entries(dir)?
+    let class_dirs: Vec<PathBuf> = sorted_entries(dir, opts.flag)?
         .into_iter()
         .filter(|p| !hidden(p) && p.is_dir())
         .collect();
     if class_dirs.is_empty() {
         return Err(usage(format!(
-            "--data {shown}: no class folders found (expected DIR/<class>/<image>)"
+            "{flag} {shown}: no class folders found (expected DIR/<class>/<image>)"
         )));
     }
     if class_dirs.len() < 2 {
         return Err(usage(format!(
-            "--data {shown}: only one class folder ({}); classification needs at least two",
+            "{flag} {shown}: only one class folder ({}); classification needs at least two",
             class_dirs[0].file_name().unwrap_or_default().to_string_lossy()
         )));
     }
     if class_dirs.len() > MAX_CLASSES {
         return Err(usage(format!(
-            "--data {shown}: {} class folders, more than the {MAX_CLASSES} bnscope supports",
+            "{flag} {shown}: {} class folders, more than the {MAX_CLASSES} bnscope supports",
             class_dirs.len()
         )));
     }
@@ -482,7 +501,7 @@ pub fn load_dir_with(dir: &Path, opts: &LoadOptions, progress: &dyn Progress) ->
     for (label, cdir) in class_dirs.iter().enumerate() {
         let class = cdir.file_name().unwrap_or_default().to_string_lossy().into_owned();
         let mut count = 0;
-        for f in sorted_entries(cdir)? {
+        for f in sorted_entries(cdir, opts.flag)? {
             if hidden(&f) || f.is_dir() {
                 continue;
             }
@@ -498,7 +517,7 @@ pub fn load_dir_with(dir: &Path, opts: &LoadOptions, progress: &dyn Progress) ->
         }
         if count == 0 {
             return Err(usage(format!(
-                "--data {}: class folder has no .png/.jpg/.jpeg images",
+                "{flag} {}: class folder has no .png/.jpg/.jpeg images",
                 cdir.display()
             )));
         }
@@ -549,5 +568,226 @@ fn io_reason(e: &std::io::Error) -> String {
         std::io::ErrorKind::NotFound => "no such directory".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
         _ => e.to_string(),
+    }
+}
+
+/// What `--data` names: nothing (the embedded seed images), `shapes[:N]` (generated) or an image folder. A folder
+/// that is itself called `shapes` is given as `./shapes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataSpec {
+    Embedded,
+    /// `--data shapes[:N]`: N images per class.
+    Shapes(usize),
+    Dir(PathBuf),
+}
+
+impl DataSpec {
+    /// Reads `--data`; `shapes:N` with N outside 1..=[`crate::shapes::MAX_PER_CLASS`] or not a number is a
+    /// one-line error.
+    pub fn parse(arg: Option<&Path>) -> Result<Self> {
+        let Some(p) = arg else { return Ok(DataSpec::Embedded) };
+        let Some(s) = p.to_str() else {
+            return Ok(DataSpec::Dir(p.to_path_buf()));
+        };
+        let max = crate::shapes::MAX_PER_CLASS;
+        match s.split_once(':') {
+            None if s == "shapes" => Ok(DataSpec::Shapes(crate::shapes::DEFAULT_PER_CLASS)),
+            Some(("shapes", n)) => match n.parse::<usize>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(DataSpec::Shapes(n)),
+                _ => Err(usage(format!(
+                    "--data {}: N must be a whole number from 1 to {max} (images per class), as in shapes:20",
+                    crate::terminal::printable(s)
+                ))),
+            },
+            _ => Ok(DataSpec::Dir(p.to_path_buf())),
+        }
+    }
+}
+
+/// The source label of a generated set: `shapes:20 (seed 1)`, `shapes:20 (seed 1, held-out)`.
+pub fn shapes_source(per_class: usize, seed: u64, split: u64) -> String {
+    match split {
+        0 => format!("shapes:{per_class} (seed {seed})"),
+        _ => format!("shapes:{per_class} (seed {seed}, held-out)"),
+    }
+}
+
+/// `--data shapes:N`: [`crate::shapes::generate`] at `opts.size` (drawn at that size, no resize), with `opts`'
+/// normalisation; `split` 0 is the training set, 1 the held-out one (the same N per class, independent images).
+/// Classes circle, square, triangle; images interleaved by class as generated. Held in memory as 8-bit values.
+pub fn shapes_with(per_class: usize, seed: u64, split: u64, opts: &LoadOptions) -> Dataset {
+    let started = std::time::Instant::now();
+    let mut ds = empty(opts, &shapes_source(per_class, seed, split));
+    ds.classes = crate::shapes::CLASSES.iter().map(|c| c.to_string()).collect();
+    let plane = opts.size * opts.size;
+    let shapes = crate::shapes::generate(per_class, opts.size, seed, split);
+    let mut bytes = vec![0u8; shapes.len() * 3 * plane];
+    for (s, out) in shapes.into_iter().zip(bytes.chunks_mut(3 * plane)) {
+        for (i, p) in s.image.pixels().enumerate() {
+            for c in 0..3 {
+                out[c * plane + i] = p[c];
+            }
+        }
+        ds.names.push(s.name);
+        ds.labels.push(s.label);
+    }
+    ds.store = Store::Bytes(bytes);
+    ds.load_time = started.elapsed();
+    ds
+}
+
+impl Dataset {
+    /// The images `idx` (data order kept) as a data set of their own, named `source`.
+    fn subset(&self, idx: &[usize], source: String) -> Dataset {
+        let per = self.image_len();
+        let store = match &self.store {
+            Store::Memory(p) => Store::Memory(idx.iter().flat_map(|&i| &p[i * per..(i + 1) * per]).copied().collect()),
+            Store::Bytes(b) => Store::Bytes(idx.iter().flat_map(|&i| &b[i * per..(i + 1) * per]).copied().collect()),
+            Store::Files(f) => Store::Files(idx.iter().map(|&i| f[i].clone()).collect()),
+        };
+        Dataset {
+            classes: self.classes.clone(),
+            names: idx.iter().map(|&i| self.names[i].clone()).collect(),
+            labels: idx.iter().map(|&i| self.labels[i]).collect(),
+            size: self.size,
+            source,
+            ignored: 0,
+            file_ids: if self.file_ids.len() == self.len() {
+                idx.iter().map(|&i| self.file_ids[i]).collect()
+            } else {
+                Vec::new()
+            },
+            normalize: self.normalize,
+            memory_bound: self.memory_bound,
+            load_time: Duration::ZERO,
+            store,
+        }
+    }
+
+    /// `--val-split F`: the last ⌈F·n⌉ images of each class (in data order, i.e. by sorted file name) become the
+    /// held-out set, the others stay for training. Deterministic. A class left without a training image is a
+    /// one-line error; `frac` must be in (0, 1).
+    pub fn split_held_out(self, frac: f64) -> Result<(Dataset, Dataset)> {
+        if !(frac > 0.0 && frac < 1.0) {
+            return Err(usage(format!(
+                "--val-split {frac}: must be a fraction between 0 and 1 (0.2 holds out the last 20% of each class)"
+            )));
+        }
+        let (mut train, mut held) = (Vec::new(), Vec::new());
+        for (label, class) in self.classes.iter().enumerate() {
+            let members: Vec<usize> = (0..self.len()).filter(|&i| self.labels[i] == label).collect();
+            let n = members.len();
+            // ⌈F·n⌉, without the rounding error of F·n (0.1·30 is 3.0000000000000004 in f64).
+            let k = (frac * n as f64 - 1e-9).ceil().max(1.0) as usize;
+            if k >= n {
+                return Err(usage(format!(
+                    "--val-split {frac}: class {} has {n} image{}; holding out {k} leaves none to train on",
+                    crate::terminal::printable(class),
+                    if n == 1 { "" } else { "s" }
+                )));
+            }
+            train.extend_from_slice(&members[..n - k]);
+            held.extend_from_slice(&members[n - k..]);
+        }
+        train.sort_unstable();
+        held.sort_unstable();
+        let t = self.subset(&train, self.source.clone());
+        let mut t = Dataset {
+            ignored: self.ignored,
+            load_time: self.load_time,
+            ..t
+        };
+        // Every file read stays an input that no output may overwrite.
+        t.file_ids = self.file_ids.clone();
+        let pct = (frac * 1e4).round() / 1e2;
+        let h = self.subset(&held, format!("{} (last {pct}% of each class)", self.source));
+        Ok((t, h))
+    }
+
+    /// A `--val DIR` set must have the training set's classes, in the same order, and its image size.
+    pub fn check_held_out(&self, val: &Dataset, flag: &str) -> Result<()> {
+        if val.classes != self.classes {
+            return Err(usage(format!(
+                "{flag} {}: its classes ({}) differ from the training data's ({}); the held-out set needs the same \
+                 class folders",
+                crate::terminal::printable(&val.source),
+                crate::terminal::printable(&val.classes.join(", ")),
+                crate::terminal::printable(&self.classes.join(", "))
+            )));
+        }
+        if val.size != self.size || val.normalize != self.normalize {
+            anyhow::bail!("the held-out set was loaded at another size or normalisation than the training set");
+        }
+        Ok(())
+    }
+}
+
+/// `--val-transform`: a preprocessing mismatch applied to the evaluation inputs only (never to training or to a
+/// recalibration), for lessons on shifted data. Each is a per-channel affine map of the values the data set gives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValTransform {
+    /// The evaluation inputs are preprocessed as the training inputs.
+    #[default]
+    None,
+    /// Pixels in 0..255 instead of 0..1 before any normalisation (Keras' "forgot to rescale": the model was
+    /// trained with `Rescaling(1/255)` and is served raw bytes; torchvision: `ToTensor`'s /255 skipped).
+    Scale255,
+    /// The held-out data skips `--normalize imagenet`: values in 0..1 where the model saw (x − mean)/std.
+    NoNormalize,
+    /// Inverted pixels (255 − value, a photographic negative): a domain shift of every channel's mean.
+    Invert,
+}
+
+impl ValTransform {
+    pub fn name(self) -> &'static str {
+        match self {
+            ValTransform::None => "none",
+            ValTransform::Scale255 => "scale255",
+            ValTransform::NoNormalize => "no-normalize",
+            ValTransform::Invert => "invert",
+        }
+    }
+
+    /// The transform's per-channel `(scale, shift)` on values normalised with `n` (`None`: the identity).
+    pub fn affine(self, n: Normalize) -> Option<([f32; 3], [f32; 3])> {
+        // With v = byte/255 and z = (v − m)/s (m = 0, s = 1 without normalisation), so v = s·z + m:
+        let (m, s) = match n {
+            Normalize::None => ([0.0; 3], [1.0; 3]),
+            Normalize::Imagenet => (Normalize::IMAGENET_MEAN, Normalize::IMAGENET_STD),
+        };
+        let per = |f: &dyn Fn(usize) -> (f32, f32)| {
+            let v: Vec<(f32, f32)> = (0..3).map(f).collect();
+            ([v[0].0, v[1].0, v[2].0], [v[0].1, v[1].1, v[2].1])
+        };
+        match self {
+            ValTransform::None => None,
+            // (255·v − m)/s = 255·z + 254·m/s
+            ValTransform::Scale255 => Some(per(&|c| (255.0, 254.0 * m[c] / s[c]))),
+            // v = s·z + m
+            ValTransform::NoNormalize => Some(per(&|c| (s[c], m[c]))),
+            // (1 − v − m)/s = −z + (1 − 2m)/s
+            ValTransform::Invert => Some(per(&|c| (-1.0, (1.0 - 2.0 * m[c]) / s[c]))),
+        }
+    }
+
+    /// `x` `(N, 3, H, W)` with the transform applied (values normalised with `n`).
+    pub fn apply(self, x: &Tensor, n: Normalize) -> Result<Tensor> {
+        let Some((scale, shift)) = self.affine(n) else {
+            return Ok(x.clone());
+        };
+        let dev = x.device();
+        let a = Tensor::from_slice(&scale, (1, 3, 1, 1), dev)?.to_dtype(x.dtype())?;
+        let b = Tensor::from_slice(&shift, (1, 3, 1, 1), dev)?.to_dtype(x.dtype())?;
+        Ok(x.broadcast_mul(&a)?.broadcast_add(&b)?)
+    }
+
+    /// A transform that means nothing with this normalisation is a one-line error.
+    pub fn check(self, n: Normalize) -> Result<()> {
+        if self == ValTransform::NoNormalize && n != Normalize::Imagenet {
+            return Err(usage(
+                "--val-transform no-normalize: only with --normalize imagenet (the inputs are not normalised)",
+            ));
+        }
+        Ok(())
     }
 }

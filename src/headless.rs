@@ -31,14 +31,15 @@ pub fn loss(x: f32) -> String {
     }
 }
 
-/// One epoch line.
-pub fn epoch_line(m: &EpochMetrics, total: Option<usize>) -> String {
+/// One epoch line; the evaluations are called `val running`/`val batch` on held-out data.
+pub fn epoch_line(m: &EpochMetrics, total: Option<usize>, on: EvalOn) -> String {
     let of = total.map(|n| format!("/{n}")).unwrap_or_default();
+    let w = on.word();
     let ema = m.eval_ema.map_or(String::new(), |e| {
         format!(" | ema running: loss {} acc {:.3}", loss(e.loss), e.acc)
     });
     format!(
-        "epoch {}{of}  loss {} acc {:.3} | eval running: loss {} acc {:.3} | eval batch: loss {} acc {:.3}{ema} | {} | {:.1} ms/step",
+        "epoch {}{of}  loss {} acc {:.3} | {w} running: loss {} acc {:.3} | {w} batch: loss {} acc {:.3}{ema} | {} | {:.1} ms/step",
         m.epoch,
         loss(m.train.loss),
         m.train.acc,
@@ -49,6 +50,30 @@ pub fn epoch_line(m: &EpochMetrics, total: Option<usize>) -> String {
         momentum_label(m.momentum, m.cumulative),
         m.step_ms
     )
+}
+
+/// `bnscope: evaluating on 60 held-out images (shapes:20 (seed 1, held-out)) · eval batch 1 · val-transform
+/// scale255`: what the evaluations read, when that is not simply the training set in training batches.
+pub fn evaluation_line(info: &RunInfo) -> Option<String> {
+    let mut parts = Vec::new();
+    if info.eval_on == EvalOn::Val {
+        let from = info
+            .val_data
+            .as_deref()
+            .map(|d| format!(" ({})", printable(d)))
+            .unwrap_or_default();
+        parts.push(format!("evaluating on {} held-out images{from}", info.images.len()));
+    }
+    if info.eval_batch_size != info.batch_size {
+        parts.push(format!("eval batch size {}", info.eval_batch_size));
+    }
+    if info.val_transform != "none" {
+        parts.push(format!(
+            "--val-transform {} on the evaluation inputs",
+            printable(&info.val_transform)
+        ));
+    }
+    (!parts.is_empty()).then(|| format!("bnscope: {}", parts.join(" · ")))
 }
 
 /// Runs until the trainer finishes, printing as it goes (errors on stderr as they happen).
@@ -67,6 +92,7 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
         };
     }
     let mut total = None;
+    let mut on = EvalOn::Train;
     let mut signal = None;
     let mut failed = false;
     let mut first_converged: Option<usize> = None;
@@ -85,11 +111,12 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                 match ev {
                     Event::Started(info) => {
                         total = info.epochs;
+                        on = info.eval_on;
                         say!(
                             "bnscope: {} on {} ({} images, classes {}{}) · {} · {} · {} BN (ε {:e}, {} variance) · {} lr {}{} · {} params · {} BN layers",
                             info.model,
                             printable(&info.data),
-                            info.images.len(),
+                            info.train_images,
                             printable(&info.classes.join(", ")),
                             if info.normalize == "none" { String::new() } else { format!(", normalize {}", info.normalize) },
                             info.device,
@@ -122,12 +149,15 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                         if let Some(w) = &info.weights {
                             say!("bnscope: weights from {}", printable(w));
                         }
+                        if let Some(line) = evaluation_line(&info) {
+                            say!("{line}");
+                        }
                         if let Some(f) = &info.frozen_bn {
                             say!("bnscope: backbone frozen (only fc trains), its BatchNorm layers in {f} mode");
                         }
                     }
                     Event::Epoch(m) => {
-                        say!("{}", epoch_line(&m, total));
+                        say!("{}", epoch_line(&m, total, on));
                         if first_converged.is_none() && m.eval_running.acc >= 1.0 {
                             first_converged = Some(m.epoch);
                         }
@@ -171,9 +201,9 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                     Event::Finished { reason, checkpoint, .. } => {
                         if let Some(m) = &last {
                             match first_converged {
-                                Some(e) => say!("eval with running stats first reached acc 1.000 at epoch {e}"),
+                                Some(e) => say!("{} with running stats first reached acc 1.000 at epoch {e}", on.word()),
                                 None => {
-                                    say!("eval with running stats never reached acc 1.000 (last {:.3})", m.eval_running.acc);
+                                    say!("{} with running stats never reached acc 1.000 (last {:.3})", on.word(), m.eval_running.acc);
                                     // The same hint as the TUI's: how far the statistics still have to go.
                                     if !failed && !m.cumulative && m.train.acc - m.eval_running.acc > 0.2 {
                                         if let Some(n) = m.age.updates_to_one_percent(m.momentum).filter(|&n| n > 0) {

@@ -27,7 +27,7 @@ pub struct Lesson {
     pub text: &'static str,
 }
 
-pub const LESSONS: [Lesson; 6] = [
+pub static LESSONS: [Lesson; 6] = [
     Lesson {
         scenario: Scenario::Seed,
         title: "The seed's mystery: too few updates",

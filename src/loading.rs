@@ -11,7 +11,8 @@ use std::time::Duration;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::data::{self, Dataset, LoadOptions, Progress};
+use crate::data::{self, DataSpec, Dataset, LoadOptions, Progress};
+use crate::error::usage;
 use crate::terminal::printable;
 
 /// The bar, created when the number of images is known.
@@ -38,6 +39,52 @@ fn bar_wanted() -> bool {
     std::io::stderr().is_terminal() && !std::env::var("TERM").is_ok_and(|t| t == "dumb")
 }
 
+/// Where the held-out images come from (`--val DIR`, `--val-split F`); with `--data shapes` they are generated.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HeldOut<'a> {
+    pub dir: Option<&'a Path>,
+    pub split: Option<f64>,
+}
+
+/// Loads the training set `spec` and, where there is one, the held-out set: `--data shapes:N` generates both
+/// (split 0 and 1, the same N per class, from `seed`); a folder or the embedded images take `held.dir` (the
+/// same classes required) or `held.split` (the last ⌈F·n⌉ images of each class). Errors are one line naming the flag.
+pub fn load_sets(spec: &DataSpec, held: HeldOut, seed: u64, opts: &LoadOptions) -> Result<(Dataset, Option<Dataset>)> {
+    if held.dir.is_some() && held.split.is_some() {
+        return Err(usage(
+            "--val and --val-split: give one of them (a held-out folder, or a share of --data)",
+        ));
+    }
+    if let DataSpec::Shapes(n) = *spec {
+        if held.dir.is_some() || held.split.is_some() {
+            let flag = if held.dir.is_some() { "--val" } else { "--val-split" };
+            return Err(usage(format!(
+                "{flag}: --data shapes generates its own held-out set ({n} images per class, independent of the \
+                 training images); {flag} is for image folders"
+            )));
+        }
+        let train = data::shapes_with(n, seed, 0, opts);
+        let val = data::shapes_with(n, seed, 1, opts);
+        return Ok((train, Some(val)));
+    }
+    let dir = match spec {
+        DataSpec::Dir(d) => Some(d.as_path()),
+        _ => None,
+    };
+    let train = load(dir, opts)?;
+    if let Some(v) = held.dir {
+        let o = LoadOptions { flag: "--val", ..*opts };
+        let val = load(Some(v), &o)?;
+        train.check_held_out(&val, "--val")?;
+        return Ok((train, Some(val)));
+    }
+    if let Some(f) = held.split {
+        let (train, val) = train.split_held_out(f)?;
+        return Ok((train, Some(val)));
+    }
+    Ok((train, None))
+}
+
 /// Loads `--data DIR` (or the embedded seed images without it). For a folder, shows a bar while decoding when
 /// stderr is a terminal.
 pub fn load(dir: Option<&Path>, opts: &LoadOptions) -> Result<Dataset> {
@@ -55,6 +102,17 @@ pub fn load(dir: Option<&Path>, opts: &LoadOptions) -> Result<Dataset> {
         data::load_dir_with(dir, opts, &())?
     };
     Ok(ds)
+}
+
+/// `bnscope: held-out (evaluation) data DIR: 20 images, 2 classes, in memory (…), loaded in 0.0 s`.
+pub fn held_out_line(ds: &Dataset) -> String {
+    format!(
+        "bnscope: evaluating on held-out data {}: {}, {} in {:.1} s",
+        printable(&ds.source),
+        ds.summary(),
+        if ds.streamed() { "checked" } else { "loaded" },
+        ds.load_time.as_secs_f64()
+    )
 }
 
 /// `bnscope: --data DIR: 3 images, 2 classes, in memory (144.0 KiB decoded), checked in 0.0 s`.

@@ -110,7 +110,7 @@ impl JsonlLog {
     }
 
     pub fn run(&mut self, info: &RunInfo) -> Result<()> {
-        self.write(json!({
+        let mut v = json!({
             "type": "run",
             "schema": SCHEMA,
             "source": "bnscope",
@@ -143,7 +143,19 @@ impl JsonlLog {
             "params": info.params,
             "start_epoch": info.start_epoch,
             "bn_layers": info.bn_layers,
-        }))
+        });
+        // The evaluation's data (optional fields, schema 1): `images`, `image_names` and `labels` above are the
+        // evaluated images, the ones the predictions describe.
+        let o = v.as_object_mut().expect("an object");
+        o.insert("eval_on".into(), json!(info.eval_on.as_str()));
+        o.insert("train_images".into(), json!(info.train_images));
+        o.insert("eval_batch_size".into(), json!(info.eval_batch_size));
+        o.insert("val_transform".into(), json!(info.val_transform));
+        if info.eval_on == crate::protocol::EvalOn::Val {
+            o.insert("val_images".into(), json!(info.images.len()));
+            o.insert("val_data".into(), json!(info.val_data));
+        }
+        self.write(v)
     }
 
     pub fn epoch(&mut self, m: &EpochMetrics) -> Result<()> {

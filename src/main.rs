@@ -127,17 +127,24 @@ fn run(cli: cli::Cli) -> Result<i32> {
     if let Some(n) = &picked.notice {
         eprintln!("{n}");
     }
-    let ds = {
+    let spec = data::DataSpec::parse(a.data.as_deref())?;
+    let val_transform = a.val_transform.unwrap_or_default();
+    val_transform.check(set.normalize)?;
+    let (ds, val) = {
         let mut opts = data::LoadOptions::new(size);
         opts.normalize = set.normalize;
         opts.memory_bound = data::LoadOptions::memory_bound_from_env()?;
-        bnscope::loading::load(a.data.as_deref(), &opts)?
+        let held = bnscope::loading::HeldOut {
+            dir: a.val.as_deref(),
+            split: a.val_split,
+        };
+        bnscope::loading::load_sets(&spec, held, set.seed, &opts)?
     };
-    if ds.ignored > 0 {
+    for d in std::iter::once(&ds).chain(&val).filter(|d| d.ignored > 0) {
         eprintln!(
             "bnscope: ignored {} file(s) in {} that are not .png/.jpg/.jpeg",
-            ds.ignored,
-            terminal::printable(&ds.source)
+            d.ignored,
+            terminal::printable(&d.source)
         );
     }
     if let Some(w) = &imported {
@@ -146,7 +153,14 @@ fn run(cli: cli::Cli) -> Result<i32> {
         }
     }
     if let Some(json) = inspect {
-        return run_inspect(&set, ds, picked, imported, json);
+        return run_inspect(
+            &set,
+            (ds, val),
+            picked,
+            imported,
+            json,
+            (a.eval_batch_size, val_transform),
+        );
     }
     let headless = a.headless || !std::io::stdout().is_terminal() || dumb_terminal();
     if headless && !a.headless {
@@ -162,6 +176,9 @@ fn run(cli: cli::Cli) -> Result<i32> {
         check_epochs_left(p, r.meta.epoch, a.epochs, epochs)?;
     }
     check_outputs(&a, &ds)?;
+    if let Some(v) = &val {
+        check_outputs(&a, v)?;
+    }
     // Held until the run ends: another bnscope writing the same checkpoint is refused at its start.
     let _checkpoint_lock = match &a.checkpoint {
         Some(c) => checkpoint::prepare(c)?,
@@ -189,6 +206,8 @@ fn run(cli: cli::Cli) -> Result<i32> {
     cfg.pretrain = pretrain;
     cfg.save_weights = a.save_weights.clone();
     cfg.resumed_from = a.resume.as_ref().map(|p| p.display().to_string());
+    cfg.eval_batch_size = a.eval_batch_size;
+    cfg.val_transform = val_transform;
     cfg.start_paused = a.paused && !headless;
     // The opening: run to the seed's moment, then pause with an explanation (TUI only).
     cfg.pause_after = match a.pause_at {
@@ -213,9 +232,13 @@ fn run(cli: cli::Cli) -> Result<i32> {
         Some(p) => Some(JsonlLog::open(p, a.log_bn, a.overwrite_log)?),
         None => None,
     };
-    let loaded = a.data.is_some().then(|| bnscope::loading::summary_line(&ds));
-    let trainer = Trainer::new(cfg, ds, picked.device, picked.name, log, resume)?;
-    if let Some(line) = loaded {
+    let mut loaded: Vec<String> = a.data.iter().map(|_| bnscope::loading::summary_line(&ds)).collect();
+    loaded.extend(val.as_ref().map(bnscope::loading::held_out_line));
+    let mut trainer = Trainer::new(cfg, ds, picked.device, picked.name, log, resume)?;
+    if let Some(v) = val {
+        trainer.set_held_out(v)?;
+    }
+    for line in loaded {
         eprintln!("{line}");
     }
     let signals = signals::install(a.checkpoint.as_deref())?;
@@ -240,10 +263,11 @@ fn run(cli: cli::Cli) -> Result<i32> {
 /// `bnscope inspect`: the imported model on the data, no training; a report or one JSON object on stdout.
 fn run_inspect(
     set: &bnscope::settings::Settings,
-    ds: data::Dataset,
+    (ds, val): (data::Dataset, Option<data::Dataset>),
     picked: device::Picked,
     imported: Option<std::sync::Arc<weights::Imported>>,
     json: bool,
+    (eval_batch_size, val_transform): (Option<usize>, data::ValTransform),
 ) -> Result<i32> {
     let mut cfg = TrainConfig::new(set.model);
     cfg.image_size = set.image_size;
@@ -255,7 +279,12 @@ fn run_inspect(
     cfg.adam_eps = set.adam_eps;
     cfg.seed = set.seed;
     cfg.weights = imported;
+    cfg.eval_batch_size = eval_batch_size;
+    cfg.val_transform = val_transform;
     let mut trainer = Trainer::new(cfg, ds, picked.device, picked.name, None, None)?;
+    if let Some(v) = val {
+        trainer.set_held_out(v)?;
+    }
     let report = trainer.inspect()?;
     if json {
         println!("{}", serde_json::to_string(&report)?);

@@ -75,6 +75,40 @@ pub struct BnLayerInfo {
     pub channels: usize,
 }
 
+/// The data the evaluations are measured on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalOn {
+    /// The training images (no held-out set).
+    #[default]
+    Train,
+    /// Held-out images (`--data shapes`, `--val`, `--val-split`), as Keras fit's `validation_data`.
+    Val,
+}
+
+impl EvalOn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvalOn::Train => "train",
+            EvalOn::Val => "val",
+        }
+    }
+    /// The word the screen and the headless lines put before `running` / `batch`: `eval` or `val`.
+    pub fn word(self) -> &'static str {
+        match self {
+            EvalOn::Train => "eval",
+            EvalOn::Val => "val",
+        }
+    }
+    /// Reads a log's `eval_on` (absent or unknown: `train`).
+    pub fn from_name(s: Option<&str>) -> Self {
+        match s {
+            Some("val") => EvalOn::Val,
+            _ => EvalOn::Train,
+        }
+    }
+}
+
 /// Facts about the run, sent once at start (and again after a restart).
 #[derive(Clone, Debug)]
 pub struct RunInfo {
@@ -83,10 +117,22 @@ pub struct RunInfo {
     pub image_size: usize,
     pub batch_size: usize,
     pub classes: Vec<String>,
-    /// File name of each image, in data-set order (classes sorted by name, then files sorted).
+    /// File name of each *evaluated* image (the held-out set's with [`EvalOn::Val`], else the training set's), in
+    /// data-set order (classes sorted by name, then files sorted): the images the predictions describe.
     pub images: Vec<String>,
-    /// Class index of each image.
+    /// Class index of each evaluated image.
     pub labels: Vec<usize>,
+    /// Images in the training set.
+    pub train_images: usize,
+    /// What the evaluations (`eval_running`, `eval_batch`, predictions) are measured on.
+    pub eval_on: EvalOn,
+    /// Where the held-out images come from (`shapes:20 (seed 1, held-out)`, a `--val` folder, `DIR (last 20% of
+    /// each class)`); `None` when evaluating on the training set.
+    pub val_data: Option<String>,
+    /// Images per batch of the evaluation passes (`--eval-batch-size`, default `batch_size`).
+    pub eval_batch_size: usize,
+    /// `--val-transform` on the evaluation inputs: `none`, `scale255`, `no-normalize`, `invert`.
+    pub val_transform: String,
     /// Where the data came from: `embedded seed3` or the `--data` path.
     pub data: String,
     /// `--normalize`: `none` (values in [0, 1]) or `imagenet`.

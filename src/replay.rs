@@ -61,6 +61,23 @@ pub struct Run {
     /// `biased` or `unbiased`; absent = `unbiased` (the format's default).
     pub bn_variance: Option<String>,
     pub params: Option<u64>,
+    /// bnscope: `"val"` when the evaluations are on held-out images (absent: `"train"`).
+    pub eval_on: Option<String>,
+    /// bnscope: images in the training set and in the held-out set.
+    pub train_images: Option<u64>,
+    pub val_images: Option<u64>,
+    /// bnscope: where the held-out images come from.
+    pub val_data: Option<String>,
+    /// bnscope: `--eval-batch-size` and `--val-transform`.
+    pub eval_batch_size: Option<u64>,
+    pub val_transform: Option<String>,
+}
+
+impl Run {
+    /// What the log's evaluations are measured on.
+    pub fn eval_on(&self) -> crate::protocol::EvalOn {
+        crate::protocol::EvalOn::from_name(self.eval_on.as_deref())
+    }
 }
 
 /// One `epoch` record.
@@ -297,6 +314,12 @@ impl Reader {
                     bn_eps: field(&v, "bn_eps"),
                     bn_variance: string(&v, "bn_variance"),
                     params: v.get("params").and_then(Value::as_u64),
+                    eval_on: string(&v, "eval_on"),
+                    train_images: v.get("train_images").and_then(Value::as_u64),
+                    val_images: v.get("val_images").and_then(Value::as_u64),
+                    val_data: string(&v, "val_data"),
+                    eval_batch_size: v.get("eval_batch_size").and_then(Value::as_u64),
+                    val_transform: string(&v, "val_transform"),
                 }))
             }
             "epoch" => Record::Epoch(Epoch {
@@ -384,8 +407,10 @@ fn metric_text(name: &str, m: Option<Metric>) -> String {
     }
 }
 
-/// An epoch as a line, in the live headless format; what the log lacks says so.
-pub fn epoch_line(e: &Epoch) -> String {
+/// An epoch as a line, in the live headless format (`val running`/`val batch` for a run evaluated on held-out
+/// images); what the log lacks says so.
+pub fn epoch_line(e: &Epoch, on: crate::protocol::EvalOn) -> String {
+    let w = on.word();
     let train = match e.train {
         None => format!("train: {MISSING}"),
         Some(m) => metric_text("train", Some(m)).replacen("train: ", "", 1),
@@ -399,8 +424,8 @@ pub fn epoch_line(e: &Epoch) -> String {
     format!(
         "epoch {}  {train} | {} | {} | {m}{ms}",
         e.epoch,
-        metric_text("eval running", e.eval_running),
-        metric_text("eval batch", e.eval_batch)
+        metric_text(&format!("{w} running"), e.eval_running),
+        metric_text(&format!("{w} batch"), e.eval_batch)
     )
 }
 
@@ -426,6 +451,7 @@ pub fn run_headless(files: &[std::path::PathBuf]) -> Result<i32> {
         let shown = crate::terminal::printable(&path.display().to_string()).into_owned();
         let mut first_converged = None;
         let mut last: Option<Epoch> = None;
+        let mut on = crate::protocol::EvalOn::Train;
         let mut epochs = 0u64;
         for rec in &records {
             match rec {
@@ -452,10 +478,15 @@ pub fn run_headless(files: &[std::path::PathBuf]) -> Result<i32> {
                     if let Some(from) = &run.resumed_from {
                         parts.push(format!("resumed from {}", crate::terminal::printable(from)));
                     }
+                    on = run.eval_on();
+                    if on == crate::protocol::EvalOn::Val {
+                        let n = run.val_images.map_or(String::new(), |n| format!("{n} "));
+                        parts.push(format!("evaluated on {n}held-out images"));
+                    }
                     println!("{}", parts.join(" · "));
                 }
                 Record::Epoch(e) => {
-                    println!("{}", epoch_line(e));
+                    println!("{}", epoch_line(e, on));
                     epochs += 1;
                     if first_converged.is_none() && e.eval_running.and_then(|m| m.acc).is_some_and(|a| a >= 1.0) {
                         first_converged = Some(e.epoch);
@@ -471,10 +502,10 @@ pub fn run_headless(files: &[std::path::PathBuf]) -> Result<i32> {
             }
         }
         match (first_converged, &last) {
-            (Some(e), _) => println!("eval with running stats first reached acc 1.000 at epoch {e}"),
+            (Some(e), _) => println!("{} with running stats first reached acc 1.000 at epoch {e}", on.word()),
             (None, Some(l)) => match l.eval_running.and_then(|m| m.acc) {
-                Some(a) => println!("eval with running stats never reached acc 1.000 (last {a:.3})"),
-                None => println!("eval with running stats: {MISSING}"),
+                Some(a) => println!("{} with running stats never reached acc 1.000 (last {a:.3})", on.word()),
+                None => println!("{} with running stats: {MISSING}", on.word()),
             },
             (None, None) => println!("no epochs in this log"),
         }
@@ -715,6 +746,7 @@ pub fn watch_headless(path: &Path, stop: impl Fn() -> Option<i32>) -> Result<i32
     let mut follower = Follower::new(path);
     let shown = follower.shown().to_string();
     let mut out = std::io::stdout().lock();
+    let mut on = crate::protocol::EvalOn::Train;
     macro_rules! say {
         ($($arg:tt)*) => {
             if writeln!(out, $($arg)*).and_then(|_| out.flush()).is_err() {
@@ -740,13 +772,21 @@ pub fn watch_headless(path: &Path, stop: impl Fn() -> Option<i32>) -> Result<i32
                 Followed::Records(records) => {
                     for rec in records {
                         match rec {
-                            Record::Run(run) => say!(
-                                "run: source {} · {} · {} BN layers",
-                                run.source,
-                                run.model.as_deref().map(crate::terminal::printable).unwrap_or_default(),
-                                run.bn_layers
-                            ),
-                            Record::Epoch(e) => say!("{}", epoch_line(&e)),
+                            Record::Run(run) => {
+                                on = run.eval_on();
+                                say!(
+                                    "run: source {} · {} · {} BN layers{}",
+                                    run.source,
+                                    run.model.as_deref().map(crate::terminal::printable).unwrap_or_default(),
+                                    run.bn_layers,
+                                    if on == crate::protocol::EvalOn::Val {
+                                        " · evaluated on held-out images"
+                                    } else {
+                                        ""
+                                    }
+                                )
+                            }
+                            Record::Epoch(e) => say!("{}", epoch_line(&e, on)),
                             Record::Event { epoch, what, value } => {
                                 say!("  after epoch {epoch}: {what} {}", crate::terminal::printable(&value))
                             }
@@ -794,7 +834,8 @@ mod tests {
         let t = e.train.unwrap();
         assert!(t.loss.unwrap().is_nan() && t.acc == Some(1.0));
         assert_eq!(e.eval_batch, None, "missing stays missing");
-        assert!(epoch_line(e).contains("eval batch: not in this log"));
+        assert!(epoch_line(e, crate::protocol::EvalOn::Train).contains("eval batch: not in this log"));
+        assert!(epoch_line(e, crate::protocol::EvalOn::Val).contains("val batch: not in this log"));
     }
 
     #[test]

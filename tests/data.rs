@@ -274,3 +274,219 @@ fn bad_normalize_and_memory_bound_values_are_one_line_errors() {
         assert!(stderr.contains(want), "{stderr}");
     }
 }
+
+// --- `--data shapes[:N]`, held-out sets, `--val-transform` (#14) ---
+
+fn shapes(per_class: usize, seed: u64, split: u64, normalize: Normalize) -> data::Dataset {
+    data::shapes_with(per_class, seed, split, &options(24, normalize, data::MEMORY_BOUND))
+}
+
+fn all_pixels(ds: &data::Dataset) -> Vec<f32> {
+    ds.pixels(&(0..ds.len() as u32).collect::<Vec<_>>()).unwrap()
+}
+
+#[test]
+fn shapes_are_seeded_balanced_and_normalised_like_any_data() {
+    let a = shapes(5, 3, 0, Normalize::None);
+    let b = shapes(5, 3, 0, Normalize::None);
+    assert_eq!(a.len(), 15);
+    assert_eq!(a.classes, ["circle", "square", "triangle"]);
+    assert_eq!(a.source, "shapes:5 (seed 3)");
+    assert_eq!(a.size, 24, "drawn at the requested size");
+    for l in 0..3 {
+        assert_eq!(a.labels.iter().filter(|&&x| x == l).count(), 5, "class {l}");
+    }
+    let pa = all_pixels(&a);
+    assert_eq!(pa, all_pixels(&b), "same seed, same images");
+    assert!(pa.iter().all(|v| (0.0..=1.0).contains(v)));
+    // Another seed or the held-out split: other images, the same classes and names.
+    let other_seed = shapes(5, 4, 0, Normalize::None);
+    let held = shapes(5, 3, 1, Normalize::None);
+    assert_ne!(pa, all_pixels(&other_seed));
+    assert_ne!(pa, all_pixels(&held));
+    assert_eq!(held.names, a.names);
+    assert_eq!(held.source, "shapes:5 (seed 3, held-out)");
+    // --normalize imagenet: torchvision's closed form of the same bytes.
+    let n = shapes(5, 3, 0, Normalize::Imagenet);
+    let plane = 24 * 24;
+    for (i, (&z, &v)) in all_pixels(&n).iter().zip(&pa).enumerate() {
+        let c = (i / plane) % 3;
+        let want = (v - Normalize::IMAGENET_MEAN[c]) / Normalize::IMAGENET_STD[c];
+        assert!((z - want).abs() < 1e-5, "{i}: {z} vs {want}");
+    }
+}
+
+#[test]
+fn data_spec_reads_shapes_and_refuses_bad_counts() {
+    use data::DataSpec;
+    use std::path::Path;
+    let p = |s: &str| DataSpec::parse(Some(Path::new(s)));
+    assert_eq!(DataSpec::parse(None).unwrap(), DataSpec::Embedded);
+    assert_eq!(
+        p("shapes").unwrap(),
+        DataSpec::Shapes(bnscope::shapes::DEFAULT_PER_CLASS)
+    );
+    assert_eq!(p("shapes:7").unwrap(), DataSpec::Shapes(7));
+    assert_eq!(
+        p(&format!("shapes:{}", bnscope::shapes::MAX_PER_CLASS)).unwrap(),
+        DataSpec::Shapes(bnscope::shapes::MAX_PER_CLASS)
+    );
+    assert_eq!(p("./shapes").unwrap(), DataSpec::Dir("./shapes".into()));
+    let too_many = format!("shapes:{}", bnscope::shapes::MAX_PER_CLASS + 1);
+    for bad in ["shapes:0", "shapes:x", "shapes:", "shapes:-1", too_many.as_str()] {
+        let e = p(bad).unwrap_err();
+        assert_eq!(bnscope::error::exit_code(&e), 2, "{bad}");
+        assert!(e.to_string().starts_with(&format!("--data {bad}: ")), "{e}");
+    }
+}
+
+#[test]
+fn val_split_holds_out_the_last_images_of_each_class_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    folder(dir.path());
+    for bound in [u64::MAX, 0] {
+        let ds = data::load_dir_with(dir.path(), &options(16, Normalize::None, bound), &()).unwrap();
+        let whole = all_pixels(&ds);
+        let per = ds.image_len();
+        // ant 0..4, bee 0..3, cow 0..4 (files 0.jpg, 1.png, …): ⌈0.5·4⌉ = 2, ⌈0.5·3⌉ = 2.
+        let (train, held) = ds.clone().split_held_out(0.5).unwrap();
+        let name = |d: &data::Dataset| -> Vec<String> {
+            d.names
+                .iter()
+                .zip(&d.labels)
+                .map(|(n, &l)| format!("{}/{n}", d.classes[l]))
+                .collect()
+        };
+        let stem = |v: Vec<String>| -> Vec<String> {
+            v.into_iter()
+                .map(|s| s.rsplit_once('.').unwrap().0.to_string())
+                .collect()
+        };
+        assert_eq!(
+            stem(name(&held)),
+            ["ant/2", "ant/3", "bee/1", "bee/2", "cow/2", "cow/3"]
+        );
+        assert_eq!(stem(name(&train)), ["ant/0", "ant/1", "bee/0", "cow/0", "cow/1"]);
+        assert_eq!(held.streamed(), bound == 0);
+        // The pixels are the original images'.
+        let held_px = all_pixels(&held);
+        for (k, i) in [2usize, 3, 5, 6, 9, 10].into_iter().enumerate() {
+            assert_eq!(
+                &held_px[k * per..(k + 1) * per],
+                &whole[i * per..(i + 1) * per],
+                "held {k}"
+            );
+        }
+        assert!(held.source.contains("last 50% of each class"), "{}", held.source);
+        // Deterministic.
+        let (_, again) = ds.clone().split_held_out(0.5).unwrap();
+        assert_eq!(all_pixels(&again), held_px);
+        // A class left without a training image is refused, naming the flag and the class.
+        let e = ds.clone().split_held_out(0.7).unwrap_err();
+        assert_eq!(bnscope::error::exit_code(&e), 2);
+        assert!(e.to_string().contains("--val-split 0.7: class bee has 3 images"), "{e}");
+    }
+    // ⌈F·n⌉ without f64 rounding: 0.1·30 = 3.0000000000000004 must hold out 3, not 4.
+    let (train, held) = shapes(30, 1, 0, Normalize::None).split_held_out(0.1).unwrap();
+    assert_eq!((train.len(), held.len()), (81, 9));
+    assert_eq!(held.names.iter().filter(|n| n.starts_with("circle")).count(), 3);
+    assert!(held
+        .names
+        .iter()
+        .all(|n| n.ends_with("00027.png") || n.ends_with("00028.png") || n.ends_with("00029.png")));
+}
+
+#[test]
+fn val_transforms_are_the_documented_preprocessing_mistakes() {
+    use data::ValTransform;
+    let dev = candle_core::Device::Cpu;
+    let plain = shapes(2, 5, 0, Normalize::None);
+    let net = shapes(2, 5, 0, Normalize::Imagenet);
+    let idx: Vec<u32> = (0..plain.len() as u32).collect();
+    let x = plain.batch(&idx, &dev).unwrap();
+    let z = net.batch(&idx, &dev).unwrap();
+    let flat = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let v = flat(&x);
+    let plane = 24 * 24;
+    let check = |got: Vec<f32>, want: &dyn Fn(usize, f32) -> f32, what: &str| {
+        for (i, (&g, &p)) in got.iter().zip(&v).enumerate() {
+            let w = want((i / plane) % 3, p);
+            assert!((g - w).abs() <= 1e-3 * w.abs().max(1.0), "{what} {i}: {g} vs {w}");
+        }
+    };
+    let (m, s) = (Normalize::IMAGENET_MEAN, Normalize::IMAGENET_STD);
+    // scale255: the bytes themselves (then normalised, if the run normalises).
+    check(
+        flat(&ValTransform::Scale255.apply(&x, Normalize::None).unwrap()),
+        &|_, p| 255.0 * p,
+        "scale255",
+    );
+    check(
+        flat(&ValTransform::Scale255.apply(&z, Normalize::Imagenet).unwrap()),
+        &|c, p| (255.0 * p - m[c]) / s[c],
+        "scale255 imagenet",
+    );
+    // no-normalize: the values in [0, 1] where the model expects ImageNet-normalised ones.
+    check(
+        flat(&ValTransform::NoNormalize.apply(&z, Normalize::Imagenet).unwrap()),
+        &|_, p| p,
+        "no-normalize",
+    );
+    // invert: 255 − byte.
+    check(
+        flat(&ValTransform::Invert.apply(&x, Normalize::None).unwrap()),
+        &|_, p| 1.0 - p,
+        "invert",
+    );
+    check(
+        flat(&ValTransform::Invert.apply(&z, Normalize::Imagenet).unwrap()),
+        &|c, p| (1.0 - p - m[c]) / s[c],
+        "invert imagenet",
+    );
+    assert_eq!(flat(&ValTransform::None.apply(&x, Normalize::None).unwrap()), v);
+    assert!(ValTransform::NoNormalize.check(Normalize::None).is_err());
+}
+
+#[test]
+fn held_out_flags_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    folder(dir.path());
+    let other = tempfile::tempdir().unwrap();
+    for class in ["ant", "bee", "dog"] {
+        std::fs::create_dir_all(other.path().join(class)).unwrap();
+        varied(8, 8, 1).save(other.path().join(class).join("a.png")).unwrap();
+    }
+    let d = dir.path().display().to_string();
+    let o = other.path().display().to_string();
+    let run = ["--headless", "--epochs", "1", "--image-size", "16"];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--data", "shapes:0"], "--data shapes:0"),
+        (vec!["--data", "shapes:x"], "--data shapes:x"),
+        (vec!["--data", &d, "--val", &o], "differ from the training data's"),
+        (
+            vec!["--data", &d, "--val", "/nonexistent/val"],
+            "--val /nonexistent/val",
+        ),
+        (
+            vec!["--data", &d, "--val", &o, "--val-split", "0.2"],
+            "give one of them",
+        ),
+        (vec!["--data", "shapes", "--val-split", "0.2"], "--val-split"),
+        (vec!["--data", &d, "--val-split", "1"], "--val-split 1"),
+        (vec!["--data", &d, "--val-split", "0.9"], "leaves none to train on"),
+        (vec!["--eval-batch-size", "0"], "--eval-batch-size 0"),
+        (vec!["--val-transform", "no-normalize"], "--val-transform no-normalize"),
+    ];
+    for (args, want) in cases {
+        let all: Vec<&str> = args.iter().copied().chain(run).collect();
+        let out = bnscope(&all, "0");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("bnscope: error: ") && stderr.contains(want),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"));
+    }
+}

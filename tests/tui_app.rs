@@ -837,7 +837,10 @@ fn lessons_overlay_lists_them_and_a_digit_starts_one() {
     snapshot("lessons_120x40", &s);
     // Arrows move the selection; Esc closes the list without ending the run.
     h.key_code(KeyCode::Down, KeyModifiers::NONE);
-    assert!(h.screen(120, 40).contains("Training at batch 2"), "the selected lesson's text");
+    assert!(
+        h.screen(120, 40).contains("Training at batch 2"),
+        "the selected lesson's text"
+    );
     assert!(h.key_code(KeyCode::Esc, KeyModifiers::NONE).is_empty());
     assert!(!h.screen(120, 40).contains("Training at batch 2"));
     assert!(h.app.outcome().is_none(), "Esc closes the list, nothing else");

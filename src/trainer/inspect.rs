@@ -120,9 +120,9 @@ impl Trainer {
         layers.sort_by(|a, b| key(&b.gap).total_cmp(&key(&a.gap)));
         let inspection = Inspection {
             model: self.cfg.preset.name().into(),
-            images: self.data.names.clone(),
+            images: self.eval_data().0.names.clone(),
             classes: self.data.classes.clone(),
-            labels: self.data.labels.clone(),
+            labels: self.eval_data().0.labels.clone(),
             eval_running,
             eval_batch,
             recalibrated,

@@ -6,9 +6,13 @@
 //! * `thread.rs`: the thread loop around it (commands between steps, pace, errors and panics);
 //! * `outbox.rs`: the event channel's delivery policy for a front end that falls behind.
 //!
-//! Each epoch: shuffle (seeded), one optimizer step per batch of `--batch-size`, then evaluate the whole data set
+//! Each epoch: shuffle (seeded), one optimizer step per batch of `--batch-size`, then evaluate the evaluation data
 //! twice without touching the running statistics (running stats, then batch stats), compute softmax predictions in
 //! both modes and a BatchNorm snapshot. Commands are applied before every step.
+//!
+//! The evaluation data is the training set, or the held-out set given with [`Trainer::set_held_out`] (Keras'
+//! `validation_data`), read in batches of `eval_batch_size` with `val_transform` applied to its inputs. Training
+//! and recalibration always read the training set, untransformed.
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -35,7 +39,7 @@ pub use persist::NotWritten;
 pub use outbox::ReceiverGone;
 
 use crate::checkpoint::Meta;
-use crate::data::Dataset;
+use crate::data::{Dataset, ValTransform};
 use crate::framework::{Framework, FrozenBn};
 use crate::log::JsonlLog;
 use crate::model::{argmax_rows, softmax_rows, BnMode};
@@ -85,6 +89,10 @@ pub struct TrainConfig {
     pub pause_after: Option<usize>,
     /// Most epochs a second (`None`: full speed).
     pub pace: Option<f64>,
+    /// Images per batch of the two evaluation passes (`None`: `batch_size`).
+    pub eval_batch_size: Option<usize>,
+    /// A preprocessing mismatch applied to the evaluation inputs only (`--val-transform`).
+    pub val_transform: ValTransform,
     /// Most events left waiting for the front end before the trainer holds back epoch metrics (`None`: never).
     /// While the front end is that far behind (a stalled terminal), only the newest epoch's metrics are kept and
     /// delivered once it catches up, so memory stays bounded however long the stall; every other event is
@@ -122,6 +130,8 @@ impl TrainConfig {
             start_paused: false,
             pause_after: None,
             pace: None,
+            eval_batch_size: None,
+            val_transform: ValTransform::None,
             event_backlog: None,
         }
     }
@@ -149,6 +159,8 @@ pub struct Trainer {
     device_name: String,
     /// Labels of the whole data set (the pixels are read per batch with `Dataset::batch`).
     y: Tensor,
+    /// The held-out set the evaluations read instead of `data`, and its labels.
+    val: Option<(Dataset, Tensor)>,
     model: ResNet,
     opt: Optimizer,
     shuffle: StdRng,
@@ -288,6 +300,7 @@ impl Trainer {
             device,
             device_name,
             y,
+            val: None,
             model,
             opt,
         };
@@ -299,6 +312,41 @@ impl Trainer {
         }
         t.start_ema()?;
         Ok(t)
+    }
+
+    /// Evaluates on `val` from now on (held-out images with the training set's classes and image size) instead
+    /// of the training set. Call before [`Self::spawn`], so that the `run` record says so.
+    pub fn set_held_out(&mut self, val: Dataset) -> Result<()> {
+        self.data.check_held_out(&val, "--val")?;
+        if val.is_empty() {
+            anyhow::bail!("the held-out set has no images");
+        }
+        let labels: Vec<u32> = val.labels.iter().map(|&l| l as u32).collect();
+        let y = Tensor::from_vec(labels, val.len(), &self.device)?;
+        self.val = Some((val, y));
+        Ok(())
+    }
+
+    /// What the evaluations read: `val` on a held-out set, `train` on the training set.
+    pub fn eval_on(&self) -> EvalOn {
+        if self.val.is_some() {
+            EvalOn::Val
+        } else {
+            EvalOn::Train
+        }
+    }
+
+    /// The evaluation data and its labels: the held-out set if there is one, else the training set.
+    fn eval_data(&self) -> (&Dataset, &Tensor) {
+        match &self.val {
+            Some((d, y)) => (d, y),
+            None => (&self.data, &self.y),
+        }
+    }
+
+    /// Images per batch of the evaluation passes.
+    pub fn eval_batch_size(&self) -> usize {
+        self.cfg.eval_batch_size.unwrap_or(self.cfg.batch_size)
     }
 
     pub fn model(&self) -> &ResNet {
@@ -315,13 +363,19 @@ impl Trainer {
     }
 
     pub fn info(&self) -> RunInfo {
+        let (evaluated, _) = self.eval_data();
         RunInfo {
             model: self.cfg.preset.name().into(),
             image_size: self.data.size,
             batch_size: self.cfg.batch_size,
             classes: self.data.classes.clone(),
-            images: self.data.names.clone(),
-            labels: self.data.labels.clone(),
+            images: evaluated.names.clone(),
+            labels: evaluated.labels.clone(),
+            train_images: self.data.len(),
+            eval_on: self.eval_on(),
+            val_data: self.val.as_ref().map(|(d, _)| d.source.clone()),
+            eval_batch_size: self.eval_batch_size(),
+            val_transform: self.cfg.val_transform.name().into(),
             data: self.data.source.clone(),
             normalize: self.data.normalize.name().into(),
             norm: self.cfg.norm.name().into(),
@@ -639,20 +693,27 @@ impl Trainer {
         Ok((p.metric, p.predictions))
     }
 
-    /// Loss and accuracy over the data set in `mode` in batches of `--batch-size`, data order; the softmax of the
-    /// first [`MAX_PREDICTIONS`] images; with `all_logits`, every image's logits.
+    /// Loss and accuracy over the evaluation data (the held-out set if any, else the training set) in `mode` in
+    /// batches of the evaluation batch size, data order, with `--val-transform` applied to the inputs; the softmax
+    /// of the first [`MAX_PREDICTIONS`] images; with `all_logits`, every image's logits.
     fn pass(&mut self, mode: BnMode, all_logits: bool) -> Result<Pass> {
         let mut loss_sum = 0f64;
         let mut correct = 0usize;
         let mut preds = Vec::new();
         let mut logits_out = Vec::new();
-        let n = self.data.len();
+        let bs = self.eval_batch_size();
+        let transform = self.cfg.val_transform;
+        let (data, y) = match &self.val {
+            Some((d, y)) => (d, y),
+            None => (&self.data, &self.y),
+        };
+        let n = data.len();
         let mut i = 0;
         while i < n {
-            let len = self.cfg.batch_size.min(n - i);
+            let len = bs.min(n - i);
             let batch: Vec<u32> = (i as u32..(i + len) as u32).collect();
-            let xb = self.data.batch(&batch, &self.device)?;
-            let yb = self.y.narrow(0, i, len)?;
+            let xb = transform.apply(&data.batch(&batch, &self.device)?, data.normalize)?;
+            let yb = y.narrow(0, i, len)?;
             let logits = self.model.eval_forward(&xb, mode)?;
             let loss = crate::model::cross_entropy(&logits, &yb)?
                 .to_dtype(DType::F32)?

@@ -1,6 +1,6 @@
 //! The derived words: the header's diagnosis (what the numbers mean and which key helps) and the convergence
 //! line. Pure functions of the app state; nothing here changes it.
-use crate::protocol::{steps_to_one_percent, EvalMode, EventKind};
+use crate::protocol::{steps_to_one_percent, EvalMode, EvalOn, EventKind};
 
 use super::app::App;
 use super::store::Phase;
@@ -19,6 +19,12 @@ impl App {
         let th = &self.theme;
         let warn = th.warn();
         let d = |tone, long: String, short: String| Diagnosis { tone, long, short };
+        // `eval` on the training images, `val` on held-out ones (the evaluation rows' own labels).
+        let on = self.store.info.as_ref().map_or(EvalOn::Train, |i| i.eval_on);
+        let (w, w_cap) = match on {
+            EvalOn::Train => ("eval", "Eval"),
+            EvalOn::Val => ("val", "Val"),
+        };
         if let Some(e) = &self.store.error {
             let first = e.lines().next().unwrap_or("");
             let t = format!("{warn} The trainer failed: {first}");
@@ -35,7 +41,7 @@ impl App {
             if let Some(r) = &self.store.inspection {
                 // Imported weights at epoch 0: the inspection's numbers and first finding.
                 let head = format!(
-                    "Epoch 0, imported weights: eval with running stats {}, batch stats {}, recalibrated {}.",
+                    "Epoch 0, imported weights: {w} with running stats {}, batch stats {}, recalibrated {}.",
                     acc(r.eval_running.acc),
                     acc(r.eval_batch.acc),
                     acc(r.recalibrated.acc)
@@ -151,7 +157,7 @@ impl App {
                 _ => "evaluation with running statistics",
             };
             let figures = format!(
-                "train {}{sep}eval running {}{sep}eval batch {}",
+                "train {}{sep}{w} running {}{sep}{w} batch {}",
                 acc_or_missing(m.train.acc),
                 acc_or_missing(m.eval_running.acc),
                 acc_or_missing(m.eval_batch.acc)
@@ -241,17 +247,41 @@ impl App {
                 if gap > 0.2 { Tone::Warn } else { Tone::Info },
                 format!(
                     "{p}Cumulative averaging: the running stats are the plain mean of {t} batches since the \
-                     reset, so early batches (older weights) weigh as much as new ones. Eval with running stats \
+                     reset, so early batches (older weights) weigh as much as new ones. {w_cap} with running stats \
                      {} vs train {}.",
                     acc(run),
                     acc(train)
                 ),
                 format!(
-                    "{sp}Cumulative: running stats = mean of {t} batches. Eval running {} vs train {}.",
+                    "{sp}Cumulative: running stats = mean of {t} batches. {w_cap} running {} vs train {}.",
                     acc(run),
                     acc(train)
                 ),
             );
+        }
+        // On held-out images a gap that batch statistics do not close is the network's, not BatchNorm's: it does
+        // not generalise to those images (too few training images, overfitting).
+        if let (EvalOn::Val, Some(bat)) = (on, bat) {
+            if gap > 0.2 && bat - run < 0.1 && train - bat > 0.2 {
+                return d(
+                    Tone::Info,
+                    format!(
+                        "{p}Training accuracy is {} but on the held-out images both evaluations are low (running \
+                         stats {}, batch stats {}): the network does not generalise to them (too few training \
+                         images, overfitting); the running statistics are not the cause. The BatchNorm gap on this \
+                         data is val batch − val running.",
+                        acc(train),
+                        acc(run),
+                        acc(bat)
+                    ),
+                    format!(
+                        "{sp}Train {} but val running {} and val batch {}: a generalisation gap, not BatchNorm's.",
+                        acc(train),
+                        acc(run),
+                        acc(bat)
+                    ),
+                );
+            }
         }
         if gap > 0.2 {
             return match trav {
@@ -266,7 +296,7 @@ impl App {
                         self.catch_up_advice()
                     ),
                     format!(
-                        "{warn} {sp}Train acc {} but eval with running stats {}: they travelled only {}. {}",
+                        "{warn} {sp}Train acc {} but {w} with running stats {}: they travelled only {}. {}",
                         acc(train),
                         acc(run),
                         percent(trav),
@@ -301,7 +331,7 @@ impl App {
                             acc(run),
                         ),
                         format!(
-                            "{warn} {sp}Train acc {} but eval with running stats {} although they travelled \
+                            "{warn} {sp}Train acc {} but {w} with running stats {} although they travelled \
                              {trav_text}: {short_fix}",
                             acc(train),
                             acc(run),
@@ -321,7 +351,7 @@ impl App {
                     acc(train),
                 ),
                 format!(
-                    "{check} {sp}Converged: eval with running stats {} = train {} (travelled {trav_text}).",
+                    "{check} {sp}Converged: {w} with running stats {} = train {} (travelled {trav_text}).",
                     acc(run),
                     acc(train),
                 ),
@@ -330,13 +360,13 @@ impl App {
         d(
             Tone::Info,
             format!(
-                "{p}Training: train {}{sep}eval running {}{sep}eval batch {}. Running stats travelled {trav_text}.",
+                "{p}Training: train {}{sep}{w} running {}{sep}{w} batch {}. Running stats travelled {trav_text}.",
                 acc(train),
                 acc(run),
                 acc_or_missing(bat),
             ),
             format!(
-                "{sp}Train {}{sep}eval running {}{sep}eval batch {}{sep}travelled {trav_text}.",
+                "{sp}Train {}{sep}{w} running {}{sep}{w} batch {}{sep}travelled {trav_text}.",
                 acc(train),
                 acc(run),
                 acc_or_missing(bat),

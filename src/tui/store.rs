@@ -132,7 +132,8 @@ impl History {
 fn printable_info(info: Arc<RunInfo>) -> Arc<RunInfo> {
     use crate::terminal::printable;
     let bad = |s: &String| printable(s).len() != s.len();
-    if !(info.classes.iter().any(bad) || info.images.iter().any(bad) || bad(&info.data)) {
+    let val_bad = info.val_data.as_ref().is_some_and(bad);
+    if !(info.classes.iter().any(bad) || info.images.iter().any(bad) || bad(&info.data) || val_bad) {
         return info;
     }
     let mut i = (*info).clone();
@@ -141,6 +142,7 @@ fn printable_info(info: Arc<RunInfo>) -> Arc<RunInfo> {
         .iter_mut()
         .chain(i.images.iter_mut())
         .chain(std::iter::once(&mut i.data))
+        .chain(i.val_data.as_mut())
     {
         *s = printable(s).into_owned();
     }

@@ -485,7 +485,7 @@ fn snapshot(epoch: u64, age: Option<StatsAge>, layers: &[replay::BnLayer]) -> (B
 /// show those facts ask the [`replay::Run`] itself (see `App::run_facts`).
 fn run_info(run: &replay::Run) -> RunInfo {
     let p = |s: &str| crate::terminal::printable(s).into_owned();
-    let images = if run.image_names.is_empty() {
+    let images: Vec<String> = if run.image_names.is_empty() {
         (1..=run.labels.len()).map(|i| format!("image {i}")).collect()
     } else {
         run.image_names.iter().map(|s| p(s)).collect()
@@ -495,8 +495,13 @@ fn run_info(run: &replay::Run) -> RunInfo {
         image_size: run.image_size.unwrap_or(0) as usize,
         batch_size: run.batch_size.unwrap_or(0) as usize,
         classes: run.classes.iter().map(|s| p(s)).collect(),
-        images,
         labels: run.labels.clone(),
+        train_images: run.train_images.map_or(images.len(), |n| n as usize),
+        eval_on: run.eval_on(),
+        val_data: run.val_data.as_deref().map(p),
+        eval_batch_size: run.eval_batch_size.or(run.batch_size).unwrap_or(0) as usize,
+        val_transform: p(run.val_transform.as_deref().unwrap_or("none")),
+        images,
         data: String::new(),
         device: p(run.device.as_deref().unwrap_or("")),
         seed: run.seed.unwrap_or(0),

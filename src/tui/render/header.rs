@@ -36,11 +36,12 @@ fn left_titles(app: &App) -> Vec<String> {
         }
         return vec![s];
     };
-    let n = info.images.len();
+    let n = info.train_images;
+    let held = held_out_words(info);
     let classes = if info.classes.len() <= 4 {
-        format!("{n} images ({})", info.classes.join(", "))
+        format!("{n} images ({}){held}", info.classes.join(", "))
     } else {
-        format!("{n} images, {} classes", info.classes.len())
+        format!("{n} images, {} classes{held}", info.classes.len())
     };
     let device_short = info.device.split_whitespace().next().unwrap_or("").to_string();
     let mut model = model_name(&info.model);
@@ -66,6 +67,14 @@ fn left_titles(app: &App) -> Vec<String> {
     v
 }
 
+/// ` + 60 held-out` when the evaluations are on held-out images.
+fn held_out_words(info: &crate::protocol::RunInfo) -> String {
+    match info.eval_on {
+        crate::protocol::EvalOn::Val => format!(" + {} held-out", info.images.len()),
+        crate::protocol::EvalOn::Train => String::new(),
+    }
+}
+
 /// `REPLAY · run.jsonl · ResNet-18 · torch · 3 images (cat, coffee, rocket)`, then shorter forms.
 fn log_titles(app: &App, tl: &Timeline) -> Vec<String> {
     let sep = app.theme.sep();
@@ -83,7 +92,8 @@ fn log_titles(app: &App, tl: &Timeline) -> Vec<String> {
         return vec![head, short, word.to_string()];
     };
     let model = model_name(&info.model);
-    let n = info.images.len();
+    let n = info.train_images;
+    let held = held_out_words(info);
     let mut facts: Vec<String> = Vec::new();
     if !model.is_empty() {
         facts.push(model.clone());
@@ -92,8 +102,8 @@ fn log_titles(app: &App, tl: &Timeline) -> Vec<String> {
     let classes = match (n, info.classes.len()) {
         (0, 0) => None,
         (0, c) => Some(format!("{c} classes")),
-        (n, c) if c <= 4 => Some(format!("{n} images ({})", info.classes.join(", "))),
-        (n, c) => Some(format!("{n} images, {c} classes")),
+        (n, c) if c <= 4 => Some(format!("{n} images ({}){held}", info.classes.join(", "))),
+        (n, c) => Some(format!("{n} images, {c} classes{held}")),
     };
     let mut long = facts.clone();
     long.extend(classes);
@@ -346,6 +356,12 @@ fn eval_line<'a>(app: &App, width: usize) -> Line<'a> {
             if let Some(b) = run.batch_size {
                 parts.push((format!("batch {b}"), 4));
             }
+            if let Some(e) = run.eval_batch_size.filter(|&e| Some(e) != run.batch_size) {
+                parts.push((format!("eval batch {e}"), 7));
+            }
+            if let Some(t) = run.val_transform.as_deref().filter(|t| *t != "none") {
+                parts.push((format!("eval input {}", crate::terminal::printable(t)), 7));
+            }
             match (&run.optimizer, run.lr) {
                 (Some(o), Some(lr)) => parts.push((format!("{} lr {lr}", crate::terminal::printable(o)), 3)),
                 (None, Some(lr)) => parts.push((format!("lr {lr}"), 3)),
@@ -358,6 +374,12 @@ fn eval_line<'a>(app: &App, width: usize) -> Line<'a> {
         }
     } else if let Some(i) = &app.store.info {
         parts.push((format!("batch {}", i.batch_size), 4));
+        if i.eval_batch_size != i.batch_size {
+            parts.push((format!("eval batch {}", i.eval_batch_size), 7));
+        }
+        if i.val_transform != "none" {
+            parts.push((format!("eval input {}", i.val_transform), 7));
+        }
         parts.push((format!("{} lr {}", i.optimizer, i.lr), 3));
         parts.push((format!("seed {}", i.seed), 2));
     }

@@ -80,6 +80,21 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         " Keras m = 1 - PyTorch m: running = m*running + (1-m)*batch (Keras)",
         th.dim(),
     )));
+    if let Some(info) = app
+        .store
+        .info
+        .as_ref()
+        .filter(|i| i.eval_on == crate::protocol::EvalOn::Val)
+    {
+        lines.push(Line::from(Span::styled(
+            format!(
+                " val running / val batch: evaluated on {} held-out images; training and c use the {} training images",
+                info.images.len(),
+                info.train_images
+            ),
+            th.dim(),
+        )));
+    }
     // The legend of the symbols on screen, as far as there is room.
     let (rm, bm, both) = th.markers();
     let legend = format!(

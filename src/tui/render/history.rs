@@ -6,7 +6,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use crate::protocol::EvalMode;
+use crate::protocol::{EvalMode, EvalOn};
 
 use super::{panel, put, title_span};
 use crate::tui::app::App;
@@ -146,10 +146,17 @@ struct Curve {
     headline: bool,
 }
 
+/// `eval`, or `val` when the evaluations are on held-out images.
+fn eval_word(app: &App) -> &'static str {
+    app.store.info.as_ref().map_or("eval", |i| i.eval_on.word())
+}
+
 fn curves(app: &App) -> [Curve; 3] {
     let th = &app.theme;
     let latest = app.store.latest.as_ref();
     let head = app.eval_mode;
+    // Held-out evaluations are labelled `val`, as Keras' val_accuracy.
+    let val = app.store.info.as_ref().is_some_and(|i| i.eval_on == EvalOn::Val);
     [
         Curve {
             label: "train (batch)",
@@ -159,14 +166,14 @@ fn curves(app: &App) -> [Curve; 3] {
             headline: false,
         },
         Curve {
-            label: "eval running",
+            label: if val { "val running" } else { "eval running" },
             style: th.running(),
             latest: latest.map(|m| m.eval_running),
             get: |p| p.running,
             headline: head == EvalMode::Running,
         },
         Curve {
-            label: "eval batch",
+            label: if val { "val batch" } else { "eval batch" },
             style: th.batch(),
             latest: latest.map(|m| m.eval_batch),
             get: |p| p.batch,
@@ -296,7 +303,7 @@ fn render_accuracy(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
             "NaN".to_string()
         };
         title.push(Span::styled(
-            format!("{sep}gap train{}eval running {gap_s} ", th.minus()),
+            format!("{sep}gap train{}{} running {gap_s} ", th.minus(), eval_word(app)),
             if gap.is_finite() && gap > 0.2 {
                 th.tone(crate::tui::theme::Tone::Warn)
             } else {
