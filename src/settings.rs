@@ -225,11 +225,21 @@ fn pick<T: PartialEq>(
     }
 }
 
+/// The lessons' data (other than `seed` and `groupnorm`, which run the seed's images).
+pub const LESSON_DATA: &str = "shapes:150";
+
 /// `--scenario`: fills in the flags the lesson needs where the command line left them open (an explicit flag
 /// still wins). Returns the pre-training phase the lesson needs, if any.
 pub fn apply_scenario(a: &mut RunArgs) -> Option<crate::trainer::Pretrain> {
     use crate::lesson::Scenario;
     let s = a.scenario?;
+    if !matches!(s, Scenario::Seed | Scenario::Groupnorm) && a.data.is_none() {
+        // Enough generated shapes that the tiny ResNet generalises to the held-out ones (at 32 px a run is quick).
+        a.data = Some(LESSON_DATA.into());
+        if s != Scenario::SmallBatch {
+            a.image_size.get_or_insert(32);
+        }
+    }
     if !matches!(s, Scenario::Seed | Scenario::Groupnorm) && a.momentum.is_none() {
         // Statistics that converge within a few epochs (Keras 0.9 = PyTorch 0.1), so that what the lesson shows is
         // its own trap and not the seed's slow momentum.
@@ -240,6 +250,11 @@ pub fn apply_scenario(a: &mut RunArgs) -> Option<crate::trainer::Pretrain> {
         Scenario::Seed => None,
         Scenario::SmallBatch => {
             a.batch_size.get_or_insert(2);
+            a.eval_batch_size.get_or_insert(1);
+            // At 8 px tiny's last stage is 1×1: one image gives one value per channel there, and BatchNorm on one
+            // value outputs its bias whatever the image (training at batch 2 still sees two values).
+            a.image_size.get_or_insert(8);
+            a.lr.get_or_insert(0.003);
             None
         }
         Scenario::FrozenBackbone => {
@@ -247,7 +262,10 @@ pub fn apply_scenario(a: &mut RunArgs) -> Option<crate::trainer::Pretrain> {
             a.frozen_bn.get_or_insert(FrozenBn::TrainFrozenStats);
             Some(crate::trainer::Pretrain::LESSON)
         }
-        Scenario::ShiftedEval => None,
+        Scenario::ShiftedEval => {
+            a.val_transform.get_or_insert(crate::data::ValTransform::Scale255);
+            None
+        }
         Scenario::Ema => {
             a.ema.get_or_insert(0.99);
             None

@@ -43,21 +43,20 @@ pub fn generate(per_class: usize, size: usize, seed: u64, split: u64) -> Vec<Sha
     out
 }
 
-/// A colour at least `min` away (in 0..1 luminance) from `other`, so the shape never vanishes into the background.
-fn contrasting(rng: &mut StdRng, other: [f32; 3], min: f32) -> [f32; 3] {
-    let lum = |c: [f32; 3]| 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2];
-    loop {
-        let c = [rng.random::<f32>(), rng.random::<f32>(), rng.random::<f32>()];
-        if (lum(c) - lum(other)).abs() >= min {
-            return c;
-        }
-    }
-}
-
 fn draw(label: usize, size: usize, rng: &mut StdRng) -> RgbImage {
     let s = size as f32;
-    let bg = [rng.random::<f32>(), rng.random::<f32>(), rng.random::<f32>()];
-    let fg = contrasting(rng, bg, 0.25);
+    // A dark background and a bright shape, each of a random colour: the shape's outline is what tells the
+    // classes apart (a network can learn it from a few dozen images), the colours are nuisance.
+    let bg = [
+        0.35 * rng.random::<f32>(),
+        0.35 * rng.random::<f32>(),
+        0.35 * rng.random::<f32>(),
+    ];
+    let fg = [
+        0.6 + 0.4 * rng.random::<f32>(),
+        0.6 + 0.4 * rng.random::<f32>(),
+        0.6 + 0.4 * rng.random::<f32>(),
+    ];
     // Radius of the circumscribed circle: 15–35 % of the side; the centre keeps the whole shape inside.
     let r = s * rng.random_range(0.15..0.35);
     let cx = rng.random_range(r..(s - r).max(r + 1e-3));

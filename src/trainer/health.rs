@@ -37,7 +37,7 @@ impl Trainer {
             what: EventKind::OneValuePerChannel,
             value: list.clone(),
             text: format!(
-                "one value per channel in a training batch (batch statistics of a single number; the running                  variance is pulled toward 0) in {list}: use a larger batch or larger images (PyTorch refuses                  this: \"Expected more than 1 value per channel when training\")"
+                "one value per channel in a training batch (batch statistics of a single number; the running variance is pulled toward 0) in {list}: use a larger batch or larger images (PyTorch refuses this: \"Expected more than 1 value per channel when training\")"
             ),
         });
     }
