@@ -363,7 +363,10 @@ def lessons(a, fonts, out):
     made = []
     for name, at in LESSONS:
         with tempfile.TemporaryDirectory() as cwd:
-            argv = [os.path.abspath(a.binary), "--device", "cpu", "--scenario", name, "--pause-at", str(at)]
+            # stderr (the data summary lines printed before the TUI starts) away: pyte has no alternate screen, so
+            # they would stay under the TUI's frames.
+            argv = ["sh", "-c", 'exec "$0" "$@" 2>/dev/null', os.path.abspath(a.binary), "--device", "cpu",
+                    "--scenario", name, "--pause-at", str(at)]
             t = Term(argv, cwd)
             try:
                 t.wait_for(f"{name}: the pause at epoch {at}", lambda s: header_epoch(s) == at and "paused" in s, 180)

@@ -215,6 +215,8 @@ fn run(cli: cli::Cli) -> Result<i32> {
         Some(0) => None,
         Some(e) => Some(e),
         None if a.paused || a.resume.is_some() => None,
+        // The explanation is about the seed (or a lesson): not for a folder of your own.
+        None if a.data.is_some() && a.scenario.is_none() => None,
         None => Some(DEFAULT_PAUSE_AT),
     };
     // The TUI draws the newest state and keeps a bounded history, so a stalled terminal may skip epochs (the log

@@ -590,6 +590,13 @@ impl App {
                 format!("cumulative averaging on from epoch {next} (PyTorch momentum=None)")
             }
             EventKind::Cumulative => format!("cumulative averaging off: moving average from epoch {next}"),
+            EventKind::PauseAt
+                if self
+                    .lesson()
+                    .is_some_and(|l| l.scenario != crate::lesson::Scenario::Seed) =>
+            {
+                format!("paused after epoch {epoch}: read the lesson, then space (L: the other lessons)")
+            }
             EventKind::PauseAt => {
                 format!("paused after epoch {epoch}, the seed's moment: read the screen, then space")
             }

@@ -176,12 +176,18 @@ impl App {
         if let Some(l) = self.lesson().filter(|l| l.scenario != crate::lesson::Scenario::Seed) {
             let why = l.scenario.diagnose(train, run, bat.unwrap_or(f32::NAN), m.eval_ema);
             let long = if self.intro_active() {
-                format!("Lesson: {}. {}", l.title, l.text)
+                let ema = m
+                    .eval_ema
+                    .map_or(String::new(), |e| format!(" Now: EMA model {}.", acc(e.acc)));
+                format!("Lesson: {}. {}{ema}", l.title, l.text)
             } else {
                 format!("{p}{}: {why}", l.title)
             };
+            let ema = m
+                .eval_ema
+                .map_or(String::new(), |e| format!("{sep}EMA model {}", acc(e.acc)));
             let short = format!(
-                "{sp}{}: train {}{sep}running {}{sep}batch {}",
+                "{sp}{}: train {}{sep}running {}{sep}batch {}{ema}",
                 l.title,
                 acc(train),
                 acc(run),
