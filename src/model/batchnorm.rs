@@ -76,6 +76,9 @@ pub struct BatchNorm2d {
     /// group over C·H·W): each image is normalised by its own statistics in every mode, and there are no running
     /// statistics to use or update.
     groups: Option<usize>,
+    /// Keep the statistics of an `EvalBatch` pass as the layer's last batch statistics (for a frozen backbone,
+    /// whose training pass updates nothing; see [`super::ResNet::record_batch_stats`]).
+    record: bool,
 }
 
 impl BatchNorm2d {
@@ -100,6 +103,7 @@ impl BatchNorm2d {
             batch_mean: None,
             batch_var: None,
             groups: None,
+            record: false,
         })
     }
 
@@ -113,6 +117,11 @@ impl BatchNorm2d {
         }
         self.groups = groups;
         Ok(())
+    }
+
+    /// See the `record` field.
+    pub fn set_record(&mut self, on: bool) {
+        self.record = on;
     }
 
     /// `Some(g)` for a GroupNorm layer (see [`Self::set_groups`]).
@@ -319,6 +328,11 @@ impl BatchNorm2d {
                     };
                     if mode == BnMode::Train {
                         self.update_from_batch(mean, var, count)?;
+                    } else if self.record {
+                        let dev = self.running_mean.device().clone();
+                        self.batch_mean = Some(Tensor::from_vec(mean, c, &dev)?);
+                        self.batch_var = Some(Tensor::from_vec(var, c, &dev)?);
+                        self.n = count;
                     }
                     return Ok(y);
                 }
@@ -334,6 +348,10 @@ impl BatchNorm2d {
                     let bm = mean.flatten_all()?.detach();
                     let bv = var.flatten_all()?.detach();
                     self.update(bm, bv, count)?;
+                } else if self.record {
+                    self.batch_mean = Some(mean.flatten_all()?.detach());
+                    self.batch_var = Some(var.flatten_all()?.detach());
+                    self.n = count;
                 }
                 y
             }

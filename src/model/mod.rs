@@ -405,6 +405,16 @@ impl ResNet {
         self.backbone(x, mode)?.mean((2, 3))?.detach().contiguous()
     }
 
+    /// Takes `x`'s batch statistics as every BatchNorm layer's last batch statistics, updating nothing: a frozen
+    /// backbone's training pass normalises without recording them, and the layer gauges compare them with the
+    /// running statistics.
+    pub fn record_batch_stats(&mut self, x: &Tensor) -> Result<()> {
+        self.bn_layers_mut().into_iter().for_each(|b| b.set_record(true));
+        let r = self.backbone(x, BnMode::EvalBatch).map(|_| ());
+        self.bn_layers_mut().into_iter().for_each(|b| b.set_record(false));
+        r
+    }
+
     /// The classifier `fc` (weight `(classes, C)`, bias `(classes)`).
     pub fn head(&self) -> (&Var, &Var) {
         (&self.fc_weight, &self.fc_bias)

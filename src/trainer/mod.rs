@@ -603,7 +603,14 @@ impl Trainer {
                     FrozenBn::TrainFrozenStats => BnMode::EvalBatch,
                     FrozenBn::Train => BnMode::Train,
                 };
-                self.opt.train_head_step(&mut self.model, &xb, &yb, mode)?
+                let out = self.opt.train_head_step(&mut self.model, &xb, &yb, mode)?;
+                if mode != BnMode::Train && self.cur.position + len == n {
+                    // The epoch's last batch: its statistics for the snapshot (the step recorded none).
+                    let dev = self.device.clone();
+                    let model = &mut self.model;
+                    crate::runtime::in_pool(&dev, || model.record_batch_stats(&xb))?;
+                }
+                out
             }
         };
         let ms = started.elapsed().as_secs_f64() * 1e3;
