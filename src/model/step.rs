@@ -311,10 +311,8 @@ fn forward_net<'a>(model: &'a ResNet, x: &Tensor, norm: Norm) -> Result<Net<'a>>
     })
 }
 
-/// Logits `(N, classes)` of an evaluation pass (`mode` `EvalBatch` or `EvalRunning`), bit-identical to
-/// `model.forward(x, mode)` over the custom ops but without building candle's graph. `Ok(None)` where
-/// `super::path::graph_free_applies` says no, or for `BnMode::Train` (which updates statistics: use [`train_step`]).
-pub fn eval_forward(model: &ResNet, x: &Tensor, mode: BnMode) -> Result<Option<Tensor>> {
+/// The graph-free forward pass in an evaluation `mode`, where it applies.
+fn eval_net<'a>(model: &'a ResNet, x: &Tensor, mode: BnMode) -> Result<Option<Net<'a>>> {
     let norm = match mode {
         BnMode::EvalBatch => Norm::Batch,
         BnMode::EvalRunning => Norm::Running,
@@ -323,8 +321,16 @@ pub fn eval_forward(model: &ResNet, x: &Tensor, mode: BnMode) -> Result<Option<T
     if !super::path::graph_free_applies(model, x) {
         return Ok(None);
     }
-    let x = x.contiguous()?;
-    let net = forward_net(model, &x, norm)?;
+    forward_net(model, &x.contiguous()?, norm).map(Some)
+}
+
+/// Logits `(N, classes)` of an evaluation pass (`mode` `EvalBatch` or `EvalRunning`), bit-identical to
+/// `model.forward(x, mode)` over the custom ops but without building candle's graph. `Ok(None)` where
+/// `super::path::graph_free_applies` says no, or for `BnMode::Train` (which updates statistics: use [`train_step`]).
+pub fn eval_forward(model: &ResNet, x: &Tensor, mode: BnMode) -> Result<Option<Tensor>> {
+    let Some(net) = eval_net(model, x, mode)? else {
+        return Ok(None);
+    };
     let (n, _, _, k) = net.head_dims;
     Ok(Some(Tensor::from_vec(net.logits, (n, k), &Device::Cpu)?))
 }
@@ -332,16 +338,9 @@ pub fn eval_forward(model: &ResNet, x: &Tensor, mode: BnMode) -> Result<Option<T
 /// The globally average-pooled features `(N, C)` the classifier sees, in an evaluation `mode` (nothing is
 /// updated), without candle's graph; `Ok(None)` where [`eval_forward`] would be.
 pub fn eval_features(model: &ResNet, x: &Tensor, mode: BnMode) -> Result<Option<Tensor>> {
-    let norm = match mode {
-        BnMode::EvalBatch => Norm::Batch,
-        BnMode::EvalRunning => Norm::Running,
-        BnMode::Train => return Ok(None),
-    };
-    if !super::path::graph_free_applies(model, x) {
+    let Some(net) = eval_net(model, x, mode)? else {
         return Ok(None);
-    }
-    let x = x.contiguous()?;
-    let net = forward_net(model, &x, norm)?;
+    };
     let (n, c, p, _) = net.head_dims;
     let feat = net.acts.last().expect("features");
     let pooled: Vec<f32> = feat

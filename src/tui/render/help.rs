@@ -111,14 +111,21 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             lines.push(Line::from(Span::styled(format!(" {l}"), th.dim())));
         }
     }
+    overlay(app, area, w, lines, "keys", " ? or Esc closes ", buf);
+}
+
+/// A bordered box of width `w`, centred in `area`, holding `lines` (as many as fit), with a title and a note at
+/// the bottom right: the help's and the lessons' overlays.
+pub(super) fn overlay(app: &App, area: Rect, w: u16, lines: Vec<Line>, title: &str, bottom: &str, buf: &mut Buffer) {
+    let th = &app.theme;
     let h = (lines.len() as u16 + 2).min(area.height.saturating_sub(2));
     let r = Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h);
     Clear.render(r, buf);
     let block = ratatui::widgets::Block::bordered()
         .border_set(th.border_set())
         .border_style(th.title())
-        .title(title_span(th, "keys"))
-        .title_bottom(Line::from(Span::styled(" ? or Esc closes ", th.dim())).right_aligned());
+        .title(title_span(th, title))
+        .title_bottom(Line::from(Span::styled(bottom.to_string(), th.dim())).right_aligned());
     let inner = block.inner(r);
     block.render(r, buf);
     for (i, l) in lines.into_iter().enumerate() {

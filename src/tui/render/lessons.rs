@@ -2,9 +2,7 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Clear, Widget};
 
-use super::title_span;
 use crate::lesson::LESSONS;
 use crate::tui::app::App;
 
@@ -32,21 +30,13 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         " A lesson starts a new run (this one ends); from a shell: bnscope --scenario NAME",
         th.dim(),
     )));
-    let h = (lines.len() as u16 + 2).min(area.height.saturating_sub(2));
-    let r = Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h);
-    Clear.render(r, buf);
-    let block = ratatui::widgets::Block::bordered()
-        .border_set(th.border_set())
-        .border_style(th.title())
-        .title(title_span(th, "lessons"))
-        .title_bottom(
-            Line::from(Span::styled(" ↑↓ choose · 1-6 or Enter start · Esc closes ", th.dim())).right_aligned(),
-        );
-    let inner = block.inner(r);
-    block.render(r, buf);
-    for (i, l) in lines.into_iter().enumerate() {
-        if (i as u16) < inner.height {
-            l.render(Rect::new(inner.x, inner.y + i as u16, inner.width, 1), buf);
-        }
-    }
+    super::help::overlay(
+        app,
+        area,
+        w,
+        lines,
+        "lessons",
+        " ↑↓ choose · 1-6 or Enter start · Esc closes ",
+        buf,
+    );
 }
