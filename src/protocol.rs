@@ -323,6 +323,8 @@ pub enum EventKind {
     PauseAt,
     /// `--save-weights` wrote the model as a PyTorch state_dict (value: the path).
     SaveWeights,
+    /// An evaluation batch with batch statistics gives some BatchNorm layer one value per channel.
+    OneValueInEvaluation,
 }
 
 impl EventKind {
@@ -341,6 +343,7 @@ impl EventKind {
             EventKind::OneValuePerChannel => "one_value_per_channel",
             EventKind::PauseAt => "pause_at",
             EventKind::SaveWeights => "save_weights",
+            EventKind::OneValueInEvaluation => "one_value_in_evaluation",
         }
     }
 }

@@ -43,10 +43,23 @@ fn lesson(name: &str, epochs: usize, extra: &[&str]) -> (Value, Vec<Epoch>) {
     read(&log)
 }
 
+/// The `what` of every `event` record, kept in the run value under `_events` by [`read`].
+fn run_events(run: &Value) -> Vec<String> {
+    run["_events"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
 fn read(log: &Path) -> (Value, Vec<Epoch>) {
     let text = std::fs::read_to_string(log).unwrap();
     let records: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let run = records.iter().find(|r| r["type"] == "run").unwrap().clone();
+    let mut run = records.iter().find(|r| r["type"] == "run").unwrap().clone();
+    run["_events"] = records
+        .iter()
+        .filter(|r| r["type"] == "event")
+        .map(|r| r["what"].clone())
+        .collect();
     let acc = |r: &Value, k: &str| r[k]["acc"].as_f64().unwrap();
     let epochs = records
         .iter()
@@ -95,6 +108,10 @@ fn small_batch_evaluation_at_batch_one_falls_to_chance() {
     assert!(
         running - batch >= 0.1,
         "the running statistics do better: {running} vs {batch}"
+    );
+    assert!(
+        run_events(&run).iter().any(|w| w == "one_value_in_evaluation"),
+        "the one-value warning for evaluation batches is in the log"
     );
 }
 

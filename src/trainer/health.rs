@@ -42,6 +42,50 @@ impl Trainer {
         });
     }
 
+    /// Notes, once per run, BatchNorm layers that an evaluation batch of one image reaches as a 1×1 map: evaluation
+    /// with batch statistics normalises a single number there, so the layer outputs its bias whatever the image.
+    /// Probed with one image, recording statistics without updating anything; the layers' state is put back.
+    pub(super) fn check_one_value_in_evaluation(&mut self) -> anyhow::Result<()> {
+        if self.eval_one_value_checked {
+            return Ok(());
+        }
+        self.eval_one_value_checked = true;
+        let bs = self.eval_batch_size();
+        let (data, _) = self.eval_data();
+        let n = data.len();
+        let smallest = if n % bs == 0 { bs } else { n % bs };
+        if smallest != 1 || n == 0 {
+            return Ok(());
+        }
+        let x = data.batch(&[0], &self.device)?;
+        let saved: Vec<_> = self.model.bn_layers().iter().map(|b| b.state()).collect();
+        let probe = self.model.record_batch_stats(&x);
+        let ones: Vec<String> = self
+            .model
+            .bn_layers()
+            .iter()
+            .filter(|b| b.n() == 1 && b.groups().is_none())
+            .map(|b| b.name().to_string())
+            .collect();
+        for (b, s) in self.model.bn_layers_mut().into_iter().zip(saved) {
+            b.set_state(s);
+        }
+        probe?;
+        if ones.is_empty() {
+            return Ok(());
+        }
+        let list = ones.join(", ");
+        self.warnings.push(Warning {
+            epoch: self.epoch,
+            what: EventKind::OneValueInEvaluation,
+            value: list.clone(),
+            text: format!(
+                "evaluation with batch statistics at batch 1 gives one value per channel in {list}: BatchNorm there outputs its bias whatever the image (the running statistics do not have this problem)"
+            ),
+        });
+        Ok(())
+    }
+
     /// Warnings raised since the last call (the thread loop sends and logs them).
     pub fn take_warnings(&mut self) -> Vec<Warning> {
         std::mem::take(&mut self.warnings)

@@ -185,6 +185,8 @@ pub struct Trainer {
     ema: Option<ema::Ema>,
     /// Warnings for the front end and the log, not yet delivered.
     warnings: Vec<Warning>,
+    /// Whether the evaluation batches were checked for one value per channel (once per run).
+    eval_one_value_checked: bool,
     /// Layers already reported for one value per channel (reported once per layer and run).
     one_value_reported: Vec<String>,
 }
@@ -294,6 +296,7 @@ impl Trainer {
             epoch_started: None,
             warnings: Vec::new(),
             ema: None,
+            eval_one_value_checked: false,
             one_value_reported: Vec::new(),
             cfg,
             data,
@@ -637,6 +640,7 @@ impl Trainer {
             acc: c.correct as f32 / c.seen as f32,
         };
         let step_ms = c.step_ms.iter().sum::<f64>() / c.step_ms.len().max(1) as f64;
+        self.check_one_value_in_evaluation()?;
         let (eval_running, predictions_running) = self.evaluate(BnMode::EvalRunning)?;
         let (eval_batch, predictions_batch) = self.evaluate(BnMode::EvalBatch)?;
         let eval_ema = self.evaluate_ema()?;
