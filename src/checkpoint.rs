@@ -60,6 +60,9 @@ pub struct SavedState {
     /// `∏ mᵢ` since the last reset and the one momentum of those updates, if it was one.
     pub init_weight: f64,
     pub constant_momentum: Option<f64>,
+    /// `--norm` (`batch`, `group`, `layer`); absent in older checkpoints, which are all `batch`.
+    #[serde(default)]
+    pub norm: Option<String>,
 }
 
 impl Meta {

@@ -1604,3 +1604,18 @@ fn replay_and_watch_refuse_bad_input_in_one_line() {
         assert!(err.contains(want) && err.lines().count() == 1, "{args:?}: {err}");
     }
 }
+
+#[test]
+fn resume_refuses_another_normalisation() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("gn.st");
+    let ck = ck.to_str().unwrap();
+    let out = bnscope(&["--headless", "--norm", "group", "--epochs", "1", "--checkpoint", ck]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bnscope(&["--headless", "--epochs", "2", "--resume", ck]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("add --norm group"), "{err}");
+    let out = bnscope(&["--headless", "--epochs", "2", "--resume", ck, "--norm", "group"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

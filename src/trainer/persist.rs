@@ -29,6 +29,14 @@ impl Trainer {
                 m.model
             )));
         }
+        let saved_norm = m.state.as_ref().and_then(|s| s.norm.as_deref()).unwrap_or("batch");
+        if saved_norm != self.cfg.norm.name() {
+            return Err(crate::error::usage(format!(
+                "--resume: the checkpoint's normalisation layers are {saved_norm} (--norm {saved_norm}), this run's {}; \
+                 add --norm {saved_norm}",
+                self.cfg.norm.name()
+            )));
+        }
         if m.classes != self.data.classes {
             return Err(crate::error::usage(format!(
                 "--resume: the checkpoint was trained on classes {:?}, the data has {:?}",
@@ -128,6 +136,7 @@ impl Trainer {
             seen: c.seen,
             init_weight: self.model.stats_age().init_weight,
             constant_momentum: self.model.stats_age().constant_momentum,
+            norm: Some(self.cfg.norm.name().to_string()),
         };
         let meta = Meta {
             model: self.cfg.preset.name().into(),
