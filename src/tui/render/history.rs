@@ -311,6 +311,11 @@ fn render_accuracy(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
             },
         ));
     }
+    // `--ema`: the averaged model's evaluation (running statistics copied from the trained model; c re-estimates
+    // them with its own weights).
+    if let Some(e) = app.store.latest.as_ref().and_then(|m| m.eval_ema) {
+        title.push(Span::styled(format!("{sep}EMA {:.3} ", e.acc), th.running()));
+    }
     // Without room for the axis row (80×24), the title says what the columns span.
     let no_axis = area.height < 7;
     if no_axis && win.per_col > 1 {
