@@ -38,9 +38,10 @@ pub static LESSONS: [Lesson; 6] = [
     Lesson {
         scenario: Scenario::SmallBatch,
         title: "Small batches",
-        text: "Training at batch 2, and evaluation with batch statistics at eval batch 1: every image is normalised \
-               by its own statistics, which erases what tells the classes apart, so 'eval batch' falls to about \
-               chance. The running statistics average over many batches and 'eval running' stays high.",
+        text: "Training at batch 2 on 8-pixel shapes, and evaluation with batch statistics at batch 1: the last \
+               stage is a 1×1 map, so one image is one value per channel there and BatchNorm outputs its bias \
+               whatever the image: 'val batch' is exactly chance. The running statistics, averaged over many \
+               batches, keep what the model learned: 'val running' stays above it.",
     },
     Lesson {
         scenario: Scenario::FrozenBackbone,
