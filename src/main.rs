@@ -184,19 +184,8 @@ fn run(cli: cli::Cli) -> Result<i32> {
         Some(c) => checkpoint::prepare(c)?,
         None => None,
     };
-    let mut cfg = TrainConfig::new(set.model);
-    cfg.image_size = size;
-    cfg.batch_size = set.batch_size;
-    cfg.momentum = set.momentum;
-    cfg.cumulative = set.cumulative;
-    cfg.lr = set.lr;
-    cfg.optimizer = set.optimizer;
+    let mut cfg = train_config(&set);
     cfg.epochs = epochs;
-    cfg.seed = set.seed;
-    cfg.framework = set.framework;
-    cfg.bn_eps = set.bn_eps;
-    cfg.bn_unbiased = set.bn_unbiased;
-    cfg.adam_eps = set.adam_eps;
     cfg.checkpoint = a.checkpoint.clone();
     cfg.weights = imported;
     cfg.frozen_bn = set.frozen_bn;
@@ -262,6 +251,23 @@ fn run(cli: cli::Cli) -> Result<i32> {
     Ok(out.exit_status())
 }
 
+/// The trainer's configuration from the resolved settings (what a run and `inspect` share).
+fn train_config(set: &bnscope::settings::Settings) -> TrainConfig {
+    let mut cfg = TrainConfig::new(set.model);
+    cfg.image_size = set.image_size;
+    cfg.batch_size = set.batch_size;
+    cfg.momentum = set.momentum;
+    cfg.cumulative = set.cumulative;
+    cfg.lr = set.lr;
+    cfg.optimizer = set.optimizer;
+    cfg.seed = set.seed;
+    cfg.framework = set.framework;
+    cfg.bn_eps = set.bn_eps;
+    cfg.bn_unbiased = set.bn_unbiased;
+    cfg.adam_eps = set.adam_eps;
+    cfg
+}
+
 /// `bnscope inspect`: the imported model on the data, no training; a report or one JSON object on stdout.
 fn run_inspect(
     set: &bnscope::settings::Settings,
@@ -271,15 +277,7 @@ fn run_inspect(
     json: bool,
     (eval_batch_size, val_transform): (Option<usize>, data::ValTransform),
 ) -> Result<i32> {
-    let mut cfg = TrainConfig::new(set.model);
-    cfg.image_size = set.image_size;
-    cfg.batch_size = set.batch_size;
-    cfg.momentum = set.momentum;
-    cfg.framework = set.framework;
-    cfg.bn_eps = set.bn_eps;
-    cfg.bn_unbiased = set.bn_unbiased;
-    cfg.adam_eps = set.adam_eps;
-    cfg.seed = set.seed;
+    let mut cfg = train_config(set);
     cfg.weights = imported;
     cfg.eval_batch_size = eval_batch_size;
     cfg.val_transform = val_transform;

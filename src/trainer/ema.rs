@@ -5,6 +5,7 @@
 //! than it is until its statistics are re-estimated with its own weights (`c`, `swa_utils.update_bn`;
 //! pytorch/ignite#2590).
 use anyhow::Result;
+use candle_core::Var;
 
 use super::Trainer;
 use crate::model::{BnMode, ResNet};
@@ -13,22 +14,26 @@ use crate::protocol::Metric;
 pub(super) struct Ema {
     pub decay: f64,
     pub model: ResNet,
+    /// (averaged, trained) parameter pairs, taken once: variables are updated in place, so the handles stay valid
+    /// for the life of both models (a restart builds a new `Ema`).
+    pairs: Vec<(Var, Var)>,
 }
 
 impl Ema {
     /// Starts as a copy of `raw` (weights and statistics).
     pub fn new(decay: f64, mut model: ResNet, raw: &ResNet) -> Result<Self> {
-        for ((_, e), (_, r)) in model.named_params().iter().zip(raw.named_params()) {
+        let pairs: Vec<(Var, Var)> = model.params().into_iter().zip(raw.params()).collect();
+        for (e, r) in &pairs {
             e.set(&r.as_tensor().copy()?)?;
         }
         copy_buffers(&mut model, raw);
-        Ok(Self { decay, model })
+        Ok(Self { decay, model, pairs })
     }
 
     /// `ema ← d·ema + (1 − d)·raw` for every parameter, then the raw model's BatchNorm buffers.
     pub fn update(&mut self, raw: &ResNet) -> Result<()> {
         let d = self.decay;
-        for ((_, e), (_, r)) in self.model.named_params().iter().zip(raw.named_params()) {
+        for (e, r) in &self.pairs {
             let v = ((e.as_tensor() * d)? + (r.as_tensor() * (1.0 - d))?)?;
             e.set(&v)?;
         }

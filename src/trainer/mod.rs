@@ -501,18 +501,22 @@ impl Trainer {
         Ok(ack)
     }
 
+    /// A model of this run's shape and settings, freshly initialised from `seed`, without `--weights` (for a copy
+    /// that takes other weights right away: the EMA, a new head).
+    fn blank_model(&self, seed: u64) -> Result<ResNet> {
+        let cfg = TrainConfig {
+            weights: None,
+            ..self.cfg.clone()
+        };
+        let classes = self.data.classes.len();
+        Ok(build(&cfg, classes, seed, self.momentum, self.cumulative, &self.device)?.0)
+    }
+
     /// A fresh EMA of the current weights (`--ema`).
     fn start_ema(&mut self) -> Result<()> {
         self.ema = match self.cfg.ema {
             Some(d) => {
-                let (copy, _) = build(
-                    &self.cfg,
-                    self.data.classes.len(),
-                    self.seed,
-                    self.momentum,
-                    self.cumulative,
-                    &self.device,
-                )?;
+                let copy = self.blank_model(self.seed)?;
                 Some(ema::Ema::new(d, copy, &self.model)?)
             }
             None => None,
@@ -564,6 +568,12 @@ impl Trainer {
         order
     }
 
+    /// Images and labels of the training set at `idx`.
+    fn training_batch(&self, idx: &[u32]) -> Result<(Tensor, Tensor)> {
+        let i = Tensor::from_slice(idx, idx.len(), &self.device)?;
+        Ok((self.data.batch(idx, &self.device)?, self.y.index_select(&i, 0)?))
+    }
+
     /// One optimizer step (starting a new epoch when needed). Completes the epoch with evaluation and a snapshot
     /// when this was its last batch.
     pub fn step(&mut self) -> Result<StepOutcome> {
@@ -591,12 +601,9 @@ impl Trainer {
                 ..EpochProgress::default()
             };
         }
-        let c = &mut self.cur;
+        let c = &self.cur;
         let len = self.cfg.batch_size.min(n - c.position);
-        let batch = &c.order[c.position..c.position + len];
-        let idx = Tensor::from_slice(batch, len, &self.device)?;
-        let xb = self.data.batch(batch, &self.device)?;
-        let yb = self.y.index_select(&idx, 0)?;
+        let (xb, yb) = self.training_batch(&c.order[c.position..c.position + len])?;
         let started = Instant::now();
         let (loss_v, logits) = match self.cfg.frozen_bn {
             None => self.opt.train_step(&mut self.model, &xb, &yb)?,

@@ -7,7 +7,7 @@
 use anyhow::Result;
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
-use super::{build, Trainer};
+use super::Trainer;
 use crate::optim::Optimizer;
 
 /// How the pre-training data differs, and for how long the model trains on it.
@@ -44,22 +44,13 @@ impl Trainer {
             let mut order: Vec<u32> = (0..n as u32).collect();
             order.shuffle(&mut rng);
             for chunk in order.chunks(self.cfg.batch_size) {
-                let x = self.data.batch(chunk, &self.device)?;
+                let (x, y) = self.training_batch(chunk)?;
                 let x = ((x * p.scale as f64)? + p.shift as f64)?;
-                let labels: Vec<u32> = chunk.iter().map(|&i| self.data.labels[i as usize] as u32).collect();
-                let y = candle_core::Tensor::from_vec(labels, chunk.len(), &self.device)?;
                 opt.train_step(&mut self.model, &x, &y)?;
             }
         }
         // A new head for the fine-tuning (from another seed), and a fresh optimizer.
-        let (fresh, _) = build(
-            &self.cfg,
-            self.data.classes.len(),
-            self.seed.wrapping_add(0x00f1_7e7e),
-            self.momentum,
-            self.cumulative,
-            &self.device,
-        )?;
+        let fresh = self.blank_model(self.seed.wrapping_add(0x00f1_7e7e))?;
         let (w, b) = self.model.head();
         let (fw, fb) = fresh.head();
         w.set(&fw.as_tensor().copy()?)?;

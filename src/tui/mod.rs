@@ -132,7 +132,7 @@ pub fn run(link: Link, signals: Receiver<i32>, opts: TuiOptions) -> anyhow::Resu
                 .context("starting the key reader")
                 .and_then(|()| {
                     let app = App::new(&opts, link.bn.clone());
-                    let trainer = Trainer {
+                    let trainer = TrainerSide {
                         events: link.events.clone(),
                         commands: Some(link.commands.clone()),
                     };
@@ -239,7 +239,7 @@ pub fn run_log(source: LogSource, signals: Receiver<i32>, opts: TuiOptions) -> a
             }
             drop(log_tx);
             let app = App::over_log(&opts, source.timeline, source.pace);
-            let trainer = Trainer {
+            let trainer = TrainerSide {
                 events: never(),
                 commands: None,
             };
@@ -261,7 +261,7 @@ pub fn run_log(source: LogSource, signals: Receiver<i32>, opts: TuiOptions) -> a
 }
 
 /// The trainer's side of the UI loop (a log has none: no events, nowhere to send commands).
-struct Trainer {
+struct TrainerSide {
     events: Receiver<Event>,
     commands: Option<Sender<Command>>,
 }
@@ -270,7 +270,7 @@ struct Trainer {
 fn event_loop(
     term: &mut Term,
     mut app: App,
-    trainer: Trainer,
+    trainer: TrainerSide,
     keys: Receiver<AppEvent>,
     logs: Receiver<AppEvent>,
     signals: Receiver<i32>,
