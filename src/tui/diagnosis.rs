@@ -55,6 +55,13 @@ impl App {
                 let short = format!("{head} {}.", r.summary);
                 return d(Tone::Info, format!("{head} {first}{keys}"), short);
             }
+            if self.store.info.as_ref().is_some_and(|i| i.weights.is_some()) {
+                // The trainer looks at imported weights before its first step: on a large folder that takes a while.
+                let t = "Inspecting the imported weights on the data (evaluations with running and batch statistics, \
+                         a recalibration) before the first step…"
+                    .to_string();
+                return d(Tone::Info, t, "Inspecting the imported weights…".into());
+            }
             if let Some(l) = self.lesson() {
                 let t = format!("Lesson: {}. {}", l.title, l.text);
                 return d(Tone::Info, t, format!("Lesson: {}.", l.title));
