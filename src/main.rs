@@ -56,16 +56,21 @@ fn run(cli: cli::Cli) -> Result<i32> {
     if let Some(Cmd::Replay(r)) = &cli.command {
         let pace = r.view.pace()?;
         if log_headless(&r.view) {
+            distinct_logs(&r.files)?;
             if let Some(e) = r.epoch {
                 // A TUI flag, but a wrong one is still an error.
-                let (records, _) = bnscope::replay::read_file(&r.files[0])?;
-                let has =
-                    |x: &bnscope::replay::Record| matches!(x, bnscope::replay::Record::Epoch(ep) if ep.epoch == e);
-                if !records.iter().any(has) {
+                let mut has = false;
+                bnscope::logfile::read::stream_file(&r.files[0], false, |recs| {
+                    has |= recs
+                        .iter()
+                        .any(|x| matches!(x, bnscope::logfile::Record::Epoch(ep) if ep.epoch == e));
+                    Ok(())
+                })?;
+                if !has {
                     return Err(usage(format!("--epoch {e}: {} has no epoch {e}", shown(&r.files[0]))));
                 }
             }
-            return bnscope::replay::run_headless(&r.files);
+            return bnscope::logfile::run_headless(&r.files);
         }
         return replay_tui(r, pace);
     }
@@ -79,7 +84,7 @@ fn run(cli: cli::Cli) -> Result<i32> {
                 )));
             };
             let signals = signals::install(None)?;
-            return bnscope::replay::watch_headless(file, || signals.try_recv().ok());
+            return bnscope::logfile::watch_headless(file, || signals.try_recv().ok());
         }
         return watch_tui(w, pace);
     }
@@ -313,17 +318,95 @@ fn shown(p: &Path) -> String {
     terminal::printable(&p.display().to_string()).into_owned()
 }
 
-/// `bnscope replay FILE…` in the TUI: every file is read (and refused with exit 2) before the screen opens.
-fn replay_tui(r: &cli::ReplayArgs, pace: f64) -> Result<i32> {
-    use bnscope::tui::timeline::Timeline;
-    let mut tl = Timeline::new(r.files.iter().map(|p| shown(p)).collect(), false);
-    for (i, path) in r.files.iter().enumerate() {
-        let (records, reader) = bnscope::replay::read_file(path)?;
-        tl.take(i, records);
-        tl.files[i].skipped = (reader.bad_lines, reader.unknown);
-        tl.files[i].state = bnscope::tui::timeline::FileState::Reading;
+/// The same file given twice (also through a link) would be drawn as two ranks that agree.
+fn distinct_logs(files: &[std::path::PathBuf]) -> Result<()> {
+    for (i, a) in files.iter().enumerate() {
+        for b in &files[..i] {
+            if bnscope::files::same_file(a, b) {
+                return Err(usage(format!(
+                    "{} and {} are the same file: give each log once",
+                    shown(b),
+                    shown(a)
+                )));
+            }
+        }
     }
+    Ok(())
+}
+
+/// A first look at each log before the screen opens: what cannot be shown is exit 2 (a replay also needs the
+/// file to be there, and a `run` record). Returns the timeline so far and the followers that read on.
+fn first_look(
+    files: &[std::path::PathBuf],
+    watch: bool,
+) -> Result<(bnscope::tui::timeline::Timeline, Vec<bnscope::logfile::Follower>)> {
+    use bnscope::logfile::{Followed, Follower};
+    use bnscope::tui::timeline::{FileState, Timeline};
+    distinct_logs(files)?;
+    let mut tl = Timeline::new(files.iter().map(|p| shown(p)).collect(), watch);
+    let mut followers = Vec::new();
+    for (i, path) in files.iter().enumerate() {
+        if !watch {
+            bnscope::logfile::read::open(path)?;
+        }
+        let mut f = Follower::new(path);
+        tl.files[i].path = Some(path.clone());
+        let mut found = f.poll();
+        if !watch && !f.behind() {
+            found.extend(f.finish());
+        }
+        for x in found {
+            match x {
+                Followed::Refused(msg) => return Err(usage(msg)),
+                Followed::Waiting => tl.files[i].state = FileState::Waiting,
+                Followed::Records(recs) => {
+                    tl.files[i].state = FileState::Reading;
+                    tl.take(i, recs);
+                }
+                Followed::Skipped {
+                    bad_lines,
+                    unknown,
+                    long_lines,
+                } => {
+                    tl.files[i].skipped = (bad_lines, unknown);
+                    tl.files[i].long_lines = long_lines;
+                }
+                Followed::Progress { read, size } => tl.files[i].progress = Some((read, size)),
+                Followed::Following | Followed::StartingOver { .. } => tl.files[i].state = FileState::Reading,
+            }
+        }
+        if !watch && !f.behind() && !f.seen_run() {
+            return Err(usage(format!("{}: empty: no `run` record", shown(path))));
+        }
+        followers.push(f);
+    }
+    Ok((tl, followers))
+}
+
+/// `bnscope replay FILE…` in the TUI: a first look at every file (what is not a log: exit 2), then the screen
+/// opens at once while the rest is read in the background (a long log shows its first epochs within a second).
+/// `--epoch N` reads the whole first file first, to open there.
+fn replay_tui(r: &cli::ReplayArgs, pace: f64) -> Result<i32> {
+    use bnscope::logfile::Followed;
+    let (mut tl, mut followers) = first_look(&r.files, false)?;
     if let Some(e) = r.epoch {
+        let f = &mut followers[0];
+        while f.behind() {
+            for x in f.poll() {
+                match x {
+                    Followed::Records(recs) => {
+                        tl.take(0, recs);
+                    }
+                    Followed::Refused(msg) => return Err(usage(msg)),
+                    _ => {}
+                }
+            }
+        }
+        for x in f.finish() {
+            if let Followed::Records(recs) = x {
+                tl.take(0, recs);
+            }
+        }
         let Some(i) = tl.entries.iter().position(|x| x.shown.epoch as u64 == e) else {
             let last = tl.entries.last().map_or(0, |x| x.shown.epoch);
             return Err(usage(format!(
@@ -336,8 +419,9 @@ fn replay_tui(r: &cli::ReplayArgs, pace: f64) -> Result<i32> {
     let signals = signals::install(None)?;
     let source = bnscope::tui::LogSource {
         timeline: tl,
-        followers: Vec::new(),
+        followers,
         pace,
+        once: true,
     };
     let out = bnscope::tui::run_log(source, signals, log_tui_options(&r.view))?;
     Ok(out.exit_status())
@@ -346,32 +430,13 @@ fn replay_tui(r: &cli::ReplayArgs, pace: f64) -> Result<i32> {
 /// `bnscope watch FILE…` in the TUI: a first look at each file before the screen opens (a file that is there but
 /// is not a bnscope log: exit 2), then one follower thread per file.
 fn watch_tui(w: &cli::WatchArgs, pace: f64) -> Result<i32> {
-    use bnscope::replay::{Followed, Follower};
-    use bnscope::tui::timeline::Timeline;
-    let mut tl = Timeline::new(w.files.iter().map(|p| shown(p)).collect(), true);
-    let mut followers = Vec::new();
-    for (i, path) in w.files.iter().enumerate() {
-        let mut f = Follower::new(path);
-        for found in f.poll()? {
-            match found {
-                Followed::Waiting => tl.files[i].state = bnscope::tui::timeline::FileState::Waiting,
-                Followed::Records(recs) => {
-                    tl.files[i].state = bnscope::tui::timeline::FileState::Reading;
-                    tl.take(i, recs);
-                }
-                Followed::Skipped { bad_lines, unknown } => tl.files[i].skipped = (bad_lines, unknown),
-                Followed::Following | Followed::StartingOver { .. } => {
-                    tl.files[i].state = bnscope::tui::timeline::FileState::Reading
-                }
-            }
-        }
-        followers.push(f);
-    }
+    let (tl, followers) = first_look(&w.files, true)?;
     let signals = signals::install(None)?;
     let source = bnscope::tui::LogSource {
         timeline: tl,
         followers,
         pace,
+        once: false,
     };
     let out = bnscope::tui::run_log(source, signals, log_tui_options(&w.view))?;
     Ok(out.exit_status())

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bnscope::replay::{read_file, Followed, Reader};
+use bnscope::logfile::{read_file, Followed, Reader};
 use bnscope::tui::timeline::Timeline;
 use bnscope::tui::{App, AppEvent, TuiOptions};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};

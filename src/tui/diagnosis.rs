@@ -392,7 +392,7 @@ impl App {
     fn rank_diagnosis(&self) -> Option<Diagnosis> {
         let (epoch, spreads) = self.rank_spread()?;
         let (worst, name) = spreads.first()?;
-        if *worst <= crate::replay::RANK_SPREAD_WARN {
+        if *worst <= crate::logfile::RANK_SPREAD_WARN {
             return None;
         }
         let warn = self.theme.warn();

@@ -169,6 +169,9 @@ pub struct Store {
     pub info: Option<Arc<RunInfo>>,
     pub latest: Option<Box<Shown>>,
     pub history: History,
+    /// A log of several ranks: how far their running means are apart at the shown epoch (see
+    /// `Timeline::rank_spread`).
+    pub rank_spread: Option<(u64, Vec<(f64, String)>)>,
     pub bn: Option<Arc<BnSnapshot>>,
     /// Per layer of `bn`: its mean gap, its variance gap are not in the log (a replay; a live snapshot has them
     /// all). A layer without per-channel arrays has empty ones.
@@ -201,6 +204,7 @@ impl Store {
             info: None,
             latest: None,
             history: History::default(),
+            rank_spread: None,
             bn: None,
             bn_gaps_missing: Vec::new(),
             phase: Phase::Starting,

@@ -171,7 +171,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         }
         if let Some((e, s)) = &spread {
             if let Some((worst, _)) = s.first() {
-                let tone = if *worst > crate::replay::RANK_SPREAD_WARN {
+                let tone = if *worst > crate::logfile::RANK_SPREAD_WARN {
                     th.tone(Tone::Warn)
                 } else {
                     th.dim()
@@ -310,7 +310,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
                 .map_or("–".to_string(), |(v, _)| format!("{:.1}%", 100.0 * v));
             let style = if s
                 .iter()
-                .any(|(v, n)| *n == names[i] && *v > crate::replay::RANK_SPREAD_WARN)
+                .any(|(v, n)| *n == names[i] && *v > crate::logfile::RANK_SPREAD_WARN)
             {
                 th.tone(Tone::Warn)
             } else {
