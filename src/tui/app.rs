@@ -48,7 +48,7 @@ pub enum AppEvent {
     /// The terminal's size, at start and whenever it changes.
     Resize(u16, u16),
     /// What a look at log file `file` found (`bnscope watch`).
-    Log(usize, crate::replay::Followed),
+    Log(usize, crate::logfile::Followed),
     /// Log file `file` cannot be shown (not a bnscope log, not readable): the message.
     LogError(usize, String),
 }
@@ -108,10 +108,38 @@ pub struct App {
     pub(crate) log: Option<super::timeline::Timeline>,
     /// When playback moves the cursor on next.
     pub(super) play_at: Option<std::time::Instant>,
+    /// The UI loop is handling a batch of log findings: the store is brought up to date once, after the batch.
+    pub(super) log_batch: bool,
+    pub(super) log_stale: bool,
+    /// `bnscope watch` of a run with its control channel on: where commands go (docs/CONTROL.md).
+    pub(crate) steer: Steering,
     /// When the status line was set (it clears itself after [`STATUS_TTL`], errors excepted).
     pub(super) status_at: Option<std::time::Instant>,
     pub(super) dirty: bool,
 }
+
+/// The control channel of a watched run, as the TUI uses it.
+#[derive(Debug, Default)]
+pub struct Steering {
+    /// The open command file (`None`: the run is read-only, or its channel was refused).
+    pub(crate) channel: Option<crate::control::Steer>,
+    /// Why the run cannot be steered, when its log offered a channel that was refused.
+    pub(crate) refused: Option<String>,
+    /// The writer's process, host, and what it offers.
+    pub(crate) pid: Option<u64>,
+    pub(crate) host: Option<String>,
+    pub(crate) recalibrate: bool,
+    pub(crate) evaluate: bool,
+    /// Commands sent and not yet in the log: id, words, when.
+    pub(crate) sent: Vec<(String, String, std::time::Instant)>,
+    /// The first log event not yet looked at for an answer.
+    pub(crate) seen: usize,
+    /// The run paused itself at a command (the ledger said `pause`, not yet `resume`).
+    pub(crate) paused: bool,
+}
+
+/// How long a command may wait for its ledger event before the status says why it might not be applied.
+pub const STEER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long a status message stays (warnings and errors about the run stay until replaced).
 pub const STATUS_TTL: std::time::Duration = std::time::Duration::from_secs(8);
@@ -196,6 +224,9 @@ impl App {
             status_at: None,
             log: None,
             play_at: None,
+            log_batch: false,
+            log_stale: false,
+            steer: Steering::default(),
             dirty: true,
         }
     }
@@ -214,20 +245,35 @@ impl App {
                 format!(
                     "{}: skipped {}",
                     f.shown,
-                    crate::replay::skipped_words(f.skipped.0, f.skipped.1)
+                    crate::logfile::skipped_words(f.skipped.0, f.skipped.1, f.long_lines)
                 )
             })
             .collect();
         app.log = Some(timeline);
         app.sync_log();
+        app.update_steer();
+        app.check_ledger();
         if !skipped.is_empty() {
             app.set_status(Tone::Warn, skipped.join("; "));
         }
         app
     }
 
+    /// Log findings come in a batch (`true`), or the batch is over (`false`: the store is brought up to date once).
+    pub fn batch_log(&mut self, on: bool) {
+        self.log_batch = on;
+        if !on && std::mem::take(&mut self.log_stale) {
+            self.sync_log();
+        }
+    }
+
     /// Writes the cursor's epoch into the store (the panels read only the store) and the settings it shows.
     pub(super) fn sync_log(&mut self) {
+        if self.log_batch {
+            self.log_stale = true;
+            self.dirty = true;
+            return;
+        }
         let Some(tl) = &self.log else { return };
         tl.show(&mut self.store);
         if let Some(m) = &self.store.latest {
@@ -239,9 +285,9 @@ impl App {
     }
 
     /// What a look at a followed log found.
-    pub fn handle_log(&mut self, file: usize, ev: crate::replay::Followed) {
+    pub fn handle_log(&mut self, file: usize, ev: crate::logfile::Followed) {
         use super::timeline::FileState;
-        use crate::replay::Followed;
+        use crate::logfile::Followed;
         let Some(tl) = self.log.as_mut() else { return };
         let Some(f) = tl.files.get_mut(file) else { return };
         let shown = f.shown.clone();
@@ -257,17 +303,60 @@ impl App {
             }
             Followed::StartingOver { replaced } => {
                 tl.restart_file(file);
+                if file == 0 {
+                    self.steer.seen = 0;
+                    self.steer.paused = false;
+                }
                 let how = if replaced { "replaced" } else { "truncated" };
                 self.set_status(Tone::Warn, format!("{shown} was {how}: starting over"));
             }
             Followed::Records(records) => {
                 f.state = FileState::Reading;
                 tl.take(file, records);
+                if file == 0 {
+                    self.update_steer();
+                    self.check_ledger();
+                }
             }
-            Followed::Skipped { bad_lines, unknown } => {
+            Followed::Skipped {
+                bad_lines,
+                unknown,
+                long_lines,
+            } => {
                 f.skipped = (bad_lines, unknown);
-                let words = crate::replay::skipped_words(bad_lines, unknown);
+                f.long_lines = long_lines;
+                let words = crate::logfile::skipped_words(bad_lines, unknown, long_lines);
                 self.set_status(Tone::Warn, format!("{shown}: skipped {words}"));
+            }
+            Followed::Progress { read, size } => {
+                let was = f.progress;
+                f.progress = Some((read, size));
+                let pct = 100 * read / size.max(1);
+                if was.is_none_or(|(r, _)| 100 * r / size.max(1) != pct) {
+                    self.set_status(
+                        Tone::Info,
+                        format!(
+                            "reading {shown}: {pct}% of {:.1} MB (every key works meanwhile)",
+                            size as f64 / 1e6
+                        ),
+                    );
+                }
+                return;
+            }
+            Followed::Refused(msg) => {
+                let msg = if tl.watch {
+                    format!("{msg}; waiting for it to be replaced")
+                } else {
+                    msg
+                };
+                self.handle_log_error(file, msg);
+                self.sync_log();
+                return;
+            }
+        }
+        if let Some(f) = self.log.as_mut().and_then(|tl| tl.files.get_mut(file)) {
+            if f.progress.take().is_some() {
+                // Done catching up: the status said how far the reading was.
             }
         }
         self.sync_log();
@@ -617,6 +706,8 @@ impl App {
     /// The footer's words for a hint, where they depend on the state (`space resume` while paused).
     pub(crate) fn hint_words(&self, h: &keys::Hint) -> &'static str {
         match h.binding.action {
+            Action::PauseResume if self.steering() && self.steer.paused => "resume run",
+            Action::PauseResume if self.steering() => "pause run",
             Action::PauseResume if self.log.as_ref().is_some_and(|l| l.playing) => "stop",
             Action::PauseResume if self.log.is_some() => "play",
             Action::PauseResume if self.paused => "resume",
@@ -629,6 +720,9 @@ impl App {
     pub(crate) fn can_act(&self, b: &keys::Binding) -> bool {
         if self.shutdown.is_some() {
             return b.action == Action::Quit;
+        }
+        if let Some(can) = self.steer_can(b.action) {
+            return can;
         }
         if self.store.from_log {
             // A log is read-only: space plays it back, < and > set the playback's pace.
@@ -679,7 +773,7 @@ impl App {
 
     /// How far the ranks' running means are apart at the cursor's epoch (several rank logs).
     pub(crate) fn rank_spread(&self) -> Option<(u64, Vec<(f64, String)>)> {
-        self.log.as_ref()?.rank_spread()
+        self.store.rank_spread.clone()
     }
 
     /// Where the run stands.
@@ -718,4 +812,255 @@ pub(crate) fn argmax(row: &[f32]) -> Option<usize> {
         .filter(|(_, v)| v.is_finite())
         .max_by(|a, b| a.1.total_cmp(b.1))
         .map(|(i, _)| i)
+}
+
+/// The actions that reach a steered run.
+fn steers(a: Action) -> bool {
+    matches!(
+        a,
+        Action::MomentumUp
+            | Action::MomentumDown
+            | Action::ToggleCumulative
+            | Action::ResetStats
+            | Action::Recalibrate
+            | Action::PauseResume
+            | Action::Step
+            | Action::Evaluate
+    )
+}
+
+impl App {
+    /// Whether the watched run takes commands (its log named a control channel that passed every check).
+    pub(crate) fn steering(&self) -> bool {
+        self.steer.channel.is_some()
+    }
+
+    /// Whether a steerable key would do something now (a dimmed key's reason is [`App::steer_refusal`]).
+    pub(crate) fn steer_can(&self, a: Action) -> Option<bool> {
+        if !self.steering() || !steers(a) {
+            return None;
+        }
+        Some(match a {
+            Action::Recalibrate => self.steer.recalibrate,
+            Action::Evaluate => self.steer.evaluate,
+            Action::Step => self.steer.paused,
+            _ => true,
+        })
+    }
+
+    /// Looks at the watched run's newest `run` record for its control channel and opens it (once per path).
+    pub(super) fn update_steer(&mut self) {
+        use crate::logfile::Control;
+        let Some(tl) = &self.log else { return };
+        if !tl.watch {
+            return;
+        }
+        let Some(run) = tl.runs.last().map(|r| r.run.clone()) else {
+            return;
+        };
+        match &run.control {
+            None => {
+                self.steer.channel = None;
+                self.steer.refused = None;
+            }
+            Some(Control::Refused(why)) => {
+                let why = format!("the run could not open its control channel: {why}");
+                if self.steer.refused.as_deref() != Some(why.as_str()) {
+                    self.steer.channel = None;
+                    self.set_status(Tone::Warn, why.clone());
+                    self.steer.refused = Some(why);
+                }
+            }
+            Some(Control::On {
+                path,
+                recalibrate,
+                evaluate,
+            }) => {
+                self.steer.pid = run.pid;
+                self.steer.host = run.host.clone();
+                self.steer.recalibrate = *recalibrate;
+                self.steer.evaluate = *evaluate;
+                if self.steer.channel.as_ref().is_some_and(|c| c.path() == path) {
+                    return;
+                }
+                match crate::control::Steer::open(path) {
+                    Ok(c) => {
+                        self.steer.channel = Some(c);
+                        self.steer.refused = None;
+                        self.set_status(
+                            Tone::Good,
+                            "steering this run: + - u r c space n E act on it at its next step",
+                        );
+                    }
+                    Err(e) => {
+                        self.steer.channel = None;
+                        self.set_status(Tone::Warn, format!("read-only: {e}"));
+                        self.steer.refused = Some(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A key for the steered run: the command goes into its control file; the ledger's event confirms it.
+    pub(super) fn steer_key(&mut self, action: Action) -> Vec<Command> {
+        use crate::control::Verb;
+        let verb = match action {
+            Action::MomentumUp | Action::MomentumDown => {
+                let up = (action == Action::MomentumUp) != self.torch_first;
+                match ladder_step(LADDER, self.momentum, up) {
+                    // The control grammar takes [0, 1): the ladder's 0 is "no averaging", fine; 0.9999 is fine.
+                    Some(m) => Verb::Momentum(m),
+                    None => {
+                        let end = if up { "top" } else { "bottom" };
+                        self.set_status(
+                            Tone::Warn,
+                            format!(
+                                "momentum {} is the {end} of the ladder",
+                                super::fmt::momentum(self.momentum)
+                            ),
+                        );
+                        return Vec::new();
+                    }
+                }
+            }
+            Action::ToggleCumulative => Verb::Cumulative(!self.cumulative),
+            Action::ResetStats => Verb::Reset,
+            Action::Recalibrate if !self.steer.recalibrate => {
+                self.set_status(
+                    Tone::Warn,
+                    "c: the run gave no data to recalibrate with (watch(..., recalibrate=loader))",
+                );
+                return Vec::new();
+            }
+            Action::Recalibrate => Verb::Recalibrate,
+            Action::Evaluate if !self.steer.evaluate => {
+                self.set_status(
+                    Tone::Warn,
+                    "E: the run gave no evaluate function (watch(..., evaluate=fn))",
+                );
+                return Vec::new();
+            }
+            Action::Evaluate => Verb::Evaluate,
+            Action::PauseResume if self.steer.paused => Verb::Resume,
+            Action::PauseResume => Verb::Pause,
+            Action::Step if !self.steer.paused => {
+                self.set_status(Tone::Warn, "n steps the run only while it is paused (space pauses)");
+                return Vec::new();
+            }
+            Action::Step => Verb::Step,
+            _ => return Vec::new(),
+        };
+        let words = match &verb {
+            Verb::Momentum(m) => {
+                let t = crate::protocol::keras_to_torch(*m);
+                format!(
+                    "momentum {} (Keras) = {} (PyTorch)",
+                    super::fmt::momentum(*m),
+                    super::fmt::momentum(t)
+                )
+            }
+            v => v.words(),
+        };
+        let Some(ch) = self.steer.channel.as_mut() else {
+            return Vec::new();
+        };
+        match ch.send(&verb) {
+            Ok(id) => {
+                self.set_status(Tone::Info, format!("sent: {words}"));
+                self.steer.sent.push((id, words, std::time::Instant::now()));
+            }
+            Err(e) => self.set_status(Tone::Bad, format!("not sent: {e}")),
+        }
+        Vec::new()
+    }
+
+    /// New ledger events of the watched run: the answers to the commands sent, and whether it is paused.
+    pub(super) fn check_ledger(&mut self) {
+        let Some(tl) = &self.log else { return };
+        let from = self.steer.seen.min(tl.events.len());
+        let mut said: Option<(Tone, String)> = None;
+        for e in &tl.events[from..] {
+            match e.what.as_str() {
+                "pause" | "step" if e.id.is_some() => self.steer.paused = true,
+                "resume" if e.id.is_some() => self.steer.paused = false,
+                _ => {}
+            }
+            let Some(id) = &e.id else { continue };
+            let Some(i) = self.steer.sent.iter().position(|(s, ..)| s == id) else {
+                continue;
+            };
+            let (_, words, _) = self.steer.sent.remove(i);
+            let at = e.step.map_or(String::new(), |s| format!(" at step {s}"));
+            said = Some(if e.what == "refused" {
+                let why = e.reason.as_deref().unwrap_or("no reason given");
+                (Tone::Bad, format!("{words}: refused by the run: {why}"))
+            } else {
+                let value = if e.what == "evaluate" && !e.value.is_empty() {
+                    format!(": {}", e.value)
+                } else {
+                    String::new()
+                };
+                (
+                    Tone::Good,
+                    format!("{words}: applied{at} (after epoch {}){value}", e.epoch),
+                )
+            });
+        }
+        self.steer.seen = tl.events.len();
+        if let Some((tone, words)) = said {
+            self.set_status(tone, words);
+        }
+    }
+
+    /// When a command sent will have waited too long for its answer.
+    pub fn steer_deadline(&self) -> Option<std::time::Instant> {
+        self.steer.sent.first().map(|(_, _, at)| *at + STEER_PATIENCE)
+    }
+
+    /// Commands unanswered for [`STEER_PATIENCE`]: the status says why they might not be applied (once each).
+    pub fn handle_steer_tick(&mut self, now: std::time::Instant) {
+        let late: Vec<String> = self
+            .steer
+            .sent
+            .iter()
+            .filter(|(_, _, at)| now.duration_since(*at) >= STEER_PATIENCE)
+            .map(|(_, w, _)| w.clone())
+            .collect();
+        if late.is_empty() {
+            return;
+        }
+        // Said once: the commands stay unanswered in the log's ledger, if the run ever applies them.
+        self.steer
+            .sent
+            .retain(|(_, _, at)| now.duration_since(*at) < STEER_PATIENCE);
+        let pid = self.steer.pid;
+        let here = self
+            .steer
+            .host
+            .as_deref()
+            .is_some_and(|h| h == crate::control::hostname());
+        let ended = self.log.as_ref().is_some_and(|tl| tl.end.is_some());
+        let why = match pid {
+            Some(p) if here && !crate::control::process_alive(p) => {
+                format!("its process (pid {p}) has exited")
+            }
+            _ if ended => "the run has finished (its log has an end record)".to_string(),
+            _ if self.steer.paused => "the run is paused: space resumes it".to_string(),
+            Some(p) => format!(
+                "the run applies commands at its next training step: it may be between epochs (its data loader, \
+                 its evaluation), or its process (pid {p}{}) is gone or stuck",
+                self.steer.host.as_deref().map_or(String::new(), |h| format!(" on {h}"))
+            ),
+            None => "the run applies commands at its next training step: it may be between epochs".to_string(),
+        };
+        self.set_status(
+            Tone::Warn,
+            format!(
+                "{}: not applied after {} s: {why}",
+                late.join(", "),
+                STEER_PATIENCE.as_secs()
+            ),
+        );
+    }
 }

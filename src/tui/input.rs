@@ -338,6 +338,9 @@ impl App {
     /// A key over a log (`bnscope replay`/`watch`): the epoch cursor, playback, and a refusal for the keys that
     /// would change a run. `None`: the key does what it does in a live run (layers, eval mode, help, quit).
     fn handle_log_key(&mut self, action: Action) -> Option<Vec<Command>> {
+        if self.steer_can(action).is_some() {
+            return Some(self.steer_key(action));
+        }
         let tl = self.log.as_mut()?;
         let sep = self.theme.sep();
         let moved = match action {
@@ -404,11 +407,15 @@ impl App {
                 return Some(Vec::new());
             }
             _ => {
-                if keys::binding(action).changes_run {
-                    self.set_status(
-                        Tone::Warn,
-                        "replay: this log is read-only (that key changes a live run)",
-                    );
+                if keys::binding(action).changes_run || action == Action::Evaluate {
+                    let words = match (&self.steer.refused, tl.watch) {
+                        (Some(why), _) => format!("this run cannot be steered: {why}"),
+                        (None, true) => "watch: this run is read-only (steer it by starting it with \
+                                         bnscope.watch(..., control=True))"
+                            .to_string(),
+                        (None, false) => "replay: this log is read-only (that key changes a live run)".to_string(),
+                    };
+                    self.set_status(Tone::Warn, words);
                     return Some(Vec::new());
                 }
                 return None;

@@ -42,6 +42,8 @@ pub enum Action {
     /// To the epoch before the previous or next event (a momentum change, a reset, a new run…).
     PrevEvent,
     NextEvent,
+    /// A steered run (`bnscope watch` with control on): both evaluations now, with the run's `evaluate` function.
+    Evaluate,
 }
 
 /// One physical key.
@@ -249,6 +251,12 @@ pub const BINDINGS: &[Binding] = &[
         &[Key::Char('}')],
         "replay: on to the next event",
         pair("event", 8, Action::PrevEvent),
+    ),
+    log_key(
+        Action::Evaluate,
+        &[Key::Char('E')],
+        "watch of a steered run: both evaluations now (the run's evaluate function, in eval() and with batch stats)",
+        None,
     ),
     b(
         Action::Quit,

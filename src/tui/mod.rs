@@ -187,30 +187,44 @@ fn draw(term: &mut Term, app: &App) -> anyhow::Result<()> {
 pub struct LogSource {
     pub timeline: timeline::Timeline,
     /// One per file, in the timeline's order (empty for a replay).
-    pub followers: Vec<crate::replay::Follower>,
+    pub followers: Vec<crate::logfile::Follower>,
     /// Playback's epochs a second (space).
     pub pace: f64,
+    /// A replay: the followers read to the end of their files and stop.
+    pub once: bool,
 }
 
-/// Reads a followed file on its own thread: each poll's findings go to the UI as one enum with the keys; between
-/// polls it blocks on `stop` for [`crate::replay::WATCH_POLL`] (no spinning), and ends when the UI drops it.
+/// Reads a log file on its own thread, in bounded pieces: each poll's findings go to the UI as one enum with the
+/// keys, through a bounded channel (a UI that falls behind holds the reader back instead of queueing the file in
+/// memory). While behind, it polls again at once; else it blocks on `stop` for [`crate::logfile::WATCH_POLL`] (no
+/// spinning). `once` (a replay): it stops at the end of the file. It ends when the UI drops `stop` or its channel.
 fn spawn_follower(
     file: usize,
-    mut follower: crate::replay::Follower,
+    mut follower: crate::logfile::Follower,
+    once: bool,
     tx: Sender<AppEvent>,
     stop: Receiver<()>,
 ) -> io::Result<()> {
     thread::Builder::new()
         .name(format!("bnscope-follow-{file}"))
         .spawn(move || loop {
-            let sent = match follower.poll() {
-                Ok(found) => found.into_iter().all(|f| tx.send(AppEvent::Log(file, f)).is_ok()),
-                Err(e) => tx.send(AppEvent::LogError(file, format!("{e:#}"))).is_ok(),
-            };
-            if !sent {
+            let found = follower.poll();
+            if !found.into_iter().all(|f| tx.send(AppEvent::Log(file, f)).is_ok()) {
                 return;
             }
-            match stop.recv_timeout(crate::replay::WATCH_POLL) {
+            if follower.behind() {
+                if !matches!(stop.try_recv(), Err(crossbeam_channel::TryRecvError::Empty)) {
+                    return;
+                }
+                continue;
+            }
+            if once {
+                for f in follower.finish() {
+                    let _ = tx.send(AppEvent::Log(file, f));
+                }
+                return;
+            }
+            match stop.recv_timeout(crate::logfile::WATCH_POLL) {
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                 _ => return,
             }
@@ -230,11 +244,12 @@ pub fn run_log(source: LogSource, signals: Receiver<i32>, opts: TuiOptions) -> a
             let stop = Arc::new(AtomicBool::new(false));
             // Dropping `_stop_followers` ends the followers.
             let (_stop_followers, stop_rx) = crossbeam_channel::bounded::<()>(0);
-            let (log_tx, log_rx) = unbounded();
+            let (log_tx, log_rx) = crossbeam_channel::bounded(16);
             let mut started = spawn_input_reader(key_tx, stop.clone()).context("starting the key reader");
             for (i, f) in source.followers.into_iter().enumerate() {
                 if started.is_ok() {
-                    started = spawn_follower(i, f, log_tx.clone(), stop_rx.clone()).context("starting a log reader");
+                    started = spawn_follower(i, f, source.once, log_tx.clone(), stop_rx.clone())
+                        .context("starting a log reader");
                 }
             }
             drop(log_tx);
@@ -308,7 +323,11 @@ fn event_loop(
         }
         app.expire_status(now);
         app.handle_tick(now);
+        app.handle_steer_tick(now);
         let mut wake: Option<Instant> = app.status_deadline();
+        if let Some(s) = app.steer_deadline() {
+            wake = Some(wake.map_or(s, |w| w.min(s)));
+        }
         if let Some(p) = app.play_deadline() {
             wake = Some(wake.map_or(p, |w| w.min(p)));
         }
@@ -343,7 +362,9 @@ fn event_loop(
             },
             recv(tick) -> _ => {},
         }
-        // …then drain everything already waiting (bounded, so that keys stay responsive).
+        // …then drain everything already waiting (bounded, so that keys stay responsive: at most a few pieces of
+        // a log a round, each bounded by `logfile::POLL_BYTES`).
+        let mut log_pieces = 0;
         for _ in 0..10_000 {
             let mut got = false;
             if let Ok(ev) = signals.try_recv() {
@@ -354,9 +375,12 @@ fn event_loop(
                 pending.push(ev);
                 got = true;
             }
-            if let Ok(ev) = logs.try_recv() {
-                pending.push(ev);
-                got = true;
+            if log_pieces < 8 {
+                if let Ok(ev) = logs.try_recv() {
+                    log_pieces += matches!(ev, AppEvent::Log(_, crate::logfile::Followed::Records(_))) as usize;
+                    pending.push(ev);
+                    got = true;
+                }
             }
             match events.try_recv() {
                 Ok(ev) => {
@@ -374,6 +398,9 @@ fn event_loop(
                 break;
             }
         }
+        // Keys and signals first, so that `q` acts within a frame however much of a log is waiting.
+        pending.sort_by_key(|ev| !matches!(ev, AppEvent::Key(_) | AppEvent::Signal(_)));
+        app.batch_log(true);
         for ev in pending.drain(..) {
             urgent |= !matches!(ev, AppEvent::Trainer(_) | AppEvent::Log(..));
             for cmd in app.handle_event(ev) {
@@ -386,6 +413,8 @@ fn event_loop(
                 break;
             }
         }
+        pending.clear();
+        app.batch_log(false);
         if let Some(outcome) = app.outcome() {
             return Ok(outcome);
         }

@@ -5,8 +5,8 @@
 //! trainer's events would have left it at that epoch.
 use std::sync::Arc;
 
+use crate::logfile::{self as replay, Record, Span};
 use crate::protocol::{BnLayerInfo, BnLayerSnapshot, BnSnapshot, RunInfo, StatsAge};
-use crate::replay::{self, Record};
 
 use super::store::{Point, Shown, Store, Val};
 
@@ -22,6 +22,10 @@ pub struct Entry {
     pub bn: Option<Arc<BnSnapshot>>,
     /// Per layer of `bn`: the log has no mean gap, no variance gap (neither the gap nor the arrays to compute it).
     pub gaps_missing: Vec<(bool, bool)>,
+    /// A lite record's place in the file: the `bn` record and the epoch record (its predictions), read again when
+    /// the cursor comes here.
+    pub bn_span: Option<Span>,
+    pub predictions_at: Option<Span>,
 }
 
 /// One run of the shown log (a file may hold several: a restart, a second `fit`).
@@ -40,6 +44,10 @@ pub struct LogEvent {
     pub epoch: u64,
     pub what: String,
     pub value: String,
+    /// The control command it answers, the step it took effect at, why it was refused (docs/CONTROL.md).
+    pub id: Option<String>,
+    pub step: Option<u64>,
+    pub reason: Option<String>,
 }
 
 impl LogEvent {
@@ -100,6 +108,12 @@ pub struct LogFile {
     pub skipped: (u64, u64),
     /// Epochs read from this file (all runs).
     pub epochs: usize,
+    /// Where it is, to read a lite record's arrays again (`None`: the records keep their arrays).
+    pub path: Option<std::path::PathBuf>,
+    /// Lines too long to read.
+    pub long_lines: u64,
+    /// Bytes read of the file's size, while a reader is behind.
+    pub progress: Option<(u64, u64)>,
 }
 
 /// The log(s) and the cursor.
@@ -120,8 +134,10 @@ pub struct Timeline {
     pub following: bool,
     /// Playing back (space) at the pace: the cursor moves on by itself.
     pub playing: bool,
-    /// Every log's running means by epoch, for the rank spread.
+    /// Every log's running means by epoch, for the rank spread (records read with their arrays)…
     pub means: replay::RankMeans,
+    /// …or where each file's `bn` records are (lite records), by epoch.
+    pub bn_spans: Vec<std::collections::BTreeMap<u64, Span>>,
     /// The running-statistics age of the run being read (w, the momentum of every update so far).
     age: Option<StatsAge>,
 }
@@ -137,8 +153,12 @@ impl Timeline {
                     state: FileState::Opening,
                     skipped: (0, 0),
                     epochs: 0,
+                    path: None,
+                    long_lines: 0,
+                    progress: None,
                 })
                 .collect(),
+            bn_spans: Vec::new(),
             watch,
             runs: Vec::new(),
             entries: Vec::new(),
@@ -170,6 +190,10 @@ impl Timeline {
         if let Some(f) = self.files.get_mut(file) {
             f.skipped = (0, 0);
             f.epochs = 0;
+            f.long_lines = 0;
+        }
+        if let Some(spans) = self.bn_spans.get_mut(file) {
+            spans.clear();
         }
         if file == 0 {
             self.runs.clear();
@@ -187,8 +211,23 @@ impl Timeline {
         let files = self.files.len();
         let mut grew = false;
         for rec in records {
-            if let Record::Bn { epoch, layers } = &rec {
-                replay::add_means(&mut self.means, file, files, *epoch, layers);
+            match &rec {
+                Record::Bn {
+                    epoch,
+                    layers: Some(layers),
+                    ..
+                } => replay::add_means(&mut self.means, file, files, *epoch, layers),
+                Record::Bn {
+                    epoch,
+                    layers: None,
+                    span,
+                } => {
+                    if self.bn_spans.len() < files {
+                        self.bn_spans.resize(files, Default::default());
+                    }
+                    self.bn_spans[file].insert(*epoch, *span);
+                }
+                _ => {}
             }
             if let (Record::Epoch(_), Some(f)) = (&rec, self.files.get_mut(file)) {
                 f.epochs += 1;
@@ -205,6 +244,9 @@ impl Timeline {
                             epoch,
                             what: "run".into(),
                             value: run.model.clone().unwrap_or_else(|| run.source.clone()),
+                            id: None,
+                            step: None,
+                            reason: None,
                         });
                     }
                     self.end = None;
@@ -227,24 +269,38 @@ impl Timeline {
                         age: self.age,
                         bn: None,
                         gaps_missing: Vec::new(),
+                        bn_span: None,
+                        predictions_at: (e.has_predictions && e.predictions_running.is_none()).then_some(e.span),
                     });
                     grew = true;
                 }
-                Record::Bn { epoch, layers } => {
+                Record::Bn { epoch, layers, span } => {
                     // The `bn` record follows its `epoch` record.
                     if let Some(last) = self.entries.last_mut() {
-                        if last.shown.epoch as u64 == epoch && last.bn.is_none() {
-                            let (snap, missing) = snapshot(epoch, last.age, &layers);
-                            last.bn = Some(Arc::new(snap));
-                            last.gaps_missing = missing;
+                        if last.shown.epoch as u64 == epoch && last.bn.is_none() && last.bn_span.is_none() {
+                            match layers {
+                                Some(layers) => {
+                                    let (snap, missing) = snapshot(epoch, last.age, &layers);
+                                    last.bn = Some(Arc::new(snap));
+                                    last.gaps_missing = missing;
+                                }
+                                None => last.bn_span = Some(span),
+                            }
                         }
                     }
                 }
-                Record::Event { epoch, what, value } => self.events.push(LogEvent {
+                Record::Event(ev) => self.events.push(LogEvent {
                     at: self.entries.len(),
-                    epoch,
-                    what,
-                    value,
+                    epoch: ev.epoch,
+                    value: if ev.value.is_empty() {
+                        evaluations(&ev)
+                    } else {
+                        ev.value
+                    },
+                    what: ev.what,
+                    id: ev.id,
+                    step: ev.step,
+                    reason: ev.reason,
                 }),
                 Record::End { epochs, reason } => self.end = Some((epochs, reason)),
             }
@@ -306,23 +362,53 @@ impl Timeline {
             return;
         };
         let run = &self.runs[cur.run];
+        let path = self.files.first().and_then(|f| f.path.as_deref());
         store.info = Some(run.info.clone());
         store.phase = super::store::Phase::Running;
-        store.latest = Some(Box::new(cur.shown.clone()));
+        let mut shown = cur.shown.clone();
+        if let (Some(span), Some(path)) = (cur.predictions_at, path) {
+            // A lite record: the predictions of the epoch on screen, read again.
+            if let Some(Record::Epoch(e)) = replay::reread(path, span) {
+                let full = self::shown(&e, &run.run);
+                shown.predictions_running = full.predictions_running;
+                shown.predictions_batch = full.predictions_batch;
+            }
+        }
+        store.latest = Some(Box::new(shown));
         store.age = cur.age;
         store.bn = cur.bn.clone();
         store.bn_gaps_missing = cur.gaps_missing.clone();
+        if let (Some(span), Some(path)) = (cur.bn_span, path) {
+            if let Some(Record::Bn {
+                epoch,
+                layers: Some(layers),
+                ..
+            }) = replay::reread(path, span)
+            {
+                let (snap, missing) = snapshot(epoch, cur.age, &layers);
+                store.bn = Some(Arc::new(snap));
+                store.bn_gaps_missing = missing;
+            }
+        }
         store.history = Default::default();
         store.diverged = None;
         store.warnings.clear();
+        store.rank_spread = self.rank_spread();
         let first = self.entries[..=self.cursor]
             .iter()
             .rposition(|e| e.run != cur.run)
             .map_or(0, |i| i + 1);
-        let mut evs = self.events.iter().filter(|e| e.at > first).peekable();
-        for i in first..=self.cursor {
+        // The events before the history's window still count (a divergence, a warning); the history itself keeps
+        // the newest HISTORY_CAP epochs, so that showing an epoch costs the same at 100 or 10⁶ of them.
+        let window = (self.cursor + 1 - first).saturating_sub(super::store::HISTORY_CAP) + first;
+        let from = self.events.partition_point(|e| e.at <= first);
+        let mut evs = self.events[from..].iter().peekable();
+        while let Some(e) = evs.next_if(|e| e.at <= window) {
+            self.apply_event(e, store, false);
+        }
+        for i in window..=self.cursor {
             while let Some(e) = evs.next_if(|e| e.at <= i) {
-                self.apply_event(e, store);
+                self.apply_event(e, store, true);
             }
             let s = &self.entries[i].shown;
             store.history.push(Point {
@@ -334,12 +420,13 @@ impl Timeline {
         }
         // What happened right after the cursor's epoch (the state it changed is on screen).
         while let Some(e) = evs.next_if(|e| e.at == self.cursor + 1) {
-            self.apply_event(e, store);
+            self.apply_event(e, store, true);
         }
     }
 
-    fn apply_event(&self, e: &LogEvent, store: &mut Store) {
-        if let Some(sym) = e.symbol() {
+    /// An event's effect on the screen; `mark`: it is inside the history's window, so it gets its mark.
+    fn apply_event(&self, e: &LogEvent, store: &mut Store, mark: bool) {
+        if let Some(sym) = e.symbol().filter(|_| mark) {
             store.history.mark(sym);
         }
         match e.what.as_str() {
@@ -368,7 +455,28 @@ impl Timeline {
             return None;
         }
         let epoch = self.current().map(|e| e.shown.epoch as u64);
-        replay::spread_at(&self.means, epoch)
+        if let Some(found) = replay::spread_at(&self.means, epoch) {
+            return Some(found);
+        }
+        // Lite records: the newest epochs (up to the cursor's) whose `bn` record every file has, read again.
+        let spans = self.bn_spans.first()?;
+        for (&e, _) in spans.range(..=epoch.unwrap_or(u64::MAX)).rev().take(64) {
+            let maps: Option<Vec<_>> = self
+                .files
+                .iter()
+                .zip(&self.bn_spans)
+                .map(
+                    |(f, spans)| match replay::reread(f.path.as_deref()?, *spans.get(&e)?)? {
+                        Record::Bn { layers: Some(l), .. } => Some(replay::ranks::means_of(&l)),
+                        _ => None,
+                    },
+                )
+                .collect();
+            if let Some(spread) = maps.as_deref().and_then(replay::ranks::spread_of) {
+                return Some((e, spread));
+            }
+        }
+        None
     }
 }
 
@@ -534,4 +642,20 @@ fn run_info(run: &replay::Run) -> RunInfo {
         start_epoch: run.start_epoch as usize,
         pace: None,
     }
+}
+
+/// An `evaluate` event's two figures as words (empty when it has none).
+fn evaluations(ev: &replay::Event) -> String {
+    let one = |name: &str, m: Option<replay::Metric>| {
+        m.map(|m| {
+            let acc = m.acc.map_or("–".to_string(), |a| format!("{a:.3}"));
+            let loss = m.loss.map_or("–".to_string(), |l| crate::headless::loss(l as f32));
+            format!("{name} acc {acc} loss {loss}")
+        })
+    };
+    [one("eval running", ev.eval_running), one("eval batch", ev.eval_batch)]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" · ")
 }

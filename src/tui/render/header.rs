@@ -84,7 +84,14 @@ fn log_titles(app: &App, tl: &Timeline) -> Vec<String> {
         0 | 1 => first.to_string(),
         n => format!("{first} +{} rank log{}", n - 1, if n == 2 { "" } else { "s" }),
     };
-    let head = format!("{word}{sep}{file}");
+    let steering = match (app.steer.pid, &app.steer.host) {
+        _ if !app.steering() => String::new(),
+        (Some(pid), Some(host)) => format!("{sep}steering pid {pid} on {host}"),
+        (Some(pid), None) => format!("{sep}steering pid {pid}"),
+        _ => format!("{sep}steering"),
+    };
+    let word = if app.steering() { "WATCHING" } else { word };
+    let head = format!("{word}{steering}{sep}{file}");
     // Narrow: the file's own name, without its directory or the rank count.
     let base = first.rsplit('/').next().unwrap_or(first);
     let short = format!("{word}{sep}{base}");
