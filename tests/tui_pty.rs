@@ -1035,3 +1035,69 @@ fn replay_of_a_file_that_is_not_a_log_exits_2_in_a_terminal() {
     );
     s.assert_restored();
 }
+
+/// `bnscope watch` of a run whose log names a control channel (docs/CONTROL.md): the run keys become commands in
+/// the command file, the status says "sent" and then "applied at step N" once the run's ledger event arrives; a
+/// control path that is not a bnscope control file is never written to.
+#[test]
+fn watch_steers_a_run_through_its_control_channel() {
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/logs/keras_small.jsonl"
+    ))
+    .expect("fixture");
+    let lines: Vec<&str> = fixture.lines().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = dir.path().join("run.jsonl.control");
+    std::fs::write(&ctl, "bnscope-control 1\n").unwrap();
+    std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A file the log must not make bnscope append to.
+    let victim = dir.path().join("victim.sh");
+    std::fs::write(&victim, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let with_control = |path: &std::path::Path| {
+        let mut run: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        run["control"] = serde_json::json!({
+            "path": path, "pid": std::process::id(), "host": "testhost", "recalibrate": true, "evaluate": false
+        });
+        run.to_string()
+    };
+    let log = dir.path().join("run.jsonl");
+    std::fs::write(&log, format!("{}\n{}\n{}\n", with_control(&ctl), lines[1], lines[2])).unwrap();
+    let mut s = Session::spawn(&["watch", &log.display().to_string()]);
+    s.expect("steering", STEP, |t| {
+        t.contains("WATCHING · steering pid") && t.contains("on testhost")
+    });
+    s.press("-");
+    s.expect("sent", STEP, |t| t.contains("sent: momentum"));
+    let sent = std::fs::read_to_string(&ctl).unwrap();
+    let line = sent.lines().nth(1).expect("a command line");
+    let words: Vec<&str> = line.split(' ').collect();
+    assert_eq!((words[0], words[2]), ("cmd", "momentum"), "{sent}");
+    let m: f64 = words[3].parse().unwrap();
+    assert!((0.0..1.0).contains(&m), "{sent}");
+    // The run applies it and says so in its log.
+    let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+    writeln!(
+        f,
+        r#"{{"type":"event","epoch":1,"step":77,"what":"momentum","value":{m},"id":"{}","source":"control"}}"#,
+        words[1]
+    )
+    .unwrap();
+    s.expect("applied", STEP, |t| t.contains("applied at step 77"));
+    // E without an evaluate function: dimmed with the reason, nothing written.
+    s.press("E");
+    s.expect("no evaluate", STEP, |t| t.contains("gave no evaluate function"));
+    assert_eq!(std::fs::read_to_string(&ctl).unwrap().lines().count(), 2);
+    // A new run in the same log whose control path is not a control file: read-only, the file untouched.
+    writeln!(f, "{}\n{}", with_control(&victim), lines[1]).unwrap();
+    s.expect("refused", STEP, |t| t.contains("not a bnscope control file"));
+    s.press("r");
+    s.expect("read-only", STEP, |t| t.contains("cannot be steered"));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "#!/bin/sh\n");
+    s.press("q");
+    assert_eq!(s.wait_exit(STEP).exit_code(), 0);
+    s.assert_restored();
+}

@@ -540,6 +540,8 @@ struct Lite<'a> {
 }
 
 /// What one line is.
+// A line is parsed once and moved on at once; boxing the record would add an allocation per line.
+#[allow(clippy::large_enum_variant)]
 pub enum Parsed {
     /// Blank.
     Empty,

@@ -94,9 +94,10 @@ fn log_titles(app: &App, tl: &Timeline) -> Vec<String> {
     let head = format!("{word}{steering}{sep}{file}");
     // Narrow: the file's own name, without its directory or the rank count.
     let base = first.rsplit('/').next().unwrap_or(first);
-    let short = format!("{word}{sep}{base}");
+    let short = format!("{word}{steering}{sep}{base}");
+    let bare = format!("{word}{steering}");
     let Some(info) = &app.store.info else {
-        return vec![head, short, word.to_string()];
+        return vec![head, short, bare, word.to_string()];
     };
     let model = model_name(&info.model);
     let n = info.train_images;
@@ -125,6 +126,8 @@ fn log_titles(app: &App, tl: &Timeline) -> Vec<String> {
         join(&facts),
         join(&facts[..1]),
         head.clone(),
+        short,
+        bare,
         word.to_string(),
     ]
 }
