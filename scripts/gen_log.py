@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Makes a long bnscope log from a short real one: the template's `run` record once, then its epoch, bn and event
 records repeated with the epochs renumbered, up to EPOCHS epochs (scripts/log-scale.sh). With --rate, writes that
-many epochs a second (a stand-in for a fast writer, for `watch`), printing `WROTE <epoch> <time>` every second."""
+many epochs a second (a stand-in for a fast writer, for `watch`), printing `WROTE <epoch> <time>` every 0.1 s."""
 import argparse
 import re
 import sys
@@ -51,7 +51,7 @@ def main() -> None:
             if due > now:
                 out.flush()
                 time.sleep(due - now)
-            if now - said >= 1.0:
+            if now - said >= 0.1:
                 out.flush()
                 print(f"WROTE {e} {time.time():.3f}", flush=True)
                 said = now

@@ -6,6 +6,7 @@
 # a chosen rate. Numbers, not pass/fail.
 #
 #   scripts/log-scale.sh [--bin target/release/bnscope] [--sizes "10000 100000 1000000"] [--rate 10000] [--secs 20]
+#                        [--full-max 100000]   (the largest log with per-channel arrays)
 #
 # Needs python3, /usr/bin/time and tmux; the logs go to ${BNSCOPE_SCALE_DIR:-/tmp/bnscope-scale} (1M epochs in
 # full are about 3 GB: mind the disk).
@@ -15,12 +16,14 @@ bin=target/release/bnscope
 sizes="10000 100000 1000000"
 rate=10000
 secs=20
+full_max=100000
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bin=$2; shift 2 ;;
     --sizes) sizes=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
     --secs) secs=$2; shift 2 ;;
+    --full-max) full_max=$2; shift 2 ;;
     *) echo "log-scale.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -35,6 +38,10 @@ done
 printf '%-8s %-8s %10s %12s %14s %14s %14s\n' epochs bn "file MB" "replay s" "replay RSS MB" "TUI first s" "TUI RSS MB"
 for n in $sizes; do
   for kind in summary full; do
+    if [ "$kind" = full ] && [ "$n" -gt "$full_max" ]; then
+      printf '%-8s %-8s %s\n' "$n" "$kind" "skipped (over --full-max $full_max: about 5 KB an epoch)"
+      continue
+    fi
     log="$dir/log-$kind-$n.jsonl"
     [ -s "$log" ] || python3 scripts/gen_log.py "$dir/template-$kind.jsonl" "$log" "$n"
     mb=$(( $(stat -c %s "$log") / 1000000 ))
@@ -51,9 +58,10 @@ for n in $sizes; do
         first=$(echo "$(date +%s.%N) - $start" | bc); break
       fi
     done
-    for _ in $(seq 1 600); do
+    # Read to the end: the header shows the last epoch as "epoch N (N of N)".
+    for _ in $(seq 1 1200); do
       sleep 0.1
-      tmux capture-pane -t bnscope-scale -p | grep -q "reading " || break
+      tmux capture-pane -t bnscope-scale -p | grep -q "epoch $n ($n of $n)" && break
     done
     pid=$(pgrep -f "$bin replay $log" | head -1 || true)
     tr=$( [ -n "$pid" ] && grep VmHWM "/proc/$pid/status" | awk '{print int($2/1024)}' || echo "?")
@@ -83,4 +91,34 @@ sleep 1
 shown=$(grep -o '^epoch [0-9]*' "$out" | tail -1 | awk '{print $2}')
 kill "$wpid" 2>/dev/null || true
 wait "$wpid" 2>/dev/null || true
-echo "watch --headless against a writer at $rate epochs/s for ${secs} s: worst lag $worst epochs ($(echo "scale=2; $worst / $rate" | bc) s); 1 s after the writer stopped it showed epoch $shown of $((rate * secs))"
+echo "watch --headless against a writer at $rate epochs/s for ${secs} s: worst lag $worst epochs ($(echo "scale=3; $worst / $rate" | bc) s); 1 s after the writer stopped it showed epoch $shown of $((rate * secs))"
+
+# The watch TUI against the same writer (in tmux, 120×40): the epoch in the header against the epoch written, every
+# second, then how long `q` takes to end it while the writer is still going.
+rm -f "$log"
+tmux kill-session -t bnscope-scale 2>/dev/null || true
+tmux new-session -d -s bnscope-scale -x 120 -y 40
+tmux send-keys -t bnscope-scale "exec $bin watch $log" Enter
+sleep 1
+python3 scripts/gen_log.py "$dir/template-summary.jsonl" "$log" $((rate * secs)) --rate "$rate" >"$dir/writer.out" &
+gpid=$!
+worst=0
+for _ in $(seq 1 $((secs - 2))); do
+  sleep 1
+  written=$(tail -1 "$dir/writer.out" | awk '{print $2}')
+  shown=$(tmux capture-pane -t bnscope-scale -p | grep -o 'epoch [0-9]* ([0-9]* of' | head -1 | awk '{print $2}')
+  [ -n "$written" ] && [ -n "$shown" ] || continue
+  lag=$(( written - shown ))
+  [ "$lag" -gt "$worst" ] && worst=$lag
+done
+start=$(date +%s.%N)
+tmux send-keys -t bnscope-scale q
+for _ in $(seq 1 500); do
+  tmux has-session -t bnscope-scale 2>/dev/null || break
+  sleep 0.01
+done
+quit=$(echo "$(date +%s.%N) - $start" | bc)
+kill "$gpid" 2>/dev/null || true
+wait "$gpid" 2>/dev/null || true
+tmux kill-session -t bnscope-scale 2>/dev/null || true
+echo "watch TUI against a writer at $rate epochs/s: worst lag $worst epochs ($(echo "scale=3; $worst / $rate" | bc) s, sampled each second; the writer reports every 0.1 s); q ended it in $quit s"
