@@ -39,6 +39,45 @@ pub fn report(r: &Inspection) -> String {
     if r.layers.len() > SHOWN_LAYERS {
         let _ = writeln!(s, "  … {} more (--json lists them all)", r.layers.len() - SHOWN_LAYERS);
     }
+    if !r.blame.is_empty() {
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "Which layer to blame ({} images): evaluation with running statistics but the layer alone, or the first k \
+             layers, on batch statistics; the share of the running→batch loss gap it closes:",
+            r.blame_samples
+        );
+        let width = r.blame.iter().map(|l| l.name.len()).max().unwrap_or(5).max(5);
+        let _ = writeln!(
+            s,
+            "  {:<width$}  alone: loss  share    acc   first k: loss  share    acc",
+            "layer"
+        );
+        let share = |v: f32| {
+            if v.is_finite() {
+                format!("{:>5.0}%", 100.0 * v)
+            } else {
+                "     –".to_string()
+            }
+        };
+        let shown = r.blame.len().min(SHOWN_BLAME);
+        for b in r.blame.iter().take(shown) {
+            let _ = writeln!(
+                s,
+                "  {:<width$}  {:>11.4} {} {:>5.1}%  {:>13.4} {} {:>5.1}%",
+                b.name,
+                b.alone.loss,
+                share(b.alone.loss_share),
+                100.0 * b.alone.acc,
+                b.prefix.loss,
+                share(b.prefix.loss_share),
+                100.0 * b.prefix.acc
+            );
+        }
+        if r.blame.len() > shown {
+            let _ = writeln!(s, "  … {} more (--json lists them all)", r.blame.len() - shown);
+        }
+    }
     let _ = writeln!(s);
     let _ = writeln!(s, "Diagnosis:");
     for f in &r.findings {
@@ -46,6 +85,9 @@ pub fn report(r: &Inspection) -> String {
     }
     s
 }
+
+/// Layers the readable report lists in the blame table (forward order).
+const SHOWN_BLAME: usize = 60;
 
 fn gap(v: f32) -> String {
     if v.is_finite() {

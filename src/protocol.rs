@@ -538,6 +538,26 @@ pub struct LayerGap {
     pub var_gap: f32,
 }
 
+/// One evaluation of `bnscope inspect`'s blame: some layers on batch statistics, the others on running ones.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct BlameFigure {
+    pub loss: f32,
+    pub acc: f32,
+    /// How much of the gap between all-running and all-batch this closes: `(L_running − L)/(L_running − L_batch)`
+    /// for the loss, `(A − A_running)/(A_batch − A_running)` for the accuracy; NaN where the two ends agree.
+    pub loss_share: f32,
+    pub acc_share: f32,
+}
+
+/// Which layer to blame: evaluation with running statistics but this layer alone (`alone`), or this layer and
+/// every one before it in forward order (`prefix`), on batch statistics.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerBlame {
+    pub name: String,
+    pub alone: BlameFigure,
+    pub prefix: BlameFigure,
+}
+
 /// `bnscope inspect`: imported weights looked at on the data, before any training step.
 #[derive(Clone, Debug, Serialize)]
 pub struct Inspection {
@@ -553,6 +573,12 @@ pub struct Inspection {
     pub recalibrated: InspectPass,
     /// Largest gap first.
     pub layers: Vec<LayerGap>,
+    /// Per layer in forward order: the evaluation with it alone, and with the first k, on batch statistics
+    /// (`bnscope inspect`; empty in the TUI's epoch 0).
+    pub blame: Vec<LayerBlame>,
+    /// The evaluated images the blame was computed on (every one: a blame pass is one evaluation per layer and
+    /// per prefix).
+    pub blame_samples: usize,
     /// One sentence per finding, most important first.
     pub findings: Vec<String>,
     /// The findings as one paragraph.

@@ -390,3 +390,45 @@ fn frozen_backbone_train_moves_the_statistics_at_the_momentum() {
         }
     }
 }
+
+/// Which layer to blame (#25): `bnscope inspect`'s `alone` and `prefix` evaluations (one layer, or the first k in
+/// forward order, on batch statistics, the others on running ones) match PyTorch's on the tiny fixture
+/// (tests/fixtures/weights/tiny_blame.json, made by scripts/make_blame_fixture.py) to 1e-4, the last prefix is the
+/// all-batch evaluation, and the readable report names where the gap is made.
+#[test]
+fn inspect_blame_matches_pytorch() {
+    let p = fixture("tiny_torchvision.safetensors");
+    let args = ["inspect", "--weights", p.to_str().unwrap(), "--image-size", "224"];
+    let out = bnscope(&[&args[..], &["--json"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("tiny_blame.json")).unwrap()).unwrap();
+    let (g, w) = (got["blame"].as_array().unwrap(), want["blame"].as_array().unwrap());
+    assert_eq!(g.len(), w.len());
+    assert_eq!(got["blame_samples"], 3);
+    let close = |a: &serde_json::Value, b: &serde_json::Value, what: &str| {
+        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+        assert!(
+            (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+            "{what}: bnscope {a} vs PyTorch {b}"
+        );
+    };
+    for (a, b) in g.iter().zip(w) {
+        assert_eq!(a["name"], b["name"]);
+        for k in ["alone", "prefix"] {
+            close(&a[k]["loss"], &b[k]["loss"], &format!("{} {k} loss", b["name"]));
+            close(&a[k]["acc"], &b[k]["acc"], &format!("{} {k} acc", b["name"]));
+        }
+    }
+    let last = g.last().unwrap();
+    close(&last["prefix"]["loss"], &got["eval_batch"]["loss"], "the last prefix");
+    close(
+        &last["prefix"]["loss_share"],
+        &serde_json::json!(1.0),
+        "the last prefix's share",
+    );
+    let text = String::from_utf8_lossy(&bnscope(&args).stdout).into_owned();
+    assert!(text.contains("Which layer to blame (3 images)"), "{text}");
+    assert!(text.contains("Where the gap is made: switching the first"), "{text}");
+}

@@ -79,6 +79,9 @@ pub struct BatchNorm2d {
     /// Keep the statistics of an `EvalBatch` pass as the layer's last batch statistics (for a frozen backbone,
     /// whose training pass updates nothing; see [`super::ResNet::record_batch_stats`]).
     record: bool,
+    /// An `EvalRunning` pass normalises this layer with the batch's own statistics instead (nothing updated):
+    /// `bnscope inspect`'s blame switches layers one at a time, or the first k, this way.
+    batch_in_eval: bool,
 }
 
 impl BatchNorm2d {
@@ -104,6 +107,7 @@ impl BatchNorm2d {
             batch_var: None,
             groups: None,
             record: false,
+            batch_in_eval: false,
         })
     }
 
@@ -273,7 +277,23 @@ impl BatchNorm2d {
     }
 
     /// `bn(x) [+ skip]`, then `[relu]`.
+    /// Whether an `EvalRunning` pass normalises this layer with the batch's statistics (see `batch_in_eval`).
+    pub fn batch_in_eval(&self) -> bool {
+        self.batch_in_eval
+    }
+
+    /// Makes `EvalRunning` passes normalise this layer with the batch's own statistics (`true`), or with the
+    /// running ones again (`false`).
+    pub fn set_batch_in_eval(&mut self, on: bool) {
+        self.batch_in_eval = on;
+    }
+
     fn forward_tail(&mut self, x: &Tensor, skip: Option<&Tensor>, relu: bool, mode: BnMode) -> Result<Tensor> {
+        let mode = if mode == BnMode::EvalRunning && self.batch_in_eval {
+            BnMode::EvalBatch
+        } else {
+            mode
+        };
         let (n, c, h, w) = x.dims4()?;
         if c != self.channels {
             candle_core::bail!("{}: expected {} channels, got {c}", self.name, self.channels);

@@ -121,6 +121,11 @@ impl<'a> Unit<'a> {
     /// batch statistics are kept for the backward pass.
     fn forward(&mut self, x: &[f32], skip: Option<&[f32]>, relu: bool, norm: Norm) -> Result<Vec<f32>> {
         let c = conv::forward(x, self.w.slice()?, &self.g, self.cout);
+        let norm = if norm == Norm::Running && self.bn.batch_in_eval() {
+            Norm::Batch
+        } else {
+            norm
+        };
         let (gamma, beta) = (Held::new(self.gamma.as_tensor())?, Held::new(self.beta.as_tensor())?);
         let (gamma, beta) = (gamma.slice()?, beta.slice()?);
         let y = match norm {

@@ -9,6 +9,7 @@ use anyhow::Result;
 
 use super::Trainer;
 use crate::model::{relative_gap, BnMode, BnState};
+use crate::protocol::{BlameFigure, LayerBlame};
 use crate::protocol::{BnLayerSnapshot, BnSnapshot, InspectPass, Inspection, LayerGap};
 
 /// A gap (relative L2 distance) from which the running statistics no longer describe the data.
@@ -26,20 +27,24 @@ struct LayerFacts {
 }
 
 impl Trainer {
-    /// Evaluates with running statistics, with batch statistics and after a recalibration on the data, and
-    /// compares each layer's running statistics with the data's. Changes nothing in the model.
+    /// Evaluates with running statistics, with batch statistics and after a recalibration on the data, compares
+    /// each layer's running statistics with the data's, and says which layer to blame (two more evaluations per
+    /// layer: `Inspection::blame`). Changes nothing in the model.
     pub fn inspect(&mut self) -> Result<Inspection> {
-        Ok(self.inspect_with_snapshot()?.0)
+        let dev = self.device.clone();
+        Ok(crate::runtime::in_pool(&dev, || self.inspect_here(true))?.0)
     }
 
     /// [`Self::inspect`], with a BatchNorm snapshot whose batch statistics are the data's (as a recalibration
     /// estimates them): what the layer gauges show at epoch 0.
     pub fn inspect_with_snapshot(&mut self) -> Result<(Inspection, BnSnapshot)> {
         let dev = self.device.clone();
-        crate::runtime::in_pool(&dev, || self.inspect_here())
+        crate::runtime::in_pool(&dev, || self.inspect_here(false))
     }
 
-    fn inspect_here(&mut self) -> Result<(Inspection, BnSnapshot)> {
+    /// `blame`: compute `Inspection::blame` (the TUI's epoch 0 leaves it empty: on resnet50 it is over a hundred
+    /// evaluations before the first screen).
+    fn inspect_here(&mut self, blame: bool) -> Result<(Inspection, BnSnapshot)> {
         let running = self.pass(BnMode::EvalRunning, true)?;
         let batch = self.pass(BnMode::EvalBatch, true)?;
         let saved: Vec<BnState> = self.model.bn_layers().iter().map(|b| b.state()).collect();
@@ -107,7 +112,13 @@ impl Trainer {
         let eval_running = pass(running);
         let eval_batch = pass(batch);
         let recalibrated = pass(recal);
-        let (findings, summary) = self.findings(&layers, &eval_running, &eval_batch, &recalibrated)?;
+        let blame = if blame {
+            self.blame(&eval_running, &eval_batch)?
+        } else {
+            Vec::new()
+        };
+        let (mut findings, summary) = self.findings(&layers, &eval_running, &eval_batch, &recalibrated)?;
+        findings.extend(blame_findings(&blame));
         // Forward order was needed for "the first layer"; the report lists the largest gap first (NaN first).
         let key = |g: &LayerGap| {
             let v = g.mean_gap.max(g.var_gap);
@@ -127,12 +138,57 @@ impl Trainer {
             eval_batch,
             recalibrated,
             layers: layers.into_iter().map(|l| l.gap).collect(),
+            blame_samples: self.eval_data().0.len(),
+            blame,
             diagnosis: findings.join(" "),
             findings,
             summary,
             age: self.model.stats_age(),
         };
         Ok((inspection, snapshot))
+    }
+
+    /// Which layer to blame (`Inspection::blame`): each layer alone, then the first k in forward order, switched to
+    /// batch statistics in an evaluation with running statistics (nothing updated; the layers' flags are put back).
+    /// Two evaluations per layer, with the evaluation's own batches, so the last prefix equals `eval_batch`.
+    fn blame(&mut self, running: &InspectPass, batch: &InspectPass) -> Result<Vec<LayerBlame>> {
+        let names: Vec<String> = self.model.bn_layers().iter().map(|b| b.name().to_string()).collect();
+        let share = |run: f32, all: f32, got: f32| {
+            let d = all - run;
+            if d.abs() < 1e-6 || !d.is_finite() {
+                f32::NAN
+            } else {
+                (got - run) / d
+            }
+        };
+        let figure = |m: crate::protocol::Metric| BlameFigure {
+            loss: m.loss,
+            acc: m.acc,
+            loss_share: share(running.loss, batch.loss, m.loss),
+            acc_share: share(running.acc, batch.acc, m.acc),
+        };
+        let set = |t: &mut Self, on: &dyn Fn(usize) -> bool| {
+            for (i, bn) in t.model.bn_layers_mut().into_iter().enumerate() {
+                bn.set_batch_in_eval(on(i));
+            }
+        };
+        let mut out = Vec::with_capacity(names.len());
+        let result = (|| -> Result<()> {
+            for (i, name) in names.iter().enumerate() {
+                set(self, &|j| j == i);
+                let alone = self.pass(BnMode::EvalRunning, false)?.metric;
+                set(self, &|j| j <= i);
+                let prefix = self.pass(BnMode::EvalRunning, false)?.metric;
+                out.push(LayerBlame {
+                    name: name.clone(),
+                    alone: figure(alone),
+                    prefix: figure(prefix),
+                });
+            }
+            Ok(())
+        })();
+        set(self, &|_| false);
+        result.map(|()| out)
     }
 
     /// Whether the inputs are normalised as ImageNet models expect.
@@ -350,4 +406,69 @@ impl Findings {
     fn is_empty(&self) -> bool {
         self.long.is_empty()
     }
+}
+
+/// The blame in words: where along the network the gap is made (the largest steps of the prefix curve) and the
+/// layer that closes most of it alone. Nothing when running and batch statistics agree.
+fn blame_findings(blame: &[LayerBlame]) -> Vec<String> {
+    let Some(last) = blame.last() else {
+        return Vec::new();
+    };
+    if last.prefix.loss_share.is_nan() {
+        return Vec::new();
+    }
+    let pct = |v: f32| format!("{:.0}%", 100.0 * v);
+    // Steps of the prefix curve (share closed by adding each layer), largest first.
+    let mut steps: Vec<(f32, &str)> = blame
+        .iter()
+        .scan(0.0f32, |prev, b| {
+            let step = b.prefix.loss_share - *prev;
+            *prev = b.prefix.loss_share;
+            Some((step, b.name.as_str()))
+        })
+        .filter(|(s, _)| s.is_finite())
+        .collect();
+    steps.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut out = Vec::new();
+    let top: Vec<String> = steps
+        .iter()
+        .take(3)
+        .filter(|(s, _)| *s > 0.05)
+        .map(|(s, n)| format!("{n} (+{})", pct(*s)))
+        .collect();
+    let half = blame
+        .iter()
+        .position(|b| b.prefix.loss_share >= 0.5)
+        .map(|i| (i + 1, blame[i].name.as_str()));
+    if let Some((k, name)) = half {
+        out.push(format!(
+            "Where the gap is made: switching the first {k} of {} BatchNorm layers to batch statistics (up to {name}) closes half of the loss gap{}.",
+            blame.len(),
+            if top.is_empty() {
+                String::new()
+            } else {
+                format!("; the largest steps are at {}", top.join(", "))
+            }
+        ));
+    }
+    let alone = blame
+        .iter()
+        .filter(|b| b.alone.loss_share.is_finite())
+        .max_by(|a, b| a.alone.loss_share.total_cmp(&b.alone.loss_share));
+    if let Some(b) = alone {
+        if b.alone.loss_share >= 0.25 {
+            out.push(format!(
+                "Alone, {} on batch statistics closes {} of the loss gap: its running statistics carry the most of it.",
+                b.name,
+                pct(b.alone.loss_share)
+            ));
+        } else {
+            out.push(format!(
+                "No single layer closes much of the gap alone (at most {}, {}): it builds up across layers.",
+                pct(b.alone.loss_share),
+                b.name
+            ));
+        }
+    }
+    out
 }
