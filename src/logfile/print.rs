@@ -86,6 +86,9 @@ pub struct Printer {
     pub bn: VecDeque<(u64, Span)>,
     /// A watch goes on after an `end` record.
     watching: bool,
+    /// The run's class names (an `inspect` record's report names them).
+    classes: Vec<String>,
+    inspected: bool,
 }
 
 /// How many of the newest `bn` records a headless replay keeps (by position) for the rank spread.
@@ -101,6 +104,8 @@ impl Printer {
             last_running: None,
             bn: VecDeque::new(),
             watching,
+            classes: Vec::new(),
+            inspected: false,
         }
     }
 
@@ -109,6 +114,7 @@ impl Printer {
         match rec {
             Record::Run(run) => {
                 self.on = run.eval_on();
+                self.classes = run.classes.clone();
                 Some(run_line(run, &self.file))
             }
             Record::Epoch(e) => {
@@ -130,6 +136,14 @@ impl Printer {
             } else {
                 format!("end after {epochs} epochs ({reason})")
             }),
+            Record::Inspect(super::schema::Inspected { report, .. }) => {
+                self.inspected = true;
+                let mut r = (**report).clone();
+                if r.classes.is_empty() {
+                    r.classes = self.classes.clone();
+                }
+                Some(format!("inspection (bnscope.inspect):\n{}", crate::inspect::report(&r).trim_end()))
+            }
             Record::Bn { epoch, span, .. } => {
                 if self.bn.len() == BN_KEPT {
                     self.bn.pop_front();
@@ -147,6 +161,7 @@ impl Printer {
             (Some(e), _) => format!("{w} with running stats first reached acc 1.000 at epoch {e}"),
             (None, Some(Some(a))) => format!("{w} with running stats never reached acc 1.000 (last {a:.3})"),
             (None, Some(None)) => format!("{w} with running stats: {MISSING}"),
+            (None, None) if self.inspected => "an inspection, no epochs".to_string(),
             (None, None) => "no epochs in this log".to_string(),
         }];
         out.push(format!("{} epochs in {}", self.epochs, self.file));

@@ -140,6 +140,8 @@ pub struct Timeline {
     pub bn_spans: Vec<std::collections::BTreeMap<u64, Span>>,
     /// The running-statistics age of the run being read (w, the momentum of every update so far).
     age: Option<StatsAge>,
+    /// An `inspect` record (a log of the Python `bnscope.inspect`): shown as the epoch 0 of imported weights.
+    pub inspection: Option<(Arc<crate::protocol::Inspection>, Option<Arc<BnSnapshot>>)>,
 }
 
 impl Timeline {
@@ -169,6 +171,7 @@ impl Timeline {
             playing: false,
             means: replay::RankMeans::new(),
             age: None,
+            inspection: None,
         }
     }
 
@@ -203,6 +206,7 @@ impl Timeline {
             self.cursor = 0;
             self.age = None;
             self.following = true;
+            self.inspection = None;
         }
     }
 
@@ -303,6 +307,15 @@ impl Timeline {
                     reason: ev.reason,
                 }),
                 Record::End { epochs, reason } => self.end = Some((epochs, reason)),
+                Record::Inspect(replay::schema::Inspected { report, snapshot }) => {
+                    let mut r = *report;
+                    if let Some(run) = self.runs.last() {
+                        if r.classes.is_empty() {
+                            r.classes = run.run.classes.clone();
+                        }
+                    }
+                    self.inspection = Some((Arc::new(r), snapshot.map(|s| Arc::new(*s))));
+                }
             }
         }
         if grew && self.following {
@@ -355,6 +368,12 @@ impl Timeline {
             store.latest = None;
             store.age = None;
             store.bn = None;
+            store.inspection = None;
+            if let Some((r, snap)) = &self.inspection {
+                // A log of `bnscope.inspect`: the inspection's numbers, as the TUI's epoch 0 with --weights.
+                store.inspection = Some(r.clone());
+                store.bn = snap.clone();
+            }
             store.bn_gaps_missing.clear();
             store.history = Default::default();
             store.diverged = None;
