@@ -17,13 +17,13 @@ without either.
 """
 from typing import TYPE_CHECKING, Any
 
-from ._log import SCHEMA, rank_path
+from ._log import SCHEMA, LogFileError, rank_path
 
 if TYPE_CHECKING:
     from ._keras import KerasCallback
     from ._torch import Scope, watch
 
-__all__ = ["SCHEMA", "KerasCallback", "Scope", "rank_path", "watch"]
+__all__ = ["SCHEMA", "KerasCallback", "LogFileError", "Scope", "rank_path", "watch"]
 __version__ = "0.1.0"
 
 

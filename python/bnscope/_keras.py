@@ -8,14 +8,16 @@ model as one batch. `training=True` also switches Dropout on, as Keras' `learnin
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 import keras
 import numpy as np
 
-from ._log import SCHEMA, JsonlWriter, PathLike, Record, add_info, common, gap, metric, short
+from ._log import (SCHEMA, JsonlWriter, PathLike, Record, add_info, check_info, check_options, check_path, common,
+                   encode, gap, metric, probe_log, short)
 
 Stats = Dict[str, Tuple[np.ndarray, np.ndarray]]
 ACC_KEYS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy", "binary_accuracy")
@@ -73,29 +75,65 @@ class KerasCallback(keras.callbacks.Callback):  # type: ignore[misc]
         log_bn: str = "full",
         momentum_note: Optional[str] = None,
         info: Optional[Mapping[str, Any]] = None,
+        overwrite: bool = False,
     ) -> None:
         super().__init__()
-        if log_bn not in ("full", "summary"):
-            raise ValueError(f"log_bn={log_bn!r}: must be 'full' or 'summary'")
-        self.path = Path(path)
+        # Every argument is checked here, before fit; the file is opened (and re-checked) when fit begins.
+        self.path = check_path(path)
+        check_options(log_bn, momentum_note, overwrite)
+        self.info = check_info(info)
+        if eval_data is not None and not (isinstance(eval_data, (tuple, list)) and len(eval_data) == 2):
+            raise ValueError("eval_data: an (x, y) pair")
+        probe_log(self.path, overwrite)  # a file that fit would refuse is refused now
         self.eval_data = eval_data
         self.log_bn = log_bn
         self.momentum_note = momentum_note
-        self.info = dict(info or {})
+        self.overwrite = overwrite
         self.epochs = 0
         self.layers: List[Tuple[str, Any]] = []
         self._log: Optional[JsonlWriter] = None
-        self._appending = False
+        self._opened = False
+        self._thread = 0
         self._times: List[float] = []
         self._t0 = 0.0
 
     # --- fit's hooks ---------------------------------------------------------------------------------------------
 
     def on_train_begin(self, logs: Optional[Mapping[str, Any]] = None) -> None:
+        self._end_stale("fit began again before the previous fit's end (it raised or was interrupted)")
         self.layers = bn_layers(self.model)
-        self._log = JsonlWriter(self.path, append=self._appending)
-        self._appending = True
-        self._log.write(self._run_record())
+        self.epochs = 0
+        run = self._run_record()
+        encode(run)
+        # Only the first fit may empty the file (overwrite=True); later ones append a new run.
+        self._log = JsonlWriter(self.path, overwrite=self.overwrite and not self._opened,
+                                owner="a bnscope.KerasCallback", reclaim=self._reclaim)
+        self._opened = True
+        self._thread = threading.get_ident()
+        try:
+            self._log.write(run)
+        except BaseException:
+            self._close()
+            raise
+
+    def _reclaim(self) -> bool:
+        """Another writer of this process wants our file. If it runs in the thread our fit ran in, our fit is over
+        (it raised: Keras calls no on_train_end then), so we end our run and let go."""
+        if self._log is None or self._thread != threading.get_ident():
+            return False
+        self._end_stale("another KerasCallback began writing this log after this fit raised or was interrupted")
+        return True
+
+    def _end_stale(self, why: str) -> None:
+        if self._log is not None and not self._log.closed:
+            with contextlib.suppress(Exception):
+                self._log.write({"type": "end", "epochs": self.epochs, "reason": "error", "message": why})
+            self._close()
+
+    def _close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def on_epoch_begin(self, epoch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
         self._times = []
@@ -107,7 +145,8 @@ class KerasCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._times.append(time.perf_counter() - self._t0)
 
     def on_epoch_end(self, epoch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
-        assert self._log is not None
+        if self._log is None:
+            return
         logs = logs or {}
         self.epochs = epoch + 1
         rec: Record = {"type": "epoch", "epoch": self.epochs}
@@ -134,9 +173,11 @@ class KerasCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._log.write(self._bn_record(stats))
 
     def on_train_end(self, logs: Optional[Mapping[str, Any]] = None) -> None:
-        if self._log is not None:
-            self._log.write({"type": "end", "epochs": self.epochs, "reason": "done"})
-            self._log.close()
+        try:
+            if self._log is not None:
+                self._log.write({"type": "end", "epochs": self.epochs, "reason": "done"})
+        finally:
+            self._close()
 
     # --- measurements --------------------------------------------------------------------------------------------
 

@@ -7,14 +7,14 @@ from the layer's input. `Scope.epoch()` moves them and the running statistics to
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple, Type
 
 import torch
 from torch import Tensor, nn
 
-from ._log import SCHEMA, JsonlWriter, PathLike, Record, add_info, common, gap, metric, rank_path, short
+from ._log import (SCHEMA, JsonlWriter, PathLike, Record, add_info, check_info, check_options, check_path, common,
+                   encode, gap, metric, rank_path, short)
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 BatchNorm = nn.modules.batchnorm._BatchNorm
@@ -105,9 +105,15 @@ class Scope:
         momentum_note: Optional[str] = None,
         log_bn: str = "full",
         info: Optional[Mapping[str, Any]] = None,
+        *,
+        overwrite: bool = False,
     ) -> None:
-        if log_bn not in ("full", "summary"):
-            raise ValueError(f"log_bn={log_bn!r}: must be 'full' or 'summary'")
+        # Every argument is checked before anything is opened or hooked.
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model: a torch.nn.Module, not {type(model).__name__}")
+        given = check_path(path)
+        check_options(log_bn, momentum_note, overwrite)
+        extra = check_info(info)
         self.model = model
         self.layers = bn_layers(model)
         if not self.layers:
@@ -118,10 +124,18 @@ class Scope:
         self._paused = False
         self._dist = distributed()
         world = self._dist[1] if self._dist else 1
-        self.path = rank_path(path, self._dist[0]) if self._dist and world > 1 else Path(path)
-        self._log = JsonlWriter(self.path)
-        self._handles = [m.register_forward_hook(self._hook(name)) for name, m in self.layers]
-        self._log.write(self._run_record(momentum_note, info or {}))
+        self.path = rank_path(given, self._dist[0]) if self._dist and world > 1 else given
+        run = self._run_record(momentum_note, extra)
+        encode(run)  # raises here, before the file is touched, if a value cannot be written
+        self._handles: List[Any] = []
+        self._log = JsonlWriter(self.path, overwrite=overwrite, owner=f"bnscope.watch of {type(model).__name__}")
+        try:
+            self._handles = [m.register_forward_hook(self._hook(name)) for name, m in self.layers]
+            self._log.write(run)
+        except BaseException:
+            self._unhook()
+            self._log.close()
+            raise
 
     def _hook(self, name: str) -> Callable[[nn.Module, Tuple[Any, ...], Any], None]:
         def hook(module: nn.Module, inputs: Tuple[Any, ...], output: Any) -> None:
@@ -129,6 +143,11 @@ class Scope:
                 self._last[name] = saved_batch(output, inputs[0]) or batch_stats(inputs[0])
 
         return hook
+
+    def _unhook(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
 
     def _run_record(self, momentum_note: Optional[str], info: Mapping[str, Any]) -> Record:
         first = next(self.model.parameters(), None)
@@ -263,8 +282,7 @@ class Scope:
         """Removes the hooks and writes the `end` record (once; later calls do nothing)."""
         if self._log.closed:
             return
-        for h in self._handles:
-            h.remove()
+        self._unhook()
         rec: Record = {"type": "end", "epochs": self.epochs, "reason": reason}
         if message is not None:
             rec["message"] = message
@@ -292,10 +310,13 @@ def watch(
     *,
     log_bn: str = "full",
     info: Optional[Mapping[str, Any]] = None,
+    overwrite: bool = False,
 ) -> Scope:
     """Hooks every BatchNorm layer of `model` and writes the `run` record to `path` at once.
 
-    Under torch.distributed with several processes each writes `NAME.rank{R}.jsonl`. `momentum_note` is free text
-    for the log (e.g. why the momentum is what it is); `log_bn="summary"` keeps only the gaps per layer; `info`
-    adds fields to the `run` record (`model`, `seed`, `lr`, `batch_size`, `classes`, `labels`, ...)."""
-    return Scope(model, path, momentum_note=momentum_note, log_bn=log_bn, info=info)
+    `path` is created, or appended to if it is a bnscope log (a new run in the same file); any other file is
+    refused unless `overwrite=True` (which empties it). Under torch.distributed with several processes each writes
+    `NAME.rank{R}.jsonl`. `momentum_note` is free text for the log (e.g. why the momentum is what it is);
+    `log_bn="summary"` keeps only the gaps per layer; `info` adds fields to the `run` record (`model`, `seed`,
+    `lr`, `batch_size`, `classes`, `labels`, ...)."""
+    return Scope(model, path, momentum_note=momentum_note, log_bn=log_bn, info=info, overwrite=overwrite)
