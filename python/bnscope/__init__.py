@@ -12,6 +12,8 @@ Keras 3::
 
     model.fit(x, y, epochs=5, callbacks=[bnscope.KerasCallback("run.jsonl", eval_data=(x, y))])
 
+`control=True` (both) lets `bnscope watch run.jsonl` steer the run through `run.jsonl.control` (docs/CONTROL.md).
+
 torch and keras are imported only when `watch` / `Scope` or `KerasCallback` is first used, so this package imports
 without either.
 """

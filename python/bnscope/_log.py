@@ -273,6 +273,12 @@ class JsonlWriter:
         with contextlib.suppress(Exception):
             self.close()
 
+    def __copy__(self) -> "JsonlWriter":
+        return self  # one open file has one owner: a copy would close it under the original
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> "JsonlWriter":
+        return self
+
     @property
     def closed(self) -> bool:
         return self._fd is None

@@ -108,7 +108,8 @@ def test_the_callback_refuses_a_file_that_is_not_a_log_before_fit(tmp_path: Path
     script.write_text("print(1)\n")
     with pytest.raises(bnscope.LogFileError, match=r"train\.py: exists and is not a bnscope log"):
         bnscope.KerasCallback(script)
-    for kwargs in ({"info": {"x": object()}}, {"log_bn": "x"}, {"eval_data": (1, 2, 3)}, {"overwrite": 1}):
+    for kwargs in ({"info": {"x": object()}}, {"log_bn": "x"}, {"eval_data": (1, 2, 3)}, {"overwrite": 1}, {"control": 1},
+                   {"recalibrate": 3}, {"recalibrate_batch_size": 0}):
         with pytest.raises(ValueError):
             bnscope.KerasCallback(tmp_path / "k.jsonl", **kwargs)
     assert script.read_text() == "print(1)\n" and not (tmp_path / "k.jsonl").exists()

@@ -342,7 +342,8 @@ def test_bad_arguments_touch_neither_the_model_nor_the_file(tmp_path: Path) -> N
     model = small()
     bad: List[Dict[str, Any]] = [
         {"info": {"seed": object()}}, {"info": {"schema": 2}}, {"log_bn": "some"}, {"momentum_note": 3},
-        {"overwrite": 1},
+        {"overwrite": 1}, {"control": "yes"}, {"recalibrate": torch.randn(4, 3, 8, 8)},
+        {"recalibrate": iter([torch.randn(4, 3, 8, 8)])}, {"recalibrate": 3}, {"evaluate": "acc"},
     ]
     for kwargs in bad:
         with pytest.raises(ValueError):
@@ -352,6 +353,7 @@ def test_bad_arguments_touch_neither_the_model_nor_the_file(tmp_path: Path) -> N
         bnscope.watch(model, b"r.jsonl")
     with pytest.raises(ValueError):
         bnscope.watch("not a model", path)
+    assert not (tmp_path / "r.jsonl.control").exists()
 
 
 def test_a_failure_after_the_hooks_removes_them(tmp_path: Path, monkeypatch: Any) -> None:
@@ -363,11 +365,11 @@ def test_a_failure_after_the_hooks_removes_them(tmp_path: Path, monkeypatch: Any
     monkeypatch.setattr(_log.JsonlWriter, "write", full)
     model = small()
     with pytest.raises(OSError, match="disk full"):
-        bnscope.watch(model, tmp_path / "r.jsonl")
+        bnscope.watch(model, tmp_path / "r.jsonl", control=True)
     assert not hooked(model)
     monkeypatch.undo()
-    with bnscope.watch(model, tmp_path / "r.jsonl"):  # and the file is free again
-        pass
+    with bnscope.watch(model, tmp_path / "r.jsonl", control=True) as scope:  # the log and the channel are free again
+        assert scope.control is not None and not scope.control.quiet
 
 
 def test_watch_on_a_fifo_does_not_hang(tmp_path: Path) -> None:
