@@ -137,14 +137,15 @@ def test_evaluate_changes_nothing(tmp_path: Path) -> None:
     callback = bnscope.KerasCallback(log, eval_data=(X[:6], Y[:6]), control=True)
     states: List[Any] = []
 
+    # `self.model`, not `model`: under JAX, Keras syncs the model's variables when a callback asks for it.
     class Around(keras.callbacks.Callback):  # type: ignore[misc]
         def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
-            states.append([value(v) for v in model.non_trainable_variables])
+            states.append([value(v) for v in self.model.non_trainable_variables])
 
     class Send(keras.callbacks.Callback):  # type: ignore[misc]
         def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
             if batch == 1:
-                states.append([value(v) for v in model.non_trainable_variables])
+                states.append([value(v) for v in self.model.non_trainable_variables])
                 send(log, "cmd e1 evaluate")
 
     model.fit(X, Y, batch_size=4, epochs=1, shuffle=False, verbose=0, callbacks=[Send(), callback, Around()])
