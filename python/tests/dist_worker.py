@@ -29,8 +29,8 @@ def train(rank: int, world: int, init: str, path: str) -> Any:
 
 
 def train_control(rank: int, world: int, init: str, path: str) -> Any:
-    """Both ranks train 10 steps with control=True. Rank 0 plays the TUI: before its step 2 it appends a pause, a
-    second later a resume, and before step 6 a momentum change. Each rank writes the momentum every layer had at
+    """Both ranks train 10 steps with control=True. Rank 0 plays the TUI: before its step 2 it appends a pause, once
+    it is paused a resume, and before step 6 a momentum change. Each rank writes the momentum every layer had at
     each step (seen by a pre-hook that runs after bnscope's) to PATH.momenta{R}.json."""
     import json
     import os
@@ -56,7 +56,7 @@ def train_control(rank: int, world: int, init: str, path: str) -> Any:
         for step in range(10):
             if rank == 0 and step == 2:
                 send("cmd p1 pause")
-                threading.Timer(1.0, send, args=("cmd r1 resume",)).start()
+                threading.Thread(target=resume_when_paused, args=(scope, send), daemon=True).start()
             if rank == 0 and step == 6:
                 send("cmd m1 momentum 0.5")
             loss = nn.functional.cross_entropy(model(x), y)
@@ -70,3 +70,13 @@ def train_control(rank: int, world: int, init: str, path: str) -> Any:
             json.dump(seen, f)
     finally:
         torch.distributed.destroy_process_group()
+
+
+def resume_when_paused(scope: Any, send: Any) -> None:
+    import time
+
+    limit = time.monotonic() + 60
+    while not scope.control.paused and time.monotonic() < limit:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    send("cmd r1 resume")

@@ -158,25 +158,30 @@ def test_evaluate_changes_nothing(tmp_path: Path) -> None:
 
 def test_pause_step_resume(tmp_path: Path) -> None:
     log = tmp_path / "k.jsonl"
-    times: List[float] = []
+    ends: List[float] = []
+    sent: Dict[str, float] = {}
+    done = [threading.Event() for _ in range(8)]
 
     def writer() -> None:
-        for line in ("cmd s1 step", "cmd r1 resume"):
+        for after, line in ((1, "cmd s1 step"), (2, "cmd r1 resume")):
+            done[after].wait(30)  # batch `after` has ended: the next boundary is where it blocks
             time.sleep(0.4)
+            sent[line] = time.monotonic()
             send(log, line)
 
     class Clock(keras.callbacks.Callback):  # type: ignore[misc]
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-            times.append(time.monotonic())
-            if len(times) == 2:
+            ends.append(time.monotonic())
+            done[len(ends) - 1].set()
+            if len(ends) == 2:
                 send(log, "cmd p1 pause")
                 threading.Thread(target=writer, daemon=True).start()
 
-    with deadline(60):
+    with deadline(90):
         small().fit(X, Y, batch_size=4, epochs=1, verbose=0,
                     callbacks=[bnscope.KerasCallback(log, control=True), Clock()])
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    assert gaps[1] >= 0.35 and gaps[2] >= 0.35 and gaps[3] < 0.3, gaps
+    # Batch 2 ended only after the step command, batch 3 only after the resume: blocked at 2 and at 3.
+    assert ends[2] >= sent["cmd s1 step"] and ends[3] >= sent["cmd r1 resume"], (ends, sent)
     events = [r for r in logspec.read(log) if r["type"] == "event"]
     assert [(e["step"], e["what"]) for e in events] == [(2, "pause"), (2, "step"), (3, "resume")]
 

@@ -217,23 +217,28 @@ def test_pause_step_resume_in_a_plain_loop(tmp_path: Path) -> None:
     log = tmp_path / "run.jsonl"
     model = small()
     times: List[float] = []
+    reached = [threading.Event() for _ in range(8)]
+    sent: Dict[str, float] = {}
 
     def writer() -> None:
-        for line in ("cmd s1 step", "cmd r1 resume"):
+        for step, line in ((2, "cmd s1 step"), (3, "cmd r1 resume")):
+            reached[step].wait(20)  # the loop is at (or in) step `step`'s boundary
             time.sleep(0.4)
+            sent[line] = time.monotonic()
             send(log, line)
 
     def before(step: int) -> None:
         times.append(time.monotonic())
+        reached[step].set()
         if step == 2:
             send(log, "cmd p1 pause")
             threading.Thread(target=writer, daemon=True).start()
 
-    with deadline(30):
+    with deadline(60):
         with bnscope.watch(model, log, control=True) as scope:
             train(model, scope, 6, before)
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    assert gaps[2] >= 0.35 and gaps[3] >= 0.35 and gaps[4] < 0.3, gaps  # blocked at 2, stepped, blocked at 3
+    # Step 3 began only after the step command, step 4 only after the resume: the loop was blocked at 2 and at 3.
+    assert times[3] >= sent["cmd s1 step"] and times[4] >= sent["cmd r1 resume"], (times, sent)
     assert [(e["step"], e["what"]) for e in events(log)] == [(2, "pause"), (2, "step"), (3, "resume")]
 
 
