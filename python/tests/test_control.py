@@ -544,6 +544,20 @@ def test_distributed_rank_0_refused_tells_the_others(tmp_path: Path) -> None:
     assert runs[1].control.quiet and any("rank 0 has no control channel: " in s and "symlink" in s for s in said)
 
 
+def test_rank_0_cannot_append_past_the_bound(tmp_path: Path) -> None:
+    log, store = tmp_path / "run.jsonl", Store()
+    path = control_path(log)
+    path.write_bytes(HEADER + b"#" * (MAX_BYTES - 14 - len(HEADER) - 1) + b"\n")
+    path.chmod(0o600)
+    leader = Run(log, rank=0, world=2, store=store)
+    assert not leader.control.quiet
+    send(log, "cmd a reset")  # 12 bytes: the file is 2 bytes under the bound, too few for `at a 2`
+    with deadline(10):
+        leader.steps(3)
+    assert [(e["what"], e["reason"]) for e in leader.events] == [("refused", "the control file is full")]
+    assert leader.applied == [] and leader.control.quiet and path.stat().st_size == MAX_BYTES - 2
+
+
 def test_paused_ranks_go_on_when_rank_0_closes_its_channel(tmp_path: Path) -> None:
     """Rank 0 interrupted (or its channel quiet) while the others are paused: they must not wait for ever."""
     log, store = tmp_path / "run.jsonl", Store()

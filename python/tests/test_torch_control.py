@@ -257,7 +257,14 @@ def test_ddp_two_gloo_ranks_apply_at_the_same_step(tmp_path: Path) -> None:
 
     mp = pytest.importorskip("torch.multiprocessing")
     path = str(tmp_path / "ddp.jsonl")
-    mp.spawn(dist_worker.train_control, args=(2, f"tcp://127.0.0.1:{free_port()}", path), nprocs=2)
+    spawned = mp.spawn(dist_worker.train_control, args=(2, f"tcp://127.0.0.1:{free_port()}", path), nprocs=2,
+                       join=False)
+    limit = time.monotonic() + 180
+    while not spawned.join(timeout=1):  # raises if a rank failed
+        if time.monotonic() > limit:
+            for proc in spawned.processes:
+                proc.kill()
+            pytest.fail("the two ranks did not finish in 180 s")
     for rank in (0, 1):
         ev = events(tmp_path / f"ddp.rank{rank}.jsonl")
         assert [(e["step"], e["what"], e["id"]) for e in ev] == [(4, "pause", "p1"), (4, "resume", "r1"),
