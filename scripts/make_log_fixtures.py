@@ -75,7 +75,8 @@ def torch_resnet18(out):
     info = {"model": "resnet18", "image_size": 64, "batch_size": 3, "classes": classes, "images": 3,
             "image_names": names, "labels": y.tolist(), "seed": 0, "lr": 1e-3, "optimizer": "adam"}
     note = "PyTorch momentum=0.01, i.e. Keras 0.99"
-    with bnscope.watch(model, out / "torch_resnet18.jsonl", note, log_bn="summary", info=info) as scope:
+    with bnscope.watch(model, out / "torch_resnet18.jsonl", note, log_bn="summary", info=info,
+                       overwrite=True) as scope:
         for epoch in range(1, 6):
             model.train()
             logits = model(x)
@@ -115,7 +116,7 @@ def keras_small(out):
                   metrics=["accuracy"])
     info = {"image_size": 32, "batch_size": 3, "classes": classes, "image_names": names, "seed": 0, "lr": 1e-2,
             "optimizer": "adam"}
-    callback = bnscope.KerasCallback(out / "keras_small.jsonl", eval_data=(x, y), info=info)
+    callback = bnscope.KerasCallback(out / "keras_small.jsonl", eval_data=(x, y), info=info, overwrite=True)
     model.fit(x, y, epochs=5, batch_size=3, shuffle=False, verbose=0, callbacks=[callback])
     print("keras small: written")
 
@@ -146,7 +147,7 @@ def ddp_worker(out):
         info = {"model": "tiny", "image_size": 32, "batch_size": len(mine), "classes": classes, "images": 3,
                 "image_names": names, "labels": y.tolist(), "seed": 0, "lr": 1e-3, "optimizer": "adam",
                 "broadcast_buffers": True}
-        with bnscope.watch(model, out / "ddp.jsonl", info=info) as scope:
+        with bnscope.watch(model, out / "ddp.jsonl", info=info, overwrite=True) as scope:
             for _ in range(5):
                 model.train()
                 logits = model(x[mine])

@@ -12,18 +12,20 @@ Keras 3::
 
     model.fit(x, y, epochs=5, callbacks=[bnscope.KerasCallback("run.jsonl", eval_data=(x, y))])
 
+`control=True` (both) lets `bnscope watch run.jsonl` steer the run through `run.jsonl.control` (docs/CONTROL.md).
+
 torch and keras are imported only when `watch` / `Scope` or `KerasCallback` is first used, so this package imports
 without either.
 """
 from typing import TYPE_CHECKING, Any
 
-from ._log import SCHEMA, rank_path
+from ._log import SCHEMA, LogFileError, rank_path
 
 if TYPE_CHECKING:
     from ._keras import KerasCallback
     from ._torch import Scope, watch
 
-__all__ = ["SCHEMA", "KerasCallback", "Scope", "rank_path", "watch"]
+__all__ = ["SCHEMA", "KerasCallback", "LogFileError", "Scope", "rank_path", "watch"]
 __version__ = "0.1.0"
 
 

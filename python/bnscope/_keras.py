@@ -8,14 +8,17 @@ model as one batch. `training=True` also switches Dropout on, as Keras' `learnin
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import keras
 import numpy as np
 
-from ._log import SCHEMA, JsonlWriter, PathLike, Record, add_info, common, gap, metric, short
+from ._control import Command, Control, Refused
+from ._log import (SCHEMA, JsonlWriter, PathLike, Record, add_info, check_info, check_options, check_path, common,
+                   encode, gap, metric, probe_log, short)
 
 Stats = Dict[str, Tuple[np.ndarray, np.ndarray]]
 ACC_KEYS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy", "binary_accuracy")
@@ -62,6 +65,43 @@ def probabilities(p: np.ndarray) -> np.ndarray:
     return out
 
 
+def retrace(model: Any) -> None:
+    """Makes fit use the layers' new momentum. The torch backend reads `layer.momentum` at every step, also under
+    `jit_compile` (torch.compile guards on it), so nothing is needed. JAX (and TensorFlow) trace the train function
+    with the value as a constant, so it is rebuilt: verified with JAX 0.10 (without it, a jit-compiled fit goes on
+    with the old momentum); TensorFlow is not verified (not installed where this was tested)."""
+    if keras.backend.backend() != "torch" and getattr(model, "train_function", None) is not None:
+        model.make_train_function(force=True)
+
+
+@contextlib.contextmanager
+def state_sync(model: Any) -> Iterator[None]:
+    """Around reading or assigning variables from a callback: under JAX, fit keeps the state outside the model's
+    variables; sync it in before and make fit take it back after (Keras 3.15 also syncs whenever a callback reads
+    `self.model`, which this callback does)."""
+    sync = getattr(model, "jax_state_sync", None)
+    if keras.backend.backend() == "jax" and callable(sync):
+        sync()
+        try:
+            yield
+        finally:
+            model._jax_state_synced = True
+    else:
+        yield
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """No autograd for the torch backend's eager forwards (Keras' own calls record it)."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        with torch.no_grad():
+            yield
+    else:
+        yield
+
+
 class KerasCallback(keras.callbacks.Callback):  # type: ignore[misc]
     """Writes the bnscope log of `model.fit`. A second `fit` appends a new `run` to the same file."""
 
@@ -73,41 +113,120 @@ class KerasCallback(keras.callbacks.Callback):  # type: ignore[misc]
         log_bn: str = "full",
         momentum_note: Optional[str] = None,
         info: Optional[Mapping[str, Any]] = None,
+        overwrite: bool = False,
+        control: bool = False,
+        recalibrate: Any = None,
+        recalibrate_batch_size: int = 32,
     ) -> None:
         super().__init__()
-        if log_bn not in ("full", "summary"):
-            raise ValueError(f"log_bn={log_bn!r}: must be 'full' or 'summary'")
-        self.path = Path(path)
+        # Every argument is checked here, before fit; the file is opened (and re-checked) when fit begins.
+        self.path = check_path(path)
+        check_options(log_bn, momentum_note, overwrite)
+        self.info = check_info(info)
+        if eval_data is not None and not (isinstance(eval_data, (tuple, list)) and len(eval_data) == 2):
+            raise ValueError("eval_data: an (x, y) pair")
+        if not isinstance(control, bool):
+            raise ValueError(f"control={control!r}: must be True or False")
+        if isinstance(recalibrate_batch_size, bool) or not isinstance(recalibrate_batch_size, int) \
+                or recalibrate_batch_size < 1:
+            raise ValueError(f"recalibrate_batch_size={recalibrate_batch_size!r}: a positive int")
+        if recalibrate is not None:
+            if isinstance(recalibrate, (tuple, list)) and recalibrate and hasattr(recalibrate[0], "shape"):
+                recalibrate = recalibrate[0]  # (x, y): the inputs
+            if not hasattr(recalibrate, "shape") or not getattr(recalibrate, "shape", ()) or len(recalibrate) < 1:
+                raise ValueError("recalibrate: an array of inputs (N, ...) or an (x, y) pair, N >= 1")
+        probe_log(self.path, overwrite)  # a file that fit would refuse is refused now
         self.eval_data = eval_data
         self.log_bn = log_bn
         self.momentum_note = momentum_note
-        self.info = dict(info or {})
+        self.overwrite = overwrite
+        self.control_on = control
+        self.recalibrate_data = recalibrate
+        self.recalibrate_batch_size = recalibrate_batch_size
+        self.control: Optional[Control] = None
         self.epochs = 0
         self.layers: List[Tuple[str, Any]] = []
         self._log: Optional[JsonlWriter] = None
-        self._appending = False
+        self._opened = False
+        self._thread = 0
         self._times: List[float] = []
         self._t0 = 0.0
+        self._saved_momenta: Optional[List[float]] = None  # from before `cumulative on`
+        self._k = 0  # cumulative: this batch is the k-th update since `on` (or since a reset: k from 0)
 
     # --- fit's hooks ---------------------------------------------------------------------------------------------
 
     def on_train_begin(self, logs: Optional[Mapping[str, Any]] = None) -> None:
+        self._end_stale("fit began again before the previous fit's end (it raised or was interrupted)")
         self.layers = bn_layers(self.model)
-        self._log = JsonlWriter(self.path, append=self._appending)
-        self._appending = True
-        self._log.write(self._run_record())
+        self._saved_momenta, self._k = None, 0
+        self.epochs = 0
+        run = self._run_record()
+        encode(run)
+        # Only the first fit may empty the file (overwrite=True); later ones append a new run.
+        self._log = JsonlWriter(self.path, overwrite=self.overwrite and not self._opened,
+                                owner="a bnscope.KerasCallback", reclaim=self._reclaim)
+        self._opened = True
+        self._thread = threading.get_ident()
+        try:
+            if self.control_on:
+                self.control = Control(self.path, self._apply, self._event,
+                                       recalibrate=self.recalibrate_data is not None,
+                                       evaluate=self.eval_data is not None)
+                run["control"] = self.control.info
+            self._log.write(run)
+        except BaseException:
+            if self.control is not None:
+                self.control.close()
+                self.control = None
+            self._log.close()
+            self._log = None
+            raise
+
+    def _reclaim(self) -> bool:
+        """Another writer of this process wants our file. If it runs in the thread our fit ran in, our fit is over
+        (it raised: Keras calls no on_train_end then), so we end our run and let go."""
+        if self._log is None or self._thread != threading.get_ident():
+            return False
+        self._end_stale("another KerasCallback began writing this log after this fit raised or was interrupted")
+        return True
+
+    def _end_stale(self, why: str) -> None:
+        if self._log is not None and not self._log.closed:
+            with contextlib.suppress(Exception):
+                self._log.write({"type": "end", "epochs": self.epochs, "reason": "error", "message": why})
+            self._close()
+
+    def _close(self) -> None:
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def on_epoch_begin(self, epoch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
         self._times = []
 
     def on_train_batch_begin(self, batch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
+        if self.control is not None:
+            self.control.boundary()  # applies commands, blocks while paused; never raises (but KeyboardInterrupt)
+            if self._saved_momenta is not None:
+                try:
+                    self._set_momenta(self._k / (self._k + 1))  # cumulative, emulated: the k-th update since on
+                    self._k += 1
+                except Exception as e:
+                    self._saved_momenta = None
+                    self.control.emit({"step": self.control.step - 1, "what": "refused", "reason":
+                                       f"cumulative stopped: {type(e).__name__}: {e}", "source": "control"})
         self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, batch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
         self._times.append(time.perf_counter() - self._t0)
 
     def on_epoch_end(self, epoch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
-        assert self._log is not None
+        if self._log is None:
+            return
         logs = logs or {}
         self.epochs = epoch + 1
         rec: Record = {"type": "epoch", "epoch": self.epochs}
@@ -134,9 +253,95 @@ class KerasCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._log.write(self._bn_record(stats))
 
     def on_train_end(self, logs: Optional[Mapping[str, Any]] = None) -> None:
+        if self._saved_momenta is not None:  # a cumulative average stops with the fit: the momenta from before
+            self._set_momenta(self._saved_momenta)
+            self._saved_momenta = None
+        try:
+            if self._log is not None:
+                self._log.write({"type": "end", "epochs": self.epochs, "reason": "done"})
+        finally:
+            self._close()
+
+    # --- the control channel's commands (docs/CONTROL.md) --------------------------------------------------------
+
+    def _event(self, fields: Record) -> None:
         if self._log is not None:
-            self._log.write({"type": "end", "epochs": self.epochs, "reason": "done"})
-            self._log.close()
+            self._log.write({"type": "event", "epoch": self.epochs, **fields})
+
+    def _set_momenta(self, momenta: Union[float, Sequence[float]]) -> None:
+        values = [momenta] * len(self.layers) if isinstance(momenta, float) else list(momenta)
+        for (_, layer), m in zip(self.layers, values):
+            layer.momentum = float(m)
+        retrace(self.model)
+
+    def _apply(self, cmd: Command) -> Record:
+        if cmd.verb == "momentum":
+            assert isinstance(cmd.value, float)
+            self._saved_momenta = None
+            self._set_momenta(cmd.value)
+            return {"value": cmd.value}
+        if cmd.verb == "cumulative":
+            if cmd.value:
+                if self._saved_momenta is None:
+                    self._saved_momenta, self._k = [float(layer.momentum) for _, layer in self.layers], 1
+                return {"value": True}
+            if self._saved_momenta is None:
+                raise Refused("cumulative is not on")
+            saved, self._saved_momenta = self._saved_momenta, None
+            self._set_momenta(saved)
+            return {"value": False}
+        if cmd.verb == "reset":
+            with state_sync(self.model):
+                for _, layer in self.layers:
+                    layer.moving_mean.assign(np.zeros(layer.moving_mean.shape, dtype="float32"))
+                    layer.moving_variance.assign(np.ones(layer.moving_variance.shape, dtype="float32"))
+            self._k = 0  # a cumulative average starts again with the next batch
+            return {}
+        if cmd.verb == "recalibrate":
+            return {"value": f"{self.recalibrate()} batches"}
+        if cmd.verb == "evaluate":
+            assert self.eval_data is not None
+            x, y = self.eval_data
+            with state_sync(self.model):
+                running = numpy(self.model(x, training=False))
+                batch, _ = self.batch_pass(x)
+            return {"eval_running": self._score(y, running), "eval_batch": self._score(y, batch)}
+        raise Refused(f"{cmd.verb} is not a model command")  # pragma: no cover (Control handles the others)
+
+    def recalibrate(self) -> int:
+        """The moving statistics recomputed from the `recalibrate` data: mean 0 / variance 1, then
+        `model(x, training=True)` on each batch with momentum k/(k+1) for the k-th (k from 0), so that they end as
+        the plain average of the batches' statistics (biased variances, as Keras' own); the momenta restored. The
+        statistics are put back if it fails. Returns the number of batches."""
+        x = self.recalibrate_data
+        assert x is not None
+        size = self.recalibrate_batch_size
+        saved = [(layer, layer.momentum, numpy(layer.moving_mean), numpy(layer.moving_variance))
+                 for _, layer in self.layers]
+        batches = 0
+        try:
+            with state_sync(self.model):
+                for layer, *_ in saved:
+                    layer.moving_mean.assign(np.zeros(layer.moving_mean.shape, dtype="float32"))
+                    layer.moving_variance.assign(np.ones(layer.moving_variance.shape, dtype="float32"))
+                for start in range(0, len(x), size):
+                    for layer, *_ in saved:
+                        layer.momentum = batches / (batches + 1)
+                    with no_grad():
+                        self.model(x[start:start + size], training=True)
+                    batches += 1
+        except BaseException:
+            with state_sync(self.model):
+                for layer, _, mean, var in saved:
+                    layer.moving_mean.assign(mean.astype(np.float32))
+                    layer.moving_variance.assign(var.astype(np.float32))
+            raise
+        finally:
+            for layer, momentum, *_ in saved:
+                layer.momentum = momentum
+        if self._saved_momenta is not None:
+            self._k = batches  # cumulative goes on from the average of these batches
+        return batches
 
     # --- measurements --------------------------------------------------------------------------------------------
 
@@ -176,6 +381,8 @@ class KerasCallback(keras.callbacks.Callback):  # type: ignore[misc]
     # --- records -------------------------------------------------------------------------------------------------
 
     def _momentum(self) -> Record:
+        if self._saved_momenta is not None:
+            return {"cumulative": True}
         shared = common([float(layer.momentum) for _, layer in self.layers])
         return {"cumulative": False} if shared is None else {"momentum": shared, "cumulative": False}
 

@@ -7,14 +7,15 @@ from the layer's input. `Scope.epoch()` moves them and the running statistics to
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple, Type
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Tuple, Type
 
 import torch
 from torch import Tensor, nn
 
-from ._log import SCHEMA, JsonlWriter, PathLike, Record, add_info, common, gap, metric, rank_path, short
+from ._control import Command, Control, Refused
+from ._log import (SCHEMA, JsonlWriter, PathLike, Record, add_info, check_info, check_options, check_path, common,
+                   encode, gap, metric, rank_path, short)
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 BatchNorm = nn.modules.batchnorm._BatchNorm
@@ -105,30 +106,91 @@ class Scope:
         momentum_note: Optional[str] = None,
         log_bn: str = "full",
         info: Optional[Mapping[str, Any]] = None,
+        *,
+        overwrite: bool = False,
+        control: bool = False,
+        recalibrate: Optional[Iterable[Any]] = None,
+        evaluate: Optional[Callable[[nn.Module], Mapping[str, Any]]] = None,
     ) -> None:
-        if log_bn not in ("full", "summary"):
-            raise ValueError(f"log_bn={log_bn!r}: must be 'full' or 'summary'")
+        # Every argument is checked before anything is opened or hooked.
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model: a torch.nn.Module, not {type(model).__name__}")
+        given = check_path(path)
+        check_options(log_bn, momentum_note, overwrite)
+        extra = check_info(info)
+        if not isinstance(control, bool):
+            raise ValueError(f"control={control!r}: must be True or False")
+        if recalibrate is not None:
+            if isinstance(recalibrate, Tensor) or not isinstance(recalibrate, Iterable):
+                raise ValueError("recalibrate: an iterable of batches (a DataLoader, a list of tensors), "
+                                 "as for torch.optim.swa_utils.update_bn; one tensor goes in a list: [x]")
+            if iter(recalibrate) is recalibrate:
+                raise ValueError("recalibrate: an iterator runs out after one pass; give a DataLoader or a list")
+        if evaluate is not None and not callable(evaluate):
+            raise ValueError("evaluate: a function of the model that returns {'loss': .., 'acc': ..}")
         self.model = model
         self.layers = bn_layers(model)
         if not self.layers:
             raise ValueError(f"{type(model).__name__} has no BatchNorm layers to watch")
         self.log_bn = log_bn
         self.epochs = 0
+        self.recalibrate_data = recalibrate
+        self.evaluate_fn = evaluate
         self._last: Dict[str, Batch] = {}
-        self._paused = False
+        self._paused = False  # the BatchNorm hooks (batch_eval, recalibration)
+        self._busy = False  # the control boundary (its own forwards)
+        self._saved_momenta: Optional[List[Optional[float]]] = None  # from before `cumulative on`
         self._dist = distributed()
         world = self._dist[1] if self._dist else 1
-        self.path = rank_path(path, self._dist[0]) if self._dist and world > 1 else Path(path)
-        self._log = JsonlWriter(self.path)
-        self._handles = [m.register_forward_hook(self._hook(name)) for name, m in self.layers]
-        self._log.write(self._run_record(momentum_note, info or {}))
+        self.path = rank_path(given, self._dist[0]) if self._dist and world > 1 else given
+        run = self._run_record(momentum_note, extra)
+        encode(run)  # raises here, before the file is touched, if a value cannot be written
+        self._handles: List[Any] = []
+        self.control: Optional[Control] = None
+        self._log = JsonlWriter(self.path, overwrite=overwrite, owner=f"bnscope.watch of {type(model).__name__}")
+        try:
+            if control:
+                rank = self._dist[0] if self._dist else 0
+                self.control = Control(given, self._apply, self._event, recalibrate=recalibrate is not None,
+                                       evaluate=evaluate is not None, rank=rank, world=world,
+                                       store=dist_store() if world > 1 else None)
+                run["control"] = self.control.info
+            self._handles = [m.register_forward_hook(self._hook(name, m)) for name, m in self.layers]
+            if self.control is not None:
+                self._handles.append(model.register_forward_pre_hook(self._pre_hook()))
+            self._log.write(run)
+        except BaseException:
+            self._unhook()
+            self._log.close()
+            raise
 
-    def _hook(self, name: str) -> Callable[[nn.Module, Tuple[Any, ...], Any], None]:
+    # The hooks are closures, not bound methods: `copy.deepcopy(model)` (EMA, `AveragedModel`) copies a model's
+    # hooks, and would copy a bound method's Scope with its open files. The copy's hooks stay this Scope's, and
+    # do nothing for the copy's modules.
+
+    def _hook(self, name: str, layer: nn.Module) -> Callable[[nn.Module, Tuple[Any, ...], Any], None]:
         def hook(module: nn.Module, inputs: Tuple[Any, ...], output: Any) -> None:
-            if module.training and not self._paused:
+            if module.training and not self._paused and module is layer:
                 self._last[name] = saved_batch(output, inputs[0]) or batch_stats(inputs[0])
 
         return hook
+
+    def _pre_hook(self) -> Callable[[nn.Module, Any], None]:
+        watched = self.model
+
+        def boundary(module: nn.Module, args: Any) -> None:
+            """A training forward of the watched model is a step boundary."""
+            if module.training and not self._busy and module is watched and self.control is not None:
+                self.control.boundary()
+
+        return boundary
+
+    def _unhook(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        if self.control is not None:
+            self.control.close()
 
     def _run_record(self, momentum_note: Optional[str], info: Mapping[str, Any]) -> Record:
         first = next(self.model.parameters(), None)
@@ -236,6 +298,103 @@ class Scope:
             rec["value"] = value
         self._log.write(rec)
 
+    def _event(self, fields: Record) -> None:
+        self._log.write({"type": "event", "epoch": self.epochs, **fields})
+
+    # --- the control channel's commands (docs/CONTROL.md) ------------------------------------------------------
+
+    def _apply(self, cmd: Command) -> Record:
+        layers = [m for _, m in self.layers]
+        if cmd.verb == "momentum":
+            assert isinstance(cmd.value, float)
+            for m in layers:
+                m.momentum = 1.0 - cmd.value  # PyTorch's convention
+            self._saved_momenta = None
+            return {"value": cmd.value}
+        if cmd.verb == "cumulative":
+            if cmd.value:
+                if self._saved_momenta is None:
+                    self._saved_momenta = [m.momentum for m in layers]
+                for m in layers:
+                    m.momentum = None
+                return {"value": True}
+            saved = self._saved_momenta
+            if saved is None:
+                raise Refused("cumulative is not on (no momentum from before `cumulative on`)")
+            for m, momentum in zip(layers, saved):
+                m.momentum = momentum
+            self._saved_momenta = None
+            return {"value": False}
+        if cmd.verb == "reset":
+            for m in layers:
+                m.reset_running_stats()
+            return {}
+        if cmd.verb == "recalibrate":
+            return {"value": f"{self._recalibrate()} batches"}
+        if cmd.verb == "evaluate":
+            return self._evaluate()
+        raise Refused(f"{cmd.verb} is not a model command")  # pragma: no cover (Control handles the others)
+
+    def _recalibrate(self) -> int:
+        """`torch.optim.swa_utils.update_bn(recalibrate, model)` on the model inside any DDP wrapper (no collective
+        but SyncBatchNorm's own), without autograd, the hooks quiet; each module's train/eval flag restored. If it
+        fails, the statistics are put back as they were."""
+        assert self.recalibrate_data is not None
+        inner = unwrap(self.model)
+        modes = [(module, module.training) for module in inner.modules()]
+        norms = [m for m in inner.modules() if isinstance(m, BatchNorm)]
+        saved = [(m, m.momentum, {k: b.clone() for k, b in m.named_buffers(recurse=False)}) for m in norms]
+        first = next(inner.parameters(), None)
+        batches = 0
+
+        def counted() -> Iterator[Any]:
+            nonlocal batches
+            for batch in self.recalibrate_data or ():
+                batches += 1
+                yield batch
+
+        self._busy = self._paused = True
+        try:
+            with torch.no_grad():
+                torch.optim.swa_utils.update_bn(counted(), inner, first.device if first is not None else None)
+        except BaseException:
+            with torch.no_grad():
+                for m, momentum, buffers in saved:
+                    m.momentum = momentum
+                    for key, b in buffers.items():
+                        getattr(m, key).copy_(b)
+            raise
+        finally:
+            self._busy = self._paused = False
+            for module, training in modes:
+                module.training = training
+        return batches
+
+    def _evaluate(self) -> Record:
+        """The user's `evaluate(model)` in eval mode without autograd, then with batch statistics (`batch_eval`)."""
+        assert self.evaluate_fn is not None
+        fn = self.evaluate_fn
+        modes = [(module, module.training) for module in self.model.modules()]
+        self._busy = True
+        try:
+            self.model.eval()
+            with torch.no_grad():
+                running = fn(self.model)
+            for module, training in modes:
+                module.training = training
+            with self.batch_eval():
+                batch = fn(self.model)
+        finally:
+            self._busy = False
+            for module, training in modes:
+                module.training = training
+        out: Record = {}
+        for key, value in (("eval_running", running), ("eval_batch", batch)):
+            if not isinstance(value, Mapping):
+                raise Refused(f"evaluate returned {type(value).__name__}, not a dict with loss and acc")
+            out[key] = metric(value)
+        return out
+
     @contextlib.contextmanager
     def batch_eval(self) -> Iterator[None]:
         """Forwards inside use each batch's own statistics and change nothing (evaluation with batch statistics,
@@ -263,8 +422,7 @@ class Scope:
         """Removes the hooks and writes the `end` record (once; later calls do nothing)."""
         if self._log.closed:
             return
-        for h in self._handles:
-            h.remove()
+        self._unhook()
         rec: Record = {"type": "end", "epochs": self.epochs, "reason": reason}
         if message is not None:
             rec["message"] = message
@@ -285,6 +443,17 @@ class Scope:
             self.close("error", f"{kind.__name__}: {exc}")
 
 
+def dist_store() -> Any:
+    """The torch.distributed default store (rank 0 tells the other ranks there where its control channel starts),
+    or None where this torch has none to give."""
+    try:
+        from torch.distributed import distributed_c10d
+
+        return distributed_c10d._get_default_store()
+    except Exception:
+        return None
+
+
 def watch(
     model: nn.Module,
     path: PathLike,
@@ -292,10 +461,23 @@ def watch(
     *,
     log_bn: str = "full",
     info: Optional[Mapping[str, Any]] = None,
+    overwrite: bool = False,
+    control: bool = False,
+    recalibrate: Optional[Iterable[Any]] = None,
+    evaluate: Optional[Callable[[nn.Module], Mapping[str, Any]]] = None,
 ) -> Scope:
     """Hooks every BatchNorm layer of `model` and writes the `run` record to `path` at once.
 
-    Under torch.distributed with several processes each writes `NAME.rank{R}.jsonl`. `momentum_note` is free text
-    for the log (e.g. why the momentum is what it is); `log_bn="summary"` keeps only the gaps per layer; `info`
-    adds fields to the `run` record (`model`, `seed`, `lr`, `batch_size`, `classes`, `labels`, ...)."""
-    return Scope(model, path, momentum_note=momentum_note, log_bn=log_bn, info=info)
+    `path` is created, or appended to if it is a bnscope log (a new run in the same file); any other file is
+    refused unless `overwrite=True` (which empties it). Under torch.distributed with several processes each writes
+    `NAME.rank{R}.jsonl`. `momentum_note` is free text for the log (e.g. why the momentum is what it is);
+    `log_bn="summary"` keeps only the gaps per layer; `info` adds fields to the `run` record (`model`, `seed`,
+    `lr`, `batch_size`, `classes`, `labels`, ...).
+
+    `control=True` opens the control channel `PATH.control` (docs/CONTROL.md): `bnscope watch PATH` can then change
+    the momentum, reset or recalibrate the statistics, pause, step and evaluate this training at its step
+    boundaries (every training-mode forward of `model`). `recalibrate` (an iterable of batches, as for
+    `torch.optim.swa_utils.update_bn`) and `evaluate` (a function `evaluate(model) -> {"loss": .., "acc": ..}`)
+    enable those two commands."""
+    return Scope(model, path, momentum_note=momentum_note, log_bn=log_bn, info=info, overwrite=overwrite,
+                 control=control, recalibrate=recalibrate, evaluate=evaluate)

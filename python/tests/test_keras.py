@@ -90,3 +90,52 @@ def test_without_eval_data_and_summary(tmp_path: Path) -> None:
     epoch, bn = records[1], records[2]
     assert "eval_running" not in epoch and "eval_batch" not in epoch and "batch" not in bn
     assert bn["layers"][0] == {"name": "bn_input", "channels": 3, "momentum": 0.99}
+
+
+# --- the log file under hostile input (#24) ------------------------------------------------------------------------
+
+def test_a_second_callback_on_the_same_path_appends(tmp_path: Path) -> None:
+    model, (x, y) = small(), data()
+    for _ in range(2):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[bnscope.KerasCallback(tmp_path / "k.jsonl")])
+    records = logspec.read(tmp_path / "k.jsonl")
+    logspec.check(records)
+    assert [r["type"] for r in records] == ["run", "epoch", "bn", "epoch", "bn", "end"] * 2
+
+
+def test_the_callback_refuses_a_file_that_is_not_a_log_before_fit(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text("print(1)\n")
+    with pytest.raises(bnscope.LogFileError, match=r"train\.py: exists and is not a bnscope log"):
+        bnscope.KerasCallback(script)
+    for kwargs in ({"info": {"x": object()}}, {"log_bn": "x"}, {"eval_data": (1, 2, 3)}, {"overwrite": 1}, {"control": 1},
+                   {"recalibrate": 3}, {"recalibrate_batch_size": 0}):
+        with pytest.raises(ValueError):
+            bnscope.KerasCallback(tmp_path / "k.jsonl", **kwargs)
+    assert script.read_text() == "print(1)\n" and not (tmp_path / "k.jsonl").exists()
+    model, (x, y) = small(), data()
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[bnscope.KerasCallback(script, overwrite=True)])
+    assert logspec.read(script)[0]["type"] == "run"
+
+
+class Boom(keras.callbacks.Callback):  # type: ignore[misc]
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        raise RuntimeError("boom")
+
+
+def test_after_a_fit_that_raised_the_log_is_free_again(tmp_path: Path) -> None:
+    """Keras calls no on_train_end when fit raises: the callback's file stays open and locked. A new fit, with the
+    same callback or a new one in the same thread, ends that run (reason error) and appends a new one."""
+    model, (x, y) = small(), data()
+    path = tmp_path / "k.jsonl"
+    first = bnscope.KerasCallback(path)
+    with pytest.raises(RuntimeError):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[first, Boom()])
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[first])  # the same callback again
+    with pytest.raises(RuntimeError):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[first, Boom()])
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[bnscope.KerasCallback(path)])  # a new one
+    records = logspec.read(path)
+    logspec.check(records)
+    assert [r["type"] for r in records] == ["run", "end", "run", "epoch", "bn", "end"] * 2
+    assert records[1]["reason"] == "error" and records[7]["reason"] == "error"

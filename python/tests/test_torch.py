@@ -1,4 +1,5 @@
 """bnscope.watch on PyTorch models (CPU)."""
+import os
 import socket
 from pathlib import Path
 from typing import Any, Dict, List
@@ -285,3 +286,98 @@ def test_saved_statistics_are_used_when_autograd_recorded_them(tmp_path: Path) -
         assert not saved[name].mean.requires_grad and saved[name].mean.grad_fn is None
         assert torch.allclose(saved[name].mean, computed[name].mean, atol=1e-6)
         assert torch.allclose(saved[name].var(), computed[name].var(), rtol=1e-4, atol=1e-6)
+
+
+# --- the log file under hostile input (#24) ------------------------------------------------------------------------
+
+def hooked(model: Any) -> bool:
+    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_watch_refuses_a_file_that_is_not_a_log_and_leaves_no_hooks(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text("import torch\n")
+    model = small()
+    with pytest.raises(bnscope.LogFileError, match=r"train\.py: exists and is not a bnscope log"):
+        bnscope.watch(model, script)
+    assert script.read_text() == "import torch\n" and not hooked(model)
+    with bnscope.watch(model, script, overwrite=True) as scope:
+        scope.epoch()
+    assert logspec.read(script)[0]["type"] == "run"
+
+
+def test_a_new_watch_appends_a_new_run(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    model = small()
+    for _ in range(2):
+        with bnscope.watch(model, path) as scope:
+            model(torch.randn(4, 3, 8, 8))
+            scope.epoch()
+            scope.epoch()
+    records = logspec.read(path)
+    logspec.check(records)
+    assert [r["type"] for r in records] == ["run", "epoch", "bn", "epoch", "bn", "end"] * 2
+
+
+def test_two_watchers_on_one_path(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    first_model, second_model = small(), small()
+    with bnscope.watch(first_model, path) as scope:
+        with pytest.raises(bnscope.LogFileError, match=r"r\.jsonl: in use by this process \(bnscope.watch of Seq"):
+            bnscope.watch(second_model, path)
+        assert not hooked(second_model)
+        first_model(torch.randn(4, 3, 8, 8))
+        scope.epoch()
+    records = logspec.read(path)  # every line whole: nothing interleaved
+    logspec.check(records)
+    assert [r["type"] for r in records] == ["run", "epoch", "bn", "end"]
+
+
+def test_bad_arguments_touch_neither_the_model_nor_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text("")
+    with bnscope.watch(small(), path) as scope:
+        scope.epoch()
+    before = path.read_text()
+    model = small()
+    bad: List[Dict[str, Any]] = [
+        {"info": {"seed": object()}}, {"info": {"schema": 2}}, {"log_bn": "some"}, {"momentum_note": 3},
+        {"overwrite": 1}, {"control": "yes"}, {"recalibrate": torch.randn(4, 3, 8, 8)},
+        {"recalibrate": iter([torch.randn(4, 3, 8, 8)])}, {"recalibrate": 3}, {"evaluate": "acc"},
+    ]
+    for kwargs in bad:
+        with pytest.raises(ValueError):
+            bnscope.watch(model, path, **kwargs)
+        assert not hooked(model) and path.read_text() == before, kwargs
+    with pytest.raises(ValueError):
+        bnscope.watch(model, b"r.jsonl")
+    with pytest.raises(ValueError):
+        bnscope.watch("not a model", path)
+    assert not (tmp_path / "r.jsonl.control").exists()
+
+
+def test_a_failure_after_the_hooks_removes_them(tmp_path: Path, monkeypatch: Any) -> None:
+    from bnscope import _log
+
+    def full(self: Any, record: Any) -> None:
+        raise _log.LogFileError("disk full")
+
+    monkeypatch.setattr(_log.JsonlWriter, "write", full)
+    model = small()
+    with pytest.raises(OSError, match="disk full"):
+        bnscope.watch(model, tmp_path / "r.jsonl", control=True)
+    assert not hooked(model)
+    monkeypatch.undo()
+    with bnscope.watch(model, tmp_path / "r.jsonl", control=True) as scope:  # the log and the channel are free again
+        assert scope.control is not None and not scope.control.quiet
+
+
+def test_watch_on_a_fifo_does_not_hang(tmp_path: Path) -> None:
+    import test_log
+
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    model = small()
+    with test_log.deadline(10), pytest.raises(bnscope.LogFileError, match="a FIFO"):
+        bnscope.watch(model, fifo)
+    assert not hooked(model)
