@@ -74,7 +74,7 @@ def main() -> None:
         loss = nn.functional.cross_entropy(out, y)
         loss.backward()
         opt.step()
-        train = {"loss": float(loss), "acc": float((out.argmax(1) == y).float().mean())}
+        train = {"loss": loss.item(), "acc": float((out.argmax(1) == y).float().mean())}
         model.eval()
         running = accuracy(model, x, y)
         with scope.batch_eval():

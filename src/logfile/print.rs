@@ -142,7 +142,10 @@ impl Printer {
                 if r.classes.is_empty() {
                     r.classes = self.classes.clone();
                 }
-                Some(format!("inspection (bnscope.inspect):\n{}", crate::inspect::report(&r).trim_end()))
+                Some(format!(
+                    "inspection (bnscope.inspect):\n{}",
+                    crate::inspect::report(&r).trim_end()
+                ))
             }
             Record::Bn { epoch, span, .. } => {
                 if self.bn.len() == BN_KEPT {

@@ -675,7 +675,11 @@ fn inspect_record(v: &Value) -> Record {
                 .collect(),
         }
     };
-    let layers: Vec<&Value> = v.get("layers").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
+    let layers: Vec<&Value> = v
+        .get("layers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
     let mut gaps: Vec<LayerGap> = layers
         .iter()
         .map(|l| LayerGap {
@@ -717,9 +721,8 @@ fn inspect_record(v: &Value) -> Record {
         })
         .unwrap_or_default();
     let findings = strings(v, "findings");
-    let f32s = |l: &Value, k: &str| -> Vec<f32> {
-        floats(l, k).unwrap_or_default().into_iter().map(|x| x as f32).collect()
-    };
+    let f32s =
+        |l: &Value, k: &str| -> Vec<f32> { floats(l, k).unwrap_or_default().into_iter().map(|x| x as f32).collect() };
     let with_arrays: Vec<BnLayerSnapshot> = layers
         .iter()
         .filter(|l| l.get("running_mean").is_some() && l.get("data_mean").is_some())

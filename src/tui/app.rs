@@ -130,12 +130,16 @@ pub struct Steering {
     pub(crate) host: Option<String>,
     pub(crate) recalibrate: bool,
     pub(crate) evaluate: bool,
-    /// Commands sent and not yet in the log: id, words, when.
-    pub(crate) sent: Vec<(String, String, std::time::Instant)>,
+    /// Commands sent and not yet in the log: id, words, when, and whether the status already said it is late.
+    pub(crate) sent: Vec<(String, String, std::time::Instant, bool)>,
     /// The first log event not yet looked at for an answer.
     pub(crate) seen: usize,
     /// The run paused itself at a command (the ledger said `pause`, not yet `resume`).
     pub(crate) paused: bool,
+    /// The momentum (Keras) and cumulative mode asked for and not yet answered: the next `+`/`-`/`u` steps from
+    /// them, not from the log's last epoch.
+    pub(crate) momentum: Option<f64>,
+    pub(crate) cumulative: Option<bool>,
 }
 
 /// How long a command may wait for its ledger event before the status says why it might not be applied.
@@ -908,7 +912,8 @@ impl App {
         let verb = match action {
             Action::MomentumUp | Action::MomentumDown => {
                 let up = (action == Action::MomentumUp) != self.torch_first;
-                match ladder_step(LADDER, self.momentum, up) {
+                let from = self.steer.momentum.unwrap_or(self.momentum);
+                match ladder_step(LADDER, from, up) {
                     // The control grammar takes [0, 1): the ladder's 0 is "no averaging", fine; 0.9999 is fine.
                     Some(m) => Verb::Momentum(m),
                     None => {
@@ -924,7 +929,7 @@ impl App {
                     }
                 }
             }
-            Action::ToggleCumulative => Verb::Cumulative(!self.cumulative),
+            Action::ToggleCumulative => Verb::Cumulative(!self.steer.cumulative.unwrap_or(self.cumulative)),
             Action::ResetStats => Verb::Reset,
             Action::Recalibrate if !self.steer.recalibrate => {
                 self.set_status(
@@ -968,7 +973,15 @@ impl App {
         match ch.send(&verb) {
             Ok(id) => {
                 self.set_status(Tone::Info, format!("sent: {words}"));
-                self.steer.sent.push((id, words, std::time::Instant::now()));
+                self.steer.sent.push((id, words, std::time::Instant::now(), false));
+                match verb {
+                    Verb::Momentum(m) => {
+                        self.steer.momentum = Some(m);
+                        self.steer.cumulative = Some(false);
+                    }
+                    Verb::Cumulative(on) => self.steer.cumulative = Some(on),
+                    _ => {}
+                }
             }
             Err(e) => self.set_status(Tone::Bad, format!("not sent: {e}")),
         }
@@ -990,7 +1003,7 @@ impl App {
             let Some(i) = self.steer.sent.iter().position(|(s, ..)| s == id) else {
                 continue;
             };
-            let (_, words, _) = self.steer.sent.remove(i);
+            let (_, words, ..) = self.steer.sent.remove(i);
             let at = e.step.map_or(String::new(), |s| format!(" at step {s}"));
             said = Some(if e.what == "refused" {
                 let why = e.reason.as_deref().unwrap_or("no reason given");
@@ -1008,6 +1021,11 @@ impl App {
             });
         }
         self.steer.seen = tl.events.len();
+        if self.steer.sent.is_empty() {
+            // Every command is answered: the log's own epochs say the momentum again.
+            self.steer.momentum = None;
+            self.steer.cumulative = None;
+        }
         if let Some((tone, words)) = said {
             self.set_status(tone, words);
         }
@@ -1015,25 +1033,27 @@ impl App {
 
     /// When a command sent will have waited too long for its answer.
     pub fn steer_deadline(&self) -> Option<std::time::Instant> {
-        self.steer.sent.first().map(|(_, _, at)| *at + STEER_PATIENCE)
+        self.steer
+            .sent
+            .iter()
+            .filter(|s| !s.3)
+            .map(|s| s.2 + STEER_PATIENCE)
+            .min()
     }
 
     /// Commands unanswered for [`STEER_PATIENCE`]: the status says why they might not be applied (once each).
     pub fn handle_steer_tick(&mut self, now: std::time::Instant) {
-        let late: Vec<String> = self
-            .steer
-            .sent
-            .iter()
-            .filter(|(_, _, at)| now.duration_since(*at) >= STEER_PATIENCE)
-            .map(|(_, w, _)| w.clone())
-            .collect();
+        let mut late = Vec::new();
+        for (_, words, at, warned) in self.steer.sent.iter_mut() {
+            if !*warned && now.duration_since(*at) >= STEER_PATIENCE {
+                // Said once; the ledger's answer, if it comes, is still said.
+                *warned = true;
+                late.push(words.clone());
+            }
+        }
         if late.is_empty() {
             return;
         }
-        // Said once: the commands stay unanswered in the log's ledger, if the run ever applies them.
-        self.steer
-            .sent
-            .retain(|(_, _, at)| now.duration_since(*at) < STEER_PATIENCE);
         let pid = self.steer.pid;
         let here = self
             .steer

@@ -293,6 +293,29 @@ impl Timeline {
                         }
                     }
                 }
+                Record::Event(ev) if matches!(ev.what.as_str(), "recalibrate" | "reset_stats") => {
+                    // A log without `init_weight` (the Python writers): the next epoch's age starts from what the
+                    // event did, not from a fall of `t` that looks like a reset. A recalibration leaves no weight
+                    // on the (0, 1) start: travelled 100 %.
+                    self.age = Some(if ev.what == "recalibrate" {
+                        StatsAge {
+                            t: 0,
+                            init_weight: 0.0,
+                            constant_momentum: None,
+                        }
+                    } else {
+                        StatsAge::START
+                    });
+                    self.events.push(LogEvent {
+                        at: self.entries.len(),
+                        epoch: ev.epoch,
+                        value: ev.value,
+                        what: ev.what,
+                        id: ev.id,
+                        step: ev.step,
+                        reason: ev.reason,
+                    })
+                }
                 Record::Event(ev) => self.events.push(LogEvent {
                     at: self.entries.len(),
                     epoch: ev.epoch,
@@ -545,7 +568,7 @@ fn next_age(prev: Option<StatsAge>, e: &replay::Epoch, run: &replay::Run) -> Opt
     let prev = prev.filter(|p| p.t <= t).unwrap_or(StatsAge::START);
     let constant = match (prev.t, m) {
         (_, None) => None,
-        (0, Some(m)) => Some(m),
+        (0, Some(m)) if prev.init_weight == 1.0 => Some(m),
         (_, Some(m)) if prev.constant_momentum == Some(m) => Some(m),
         _ => None,
     };

@@ -159,6 +159,8 @@ fn log_right<'a>(app: &App, tl: &Timeline) -> Line<'a> {
         (Tone::Warn, format!("waiting for {}…", f.shown))
     } else if tl.playing {
         (Tone::Good, format!("{} playing", th.play()))
+    } else if app.steering() && app.steer.paused {
+        (Tone::Warn, format!("{} run paused (space resumes it)", th.pause()))
     } else if tl.watch && tl.following {
         (Tone::Good, "following".to_string())
     } else if let (false, Some((_, reason))) = (tl.watch, &tl.end) {
