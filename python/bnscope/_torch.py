@@ -14,14 +14,19 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Opt
 import torch
 from torch import Tensor, nn
 
+from ._compat import LAZY_BN, compiling, dtype_name, params_dtype, uninitialized
 from ._log import SCHEMA, JsonlWriter, PathLike, Record, add_info, common, gap, metric, rank_path, short
 
-BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, *LAZY_BN)
 BatchNorm = nn.modules.batchnorm._BatchNorm
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside DDP / DataParallel or any wrapper whose only child is `.module`; else `model` itself."""
+    """The model inside DDP / DataParallel or any wrapper whose only child is `.module`, or inside torch.compile's
+    wrapper (`._orig_mod`); else `model` itself."""
+    compiled = getattr(model, "_orig_mod", None)
+    if isinstance(compiled, nn.Module):
+        return unwrap(compiled)
     inner = getattr(model, "module", None)
     if isinstance(inner, nn.Module) and list(model.children()) == [inner]:
         return inner
@@ -121,12 +126,26 @@ class Scope:
         self.path = rank_path(path, self._dist[0]) if self._dist and world > 1 else Path(path)
         self._log = JsonlWriter(self.path)
         self._handles = [m.register_forward_hook(self._hook(name)) for name, m in self.layers]
-        self._log.write(self._run_record(momentum_note, info or {}))
+        self._run_args = (momentum_note, dict(info or {}))
+        self._started = False
+        if not uninitialized(model):  # lazy layers get their sizes at the first forward: the run record waits
+            self._start()
+
+    def _start(self, strict: bool = True) -> None:
+        """Writes the `run` record once (at `watch()`, or at the first record after lazy layers materialised)."""
+        if self._started:
+            return
+        if strict and uninitialized(self.model):
+            raise ValueError("the model's lazy layers have no size yet: run a forward pass before epoch()/event()")
+        self._started = True
+        self._log.write(self._run_record(*self._run_args))
 
     def _hook(self, name: str) -> Callable[[nn.Module, Tuple[Any, ...], Any], None]:
         def hook(module: nn.Module, inputs: Tuple[Any, ...], output: Any) -> None:
             if module.training and not self._paused:
-                self._last[name] = saved_batch(output, inputs[0]) or batch_stats(inputs[0])
+                # Under torch.compile reading grad_fn breaks the graph: compute the statistics in the trace instead.
+                saved = None if compiling() else saved_batch(output, inputs[0])
+                self._last[name] = saved or batch_stats(inputs[0])
 
         return hook
 
@@ -140,12 +159,15 @@ class Scope:
             "framework_version": torch.__version__.split("+")[0],
             "convention": "keras",
             "model": type(unwrap(self.model)).__name__,
-            "params": sum(p.numel() for p in self.model.parameters()),
+            **({} if uninitialized(self.model) else {"params": sum(p.numel() for p in self.model.parameters())}),
             "device": str(first.device) if first is not None else "cpu",
             "bn_variance": "unbiased",
             "bn_layers": [
-                {"name": n, "channels": m.num_features, "eps": m.eps, **keras_momentum(m)} for n, m in self.layers
+                {"name": n, "channels": m.num_features, "eps": m.eps, **keras_momentum(m), **dtype_name(m)}
+                for n, m in self.layers
+                if m.num_features  # a lazy layer that never ran (close() before any forward) has no size
             ],
+            **params_dtype(self.model),
         }
         eps = common([m.eps for _, m in self.layers])
         if eps is not None:
@@ -185,6 +207,7 @@ class Scope:
     ) -> None:
         """Writes an `epoch` and a `bn` record. Each metric is `{"loss": .., "acc": ..}` (either may be left out).
         `epoch` defaults to the previous one + 1; `bn` ("full"/"summary") overrides `log_bn` for this record."""
+        self._start()
         self.epochs = self.epochs + 1 if epoch is None else epoch
         rec: Record = {"type": "epoch", "epoch": self.epochs}
         t = self._t()
@@ -231,6 +254,7 @@ class Scope:
 
     def event(self, what: str, value: Any = None) -> None:
         """Writes an `event` record (e.g. `scope.event("momentum", 0.9)` after changing it)."""
+        self._start()
         rec: Record = {"type": "event", "epoch": self.epochs, "what": what}
         if value is not None:
             rec["value"] = value
@@ -263,6 +287,7 @@ class Scope:
         """Removes the hooks and writes the `end` record (once; later calls do nothing)."""
         if self._log.closed:
             return
+        self._start(strict=False)
         for h in self._handles:
             h.remove()
         rec: Record = {"type": "end", "epochs": self.epochs, "reason": reason}
