@@ -180,3 +180,21 @@ def test_missing_framework_is_named(attr: str, module: str, message: str) -> Non
     out = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(PYTHON_DIR)},
                          capture_output=True, text=True, check=True)
     assert out.stdout.startswith(message), out.stdout
+
+
+@pytest.mark.parametrize(
+    "module, framework, message",
+    [
+        ("bnscope.lightning", "lightning pytorch_lightning",
+         "bnscope.lightning needs PyTorch Lightning: pip install bnscope[lightning]"),
+        ("bnscope.hf", "transformers", "bnscope.hf needs Hugging Face transformers: pip install bnscope[hf]"),
+    ],
+)
+def test_missing_callback_framework_is_named(module: str, framework: str, message: str) -> None:
+    code = (
+        f"import sys; sys.modules.update(dict.fromkeys({framework.split()!r}))\n"
+        f"try:\n    import {module}\nexcept ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(PYTHON_DIR)},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.startswith(message), out.stdout
