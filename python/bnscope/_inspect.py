@@ -16,7 +16,7 @@ from typing import Any, Callable, Collection, Dict, Iterable, Iterator, List, Ma
 import torch
 from torch import Tensor, nn
 
-from ._compat import dtype_str
+from ._compat import dtype_str, uninitialized
 from ._log import PathLike
 from ._report import Backend, Layer, Report, Score, Sums, examine
 from ._torch import BatchNorm, Scope, bn_layers, host, unwrap
@@ -313,6 +313,11 @@ def inspect(
     root = unwrap(model)
     if not bn_layers(model):
         raise ValueError(f"{type(root).__name__} has no BatchNorm layers to inspect")
+    if uninitialized(root):
+        raise ValueError(
+            "bnscope.inspect: the model has lazy layers that have not run yet (no sizes, no statistics): call it once "
+            "on a batch first"
+        )
     first = next(iter([*root.parameters(), *root.buffers()]), None)
     device = first.device if first is not None else torch.device("cpu")
     batches = collect(data, max_samples, device, batch_size)

@@ -39,7 +39,7 @@ class Score:
 
     loss: Optional[float] = None
     acc: Optional[float] = None
-    logits: List[List[float]] = field(default_factory=list)
+    logits: List[List[float]] = field(default_factory=list, repr=False)
     error: Optional[str] = None
 
     def record(self) -> Record:
@@ -108,10 +108,10 @@ class Layer:
     reached: bool = True
     tracks: bool = True
     n: Optional[int] = None
-    running_mean: List[float] = field(default_factory=list)
-    running_var: List[float] = field(default_factory=list)
-    data_mean: List[float] = field(default_factory=list)
-    data_var: List[float] = field(default_factory=list)
+    running_mean: List[float] = field(default_factory=list, repr=False)
+    running_var: List[float] = field(default_factory=list, repr=False)
+    data_mean: List[float] = field(default_factory=list, repr=False)
+    data_var: List[float] = field(default_factory=list, repr=False)
     mean_gap: Optional[float] = None
     var_gap: Optional[float] = None
     alone: Optional[Blame] = None
@@ -373,12 +373,33 @@ def examine(
         logits_cap=logits_cap,
         labels=backend.labels[:logits_cap],
     )
+    blame_error: Optional[str] = None
     if blame and switchable and batch.error is None:
-        report.blame_samples = min(blame_samples, backend.samples)
-        _blame_pass(backend, report, switchable, t0, progress, say)
+        report.blame_samples = _blame_limit(backend.batch_sizes, blame_samples)
+        try:
+            _blame_pass(backend, report, switchable, t0, progress, say)
+        except (RuntimeError, ValueError) as e:
+            blame_error = str(e)
+            report.blame_by, report.blamed = None, []
     report.findings = findings(report, backend)
+    if blame_error is not None:
+        report.findings.append(f"The blame pass failed: {blame_error}")
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _blame_limit(batch_sizes: Sequence[int], wanted: int) -> int:
+    """`wanted` samples, at most all, one fewer where that would leave a last batch of one sample (which training
+    mode refuses where a layer then sees one value per channel)."""
+    limit = min(max(wanted, 1), sum(batch_sizes))
+    done = 0
+    for size in batch_sizes:
+        if limit - done == 1 and done > 0:
+            return limit - 1
+        if limit - done <= size:
+            break
+        done += size
+    return limit
 
 
 def _guarded(run: Callable[[], Score]) -> Score:
@@ -584,9 +605,10 @@ def _blame_findings(r: Report) -> List[str]:
     ]
     alone = [layer for layer in r.layers if layer.alone is not None and getattr(layer.alone, f"{by}_frac") is not None]
     if alone:
-        top = max(alone, key=lambda layer: abs(getattr(layer.alone, f"{by}_frac")))
+        top = max(alone, key=lambda layer: float(getattr(layer.alone, f"{by}_frac")))
         frac = getattr(top.alone, f"{by}_frac")
-        out.append(f"Switched alone, {top.name} carries the most: {_pct(frac)} of the gap.")
+        if frac > 0:
+            out.append(f"Switched alone, {top.name} carries the most: {_pct(frac)} of the gap.")
     return out
 
 

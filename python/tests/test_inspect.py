@@ -76,13 +76,25 @@ def scores(model: Any, batches: Sequence[Tuple[Any, Any]]) -> Tuple[float, float
     return float(nn.functional.cross_entropy(out, y)), float((out.argmax(1) == y).float().mean()), out
 
 
-def with_batch_stats(model: Any, names: Sequence[str]) -> Any:
-    """A copy in eval mode with the named BatchNorm layers in training mode (their own copy's buffers change)."""
-    c = copy.deepcopy(model).eval()
-    modules = dict(c.named_modules())
-    for n in names:
-        modules[n].train()
-    return c
+class Plain:
+    """One copy of the model, set for each evaluation: eval mode, the named BatchNorm layers in training mode (batch
+    statistics), and its running statistics put back to the original's before each (training mode updates them)."""
+
+    def __init__(self, model: Any) -> None:
+        self.copy = copy.deepcopy(model)
+        self.modules = dict(self.copy.named_modules())
+        self.buffers = {n: [b.clone() for b in m.buffers(recurse=False)] for n, m in self.modules.items()
+                        if isinstance(m, BN)}
+
+    def __call__(self, names: Sequence[str] = ()) -> Any:
+        with torch.no_grad():
+            for n, saved in self.buffers.items():
+                for b, v in zip(self.modules[n].buffers(recurse=False), saved):
+                    b.copy_(v)
+        self.copy.eval()
+        for n in names:
+            self.modules[n].train()
+        return self.copy
 
 
 def recalibrated_copy(model: Any, batches: Sequence[Tuple[Any, Any]]) -> Any:
@@ -125,12 +137,13 @@ def assert_unchanged(model: Any, before: Tuple[Dict[str, Any], List[Tuple[str, b
 def check_report(model: Any, batches: List[Tuple[Any, Any]], report: Any, blame_samples: int, picks: Sequence[int]) -> None:
     """The three evaluations, the gaps and the blame of `picks` (forward indices) against the plain computation."""
     approx = lambda v: pytest.approx(v, rel=2e-5, abs=2e-6)  # noqa: E731
-    loss, acc, out = scores(copy.deepcopy(model).eval(), batches)
+    plain = Plain(model)
+    loss, acc, out = scores(plain(), batches)
     assert (report.eval_running.loss, report.eval_running.acc) == (approx(loss), approx(acc))
     cap = report.logits_cap
     assert torch.allclose(torch.tensor(report.eval_running.logits), out[:cap], rtol=1e-5, atol=1e-5)
     everything = [n for n, m in model.named_modules() if isinstance(m, BN)]
-    loss, acc, _ = scores(with_batch_stats(model, everything), batches)
+    loss, acc, _ = scores(plain(everything), batches)
     assert (report.eval_batch.loss, report.eval_batch.acc) == (approx(loss), approx(acc))
     recal = recalibrated_copy(model, batches)
     loss, acc, _ = scores(recal, batches)
@@ -151,12 +164,12 @@ def check_report(model: Any, batches: List[Tuple[Any, Any]], report: Any, blame_
             head.append((x[:left], y[:left]))
             left -= len(head[-1][0])
     assert report.blame_samples == blame_samples
-    zero = scores(copy.deepcopy(model).eval(), head)
-    one = scores(with_batch_stats(model, everything), head)
+    zero = scores(plain(), head)
+    one = scores(plain(everything), head)
     for k in picks:
         layer = report.layers[k]
         for kind, names in (("alone", [order[k]]), ("prefix", order[: k + 1])):
-            loss, acc, _ = scores(with_batch_stats(model, names), head)
+            loss, acc, _ = scores(plain(names), head)
             b = getattr(layer, kind)
             assert (b.loss, b.acc) == (approx(loss), approx(acc)), f"{kind} of {layer.name}"
             if abs(one[0] - zero[0]) > 1e-6:
@@ -322,9 +335,24 @@ def test_one_value_per_channel_is_reported_not_raised() -> None:
     assert report.layers[0].n == 1 and report.blame_samples == 0
 
 
-def test_refuses_a_model_without_batchnorm() -> None:
+def test_sync_batchnorm_without_a_process_group_is_inspected_like_batchnorm() -> None:
+    torch.manual_seed(0)
+    model = randomise(MLP())
+    sync = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model))
+    assert isinstance(sync.bn_early, nn.SyncBatchNorm)
+    batches = mlp_data()
+    a, b = (bnscope.inspect(m, batches, blame_samples=16, shuffles=2) for m in (model, sync))
+    assert b.record() == {**a.record(), "seconds": b.record()["seconds"]}
+
+
+def test_refuses_a_model_without_batchnorm_or_with_unsized_lazy_layers() -> None:
     with pytest.raises(ValueError, match="no BatchNorm"):
         bnscope.inspect(nn.Linear(2, 2), [torch.randn(4, 2)])
+    lazy = nn.Sequential(nn.LazyLinear(4), nn.LazyBatchNorm1d())
+    with pytest.raises(ValueError, match="call it once on a batch first"):
+        bnscope.inspect(lazy, [torch.randn(4, 2)])
+    lazy(torch.randn(4, 2))
+    assert bnscope.inspect(lazy, [torch.randn(4, 2)], shuffles=0).layers[0].channels == 4
 
 
 # --- torchvision architectures (random weights, randomised BatchNorm) -----------------------------------------------

@@ -198,3 +198,13 @@ def test_missing_callback_framework_is_named(module: str, framework: str, messag
     out = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(PYTHON_DIR)},
                          capture_output=True, text=True, check=True)
     assert out.stdout.startswith(message), out.stdout
+
+
+def test_blame_limit_avoids_a_last_batch_of_one() -> None:
+    from bnscope._report import _blame_limit
+
+    assert _blame_limit([16, 16, 16], 128) == 48
+    assert _blame_limit([16, 16, 16], 17) == 16
+    assert _blame_limit([16, 16, 16], 18) == 18
+    assert _blame_limit([16, 16, 16], 16) == 16
+    assert _blame_limit([16, 16], 1) == 1  # one sample asked for, one given (a first batch is not cut to nothing)
