@@ -382,3 +382,18 @@ def test_torchvision_architectures(arch: str, tmp_path: Path) -> None:
     assert [r["type"] for r in records] == ["run", "inspect", "end"]
     assert {layer["name"] for layer in records[1]["layers"]} == {e["name"] for e in records[0]["bn_layers"]}
     assert all(math.isfinite(layer["mean_gap"]) for layer in records[1]["layers"])
+
+
+def test_bfloat16_model_is_inspected_in_its_dtype(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = randomise(MLP()).to(torch.bfloat16)
+    batches = [(x.bfloat16(), y) for x, y in mlp_data()]
+    before = snapshot(model)
+    report = bnscope.inspect(model, batches, tmp_path / "bf.jsonl", blame_samples=16, shuffles=2)
+    assert_unchanged(model, before)
+    loss, acc, _ = scores(Plain(model)(), batches)
+    assert report.eval_running.loss == pytest.approx(loss, rel=1e-2) and report.eval_running.acc == pytest.approx(acc)
+    assert [layer.dtype for layer in report.layers] == ["bfloat16", "bfloat16"]
+    records = logspec.read(tmp_path / "bf.jsonl")
+    logspec.check(records)
+    assert records[0]["dtype"] == "bfloat16" and records[1]["layers"][0]["dtype"] == "bfloat16"
