@@ -159,7 +159,7 @@ def main() -> None:
         f"{args.images} generated images {args.size}x{args.size}, batches of {args.batch_size}, blame on "
         f"{args.blame_samples}, {args.shuffles} shuffles, torch {torch.get_num_threads()} threads\n"
     )
-    print(f"| model | BN layers | running acc | batch acc | recalibrated acc (spread) | top blamed layer | wall |")
+    print("| model | BN layers | running acc | batch acc | recalibrated acc (spread) | top blamed layer | wall |")
     print("|---|---|---|---|---|---|---|")
     for name, r, seconds in rows:
         s = r.recalibration_spread
