@@ -83,16 +83,17 @@ class Sums:
 
 @dataclass
 class Blame:
-    """Loss and accuracy with some layers on batch statistics and the rest on running statistics, and where that
-    lies between all-running (0) and all-batch (1) on the blame samples (None when the two do not differ)."""
+    """Loss and accuracy with some layers on batch statistics and the rest on running statistics, and the share of
+    the gap between all-running (0) and all-batch (1) on the blame samples that this closes (None where the two do not
+    differ). Rust `inspect --json`'s `BlameFigure`."""
 
     loss: Optional[float]
     acc: Optional[float]
-    loss_frac: Optional[float]
-    acc_frac: Optional[float]
+    loss_share: Optional[float]
+    acc_share: Optional[float]
 
     def record(self) -> Record:
-        return {"loss": self.loss, "acc": self.acc, "loss_frac": self.loss_frac, "acc_frac": self.acc_frac}
+        return {"loss": self.loss, "acc": self.acc, "loss_share": self.loss_share, "acc_share": self.acc_share}
 
 
 @dataclass
@@ -136,10 +137,6 @@ class Layer:
             out["n"] = self.n
         if self.mean_gap is not None:
             out["mean_gap"], out["var_gap"] = self.mean_gap, self.var_gap
-        if self.alone is not None:
-            out["alone"] = self.alone.record()
-        if self.prefix is not None:
-            out["prefix"] = self.prefix.record()
         if arrays:
             for key in ("running_mean", "running_var", "data_mean", "data_var"):
                 values: List[float] = getattr(self, key)
@@ -185,7 +182,8 @@ class Report:
     recalibrated: Score
     recalibration_spread: Optional[Spread]
     layers: List[Layer]
-    """Every BatchNorm layer in forward order (the order of their first call; unreached layers last)."""
+    """Every BatchNorm layer in forward order (the order of their first call; unreached layers last). The record
+    lists them largest gap first (as Rust `inspect --json`), and their blame in forward order under `blame`."""
     findings: List[str]
     blame_samples: int
     blame_by: Optional[str] = None
@@ -193,9 +191,9 @@ class Report:
     blamed: List[Tuple[str, float]] = field(default_factory=list)
     """The layers the diagnosis names, each with its step of the prefix curve (share of the gap), largest first."""
     blame_running: Optional[Score] = None
-    """All layers on running statistics, on the blame samples (the 0 of the fractions)."""
+    """All layers on running statistics, on the blame samples (the 0 of the shares)."""
     blame_batch: Optional[Score] = None
-    """All layers on batch statistics, on the blame samples (the 1 of the fractions)."""
+    """All layers on batch statistics, on the blame samples (the 1 of the shares)."""
     logits_cap: int = 0
     labels: List[int] = field(default_factory=list)
     seconds: float = 0.0
@@ -222,6 +220,13 @@ class Report:
         if self.recalibration_spread is not None:
             rec["recalibration_spread"] = self.recalibration_spread.record()
         rec["blame_samples"] = self.blame_samples
+        blame = [
+            {"name": x.name, "alone": x.alone.record(), "prefix": x.prefix.record()}
+            for x in self.layers
+            if x.alone is not None and x.prefix is not None
+        ]
+        if blame:
+            rec["blame"] = blame
         if self.blame_running is not None and self.blame_batch is not None:
             rec["blame_running"], rec["blame_batch"] = self.blame_running.record(), self.blame_batch.record()
         if self.blame_by is not None:
@@ -230,7 +235,7 @@ class Report:
         rec["logits_cap"] = self.logits_cap
         if self.labels:
             rec["labels"] = self.labels
-        rec["layers"] = [layer.record(arrays) for layer in self.layers]
+        rec["layers"] = [layer.record(arrays) for layer in sorted(self.layers, key=lambda x: -x.worst())]
         rec["findings"] = list(self.findings)
         rec["diagnosis"] = self.diagnosis
         rec["seconds"] = round(self.seconds, 3)
@@ -302,17 +307,19 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _frac(value: Optional[float], zero: Optional[float], one: Optional[float]) -> Optional[float]:
+def _share(value: Optional[float], zero: Optional[float], one: Optional[float]) -> Optional[float]:
+    """How much of the gap from `zero` (all running) to `one` (all batch) `value` closes; None (as Rust `inspect`'s
+    NaN) where the two ends agree to 1e-6."""
     if value is None or zero is None or one is None:
         return None
     d = one - zero
-    if not math.isfinite(d) or abs(d) < 1e-9 or not math.isfinite(value):
+    if not math.isfinite(d) or abs(d) < 1e-6 or not math.isfinite(value):
         return None
     return (value - zero) / d
 
 
 def _blame(s: Score, zero: Score, one: Score) -> Blame:
-    return Blame(s.loss, s.acc, _frac(s.loss, zero.loss, one.loss), _frac(s.acc, zero.acc, one.acc))
+    return Blame(s.loss, s.acc, _share(s.loss, zero.loss, one.loss), _share(s.acc, zero.acc, one.acc))
 
 
 def examine(
@@ -461,7 +468,7 @@ def _blame_pass(
     previous = 0.0
     for i in switchable:
         b = backend.layers[i].prefix
-        value = getattr(b, f"{by}_frac") if b is not None else None
+        value = getattr(b, f"{by}_share") if b is not None else None
         if value is None:
             continue
         steps.append((backend.layers[i].name, value - previous))
@@ -603,10 +610,10 @@ def _blame_findings(r: Report) -> List[str]:
         f"the {what} moves from {zero} (all running) to {one} (all batch); most of that gap "
         f"is made at {named}."
     ]
-    alone = [layer for layer in r.layers if layer.alone is not None and getattr(layer.alone, f"{by}_frac") is not None]
+    alone = [layer for layer in r.layers if layer.alone is not None and getattr(layer.alone, f"{by}_share") is not None]
     if alone:
-        top = max(alone, key=lambda layer: float(getattr(layer.alone, f"{by}_frac")))
-        frac = getattr(top.alone, f"{by}_frac")
+        top = max(alone, key=lambda layer: float(getattr(layer.alone, f"{by}_share")))
+        frac = getattr(top.alone, f"{by}_share")
         if frac > 0:
             out.append(f"Switched alone, {top.name} carries the most: {_pct(frac)} of the gap.")
     return out
@@ -650,12 +657,12 @@ def text(r: Report) -> str:
     for layer in shown[:SHOWN_LAYERS]:
         row = f"  {layer.name:<{width}}  {_gap(layer.mean_gap):>8}  {_gap(layer.var_gap):>8}"
         if blame is not None:
-            a = getattr(layer.alone, f"{blame}_frac") if layer.alone else None
-            p = getattr(layer.prefix, f"{blame}_frac") if layer.prefix else None
+            a = getattr(layer.alone, f"{blame}_share") if layer.alone else None
+            p = getattr(layer.prefix, f"{blame}_share") if layer.prefix else None
             row += f"  {_pct(a):>6}  {_pct(p):>7}"
         lines.append(row)
     if len(shown) > SHOWN_LAYERS:
-        lines.append(f"  … {len(shown) - SHOWN_LAYERS} more (to_json() lists them all, in forward order)")
+        lines.append(f"  … {len(shown) - SHOWN_LAYERS} more (to_json() lists them all)")
     if r.blame_samples:
         lines.append(f"  (blame measured on {r.blame_samples} samples)")
     lines.append("")

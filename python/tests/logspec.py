@@ -60,10 +60,10 @@ def _momentum(rec: Mapping[str, Any], where: str) -> None:
         assert isinstance(rec["cumulative"], bool), where
 
 
-def _fraction_pair(b: Any, where: str) -> None:
-    assert isinstance(b, dict) and {"loss", "acc", "loss_frac", "acc_frac"} >= b.keys(), where
+def _blame_figure(b: Any, where: str) -> None:
+    assert isinstance(b, dict) and {"loss", "acc", "loss_share", "acc_share"} >= b.keys(), where
     _metric({k: b[k] for k in ("loss", "acc") if k in b}, where)
-    for key in ("loss_frac", "acc_frac"):
+    for key in ("loss_share", "acc_share"):
         assert _number(b.get(key)), f"{where}.{key}"
 
 
@@ -100,11 +100,13 @@ def _inspect(rec: Mapping[str, Any], layers: Mapping[str, int], where: str) -> N
         for key in ("mean_gap", "var_gap"):
             if layer.get(key) is not None:
                 assert layer[key] >= 0, f"{lw}.{key}"
-        for key in ("alone", "prefix"):
-            if key in layer:
-                _fraction_pair(layer[key], f"{lw}.{key}")
         if "n" in layer:
             assert isinstance(layer["n"], int) and layer["n"] >= 1, lw
+    blamed = [entry["name"] for entry in rec.get("blame", [])]
+    assert len(set(blamed)) == len(blamed) and set(blamed) <= set(names), f"{where}.blame: names"
+    for entry in rec.get("blame", []):
+        for key in ("alone", "prefix"):
+            _blame_figure(entry[key], f"{where}.blame {entry['name']}.{key}")
     assert isinstance(rec["findings"], list) and all(isinstance(f, str) for f in rec["findings"]), where
 
 

@@ -173,7 +173,7 @@ def check_report(model: Any, batches: List[Tuple[Any, Any]], report: Any, blame_
             b = getattr(layer, kind)
             assert (b.loss, b.acc) == (approx(loss), approx(acc)), f"{kind} of {layer.name}"
             if abs(one[0] - zero[0]) > 1e-6:
-                assert b.loss_frac == pytest.approx((loss - zero[0]) / (one[0] - zero[0]), rel=1e-3, abs=1e-4)
+                assert b.loss_share == pytest.approx((loss - zero[0]) / (one[0] - zero[0]), rel=1e-3, abs=1e-4)
     assert report.layers[-1].prefix.loss == approx(one[0])
 
 
@@ -227,8 +227,12 @@ def test_mlp_figures_match_plain_pytorch_and_nothing_changes(tmp_path: Path) -> 
     rec = records[1]
     assert json.loads(report.to_json()) == rec
     assert set(rec["eval_running"]) == {"loss", "acc", "logits"} and rec["recalibration_spread"]["shuffles"] == 3
-    assert rec["layers"][0]["name"] == "bn_early" and len(rec["layers"][0]["data_mean"]) == 32
-    assert set(rec["layers"][1]["alone"]) == {"loss", "acc", "loss_frac", "acc_frac"}
+    assert [b["name"] for b in rec["blame"]] == ["bn_early", "bn_late"]  # forward order, as Rust's --json
+    assert set(rec["blame"][1]["alone"]) == {"loss", "acc", "loss_share", "acc_share"}
+    assert rec["blame"][1]["prefix"]["loss_share"] == 1.0
+    gaps = [max(layer["mean_gap"], layer["var_gap"]) for layer in rec["layers"]]
+    assert gaps == sorted(gaps, reverse=True)  # largest gap first, as Rust's --json
+    assert {layer["name"]: len(layer["data_mean"]) for layer in rec["layers"]} == {"bn_early": 32, "bn_late": 16}
     assert rec["diagnosis"] == " ".join(rec["findings"]) and rec["findings"]
     text = str(report)
     assert "eval, recalibrated (AdaBN)" in text and "Diagnosis:" in text and "bn_early" in text
@@ -319,8 +323,8 @@ def test_stale_deeper_layer_is_found_and_blamed() -> None:
     assert early.worst() < 0.05 and late.worst() > 0.5
     assert any(f.startswith("The running statistics of 1 of 2 layers are far") for f in report.findings)
     assert report.blamed and report.blamed[0][0] == "bn_late"
-    assert late.alone is not None and late.alone.loss_frac == pytest.approx(1.0, abs=0.1)
-    assert early.prefix is not None and abs(early.prefix.loss_frac) < 0.1
+    assert late.alone is not None and late.alone.loss_share == pytest.approx(1.0, abs=0.1)
+    assert early.prefix is not None and abs(early.prefix.loss_share) < 0.1
     assert report.recalibrated.loss < report.eval_running.loss
 
 

@@ -70,9 +70,9 @@ def test_blame_arithmetic_and_forward_order() -> None:
     assert [layer.name for layer in r.layers] == ["l2", "l0", "l1"]
     total = 0.1 + 0.6 + 0.3
     assert r.blame_running.loss == 1.0 and r.blame_batch.loss == pytest.approx(1.0 + total)
-    alone = {layer.name: layer.alone.loss_frac for layer in r.layers}
+    alone = {layer.name: layer.alone.loss_share for layer in r.layers}
     assert alone == pytest.approx({"l0": 0.1 / total, "l1": 0.6 / total, "l2": 0.3 / total})
-    prefix = [layer.prefix.loss_frac for layer in r.layers]
+    prefix = [layer.prefix.loss_share for layer in r.layers]
     assert prefix == pytest.approx([0.3 / total, 0.4 / total, 1.0])
     assert r.blame_by == "acc"  # the accuracy moves by 0.3: three equal steps of the prefix curve
     assert len(r.blamed) == 2 and {n for n, _ in r.blamed} <= {"l0", "l1", "l2"}
@@ -97,7 +97,7 @@ def test_nothing_to_blame_and_no_blame_pass() -> None:
     b = Fake(FIT, cost=(0.0, 0.0, 0.0))
     b.evaluate = lambda layers, limit=None, logits=0: Score(1.0, 0.5, [])  # type: ignore[method-assign]
     r = run(b)
-    assert r.blame_by is None and r.blamed == [] and r.layers[0].alone.loss_frac is None
+    assert r.blame_by is None and r.blamed == [] and r.layers[0].alone.loss_share is None
     assert "blame_by" not in r.record() and r.record()["blame_samples"] == 16
     r = run(Fake(FIT), blame=False)
     assert r.blame_samples == 0 and all(layer.alone is None for layer in r.layers)
@@ -148,7 +148,8 @@ def test_record_follows_the_spec_and_text() -> None:
                   "bn_layers": [{"name": f"l{i}", "channels": 2} for i in range(3)]}
     logspec.check([run_record, rec, {"type": "end", "epochs": 0, "reason": "done"}])
     assert rec["eval_running"] == {"loss": 1.0, "acc": 0.5, "logits": [[1.0, 2.0]]}
-    assert [layer["name"] for layer in rec["layers"]] == ["l2", "l0", "l1"]
+    assert [b["name"] for b in rec["blame"]] == ["l2", "l0", "l1"]  # forward order
+    assert [layer["name"] for layer in rec["layers"]] == ["l2", "l0", "l1"]  # equal gaps: forward order kept
     assert rec["layers"][1]["data_mean"] == [1.0, 1.0] and rec["layers"][1]["running_mean"] == [0.5, 1.0]
     assert rec["diagnosis"] == " ".join(rec["findings"]) and rec["labels"] == [0]
     assert "running_mean" not in r.record(arrays=False)["layers"][0]
@@ -157,7 +158,8 @@ def test_record_follows_the_spec_and_text() -> None:
     assert set(rec) <= documented, set(rec) - documented
     for layer in rec["layers"]:
         assert set(layer) <= documented, set(layer) - documented
-    assert set(rec["recalibration_spread"]) <= documented and set(rec["layers"][0]["alone"]) <= documented
+    assert set(rec["recalibration_spread"]) <= documented and set(rec["blame"][0]) <= documented
+    assert set(rec["blame"][0]["alone"]) <= documented
     text = str(r)
     assert text.startswith("Fake on 40 samples (3 batches of up to 16)")
     assert "eval, recalibrated (AdaBN)" in text and "(3 shuffles:" in text and text.endswith("\n")
