@@ -19,23 +19,45 @@ without either.
 """
 from typing import TYPE_CHECKING, Any
 
+from ._extras import need
 from ._log import SCHEMA, LogFileError, rank_path
 
 if TYPE_CHECKING:
+    from ._inspect import inspect
     from ._keras import KerasCallback
+    from ._keras_inspect import keras_inspect
+    from ._report import Report
     from ._torch import Scope, watch
 
-__all__ = ["SCHEMA", "KerasCallback", "LogFileError", "Scope", "rank_path", "watch"]
+__all__ = ["SCHEMA", "KerasCallback", "LogFileError", "Report", "Scope", "inspect", "keras_inspect", "rank_path",
+           "watch"]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
     if name in ("watch", "Scope"):
+        need("torch", f"bnscope.{name}")
         from . import _torch
 
         return getattr(_torch, name)
     if name == "KerasCallback":
+        need("keras", "bnscope.KerasCallback")
         from . import _keras
 
         return _keras.KerasCallback
+    # bnscope.inspect / keras_inspect / Report (issue #25): any model, any training loop.
+    if name == "inspect":
+        need("torch", "bnscope.inspect")
+        from ._inspect import inspect
+
+        return inspect
+    if name == "keras_inspect":
+        need("keras", "bnscope.keras_inspect")
+        from ._keras_inspect import keras_inspect
+
+        return keras_inspect
+    if name == "Report":
+        from ._report import Report
+
+        return Report
     raise AttributeError(f"module 'bnscope' has no attribute {name!r}")

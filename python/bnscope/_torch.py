@@ -13,16 +13,21 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Named
 import torch
 from torch import Tensor, nn
 
+from ._compat import LAZY_BN, compiling, dtype_name, params_dtype, uninitialized
 from ._control import Command, Control, Refused
 from ._log import (SCHEMA, JsonlWriter, PathLike, Record, add_info, check_info, check_options, check_path, common,
                    encode, gap, metric, rank_path, short)
 
-BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, *LAZY_BN)
 BatchNorm = nn.modules.batchnorm._BatchNorm
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside DDP / DataParallel or any wrapper whose only child is `.module`; else `model` itself."""
+    """The model inside DDP / DataParallel or any wrapper whose only child is `.module`, or inside torch.compile's
+    wrapper (`._orig_mod`); else `model` itself."""
+    compiled = getattr(model, "_orig_mod", None)
+    if isinstance(compiled, nn.Module):
+        return unwrap(compiled)
     inner = getattr(model, "module", None)
     if isinstance(inner, nn.Module) and list(model.children()) == [inner]:
         return inner
@@ -143,8 +148,14 @@ class Scope:
         self._dist = distributed()
         world = self._dist[1] if self._dist else 1
         self.path = rank_path(given, self._dist[0]) if self._dist and world > 1 else given
-        run = self._run_record(momentum_note, extra)
-        encode(run)  # raises here, before the file is touched, if a value cannot be written
+        self._run_args = (momentum_note, extra)
+        self._started = False
+        # Lazy layers get their sizes at the first forward: the run record waits for them (see `_start`).
+        run = None if uninitialized(model) else self._run_record(momentum_note, extra)
+        if run is not None:
+            encode(run)  # raises here, before the file is touched, if a value cannot be written
+        else:
+            encode({"info": extra})
         self._handles: List[Any] = []
         self.control: Optional[Control] = None
         self._log = JsonlWriter(self.path, overwrite=overwrite, owner=f"bnscope.watch of {type(model).__name__}")
@@ -154,15 +165,29 @@ class Scope:
                 self.control = Control(given, self._apply, self._event, recalibrate=recalibrate is not None,
                                        evaluate=evaluate is not None, rank=rank, world=world,
                                        store=dist_store() if world > 1 else None)
-                run["control"] = self.control.info
             self._handles = [m.register_forward_hook(self._hook(name, m)) for name, m in self.layers]
             if self.control is not None:
                 self._handles.append(model.register_forward_pre_hook(self._pre_hook()))
-            self._log.write(run)
+            if run is not None:
+                self._write_run(run)
         except BaseException:
             self._unhook()
             self._log.close()
             raise
+
+    def _write_run(self, run: Record) -> None:
+        if self.control is not None:
+            run["control"] = self.control.info
+        self._started = True
+        self._log.write(run)
+
+    def _start(self, strict: bool = True) -> None:
+        """Writes the `run` record once (at `watch()`, or at the first record after lazy layers materialised)."""
+        if self._started:
+            return
+        if strict and uninitialized(self.model):
+            raise ValueError("the model's lazy layers have no size yet: run a forward pass before epoch()/event()")
+        self._write_run(self._run_record(*self._run_args))
 
     # The hooks are closures, not bound methods: `copy.deepcopy(model)` (EMA, `AveragedModel`) copies a model's
     # hooks, and would copy a bound method's Scope with its open files. The copy's hooks stay this Scope's, and
@@ -171,7 +196,9 @@ class Scope:
     def _hook(self, name: str, layer: nn.Module) -> Callable[[nn.Module, Tuple[Any, ...], Any], None]:
         def hook(module: nn.Module, inputs: Tuple[Any, ...], output: Any) -> None:
             if module.training and not self._paused and module is layer:
-                self._last[name] = saved_batch(output, inputs[0]) or batch_stats(inputs[0])
+                # Under torch.compile reading grad_fn breaks the graph: compute the statistics in the trace instead.
+                saved = None if compiling() else saved_batch(output, inputs[0])
+                self._last[name] = saved or batch_stats(inputs[0])
 
         return hook
 
@@ -180,7 +207,8 @@ class Scope:
 
         def boundary(module: nn.Module, args: Any) -> None:
             """A training forward of the watched model is a step boundary."""
-            if module.training and not self._busy and module is watched and self.control is not None:
+            # A model with lazy layers: its run record (and so its ledger) waits for their sizes; commands wait too.
+            if module.training and not self._busy and module is watched and self.control is not None and self._started:
                 self.control.boundary()
 
         return boundary
@@ -202,12 +230,15 @@ class Scope:
             "framework_version": torch.__version__.split("+")[0],
             "convention": "keras",
             "model": type(unwrap(self.model)).__name__,
-            "params": sum(p.numel() for p in self.model.parameters()),
+            **({} if uninitialized(self.model) else {"params": sum(p.numel() for p in self.model.parameters())}),
             "device": str(first.device) if first is not None else "cpu",
             "bn_variance": "unbiased",
             "bn_layers": [
-                {"name": n, "channels": m.num_features, "eps": m.eps, **keras_momentum(m)} for n, m in self.layers
+                {"name": n, "channels": m.num_features, "eps": m.eps, **keras_momentum(m), **dtype_name(m)}
+                for n, m in self.layers
+                if m.num_features  # a lazy layer that never ran (close() before any forward) has no size
             ],
+            **params_dtype(self.model),
         }
         eps = common([m.eps for _, m in self.layers])
         if eps is not None:
@@ -247,6 +278,7 @@ class Scope:
     ) -> None:
         """Writes an `epoch` and a `bn` record. Each metric is `{"loss": .., "acc": ..}` (either may be left out).
         `epoch` defaults to the previous one + 1; `bn` ("full"/"summary") overrides `log_bn` for this record."""
+        self._start()
         self.epochs = self.epochs + 1 if epoch is None else epoch
         rec: Record = {"type": "epoch", "epoch": self.epochs}
         t = self._t()
@@ -293,6 +325,7 @@ class Scope:
 
     def event(self, what: str, value: Any = None) -> None:
         """Writes an `event` record (e.g. `scope.event("momentum", 0.9)` after changing it)."""
+        self._start()
         rec: Record = {"type": "event", "epoch": self.epochs, "what": what}
         if value is not None:
             rec["value"] = value
@@ -422,6 +455,7 @@ class Scope:
         """Removes the hooks and writes the `end` record (once; later calls do nothing)."""
         if self._log.closed:
             return
+        self._start(strict=False)
         self._unhook()
         rec: Record = {"type": "end", "epochs": self.epochs, "reason": reason}
         if message is not None:

@@ -16,6 +16,7 @@ REQUIRED: Dict[str, Set[str]] = {
     "bn": {"type", "epoch", "layers"},
     "event": {"type", "epoch", "what"},
     "end": {"type", "epochs", "reason"},
+    "inspect": {"type", "samples", "eval_running", "eval_batch", "recalibrated", "layers", "findings"},
 }
 ARRAYS = ("running_mean", "running_var", "batch_mean", "batch_var")
 
@@ -57,6 +58,56 @@ def _momentum(rec: Mapping[str, Any], where: str) -> None:
         assert 0.0 <= rec["momentum"] <= 1.0, f"{where}: momentum {rec['momentum']} (Keras convention)"
     if "cumulative" in rec:
         assert isinstance(rec["cumulative"], bool), where
+
+
+def _blame_figure(b: Any, where: str) -> None:
+    assert isinstance(b, dict) and {"loss", "acc", "loss_share", "acc_share"} >= b.keys(), where
+    _metric({k: b[k] for k in ("loss", "acc") if k in b}, where)
+    for key in ("loss_share", "acc_share"):
+        assert _number(b.get(key)), f"{where}.{key}"
+
+
+def _inspect(rec: Mapping[str, Any], layers: Mapping[str, int], where: str) -> None:
+    """The `inspect` record (bnscope.inspect / keras_inspect)."""
+    assert isinstance(rec["samples"], int) and rec["samples"] >= 1, where
+    cap = rec.get("logits_cap")
+    for key in ("eval_running", "eval_batch", "recalibrated", "blame_running", "blame_batch"):
+        if key in rec:
+            _metric(rec[key], f"{where}.{key}")
+            rows = rec[key].get("logits", [])
+            assert cap is not None or not rows, f"{where}.{key}: logits without logits_cap"
+            assert len(rows) <= (cap or 0) and len({len(r) for r in rows}) <= 1, f"{where}.{key}.logits"
+            assert all(_number(v) for r in rows for v in r), f"{where}.{key}.logits"
+    spread = rec.get("recalibration_spread")
+    if spread is not None:
+        assert isinstance(spread["shuffles"], int) and spread["shuffles"] >= 0, where
+        for m in ("acc", "loss"):
+            if f"{m}_min" in spread:
+                assert spread[f"{m}_min"] <= spread[f"{m}_mean"] + 1e-12 <= spread[f"{m}_max"] + 2e-12, where
+    assert rec.get("blame_by") in (None, "acc", "loss"), where
+    names = [layer["name"] for layer in rec["layers"]]
+    assert len(set(names)) == len(names), f"{where}: a layer listed twice"
+    for entry in rec.get("blamed", []):
+        assert entry["name"] in names and _number(entry["share"]), where
+    for layer in rec["layers"]:
+        name = layer["name"]
+        lw = f"{where} {name}"
+        assert name in layers, f"{lw}: not in run.bn_layers"
+        assert layer.get("channels", layers[name]) == layers[name], lw
+        for key in ("running_mean", "running_var", "data_mean", "data_var"):
+            if key in layer:
+                assert len(layer[key]) == layers[name] and all(_number(v) for v in layer[key]), f"{lw}.{key}"
+        for key in ("mean_gap", "var_gap"):
+            if layer.get(key) is not None:
+                assert layer[key] >= 0, f"{lw}.{key}"
+        if "n" in layer:
+            assert isinstance(layer["n"], int) and layer["n"] >= 1, lw
+    blamed = [entry["name"] for entry in rec.get("blame", [])]
+    assert len(set(blamed)) == len(blamed) and set(blamed) <= set(names), f"{where}.blame: names"
+    for entry in rec.get("blame", []):
+        for key in ("alone", "prefix"):
+            _blame_figure(entry[key], f"{where}.blame {entry['name']}.{key}")
+    assert isinstance(rec["findings"], list) and all(isinstance(f, str) for f in rec["findings"]), where
 
 
 def check(records: Sequence[Mapping[str, Any]]) -> None:
@@ -108,6 +159,8 @@ def check(records: Sequence[Mapping[str, Any]]) -> None:
                         assert layer[key] >= 0, f"{where} {name}.{key}"
                 if "n" in layer:
                     assert isinstance(layer["n"], int) and layer["n"] >= 1, where
+        elif kind == "inspect":
+            _inspect(rec, layers, where)
         elif kind == "event":
             assert isinstance(rec["what"], str), where
         elif kind == "end":

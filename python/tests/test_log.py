@@ -57,7 +57,7 @@ def test_helpers() -> None:
 
 def test_checker_required_fields_match_the_spec() -> None:
     spec = logspec.required_in_spec()
-    for kind in ("run", "epoch", "bn"):
+    for kind in ("run", "epoch", "bn", "inspect"):
         assert spec[kind] == logspec.REQUIRED[kind], kind
     text = logspec.SPEC.read_text(encoding="utf-8")
     assert "# bnscope log format, version 1" in text and SCHEMA == 1
