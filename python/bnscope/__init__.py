@@ -15,6 +15,7 @@ Keras 3::
 torch and keras are imported only when `watch` / `Scope` or `KerasCallback` is first used, so this package imports
 without either.
 """
+from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 from ._log import SCHEMA, rank_path
@@ -24,16 +25,35 @@ if TYPE_CHECKING:
     from ._torch import Scope, watch
 
 __all__ = ["SCHEMA", "KerasCallback", "Scope", "rank_path", "watch"]
-__version__ = "0.1.0"
+try:
+    # The one version: Cargo.toml's, which the wheel's metadata carries (pyproject.toml: dynamic = ["version"]).
+    __version__ = _metadata.version("bnscope")
+except _metadata.PackageNotFoundError:  # imported from a source tree (PYTHONPATH=python), not installed
+    __version__ = "unknown"
+
+
+def _needs(what: str, framework: str, extra: str, e: ModuleNotFoundError) -> ModuleNotFoundError:
+    msg = f"bnscope.{what} needs {framework}, which is not installed: pip install 'bnscope[{extra}]'"
+    return ModuleNotFoundError(msg, name=e.name)
 
 
 def __getattr__(name: str) -> Any:
     if name in ("watch", "Scope"):
-        from . import _torch
+        try:
+            from . import _torch
+        except ModuleNotFoundError as e:
+            if e.name != "torch":
+                raise
+            raise _needs(name, "PyTorch", "torch", e) from e
 
         return getattr(_torch, name)
     if name == "KerasCallback":
-        from . import _keras
+        try:
+            from . import _keras
+        except ModuleNotFoundError as e:
+            if e.name != "keras":
+                raise
+            raise _needs(name, "Keras 3", "keras", e) from e
 
         return _keras.KerasCallback
     raise AttributeError(f"module 'bnscope' has no attribute {name!r}")
