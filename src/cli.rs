@@ -2,14 +2,22 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+#[cfg(feature = "train")]
+use clap::ValueEnum;
+use clap::{Args, Parser, Subcommand};
 
+#[cfg(feature = "train")]
 use crate::data::{Normalize, ValTransform};
 use crate::error::usage;
+#[cfg(feature = "train")]
 use crate::framework::{Framework, FrozenBn};
+#[cfg(feature = "train")]
 use crate::lesson::Scenario;
+#[cfg(feature = "train")]
 use crate::log::LogBn;
+#[cfg(feature = "train")]
 use crate::model::{Norm, Preset};
+#[cfg(feature = "train")]
 use crate::optim::OptimizerKind;
 
 #[derive(Parser, Debug)]
@@ -25,6 +33,7 @@ use crate::optim::OptimizerKind;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Cmd>,
+    #[cfg(feature = "train")]
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -32,6 +41,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Time training steps and evaluation passes (see docs/PERFORMANCE.md).
+    #[cfg(feature = "train")]
     Bench(BenchArgs),
     /// Show a finished JSONL log (bnscope's, or one written by python/'s hook or callback) in the TUI, epoch by
     /// epoch under a cursor (←/→, Shift-←/→, Home/End, {/} events, space plays); several rank logs show how far
@@ -40,12 +50,24 @@ pub enum Cmd {
     Replay(ReplayArgs),
     /// Diagnose imported weights on your images without training: evaluation with running statistics, with batch
     /// statistics, and after recalibrating the statistics on the data (AdaBN); per-layer gaps and a diagnosis.
+    #[cfg(feature = "train")]
     Inspect(Box<InspectArgs>),
     /// Follow a growing JSONL log like `tail -F` (a headless bnscope run with --log, or a PyTorch/Keras run with
     /// python/'s hook) in the TUI: waits for the file, copes with truncation and rotation, the cursor follows the
     /// newest epoch until you scroll back (End follows again). With --headless (or when stdout is not a
     /// terminal) prints each epoch as it is written; Ctrl-C stops.
     Watch(WatchArgs),
+    /// Print shell completions: bash, zsh, fish (also elvish, powershell); README.md says where they go.
+    Completions(CompletionsArgs),
+    /// Print bnscope's man page (roff): `bnscope man > ~/.local/share/man/man1/bnscope.1`, then `man bnscope`.
+    Man,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CompletionsArgs {
+    /// The shell to write completions for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -57,6 +79,7 @@ pub struct WatchArgs {
     pub view: LogViewArgs,
 }
 
+#[cfg(feature = "train")]
 #[derive(Args, Debug, Clone)]
 pub struct InspectArgs {
     /// Print one JSON object (logits in data order) instead of the report.
@@ -67,6 +90,7 @@ pub struct InspectArgs {
 }
 
 /// What `--freeze` holds still.
+#[cfg(feature = "train")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Freeze {
     /// Everything but the classifier `fc`.
@@ -116,6 +140,7 @@ impl LogViewArgs {
     }
 }
 
+#[cfg(feature = "train")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Convention {
     /// running = m·running + (1−m)·batch (Keras, TensorFlow).
@@ -125,6 +150,7 @@ pub enum Convention {
 }
 
 /// Which batch variance the running variance moves toward.
+#[cfg(feature = "train")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Variance {
     /// Σ(x−μ)²/n, as Keras 3 does.
@@ -133,6 +159,7 @@ pub enum Variance {
     Unbiased,
 }
 
+#[cfg(feature = "train")]
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Image folder DIR/<class>/<image> (default: the three embedded seed images), or `shapes[:N]`: N generated
@@ -283,6 +310,7 @@ pub struct RunArgs {
     pub ascii: bool,
 }
 
+#[cfg(feature = "train")]
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Network preset.
@@ -318,6 +346,7 @@ pub struct BenchArgs {
     pub kernels: Kernels,
 }
 
+#[cfg(feature = "train")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Kernels {
     Own,
@@ -325,6 +354,7 @@ pub enum Kernels {
     Candle,
 }
 
+#[cfg(feature = "train")]
 impl Kernels {
     pub fn name(self) -> &'static str {
         match self {
@@ -335,6 +365,7 @@ impl Kernels {
     }
 }
 
+#[cfg(feature = "train")]
 impl RunArgs {
     /// The explicit `--momentum` in the Keras convention.
     pub fn keras_momentum(&self) -> Option<f64> {
@@ -425,6 +456,7 @@ impl RunArgs {
     }
 }
 
+#[cfg(feature = "train")]
 impl RunArgs {
     /// `--val-split`, `--eval-batch-size` (`--val` and `--data shapes` are checked where the data is loaded).
     fn validate_evaluation(&self) -> Result<()> {
@@ -462,6 +494,7 @@ pub const MAX_BENCH_STEPS: usize = 100_000;
 /// Largest `--batch-size`, for training and `bench` alike.
 pub const MAX_BATCH: usize = 4096;
 
+#[cfg(feature = "train")]
 impl BenchArgs {
     /// Range checks with one-line messages (before anything is allocated).
     pub fn validate(&self) -> Result<()> {
@@ -487,6 +520,7 @@ impl BenchArgs {
 /// Largest accepted `--image-size`.
 pub const MAX_IMAGE_SIZE: usize = 1024;
 
+#[cfg(feature = "train")]
 pub fn check_image_size(model: Preset, size: usize) -> Result<()> {
     let min = model.min_image_size();
     if size < min || size > MAX_IMAGE_SIZE {
@@ -498,9 +532,43 @@ pub fn check_image_size(model: Preset, size: usize) -> Result<()> {
     Ok(())
 }
 
+/// What the viewer-only build (`--no-default-features`) says when asked to train (exit 2).
+#[cfg(not(feature = "train"))]
+pub const VIEWER_ONLY: &str = "bnscope: this build is the viewer only (replay, watch); training, inspect and bench \
+need the full build: pip install bnscope, or cargo install bnscope (default features)";
+
+/// The command line's definition with what is known only at run time: `--version`'s long form (commit, features,
+/// CPU kernels) and, in the viewer-only build, a line saying so above the help.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let cmd = Cli::command().long_version(crate::about::long_version());
+    #[cfg(not(feature = "train"))]
+    let cmd = cmd
+        .before_help("This build is the viewer only (replay, watch): no training, inspect or bench.")
+        .after_help("The full build (default features) also trains: pip install bnscope, or cargo install bnscope.");
+    cmd
+}
+
+/// The viewer-only build refuses what would train: no subcommand (flags or none at all), `inspect`, `bench`.
+#[cfg(not(feature = "train"))]
+pub fn would_train(first: Option<&std::ffi::OsStr>) -> bool {
+    let Some(first) = first else { return true };
+    match first.to_str() {
+        Some("-h" | "--help" | "-V" | "--version") => false,
+        Some("inspect" | "bench") => true,
+        Some(a) => a.starts_with('-'),
+        None => false,
+    }
+}
+
 /// Parses the command line; clap's own errors become one line (`--help`/`--version` print as usual).
 pub fn parse() -> std::result::Result<Cli, (String, i32)> {
-    match Cli::try_parse() {
+    use clap::FromArgMatches;
+    #[cfg(not(feature = "train"))]
+    if would_train(std::env::args_os().nth(1).as_deref()) {
+        return Err((VIEWER_ONLY.to_string(), 2));
+    }
+    match command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(cli) => Ok(cli),
         Err(e) => {
             use clap::error::ErrorKind;

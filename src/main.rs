@@ -5,15 +5,21 @@ use std::path::Path;
 use anyhow::Result;
 use bnscope::cli::{self, Cmd};
 use bnscope::error::{exit_code, usage};
+#[cfg(feature = "train")]
 use bnscope::outcome::Outcome;
+#[cfg(feature = "train")]
 use bnscope::trainer::{Resume, TrainConfig, Trainer};
-use bnscope::{bench, checkpoint, data, device, files, headless, log::JsonlLog, signals, terminal, weights};
+#[cfg(feature = "train")]
+use bnscope::{bench, checkpoint, data, device, files, headless, log::JsonlLog, weights};
+use bnscope::{signals, terminal};
 
 /// Epochs a second in the TUI unless `--pace` says otherwise: at full speed the tiny preset's running statistics
 /// converge by themselves within seconds, before a newcomer has read the screen. At 7 the default run's catch-up
 /// (about 400 epochs at momentum 0.99) takes about a minute.
+#[cfg(feature = "train")]
 const DEFAULT_TUI_PACE: f64 = 7.0;
 /// The epoch the TUI pauses after to explain the screen: the seed's moment.
+#[cfg(feature = "train")]
 const DEFAULT_PAUSE_AT: usize = 5;
 
 fn main() {
@@ -88,6 +94,26 @@ fn run(cli: cli::Cli) -> Result<i32> {
         }
         return watch_tui(w, pace);
     }
+    if let Some(Cmd::Completions(c)) = &cli.command {
+        bnscope::about::completions(c.shell)?;
+        return Ok(0);
+    }
+    if let Some(Cmd::Man) = &cli.command {
+        bnscope::about::man()?;
+        return Ok(0);
+    }
+    train(cli)
+}
+
+/// The viewer-only build (`--no-default-features`): `cli::parse` has already refused what would train.
+#[cfg(not(feature = "train"))]
+fn train(_: cli::Cli) -> Result<i32> {
+    Err(usage(cli::VIEWER_ONLY))
+}
+
+/// A training run, `inspect` or `bench`.
+#[cfg(feature = "train")]
+fn train(cli: cli::Cli) -> Result<i32> {
     if let Some(Cmd::Bench(b)) = &cli.command {
         return if b.breakdown {
             bnscope::profile::run(b)
@@ -257,6 +283,7 @@ fn run(cli: cli::Cli) -> Result<i32> {
 }
 
 /// The trainer's configuration from the resolved settings (what a run and `inspect` share).
+#[cfg(feature = "train")]
 fn train_config(set: &bnscope::settings::Settings) -> TrainConfig {
     let mut cfg = TrainConfig::new(set.model);
     cfg.image_size = set.image_size;
@@ -274,6 +301,7 @@ fn train_config(set: &bnscope::settings::Settings) -> TrainConfig {
 }
 
 /// `bnscope inspect`: the imported model on the data, no training; a report or one JSON object on stdout.
+#[cfg(feature = "train")]
 fn run_inspect(
     set: &bnscope::settings::Settings,
     (ds, val): (data::Dataset, Option<data::Dataset>),
@@ -444,6 +472,7 @@ fn watch_tui(w: &cli::WatchArgs, pace: f64) -> Result<i32> {
 
 /// `L` chose a lesson: this process becomes `bnscope --scenario NAME` (with the same display flags). The run that
 /// ended has written its log, checkpoint and weights; the files bnscope holds are closed on exec.
+#[cfg(feature = "train")]
 fn relaunch(lesson: &str, a: &cli::RunArgs) -> Result<i32> {
     use std::os::unix::process::CommandExt;
     // The running binary; if it was replaced meanwhile (a rebuild), whatever the shell started as argv[0].
@@ -470,6 +499,7 @@ fn dumb_terminal() -> bool {
 }
 
 /// A resumed run must have epochs left to train: `--epochs` counts the resumed ones.
+#[cfg(feature = "train")]
 fn check_epochs_left(resume: &Path, at: usize, given: Option<usize>, total: Option<usize>) -> Result<()> {
     let Some(total) = total else { return Ok(()) };
     if at < total {
@@ -492,6 +522,7 @@ fn check_epochs_left(resume: &Path, at: usize, given: Option<usize>, total: Opti
 
 /// No output over an input or over another output: the log is not the checkpoint, the resumed checkpoint or an
 /// image, and the checkpoint is not an image.
+#[cfg(feature = "train")]
 fn check_outputs(a: &cli::RunArgs, ds: &data::Dataset) -> Result<()> {
     let shown = |p: &Path| terminal::printable(&p.display().to_string()).into_owned();
     let is_input = |p: &Path| std::fs::metadata(p).is_ok_and(|m| ds.file_ids.contains(&files::file_id(&m)));
@@ -539,6 +570,7 @@ fn check_outputs(a: &cli::RunArgs, ds: &data::Dataset) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "train")]
 fn run_tui(
     link: bnscope::protocol::Link,
     signals: crossbeam_channel::Receiver<i32>,

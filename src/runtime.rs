@@ -6,6 +6,7 @@
 //! * The thread names and [`panic_is_relayed`], which the panic hooks ask (one place for the name strings).
 //!
 //! Callers: `main`, the trainer, the optimizer, `bench` and `profile`. Nothing here knows about models.
+#[cfg(feature = "train")]
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Process set-up for the own CPU kernels: call once at start-up, before any other thread exists (it may set an
@@ -80,6 +81,7 @@ pub fn name_pool() {
 ///
 /// Work on another device runs right here instead: a CUDA context is bound per thread, and GPU work is queued
 /// from the trainer thread.
+#[cfg(feature = "train")]
 pub fn in_pool<R: Send>(dev: &candle_core::Device, f: impl FnOnce() -> R + Send) -> R {
     if !dev.is_cpu() || rayon::current_thread_index().is_some() {
         return f();
@@ -106,6 +108,7 @@ pub fn in_pool<R: Send>(dev: &candle_core::Device, f: impl FnOnce() -> R + Send)
 /// (a futex call and a scheduler round trip, tens of µs on a VM); a tiny@64 step has ~100 such loops and spent
 /// ~14 % of its samples in the scheduler. `PyTorch`'s OpenMP threads spin the same way between parallel regions.
 /// The spinning thread yields the CPU to other threads (the UI) every few hundred spins, and stops when `f` ends.
+#[cfg(feature = "train")]
 fn with_warm_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_num_threads() < 2 {
         return f();

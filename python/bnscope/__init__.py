@@ -17,6 +17,7 @@ Keras 3::
 torch and keras are imported only when `watch` / `Scope` or `KerasCallback` is first used, so this package imports
 without either.
 """
+from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 from ._extras import need
@@ -31,7 +32,11 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA", "KerasCallback", "LogFileError", "Report", "Scope", "inspect", "keras_inspect", "rank_path",
            "watch"]
-__version__ = "0.1.0"
+try:
+    # The one version: Cargo.toml's, which the wheel's metadata carries (pyproject.toml: dynamic = ["version"]).
+    __version__ = _metadata.version("bnscope")
+except _metadata.PackageNotFoundError:  # imported from a source tree (PYTHONPATH=python), not installed
+    __version__ = "unknown"
 
 
 def __getattr__(name: str) -> Any:
