@@ -188,6 +188,12 @@ fn temp_file_beside(target: &Path) -> std::io::Result<tempfile::NamedTempFile> {
         .tempfile_in(target.parent().unwrap_or(Path::new("/")))
 }
 
+/// Whether a new file can be created in `target`'s directory, as [`write_atomically`] will: a test file of a unique
+/// name is created there and removed again (nothing that is there is touched).
+pub(crate) fn can_create_beside(target: &Path) -> std::io::Result<()> {
+    temp_file_beside(target).map(drop)
+}
+
 /// Checks at start-up, before anything runs, that a checkpoint can be written at `path`: not a directory (nor a
 /// name ending in `/`), not a FIFO, device or socket, not a regular file that is something else than a bnscope
 /// checkpoint, in a directory that exists and takes a new file. Touches nothing that is there: the test file has
@@ -231,7 +237,7 @@ pub fn prepare(path: &Path) -> Result<Option<crate::files::PathLock>> {
         }
         Err(_) => {}
     }
-    temp_file_beside(&target).map_err(|e| err(format!("cannot write there: {}", crate::files::io_reason(&e))))?;
+    can_create_beside(&target).map_err(|e| err(format!("cannot write there: {}", crate::files::io_reason(&e))))?;
     crate::files::lock_path(
         &target,
         &format!("--checkpoint {shown}"),

@@ -22,6 +22,7 @@ pub mod logfile;
 pub mod model;
 pub mod optim;
 pub mod outcome;
+pub mod outputs;
 pub mod profile;
 pub mod protocol;
 pub mod runtime;

@@ -7,7 +7,7 @@ use bnscope::cli::{self, Cmd};
 use bnscope::error::{exit_code, usage};
 use bnscope::outcome::Outcome;
 use bnscope::trainer::{Resume, TrainConfig, Trainer};
-use bnscope::{bench, checkpoint, data, device, files, headless, log::JsonlLog, signals, terminal, weights};
+use bnscope::{bench, checkpoint, data, device, headless, log::JsonlLog, signals, terminal, weights};
 
 /// Epochs a second in the TUI unless `--pace` says otherwise: at full speed the tiny preset's running statistics
 /// converge by themselves within seconds, before a newcomer has read the screen. At 7 the default run's catch-up
@@ -124,14 +124,11 @@ fn run(cli: cli::Cli) -> Result<i32> {
         resume.as_ref().map(|r| &r.meta),
         imported.as_ref().map(|w| w.preset),
     )?;
-    for n in notes {
-        eprintln!("{n}");
-    }
+    // Notices are printed once every start-up check has passed, so that a refused start stays one line.
+    let mut notices = notes;
     let size = set.image_size;
     let picked = device::pick(&a.device)?;
-    if let Some(n) = &picked.notice {
-        eprintln!("{n}");
-    }
+    notices.extend(picked.notice.clone());
     let spec = data::DataSpec::parse(a.data.as_deref())?;
     let val_transform = a.val_transform.unwrap_or_default();
     val_transform.check(set.normalize)?;
@@ -146,18 +143,21 @@ fn run(cli: cli::Cli) -> Result<i32> {
         bnscope::loading::load_sets(&spec, held, set.seed, &opts)?
     };
     for d in std::iter::once(&ds).chain(&val).filter(|d| d.ignored > 0) {
-        eprintln!(
+        notices.push(format!(
             "bnscope: ignored {} file(s) in {} that are not .png/.jpg/.jpeg",
             d.ignored,
             terminal::printable(&d.source)
-        );
+        ));
     }
     if let Some(w) = &imported {
         for n in weights::notices(w, ds.classes.len())? {
-            eprintln!("{}", terminal::printable(&n));
+            notices.push(terminal::printable(&n).into_owned());
         }
     }
     if let Some(json) = inspect {
+        for n in notices {
+            eprintln!("{n}");
+        }
         return run_inspect(
             &set,
             (ds, val),
@@ -174,21 +174,22 @@ fn run(cli: cli::Cli) -> Result<i32> {
         } else {
             "stdout is not a terminal"
         };
-        eprintln!("bnscope: {why}; running headless (add --headless to silence this notice)");
+        notices.push(format!(
+            "bnscope: {why}; running headless (add --headless to silence this notice)"
+        ));
     }
     let epochs = a.epochs.or(if headless { Some(20) } else { None });
     if let (Some(p), Some(r)) = (&a.resume, &resume) {
         check_epochs_left(p, r.meta.epoch, a.epochs, epochs)?;
     }
-    check_outputs(&a, &ds)?;
-    if let Some(v) = &val {
-        check_outputs(&a, v)?;
-    }
-    // Held until the run ends: another bnscope writing the same checkpoint is refused at its start.
-    let _checkpoint_lock = match &a.checkpoint {
-        Some(c) => checkpoint::prepare(c)?,
-        None => None,
-    };
+    // No output over an input or another output; the checkpoint and the weights file writable and locked, held
+    // until the run ends (another bnscope writing the same file is refused at its start).
+    let mut sets = vec![("--data", &ds)];
+    sets.extend(
+        val.as_ref()
+            .map(|v| (if a.val.is_some() { "--val" } else { "--data" }, v)),
+    );
+    let _output_locks = bnscope::outputs::prepare(&a, &sets)?;
     let mut cfg = train_config(&set);
     cfg.epochs = epochs;
     cfg.checkpoint = a.checkpoint.clone();
@@ -228,7 +229,8 @@ fn run(cli: cli::Cli) -> Result<i32> {
         Some(p) => Some(JsonlLog::open(p, a.log_bn, a.overwrite_log)?),
         None => None,
     };
-    let mut loaded: Vec<String> = a.data.iter().map(|_| bnscope::loading::summary_line(&ds)).collect();
+    let mut loaded: Vec<String> = notices;
+    loaded.extend(a.data.iter().map(|_| bnscope::loading::summary_line(&ds)));
     loaded.extend(val.as_ref().map(bnscope::loading::held_out_line));
     let mut trainer = Trainer::new(cfg, ds, picked.device, picked.name, log, resume)?;
     if let Some(v) = val {
@@ -488,55 +490,6 @@ fn check_epochs_left(resume: &Path, at: usize, given: Option<usize>, total: Opti
             at + 1
         ),
     }))
-}
-
-/// No output over an input or over another output: the log is not the checkpoint, the resumed checkpoint or an
-/// image, and the checkpoint is not an image.
-fn check_outputs(a: &cli::RunArgs, ds: &data::Dataset) -> Result<()> {
-    let shown = |p: &Path| terminal::printable(&p.display().to_string()).into_owned();
-    let is_input = |p: &Path| std::fs::metadata(p).is_ok_and(|m| ds.file_ids.contains(&files::file_id(&m)));
-    if let Some(log) = &a.log {
-        let l = shown(log);
-        if let Some(r) = a.resume.as_deref().filter(|r| files::same_file(log, r)) {
-            return Err(usage(format!(
-                "--log {l}: the same file as --resume {}; the log would overwrite the checkpoint",
-                shown(r)
-            )));
-        }
-        if let Some(c) = a.checkpoint.as_deref().filter(|c| files::same_file(log, c)) {
-            return Err(usage(format!(
-                "--log {l}: the same file as --checkpoint {}; give them different names",
-                shown(c)
-            )));
-        }
-        if is_input(log) {
-            return Err(usage(format!(
-                "--log {l}: is one of the --data images; write the log elsewhere"
-            )));
-        }
-    }
-    if let Some(w) = &a.save_weights {
-        weights::prepare_save(w, a.weights.as_deref())?;
-        let clash = [("--log", a.log.as_deref()), ("--checkpoint", a.checkpoint.as_deref())]
-            .into_iter()
-            .find(|(_, p)| p.is_some_and(|p| files::same_file(w, p)));
-        if let Some((flag, _)) = clash {
-            return Err(usage(format!("--save-weights {}: the same file as {flag}", shown(w))));
-        }
-        if is_input(w) {
-            return Err(usage(format!(
-                "--save-weights {}: is one of the --data images; write the weights elsewhere",
-                shown(w)
-            )));
-        }
-    }
-    if let Some(c) = a.checkpoint.as_deref().filter(|c| is_input(c)) {
-        return Err(usage(format!(
-            "--checkpoint {}: is one of the --data images; write the checkpoint elsewhere",
-            shown(c)
-        )));
-    }
-    Ok(())
 }
 
 fn run_tui(

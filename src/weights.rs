@@ -305,9 +305,12 @@ pub fn save(path: &Path, model: &ResNet) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{what}: cannot write: {}", crate::files::io_reason(&e)))
 }
 
-/// Checks at start-up that `--save-weights` can be written: not the `--weights` file itself, not an existing file
-/// that is not a safetensors file, not a directory, in a directory that exists.
-pub fn prepare_save(path: &Path, weights: Option<&Path>) -> Result<()> {
+/// Checks at start-up that `--save-weights` can be written, before anything trains: not the `--weights` file
+/// itself, not a directory (nor a name ending in `/`), not a FIFO or device, not an existing file that is not a
+/// safetensors file or that the user may not write, in a directory that exists and takes a new file (a test file
+/// of a unique name is created there and removed again: a read-only directory or file system is found now, not
+/// after training). Returns the lock that keeps another bnscope off this file for as long as it is held.
+pub fn prepare_save(path: &Path, weights: Option<&Path>) -> Result<Option<crate::files::PathLock>> {
     let what = format!("--save-weights {}", shown(path));
     if path.as_os_str().as_encoded_bytes().ends_with(b"/") || path.file_name().is_none() {
         return Err(usage(format!(
@@ -327,15 +330,42 @@ pub fn prepare_save(path: &Path, weights: Option<&Path>) -> Result<()> {
         })
     })?;
     match std::fs::metadata(&target) {
-        Ok(m) if m.is_dir() => Err(usage(format!("{what}: is a directory"))),
-        Ok(m) if crate::files::not_regular(&m).is_some() => Err(usage(format!(
-            "{what}: not a regular file; give a regular file or a new name"
-        ))),
-        Ok(m) if m.len() > 0 && !looks_like_safetensors(&target) => Err(usage(format!(
-            "{what}: exists and is not a safetensors file; move it away or choose another name"
-        ))),
-        _ => Ok(()),
+        Ok(m) if m.is_dir() => {
+            return Err(usage(format!(
+                "{what}: is a directory; give a file name such as {}",
+                Path::new(path.as_os_str()).join("weights.safetensors").display()
+            )))
+        }
+        Ok(m) if crate::files::not_regular(&m).is_some() => {
+            return Err(usage(format!(
+                "{what}: not a regular file ({}); give a regular file or a new name",
+                crate::files::not_regular(&m).unwrap_or("not a regular file")
+            )))
+        }
+        Ok(m) if m.len() > 0 && !looks_like_safetensors(&target) => {
+            return Err(usage(format!(
+                "{what}: exists and is not a safetensors file; move it away or choose another name"
+            )))
+        }
+        Ok(_) if !writable(&target) => {
+            return Err(usage(format!(
+                "{what}: the file there is read-only; make it writable or choose another name"
+            )))
+        }
+        _ => {}
     }
+    crate::checkpoint::can_create_beside(&target)
+        .map_err(|e| usage(format!("{what}: cannot write there: {}", crate::files::io_reason(&e))))?;
+    crate::files::lock_path(&target, &what, "two runs cannot share one weights file")
+}
+
+/// Whether this user may write the existing file `path` (its permission bits, as `access(2)` sees them).
+fn writable(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: access(2) with a valid C string.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
 fn looks_like_safetensors(path: &Path) -> bool {
