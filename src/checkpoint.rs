@@ -268,17 +268,33 @@ fn is_checkpoint(path: &Path) -> bool {
 pub fn load(path: &Path) -> Result<(HashMap<String, Tensor>, Meta)> {
     let shown = path.display();
     let what = format!("--resume {shown}");
-    let mut file = crate::files::open_regular(path, std::fs::OpenOptions::new().read(true), &what)?;
-    let mut data = Vec::new();
-    file.read_to_end(&mut data)
-        .map_err(|e| usage(format!("--resume {shown}: cannot read checkpoint: {e}")))?;
+    let data = crate::files::read_whole(path, &what)?;
+    if let Some(kind) = crate::files::binary_kind(&data[..data.len().min(16)]).filter(|k| !k.contains("safetensors")) {
+        return Err(usage(format!(
+            "--resume {shown}: {kind}, not a bnscope checkpoint (--checkpoint writes those)"
+        )));
+    }
     let (_, header) = safetensors::SafeTensors::read_metadata(&data)
         .map_err(|e| usage(format!("--resume {shown}: not a safetensors checkpoint ({e})")))?;
-    let meta = header
-        .metadata()
-        .as_ref()
-        .and_then(Meta::from_map)
-        .ok_or_else(|| usage(format!("--resume {shown}: not a bnscope checkpoint (metadata missing)")))?;
+    let meta = header.metadata().as_ref().and_then(Meta::from_map).ok_or_else(|| {
+        // A state_dict: PyTorch's names, or save_file's metadata.
+        let plain = header
+            .metadata()
+            .as_ref()
+            .is_some_and(|m| m.get("format").is_some_and(|f| f == "pt"))
+            || header
+                .tensors()
+                .keys()
+                .any(|k| k.ends_with(".running_mean") || k == "conv1.weight");
+        usage(if plain {
+            format!(
+                "--resume {shown}: plain weights (a PyTorch state_dict), not a bnscope checkpoint; start from them \
+                 with --weights"
+            )
+        } else {
+            format!("--resume {shown}: not a bnscope checkpoint (metadata missing)")
+        })
+    })?;
     let st = safetensors::SafeTensors::deserialize(&data)
         .map_err(|e| usage(format!("--resume {shown}: corrupt checkpoint ({e})")))?;
     let mut out = HashMap::new();

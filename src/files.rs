@@ -87,6 +87,27 @@ pub fn binary_kind(head: &[u8]) -> Option<&'static str> {
     None
 }
 
+/// The whole of a regular file (see [`open_regular`]) in memory, for the inputs that are read at once (weights, a
+/// checkpoint). A file too large to hold is a one-line error naming it (`what`), not an abort.
+pub fn read_whole(path: &Path, what: &str) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = open_regular(path, OpenOptions::new().read(true), what)?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut bytes = Vec::new();
+    usize::try_from(len)
+        .ok()
+        .and_then(|n| bytes.try_reserve_exact(n).ok())
+        .ok_or_else(|| {
+            usage(format!(
+                "{what}: {} bytes, more than this machine can hold in memory",
+                len
+            ))
+        })?;
+    file.read_to_end(&mut bytes)
+        .map_err(|e| usage(format!("{what}: cannot read: {}", io_reason(&e))))?;
+    Ok(bytes)
+}
+
 /// An I/O error in words, for messages that already name the file.
 pub fn io_reason(e: &io::Error) -> String {
     match e.kind() {

@@ -37,15 +37,46 @@ fn shown(path: &Path) -> String {
 /// Reads every tensor of a safetensors file. `flag` names the file in errors (`--weights F`).
 pub fn read(path: &Path, flag: &str) -> Result<HashMap<String, Tensor>> {
     let what = format!("{flag} {}", shown(path));
-    let mut file = crate::files::open_regular(path, std::fs::OpenOptions::new().read(true), &what)?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|e| usage(format!("{what}: cannot read: {}", crate::files::io_reason(&e))))?;
+    let bytes = crate::files::read_whole(path, &what)?;
+    if let Some(kind) = crate::files::binary_kind(&bytes[..bytes.len().min(16)]).filter(|k| !k.contains("safetensors"))
+    {
+        let name = shown(path);
+        return Err(usage(if kind.contains("zip") || kind.contains("pickle") {
+            format!(
+                "{what}: a PyTorch pickle (torch.save), not a safetensors file; convert it with `python \
+                 scripts/export_torchvision.py MODEL out.safetensors --checkpoint {name}` (MODEL: resnet18 … \
+                 resnet152, the architecture it was saved from) and give --weights out.safetensors"
+            )
+        } else {
+            format!("{what}: {kind}, not weights; save a state_dict with safetensors.torch.save_file(model.state_dict(), F)")
+        }));
+    }
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
         usage(format!(
             "{what}: not a safetensors file, or cut short ({e}); save one with safetensors.torch.save_file(model.state_dict(), F)"
         ))
     })?;
+    // A bnscope checkpoint (its metadata, or the optimizer's moments only checkpoints hold), told as such before
+    // any tensor is looked at: its `optim.step` is an integer that a state_dict would not have.
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| usage(format!("{what}: {e}")))?;
+    let is_checkpoint = header
+        .metadata()
+        .as_ref()
+        .is_some_and(|m| m.get("format").is_some_and(|f| f.starts_with("bnscope-checkpoint")));
+    let mut optim: Vec<String> = st
+        .names()
+        .into_iter()
+        .filter(|k| k.starts_with("optim."))
+        .map(String::from)
+        .collect();
+    optim.sort();
+    if is_checkpoint || !optim.is_empty() {
+        let holds = optim.first().map_or(String::new(), |k| format!(" (it holds {k})"));
+        return Err(usage(format!(
+            "{what}: a bnscope checkpoint{holds}; continue it with --resume, or export plain weights with \
+             --save-weights"
+        )));
+    }
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         let counter = name.ends_with(".num_batches_tracked");
@@ -88,11 +119,6 @@ pub fn read(path: &Path, flag: &str) -> Result<HashMap<String, Tensor>> {
 pub fn import(path: &Path, model: Option<Preset>) -> Result<Imported> {
     let what = format!("--weights {}", shown(path));
     let mut tensors = read(path, "--weights")?;
-    if let Some(old) = bnscope_checkpoint_keys(&tensors) {
-        return Err(usage(format!(
-            "{what}: a bnscope checkpoint (it holds {old}); continue it with --resume, or export plain weights with --save-weights"
-        )));
-    }
     // DistributedDataParallel's `module.` prefix, as the Python hook drops it.
     if tensors.keys().all(|k| k.starts_with("module.")) {
         tensors = tensors
@@ -114,13 +140,6 @@ pub fn import(path: &Path, model: Option<Preset>) -> Result<Imported> {
         tensors,
         classes,
     })
-}
-
-/// A key only bnscope's checkpoints have (the optimizer's moments), if any.
-fn bnscope_checkpoint_keys(t: &HashMap<String, Tensor>) -> Option<String> {
-    let mut k: Vec<&String> = t.keys().filter(|k| k.starts_with("optim.")).collect();
-    k.sort();
-    k.first().map(|s| s.to_string())
 }
 
 /// The preset whose torchvision keys these are: the stem's kernel (7×7: torchvision, 3×3: tiny), basic or
