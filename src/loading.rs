@@ -71,11 +71,33 @@ pub fn load_sets(spec: &DataSpec, held: HeldOut, seed: u64, opts: &LoadOptions) 
         DataSpec::Dir(d) => Some(d.as_path()),
         _ => None,
     };
+    if let (Some(v), Some(d)) = (held.dir, dir) {
+        if crate::files::same_file(v, d) {
+            return Err(usage(format!(
+                "--val {}: the same folder as --data {}: its images are the training images, not held-out ones; \
+                 leave --val out to evaluate on the training images, or give a folder of other images (or \
+                 --val-split F)",
+                printable(&v.display().to_string()),
+                printable(&d.display().to_string())
+            )));
+        }
+    }
     let train = load(dir, opts)?;
     if let Some(v) = held.dir {
         let o = LoadOptions { flag: "--val", ..*opts };
         let val = load(Some(v), &o)?;
         train.check_held_out(&val, "--val")?;
+        // Held out means not trained on: no image of --val may be one of --data's files (a link to it included).
+        let shared = val.file_ids.iter().position(|id| train.file_ids.contains(id));
+        if let Some(i) = shared {
+            return Err(usage(format!(
+                "--val {}: its image {}/{} is also a --data image (the same file); held-out images must not be \
+                 trained on",
+                printable(&v.display().to_string()),
+                printable(&val.classes[val.labels[i]]),
+                printable(&val.names[i])
+            )));
+        }
         return Ok((train, Some(val)));
     }
     if let Some(f) = held.split {

@@ -72,11 +72,11 @@ pub fn check(a: &RunArgs, sets: &[(&str, &Dataset)]) -> Result<()> {
         .map(|m| files::file_id(&m));
     for (i, &(flag, out)) in outputs.iter().enumerate() {
         let o = shown(out);
-        for &(other, earlier) in &outputs[..i] {
-            if files::same_file(out, earlier) {
+        for &(other, later) in &outputs[i + 1..] {
+            if files::same_file(out, later) {
                 return Err(usage(format!(
                     "{flag} {o}: the same file as {other} {}; give them different names",
-                    shown(earlier)
+                    shown(later)
                 )));
             }
         }

@@ -416,6 +416,40 @@ fn bad_input_table() {
         case("unknown device", Expect::Fail(&["--device tpu"]), |_| {
             flags(&["--device", "tpu"])
         }),
+        // #24: a held-out folder that is the training folder is not held out.
+        case(
+            "val is the data folder",
+            Expect::Fail(&["--val", "the same folder as --data", "training images"]),
+            |r| {
+                two_classes(r);
+                let mut args = data_arg(r);
+                args.extend(["--val".into(), r.display().to_string()]);
+                args
+            },
+        ),
+        case(
+            "val is the data folder through a link",
+            Expect::Fail(&["--val", "link", "the same folder as --data"]),
+            |r| {
+                two_classes(&r.join("d"));
+                std::os::unix::fs::symlink("d", r.join("link")).unwrap();
+                let mut args = data_arg(&r.join("d"));
+                args.extend(["--val".into(), format!("{}/link/", r.display())]);
+                args
+            },
+        ),
+        case(
+            "val shares an image with the data",
+            Expect::Fail(&["--val", "a/x.png", "also a --data image"]),
+            |r| {
+                two_classes(&r.join("d"));
+                two_classes(&r.join("v"));
+                std::fs::hard_link(r.join("d/a/0.png"), r.join("v/a/x.png")).unwrap();
+                let mut args = data_arg(&r.join("d"));
+                args.extend(["--val".into(), r.join("v").display().to_string()]);
+                args
+            },
+        ),
     ];
     assert!(cases.len() >= 25);
     let mut failures = Vec::new();
