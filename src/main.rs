@@ -100,7 +100,7 @@ fn run(cli: cli::Cli) -> Result<i32> {
         _ => (cli.run, None),
     };
     // A lesson fills in the flags it needs (explicit ones win), before anything is checked.
-    let pretrain = bnscope::settings::apply_scenario(&mut a);
+    let pretrain = bnscope::settings::apply_scenario(&mut a)?;
     a.validate()?;
     if inspect.is_some() && a.weights.is_none() {
         return Err(usage(

@@ -1879,3 +1879,177 @@ fn save_weights_is_checked_and_locked_at_start_up() {
     // The first run wrote its weights on SIGTERM; the refused one wrote nothing.
     assert!(Path::new(&w).is_file());
 }
+
+// --- #24: messages that mislead ---
+
+/// #24: a lesson given a flag that contradicts its story is refused in one line naming the flag and the lesson;
+/// flags that keep the story true still run it.
+#[test]
+fn lessons_refuse_flags_that_contradict_their_story() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--scenario", "groupnorm", "--norm", "batch"],
+            "--norm batch: contradicts the lesson groupnorm",
+        ),
+        (
+            &["--scenario", "seed", "--momentum", "0.5"],
+            "--momentum 0.5: contradicts the lesson seed",
+        ),
+        (
+            &[
+                "--scenario",
+                "seed",
+                "--momentum",
+                "0.5",
+                "--momentum-convention",
+                "torch",
+            ],
+            "--momentum 0.5: contradicts the lesson seed",
+        ),
+        (
+            &["--scenario", "seed", "--cumulative"],
+            "--cumulative: contradicts the lesson seed",
+        ),
+        (
+            &["--scenario", "seed", "--norm", "group"],
+            "--norm group: contradicts the lesson seed",
+        ),
+        (
+            &["--scenario", "shifted-eval", "--val-transform", "none"],
+            "--val-transform none: contradicts the lesson shifted-eval",
+        ),
+        (
+            &["--scenario", "shifted-eval", "--val-transform", "invert"],
+            "--val-transform invert: contradicts the lesson shifted-eval",
+        ),
+        (
+            &["--scenario", "ema", "--norm", "layer"],
+            "--norm layer: contradicts the lesson ema",
+        ),
+        (
+            &["--scenario", "small-batch", "--batch-size", "8"],
+            "--batch-size 8: contradicts the lesson small-batch",
+        ),
+        (
+            &["--scenario", "small-batch", "--eval-batch-size", "4"],
+            "--eval-batch-size 4: contradicts the lesson small-batch",
+        ),
+        (
+            &["--scenario", "small-batch", "--image-size", "32"],
+            "--image-size 32: contradicts the lesson small-batch",
+        ),
+        (
+            &["--scenario", "frozen-backbone", "--frozen-bn", "train"],
+            "--frozen-bn train: contradicts the lesson frozen-backbone",
+        ),
+        (
+            &["--scenario", "frozen-backbone", "--norm", "group"],
+            "--norm group: contradicts the lesson frozen-backbone",
+        ),
+        // GroupNorm has no BatchNorm mode to choose.
+        (
+            &["--norm", "group", "--freeze", "backbone", "--frozen-bn", "inference"],
+            "--frozen-bn inference with --norm group: GroupNorm layers have no running statistics",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut a = args.to_vec();
+        a.extend(["--headless", "--epochs", "1"]);
+        let out = bnscope(&a);
+        assert_refused(&out, &[want], &format!("{args:?}"));
+    }
+    // The story's own values, given explicitly, are no contradiction; the seed stays at momentum 0.99 under
+    // --framework torch (whose default is 0.1 = Keras 0.9).
+    for args in [
+        &[
+            "--scenario",
+            "seed",
+            "--momentum",
+            "0.01",
+            "--momentum-convention",
+            "torch",
+        ][..],
+        &["--scenario", "seed", "--framework", "torch"],
+        &["--scenario", "groupnorm", "--norm", "group"],
+    ] {
+        let mut a = args.to_vec();
+        a.extend(["--headless", "--epochs", "1"]);
+        let out = bnscope(&a);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr_of(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if args.contains(&"seed") {
+            assert!(stdout.contains("momentum 0.99 (Keras)"), "{args:?}: {stdout}");
+        }
+    }
+}
+
+/// #24: a lesson's own values over a resumed checkpoint's are called the lesson's, not flags the user gave.
+#[test]
+fn a_lesson_over_a_checkpoint_says_the_values_are_the_lessons() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck.st").display().to_string();
+    let out = bnscope(&[
+        "--headless",
+        "--data",
+        "shapes:150",
+        "--image-size",
+        "8",
+        "--epochs",
+        "1",
+        "--checkpoint",
+        &ck,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let out = bnscope(&[
+        "--headless",
+        "--scenario",
+        "small-batch",
+        "--resume",
+        &ck,
+        "--epochs",
+        "2",
+    ]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("--lr 0.003 overrides"), "{err}");
+    assert!(
+        err.contains("the lesson small-batch sets --lr 0.003 over the checkpoint's 0.001"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the lesson small-batch sets --batch-size 2 over the checkpoint's 32"),
+        "{err}"
+    );
+    // A flag given by the user is still the user's.
+    let out = bnscope(&[
+        "--headless",
+        "--scenario",
+        "small-batch",
+        "--resume",
+        &ck,
+        "--epochs",
+        "2",
+        "--lr",
+        "0.01",
+    ]);
+    let err = stderr_of(&out);
+    assert!(err.contains("--lr 0.01 overrides the checkpoint's 0.001"), "{err}");
+}
+
+/// #24: GroupNorm runs say what is true of GroupNorm: no momentum or BatchNorm convention in the opening line,
+/// GroupNorm layers (not BN layers), and a frozen backbone whose layers have no statistics to freeze.
+#[test]
+fn group_norm_runs_do_not_describe_batchnorm() {
+    let out = bnscope(&["--headless", "--norm", "group", "--freeze", "backbone", "--epochs", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let first = stdout.lines().next().unwrap();
+    assert!(first.contains("GroupNorm (ε 1e-3, no running statistics)"), "{first}");
+    assert!(first.ends_with("9 GroupNorm layers"), "{first}");
+    assert!(!first.contains("BN") && !first.contains("momentum"), "{first}");
+    assert!(!stdout.contains("BatchNorm layers in"), "{stdout}");
+    assert!(stdout.contains("no running statistics to freeze"), "{stdout}");
+    let out = bnscope(&["--headless", "--norm", "layer", "--epochs", "1"]);
+    let first = String::from_utf8_lossy(&out.stdout).lines().next().unwrap().to_string();
+    assert!(first.ends_with("9 LayerNorm layers"), "{first}");
+}
