@@ -3,6 +3,7 @@
 //! Dependencies point one way (see `docs/ARCHITECTURE.md` for the picture):
 //! front ends (`tui`, `headless`) → `protocol` ← `trainer` → `optim` → `model` → `kernels`, with `runtime`
 //! (threads, allocator) and `terminal` (restoring it) beside them.
+pub mod alloc;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;

@@ -16,6 +16,10 @@ const DEFAULT_TUI_PACE: f64 = 7.0;
 /// The epoch the TUI pauses after to explain the screen: the seed's moment.
 const DEFAULT_PAUSE_AT: usize = 5;
 
+/// Allocation failure is a one-line error and exit 2, not an abort (see `bnscope::alloc`).
+#[global_allocator]
+static ALLOCATOR: bnscope::alloc::Guarded = bnscope::alloc::Guarded;
+
 fn main() {
     terminal::install_panic_hook();
     let cli = match cli::parse() {
@@ -127,6 +131,17 @@ fn run(cli: cli::Cli) -> Result<i32> {
     // Notices are printed once every start-up check has passed, so that a refused start stays one line.
     let mut notices = notes;
     let size = set.image_size;
+    // Memory that user input asks for: checked before loading, and any later failure one line (bnscope::alloc).
+    let eval_batch = a.eval_batch_size.unwrap_or(set.batch_size);
+    bnscope::alloc::set_context(format!(
+        "{} at --image-size {size}, --batch-size {}, eval batch {eval_batch}{}",
+        set.model,
+        set.batch_size,
+        a.data
+            .as_ref()
+            .map_or(String::new(), |d| format!(", --data {}", shown(d)))
+    ));
+    bnscope::alloc::check_room(set.model, size, set.batch_size, eval_batch)?;
     let picked = device::pick(&a.device)?;
     notices.extend(picked.notice.clone());
     let spec = data::DataSpec::parse(a.data.as_deref())?;
