@@ -188,6 +188,12 @@ fn temp_file_beside(target: &Path) -> std::io::Result<tempfile::NamedTempFile> {
         .tempfile_in(target.parent().unwrap_or(Path::new("/")))
 }
 
+/// Whether a new file can be created in `target`'s directory, as [`write_atomically`] will: a test file of a unique
+/// name is created there and removed again (nothing that is there is touched).
+pub(crate) fn can_create_beside(target: &Path) -> std::io::Result<()> {
+    temp_file_beside(target).map(drop)
+}
+
 /// Checks at start-up, before anything runs, that a checkpoint can be written at `path`: not a directory (nor a
 /// name ending in `/`), not a FIFO, device or socket, not a regular file that is something else than a bnscope
 /// checkpoint, in a directory that exists and takes a new file. Touches nothing that is there: the test file has
@@ -231,7 +237,7 @@ pub fn prepare(path: &Path) -> Result<Option<crate::files::PathLock>> {
         }
         Err(_) => {}
     }
-    temp_file_beside(&target).map_err(|e| err(format!("cannot write there: {}", crate::files::io_reason(&e))))?;
+    can_create_beside(&target).map_err(|e| err(format!("cannot write there: {}", crate::files::io_reason(&e))))?;
     crate::files::lock_path(
         &target,
         &format!("--checkpoint {shown}"),
@@ -262,17 +268,33 @@ fn is_checkpoint(path: &Path) -> bool {
 pub fn load(path: &Path) -> Result<(HashMap<String, Tensor>, Meta)> {
     let shown = path.display();
     let what = format!("--resume {shown}");
-    let mut file = crate::files::open_regular(path, std::fs::OpenOptions::new().read(true), &what)?;
-    let mut data = Vec::new();
-    file.read_to_end(&mut data)
-        .map_err(|e| usage(format!("--resume {shown}: cannot read checkpoint: {e}")))?;
+    let data = crate::files::read_whole(path, &what)?;
+    if let Some(kind) = crate::files::binary_kind(&data[..data.len().min(16)]).filter(|k| !k.contains("safetensors")) {
+        return Err(usage(format!(
+            "--resume {shown}: {kind}, not a bnscope checkpoint (--checkpoint writes those)"
+        )));
+    }
     let (_, header) = safetensors::SafeTensors::read_metadata(&data)
         .map_err(|e| usage(format!("--resume {shown}: not a safetensors checkpoint ({e})")))?;
-    let meta = header
-        .metadata()
-        .as_ref()
-        .and_then(Meta::from_map)
-        .ok_or_else(|| usage(format!("--resume {shown}: not a bnscope checkpoint (metadata missing)")))?;
+    let meta = header.metadata().as_ref().and_then(Meta::from_map).ok_or_else(|| {
+        // A state_dict: PyTorch's names, or save_file's metadata.
+        let plain = header
+            .metadata()
+            .as_ref()
+            .is_some_and(|m| m.get("format").is_some_and(|f| f == "pt"))
+            || header
+                .tensors()
+                .keys()
+                .any(|k| k.ends_with(".running_mean") || k == "conv1.weight");
+        usage(if plain {
+            format!(
+                "--resume {shown}: plain weights (a PyTorch state_dict), not a bnscope checkpoint; start from them \
+                 with --weights"
+            )
+        } else {
+            format!("--resume {shown}: not a bnscope checkpoint (metadata missing)")
+        })
+    })?;
     let st = safetensors::SafeTensors::deserialize(&data)
         .map_err(|e| usage(format!("--resume {shown}: corrupt checkpoint ({e})")))?;
     let mut out = HashMap::new();

@@ -308,6 +308,9 @@ pub struct RunArgs {
     /// TUI: draw without braille or block characters.
     #[arg(long)]
     pub ascii: bool,
+    /// The flags `--scenario` filled in (not given on the command line), for notices that name the lesson.
+    #[arg(skip)]
+    pub lesson_filled: Vec<&'static str>,
 }
 
 #[cfg(feature = "train")]
@@ -436,6 +439,14 @@ impl RunArgs {
             return Err(usage(
                 "--norm with --weights: the imported model has BatchNorm layers; leave --norm out",
             ));
+        }
+        if let (Some(f), Some(n)) = (self.frozen_bn, self.norm.filter(|&n| n != Norm::Batch)) {
+            return Err(usage(format!(
+                "--frozen-bn {} with --norm {}: GroupNorm layers have no running statistics, so there is no \
+                 BatchNorm mode to choose; leave --frozen-bn out",
+                f.name(),
+                n.name()
+            )));
         }
         if self.frozen_bn.is_some() && self.freeze.is_none() {
             return Err(usage(

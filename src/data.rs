@@ -164,6 +164,38 @@ enum Store {
     /// `(N, 3, size, size)` 8-bit values, each mapped through the normalisation when read (generated images: a
     /// quarter of the memory of f32).
     Bytes(Vec<u8>),
+    /// Generated images drawn when a batch needs them (`--data shapes` over the memory bound): image `i` is image
+    /// `ids[i]` of the generator's stream.
+    Drawn {
+        marks: std::sync::Arc<Marks>,
+        ids: Vec<u32>,
+    },
+}
+
+/// Where to start drawing any image of a generated set: the stream's state before every `every`-th image (see
+/// [`crate::shapes::stream`]). An image is drawn from the nearest mark before it, skipping the images in between.
+#[derive(Debug)]
+struct Marks {
+    states: Vec<rand::rngs::StdRng>,
+    every: usize,
+}
+
+/// The most bytes [`Marks`] keep (a generator's state is a few hundred bytes): beyond it, marks are spaced out.
+const MARKS_BOUND: usize = 32 << 20;
+
+/// A `Vec` of `n` zeros whose allocation may fail without aborting the process: a size that comes from the user
+/// (a batch of large images) is a one-line error instead.
+pub fn try_zeroed<T: Clone + Default>(n: usize, what: impl FnOnce() -> String) -> Result<Vec<T>> {
+    let mut v: Vec<T> = Vec::new();
+    crate::alloc::fallible(|| v.try_reserve_exact(n)).map_err(|_| {
+        usage(format!(
+            "{}: needs {} of memory, more than can be allocated here",
+            what(),
+            human_bytes((n as u64).saturating_mul(std::mem::size_of::<T>() as u64))
+        ))
+    })?;
+    v.resize(n, T::default());
+    Ok(v)
 }
 
 /// A data set: labels and names in memory, pixels in memory or streamed from the files (see the module's doc).
@@ -207,7 +239,28 @@ impl Dataset {
     }
     /// True when the pixels are decoded per batch instead of held in memory.
     pub fn streamed(&self) -> bool {
-        matches!(self.store, Store::Files(_))
+        matches!(self.store, Store::Files(_) | Store::Drawn { .. })
+    }
+
+    /// What loading did, for the summary line: `loaded` (held in memory), `checked` (files decoded once and
+    /// streamed), `indexed` (generated images passed over once and drawn per batch).
+    pub fn load_verb(&self) -> &'static str {
+        match self.store {
+            Store::Memory(_) | Store::Bytes(_) => "loaded",
+            Store::Files(_) => "checked",
+            Store::Drawn { .. } => "indexed",
+        }
+    }
+
+    /// The buffer for `n` images' pixels, or a one-line error when it cannot be allocated.
+    fn pixel_buffer(&self, n: usize) -> Result<Vec<f32>> {
+        try_zeroed(n.saturating_mul(self.image_len()), || {
+            format!(
+                "a batch of {n} image{} at {} px",
+                if n == 1 { "" } else { "s" },
+                self.size
+            )
+        })
     }
 
     /// The images `idx` (in that order), `(idx.len(), 3, size, size)` row-major, normalised. In memory a copy;
@@ -217,30 +270,46 @@ impl Dataset {
         if let Some(&i) = idx.iter().find(|&&i| i as usize >= self.len()) {
             anyhow::bail!("image {i} asked for, but the data set has {}", self.len());
         }
+        let mut out = self.pixel_buffer(idx.len())?;
         match &self.store {
             Store::Memory(p) => {
-                let mut out = Vec::with_capacity(idx.len() * per);
-                for &i in idx {
+                for (o, &i) in out.chunks_mut(per).zip(idx) {
                     let i = i as usize;
-                    out.extend_from_slice(&p[i * per..(i + 1) * per]);
+                    o.copy_from_slice(&p[i * per..(i + 1) * per]);
                 }
                 Ok(out)
             }
             Store::Bytes(b) => {
                 let table = self.normalize.table();
                 let plane = self.size * self.size;
-                let mut out = Vec::with_capacity(idx.len() * per);
-                for &i in idx {
+                for (o, &i) in out.chunks_mut(per).zip(idx) {
                     let i = i as usize;
-                    for (k, &v) in b[i * per..(i + 1) * per].iter().enumerate() {
-                        out.push(table[k / plane][v as usize]);
+                    for (k, (o, &v)) in o.iter_mut().zip(&b[i * per..(i + 1) * per]).enumerate() {
+                        *o = table[k / plane][v as usize];
                     }
                 }
                 Ok(out)
             }
+            Store::Drawn { marks, ids } => {
+                let table = self.normalize.table();
+                let plane = self.size * self.size;
+                let size = self.size;
+                out.par_chunks_mut(per).zip(idx.par_iter()).for_each(|(o, &i)| {
+                    let k = ids[i as usize] as usize;
+                    let mut rng = marks.states[k / marks.every].clone();
+                    for _ in (k / marks.every) * marks.every..k {
+                        crate::shapes::skip(size, &mut rng);
+                    }
+                    let mut bytes = vec![0u8; per];
+                    crate::shapes::draw_planes(k % crate::shapes::CLASSES.len(), size, &mut rng, &mut bytes);
+                    for (j, (o, &v)) in o.iter_mut().zip(&bytes).enumerate() {
+                        *o = table[j / plane][v as usize];
+                    }
+                });
+                Ok(out)
+            }
             Store::Files(files) => {
                 let table = self.normalize.table();
-                let mut out = vec![0f32; idx.len() * per];
                 let failed = out
                     .par_chunks_mut(per)
                     .zip(idx.par_iter())
@@ -263,7 +332,13 @@ impl Dataset {
     /// One line for the user: `5000 images, 10 classes, streamed (2.8 GiB decoded > 512 MiB; …)`.
     pub fn summary(&self) -> String {
         let bytes = self.decoded_bytes();
-        let how = if self.streamed() {
+        let how = if let Store::Drawn { .. } = self.store {
+            format!(
+                "streamed ({} decoded > {}; each batch drawn when needed)",
+                human_bytes(bytes),
+                human_bytes(self.memory_bound)
+            )
+        } else if self.streamed() {
             format!(
                 "streamed ({} decoded > {}; each batch decoded when needed)",
                 human_bytes(bytes),
@@ -432,6 +507,16 @@ fn decode_file(path: &Path) -> Result<(DynamicImage, (u64, u64))> {
         Ok(other) => return Err(fail(format!("a {other:?} image; bnscope reads PNG and JPEG"))),
         Err(_) => return Err(fail("not a PNG or JPEG image (unrecognised content)".into())),
     };
+    // The whole file is read at once: reserved first, so that a file too large to hold is an error, not an abort.
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    usize::try_from(len)
+        .ok()
+        .filter(|&n| crate::alloc::fallible(|| bytes.try_reserve_exact(n)).is_ok())
+        .ok_or_else(|| {
+            fail(format!(
+                "cannot read image: {len} bytes, more than can be held in memory"
+            ))
+        })?;
     file.read_to_end(&mut bytes).map_err(read_err)?;
     let reader = || ImageReader::with_format(std::io::Cursor::new(&bytes[..]), format);
     let (w, h) = reader()
@@ -528,7 +613,9 @@ pub fn load_dir_with(dir: &Path, opts: &LoadOptions, progress: &dyn Progress) ->
     let table = opts.normalize.table();
     let mut ids = vec![(0, 0); files.len()];
     let failed = if ds.decoded_bytes() <= opts.memory_bound {
-        let mut pixels = vec![0f32; files.len() * per];
+        let mut pixels = try_zeroed(files.len() * per, || {
+            format!("{flag} {shown}: its {} images", files.len())
+        })?;
         let failed = pixels
             .par_chunks_mut(per)
             .zip(ids.par_iter_mut())
@@ -612,28 +699,73 @@ pub fn shapes_source(per_class: usize, seed: u64, split: u64) -> String {
     }
 }
 
-/// `--data shapes:N`: [`crate::shapes::generate`] at `opts.size` (drawn at that size, no resize), with `opts`'
-/// normalisation; `split` 0 is the training set, 1 the held-out one (the same N per class, independent images).
-/// Classes circle, square, triangle; images interleaved by class as generated. Held in memory as 8-bit values.
-pub fn shapes_with(per_class: usize, seed: u64, split: u64, opts: &LoadOptions) -> Dataset {
+/// `--data shapes:N`: the images of [`crate::shapes::stream`] at `opts.size` (drawn at that size, no resize), with
+/// `opts`' normalisation; `split` 0 is the training set, 1 the held-out one (the same N per class, independent
+/// images). Classes circle, square, triangle; images interleaved by class as generated. A set whose pixels fit
+/// `opts.memory_bound` (as f32, the bound folders have) is drawn once and held as 8-bit values; a larger one is
+/// *streamed*: one pass over the generator keeps where each image starts ([`Marks`]), and each batch is drawn
+/// when it is needed, in parallel. Both give the same values (the same draws of one seeded stream).
+pub fn shapes_with(per_class: usize, seed: u64, split: u64, opts: &LoadOptions) -> Result<Dataset> {
+    shapes_with_progress(per_class, seed, split, opts, &())
+}
+
+/// [`shapes_with`], telling `progress` about each image drawn (or passed over, when streamed).
+pub fn shapes_with_progress(
+    per_class: usize,
+    seed: u64,
+    split: u64,
+    opts: &LoadOptions,
+    progress: &dyn Progress,
+) -> Result<Dataset> {
+    use crate::shapes::{self, CLASSES};
     let started = std::time::Instant::now();
     let mut ds = empty(opts, &shapes_source(per_class, seed, split));
-    ds.classes = crate::shapes::CLASSES.iter().map(|c| c.to_string()).collect();
-    let plane = opts.size * opts.size;
-    let shapes = crate::shapes::generate(per_class, opts.size, seed, split);
-    let mut bytes = vec![0u8; shapes.len() * 3 * plane];
-    for (s, out) in shapes.into_iter().zip(bytes.chunks_mut(3 * plane)) {
-        for (i, p) in s.image.pixels().enumerate() {
-            for c in 0..3 {
-                out[c * plane + i] = p[c];
-            }
-        }
-        ds.names.push(s.name);
-        ds.labels.push(s.label);
+    ds.classes = CLASSES.iter().map(|c| c.to_string()).collect();
+    let n = per_class.saturating_mul(CLASSES.len());
+    let per = ds.image_len();
+    let source = ds.source.clone();
+    ds.labels = try_zeroed(n, || format!("--data {source}: its labels"))?;
+    for (k, l) in ds.labels.iter_mut().enumerate() {
+        *l = k % CLASSES.len();
     }
-    ds.store = Store::Bytes(bytes);
+    ds.names
+        .try_reserve_exact(n)
+        .map_err(|_| usage(format!("--data {source}: too many images")))?;
+    ds.names.extend((0..n).map(shapes::name));
+    progress.start(n);
+    let mut rng = shapes::stream(seed, split);
+    let fits = (n as u64)
+        .checked_mul(per as u64 * std::mem::size_of::<f32>() as u64)
+        .is_some_and(|b| b <= opts.memory_bound);
+    if fits {
+        let mut bytes: Vec<u8> = try_zeroed(n * per, || format!("--data {source}"))?;
+        for (k, out) in bytes.chunks_mut(per).enumerate() {
+            shapes::draw_planes(k % CLASSES.len(), opts.size, &mut rng, out);
+            progress.advance();
+        }
+        ds.store = Store::Bytes(bytes);
+    } else {
+        let every = (n * std::mem::size_of::<rand::rngs::StdRng>())
+            .div_ceil(MARKS_BOUND)
+            .max(1);
+        let mut states = Vec::new();
+        crate::alloc::fallible(|| states.try_reserve_exact(n.div_ceil(every)))
+            .map_err(|_| usage(format!("--data {source}: too many images to stream")))?;
+        for k in 0..n {
+            if k % every == 0 {
+                states.push(rng.clone());
+            }
+            shapes::skip(opts.size, &mut rng);
+            progress.advance();
+        }
+        let ids: Vec<u32> = (0..n as u32).collect();
+        ds.store = Store::Drawn {
+            marks: std::sync::Arc::new(Marks { states, every }),
+            ids,
+        };
+    }
     ds.load_time = started.elapsed();
-    ds
+    Ok(ds)
 }
 
 impl Dataset {
@@ -644,6 +776,10 @@ impl Dataset {
             Store::Memory(p) => Store::Memory(idx.iter().flat_map(|&i| &p[i * per..(i + 1) * per]).copied().collect()),
             Store::Bytes(b) => Store::Bytes(idx.iter().flat_map(|&i| &b[i * per..(i + 1) * per]).copied().collect()),
             Store::Files(f) => Store::Files(idx.iter().map(|&i| f[i].clone()).collect()),
+            Store::Drawn { marks, ids } => Store::Drawn {
+                marks: marks.clone(),
+                ids: idx.iter().map(|&i| ids[i]).collect(),
+            },
         };
         Dataset {
             classes: self.classes.clone(),

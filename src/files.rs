@@ -62,6 +62,52 @@ pub fn open_regular(path: &Path, opts: &mut OpenOptions, what: &str) -> Result<F
     Ok(file)
 }
 
+/// What the first bytes of a file say it is, for the formats a user keeps next to a run's outputs: a
+/// safetensors file (weights, a checkpoint), a PyTorch `torch.save` file (a zip archive, or a pickle in the legacy
+/// format), a PNG or JPEG image. `None` for anything else.
+pub fn binary_kind(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Some("a PNG image");
+    }
+    if head.starts_with(&[0xff, 0xd8, 0xff]) {
+        return Some("a JPEG image");
+    }
+    if head.starts_with(b"PK\x03\x04") {
+        return Some("a zip archive (PyTorch's torch.save writes one)");
+    }
+    if head.len() >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]) {
+        return Some("a Python pickle (PyTorch's legacy torch.save format)");
+    }
+    if head.len() >= 9 {
+        let n = u64::from_le_bytes(head[..8].try_into().unwrap_or([0; 8]));
+        if n > 0 && n < 100 << 20 && head[8] == b'{' {
+            return Some("a safetensors file");
+        }
+    }
+    None
+}
+
+/// The whole of a regular file (see [`open_regular`]) in memory, for the inputs that are read at once (weights, a
+/// checkpoint). A file too large to hold is a one-line error naming it (`what`), not an abort.
+pub fn read_whole(path: &Path, what: &str) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = open_regular(path, OpenOptions::new().read(true), what)?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut bytes = Vec::new();
+    usize::try_from(len)
+        .ok()
+        .and_then(|n| bytes.try_reserve_exact(n).ok())
+        .ok_or_else(|| {
+            usage(format!(
+                "{what}: {} bytes, more than this machine can hold in memory",
+                len
+            ))
+        })?;
+    file.read_to_end(&mut bytes)
+        .map_err(|e| usage(format!("{what}: cannot read: {}", io_reason(&e))))?;
+    Ok(bytes)
+}
+
 /// An I/O error in words, for messages that already name the file.
 pub fn io_reason(e: &io::Error) -> String {
     match e.kind() {

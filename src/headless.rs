@@ -112,20 +112,33 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                     Event::Started(info) => {
                         total = info.epochs;
                         on = info.eval_on;
+                        // GroupNorm has no running statistics: no momentum, no variance convention.
+                        let (norm, layers) = match info.norm.as_str() {
+                            "batch" => (
+                                format!(
+                                    "{} · {} BN (ε {:e}, {} variance)",
+                                    if info.cumulative { "momentum cumulative".to_string() } else {
+                                        format!("momentum {} (Keras) = {} (PyTorch/candle)", fmt_m(info.momentum), fmt_m(keras_to_torch(info.momentum)))
+                                    },
+                                    info.framework,
+                                    info.bn_eps,
+                                    info.bn_variance
+                                ),
+                                "BN",
+                            ),
+                            n => {
+                                let name = if n == "layer" { "LayerNorm" } else { "GroupNorm" };
+                                (format!("{name} (ε {:e}, no running statistics)", info.bn_eps), name)
+                            }
+                        };
                         say!(
-                            "bnscope: {} on {} ({} images, classes {}{}) · {} · {} · {} BN (ε {:e}, {} variance) · {} lr {}{} · {} params · {} BN layers",
+                            "bnscope: {} on {} ({} images, classes {}{}) · {} · {norm} · {} lr {}{} · {} params · {} {layers} layers",
                             info.model,
                             printable(&info.data),
                             info.train_images,
                             printable(&info.classes.join(", ")),
                             if info.normalize == "none" { String::new() } else { format!(", normalize {}", info.normalize) },
                             info.device,
-                            if info.cumulative { "momentum cumulative".to_string() } else {
-                                format!("momentum {} (Keras) = {} (PyTorch/candle)", fmt_m(info.momentum), fmt_m(keras_to_torch(info.momentum)))
-                            },
-                            info.framework,
-                            info.bn_eps,
-                            info.bn_variance,
                             info.optimizer,
                             info.lr,
                             if info.optimizer == "adam" { format!(" (ε {:e})", info.adam_eps) } else { String::new() },
@@ -153,7 +166,11 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                             say!("{line}");
                         }
                         if let Some(f) = &info.frozen_bn {
-                            say!("bnscope: backbone frozen (only fc trains), its BatchNorm layers in {f} mode");
+                            if info.norm == "batch" {
+                                say!("bnscope: backbone frozen (only fc trains), its BatchNorm layers in {f} mode");
+                            } else {
+                                say!("bnscope: backbone frozen (only fc trains); its normalisation layers have no running statistics to freeze and normalise each image as in training");
+                            }
                         }
                     }
                     Event::Epoch(m) => {

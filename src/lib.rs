@@ -8,6 +8,8 @@
 //! (`replay`, `watch` and steering through `control`), with no candle in the build.
 pub mod about;
 #[cfg(feature = "train")]
+pub mod alloc;
+#[cfg(feature = "train")]
 pub mod bench;
 #[cfg(feature = "train")]
 pub mod checkpoint;
@@ -34,6 +36,8 @@ pub mod model;
 #[cfg(feature = "train")]
 pub mod optim;
 pub mod outcome;
+#[cfg(feature = "train")]
+pub mod outputs;
 #[cfg(feature = "train")]
 pub mod profile;
 pub mod protocol;

@@ -63,19 +63,41 @@ pub fn load_sets(spec: &DataSpec, held: HeldOut, seed: u64, opts: &LoadOptions) 
                  training images); {flag} is for image folders"
             )));
         }
-        let train = data::shapes_with(n, seed, 0, opts);
-        let val = data::shapes_with(n, seed, 1, opts);
+        let train = with_bar(|p| data::shapes_with_progress(n, seed, 0, opts, p))?;
+        let val = with_bar(|p| data::shapes_with_progress(n, seed, 1, opts, p))?;
         return Ok((train, Some(val)));
     }
     let dir = match spec {
         DataSpec::Dir(d) => Some(d.as_path()),
         _ => None,
     };
+    if let (Some(v), Some(d)) = (held.dir, dir) {
+        if crate::files::same_file(v, d) {
+            return Err(usage(format!(
+                "--val {}: the same folder as --data {}: its images are the training images, not held-out ones; \
+                 leave --val out to evaluate on the training images, or give a folder of other images (or \
+                 --val-split F)",
+                printable(&v.display().to_string()),
+                printable(&d.display().to_string())
+            )));
+        }
+    }
     let train = load(dir, opts)?;
     if let Some(v) = held.dir {
         let o = LoadOptions { flag: "--val", ..*opts };
         let val = load(Some(v), &o)?;
         train.check_held_out(&val, "--val")?;
+        // Held out means not trained on: no image of --val may be one of --data's files (a link to it included).
+        let shared = val.file_ids.iter().position(|id| train.file_ids.contains(id));
+        if let Some(i) = shared {
+            return Err(usage(format!(
+                "--val {}: its image {}/{} is also a --data image (the same file); held-out images must not be \
+                 trained on",
+                printable(&v.display().to_string()),
+                printable(&val.classes[val.labels[i]]),
+                printable(&val.names[i])
+            )));
+        }
         return Ok((train, Some(val)));
     }
     if let Some(f) = held.split {
@@ -91,17 +113,20 @@ pub fn load(dir: Option<&Path>, opts: &LoadOptions) -> Result<Dataset> {
     let Some(dir) = dir else {
         return data::embedded_with(opts);
     };
-    let ds = if bar_wanted() {
-        let bar = Bar(std::sync::OnceLock::new());
-        let r = data::load_dir_with(dir, opts, &bar);
-        if let Some(b) = bar.0.get() {
-            b.finish_and_clear();
-        }
-        r?
-    } else {
-        data::load_dir_with(dir, opts, &())?
-    };
-    Ok(ds)
+    with_bar(|p| data::load_dir_with(dir, opts, p))
+}
+
+/// Runs `load` with a progress bar on stderr when one may be drawn there.
+fn with_bar(load: impl FnOnce(&dyn Progress) -> Result<Dataset>) -> Result<Dataset> {
+    if !bar_wanted() {
+        return load(&());
+    }
+    let bar = Bar(std::sync::OnceLock::new());
+    let r = load(&bar);
+    if let Some(b) = bar.0.get() {
+        b.finish_and_clear();
+    }
+    r
 }
 
 /// `bnscope: held-out (evaluation) data DIR: 20 images, 2 classes, in memory (…), loaded in 0.0 s`.
@@ -110,7 +135,7 @@ pub fn held_out_line(ds: &Dataset) -> String {
         "bnscope: evaluating on held-out data {}: {}, {} in {:.1} s",
         printable(&ds.source),
         ds.summary(),
-        if ds.streamed() { "checked" } else { "loaded" },
+        ds.load_verb(),
         ds.load_time.as_secs_f64()
     )
 }
@@ -121,7 +146,7 @@ pub fn summary_line(ds: &Dataset) -> String {
         "bnscope: --data {}: {}, {} in {:.1} s",
         printable(&ds.source),
         ds.summary(),
-        if ds.streamed() { "checked" } else { "loaded" },
+        ds.load_verb(),
         ds.load_time.as_secs_f64()
     )
 }

@@ -66,6 +66,14 @@ impl JsonlLog {
         crate::files::lock(&file, &what, "two runs cannot share one log")?;
         let mut len = file.metadata().map(|m| m.len()).unwrap_or(0);
         if len > 0 && overwrite {
+            // --overwrite-log starts a log afresh; it never empties weights, a checkpoint, an image or an archive
+            // that happens to be at the path (a log is text).
+            if let Some(kind) = not_text(&mut file) {
+                return Err(usage(format!(
+                    "{what}: not a log but {kind}; --overwrite-log only empties logs (text), so it is left as it is; \
+                     give the log another name"
+                )));
+            }
             file.set_len(0)
                 .map_err(|e| usage(format!("{what}: cannot empty it: {e}")))?;
             len = 0;
@@ -220,6 +228,24 @@ fn is_bnscope_log(file: &mut File) -> bool {
         return false;
     }
     serde_json::from_slice::<Value>(&first).is_ok_and(|v| v["type"] == "run")
+}
+
+/// What a file is when its start shows it is not text (`a safetensors file`, `a PNG image`, `binary data`); `None`
+/// for text (UTF-8 without NUL bytes, a character cut at the end of the sample allowed).
+fn not_text(file: &mut File) -> Option<&'static str> {
+    use std::io::Read;
+    file.rewind().ok()?;
+    let mut head = Vec::new();
+    std::io::Read::take(&*file, 4096).read_to_end(&mut head).ok()?;
+    if let Some(kind) = crate::files::binary_kind(&head) {
+        return Some(kind);
+    }
+    let text = match std::str::from_utf8(&head) {
+        Ok(_) => true,
+        // Only a character cut off by the sample's end.
+        Err(e) => e.error_len().is_none(),
+    };
+    (!text || head.contains(&0)).then_some("binary data")
 }
 
 fn last_byte(file: &mut File) -> Option<u8> {

@@ -10,7 +10,7 @@ use bnscope::outcome::Outcome;
 #[cfg(feature = "train")]
 use bnscope::trainer::{Resume, TrainConfig, Trainer};
 #[cfg(feature = "train")]
-use bnscope::{bench, checkpoint, data, device, files, headless, log::JsonlLog, weights};
+use bnscope::{bench, checkpoint, data, device, headless, log::JsonlLog, weights};
 use bnscope::{signals, terminal};
 
 /// Epochs a second in the TUI unless `--pace` says otherwise: at full speed the tiny preset's running statistics
@@ -21,6 +21,11 @@ const DEFAULT_TUI_PACE: f64 = 7.0;
 /// The epoch the TUI pauses after to explain the screen: the seed's moment.
 #[cfg(feature = "train")]
 const DEFAULT_PAUSE_AT: usize = 5;
+
+/// Allocation failure is a one-line error and exit 2, not an abort (see `bnscope::alloc`).
+#[cfg(feature = "train")]
+#[global_allocator]
+static ALLOCATOR: bnscope::alloc::Guarded = bnscope::alloc::Guarded;
 
 fn main() {
     terminal::install_panic_hook();
@@ -126,7 +131,7 @@ fn train(cli: cli::Cli) -> Result<i32> {
         _ => (cli.run, None),
     };
     // A lesson fills in the flags it needs (explicit ones win), before anything is checked.
-    let pretrain = bnscope::settings::apply_scenario(&mut a);
+    let pretrain = bnscope::settings::apply_scenario(&mut a)?;
     a.validate()?;
     if inspect.is_some() && a.weights.is_none() {
         return Err(usage(
@@ -150,14 +155,22 @@ fn train(cli: cli::Cli) -> Result<i32> {
         resume.as_ref().map(|r| &r.meta),
         imported.as_ref().map(|w| w.preset),
     )?;
-    for n in notes {
-        eprintln!("{n}");
-    }
+    // Notices are printed once every start-up check has passed, so that a refused start stays one line.
+    let mut notices = notes;
     let size = set.image_size;
+    // Memory that user input asks for: checked before loading, and any later failure one line (bnscope::alloc).
+    let eval_batch = a.eval_batch_size.unwrap_or(set.batch_size);
+    bnscope::alloc::set_context(format!(
+        "{} at --image-size {size}, --batch-size {}, eval batch {eval_batch}{}",
+        set.model,
+        set.batch_size,
+        a.data
+            .as_ref()
+            .map_or(String::new(), |d| format!(", --data {}", shown(d)))
+    ));
+    bnscope::alloc::check_room(set.model, size, set.batch_size, eval_batch)?;
     let picked = device::pick(&a.device)?;
-    if let Some(n) = &picked.notice {
-        eprintln!("{n}");
-    }
+    notices.extend(picked.notice.clone());
     let spec = data::DataSpec::parse(a.data.as_deref())?;
     let val_transform = a.val_transform.unwrap_or_default();
     val_transform.check(set.normalize)?;
@@ -172,18 +185,21 @@ fn train(cli: cli::Cli) -> Result<i32> {
         bnscope::loading::load_sets(&spec, held, set.seed, &opts)?
     };
     for d in std::iter::once(&ds).chain(&val).filter(|d| d.ignored > 0) {
-        eprintln!(
+        notices.push(format!(
             "bnscope: ignored {} file(s) in {} that are not .png/.jpg/.jpeg",
             d.ignored,
             terminal::printable(&d.source)
-        );
+        ));
     }
     if let Some(w) = &imported {
         for n in weights::notices(w, ds.classes.len())? {
-            eprintln!("{}", terminal::printable(&n));
+            notices.push(terminal::printable(&n).into_owned());
         }
     }
     if let Some(json) = inspect {
+        for n in notices {
+            eprintln!("{n}");
+        }
         return run_inspect(
             &set,
             (ds, val),
@@ -200,21 +216,22 @@ fn train(cli: cli::Cli) -> Result<i32> {
         } else {
             "stdout is not a terminal"
         };
-        eprintln!("bnscope: {why}; running headless (add --headless to silence this notice)");
+        notices.push(format!(
+            "bnscope: {why}; running headless (add --headless to silence this notice)"
+        ));
     }
     let epochs = a.epochs.or(if headless { Some(20) } else { None });
     if let (Some(p), Some(r)) = (&a.resume, &resume) {
         check_epochs_left(p, r.meta.epoch, a.epochs, epochs)?;
     }
-    check_outputs(&a, &ds)?;
-    if let Some(v) = &val {
-        check_outputs(&a, v)?;
-    }
-    // Held until the run ends: another bnscope writing the same checkpoint is refused at its start.
-    let _checkpoint_lock = match &a.checkpoint {
-        Some(c) => checkpoint::prepare(c)?,
-        None => None,
-    };
+    // No output over an input or another output; the checkpoint and the weights file writable and locked, held
+    // until the run ends (another bnscope writing the same file is refused at its start).
+    let mut sets = vec![("--data", &ds)];
+    sets.extend(
+        val.as_ref()
+            .map(|v| (if a.val.is_some() { "--val" } else { "--data" }, v)),
+    );
+    let _output_locks = bnscope::outputs::prepare(&a, &sets)?;
     let mut cfg = train_config(&set);
     cfg.epochs = epochs;
     cfg.checkpoint = a.checkpoint.clone();
@@ -254,7 +271,8 @@ fn train(cli: cli::Cli) -> Result<i32> {
         Some(p) => Some(JsonlLog::open(p, a.log_bn, a.overwrite_log)?),
         None => None,
     };
-    let mut loaded: Vec<String> = a.data.iter().map(|_| bnscope::loading::summary_line(&ds)).collect();
+    let mut loaded: Vec<String> = notices;
+    loaded.extend(a.data.iter().map(|_| bnscope::loading::summary_line(&ds)));
     loaded.extend(val.as_ref().map(bnscope::loading::held_out_line));
     let mut trainer = Trainer::new(cfg, ds, picked.device, picked.name, log, resume)?;
     if let Some(v) = val {
@@ -518,56 +536,6 @@ fn check_epochs_left(resume: &Path, at: usize, given: Option<usize>, total: Opti
             at + 1
         ),
     }))
-}
-
-/// No output over an input or over another output: the log is not the checkpoint, the resumed checkpoint or an
-/// image, and the checkpoint is not an image.
-#[cfg(feature = "train")]
-fn check_outputs(a: &cli::RunArgs, ds: &data::Dataset) -> Result<()> {
-    let shown = |p: &Path| terminal::printable(&p.display().to_string()).into_owned();
-    let is_input = |p: &Path| std::fs::metadata(p).is_ok_and(|m| ds.file_ids.contains(&files::file_id(&m)));
-    if let Some(log) = &a.log {
-        let l = shown(log);
-        if let Some(r) = a.resume.as_deref().filter(|r| files::same_file(log, r)) {
-            return Err(usage(format!(
-                "--log {l}: the same file as --resume {}; the log would overwrite the checkpoint",
-                shown(r)
-            )));
-        }
-        if let Some(c) = a.checkpoint.as_deref().filter(|c| files::same_file(log, c)) {
-            return Err(usage(format!(
-                "--log {l}: the same file as --checkpoint {}; give them different names",
-                shown(c)
-            )));
-        }
-        if is_input(log) {
-            return Err(usage(format!(
-                "--log {l}: is one of the --data images; write the log elsewhere"
-            )));
-        }
-    }
-    if let Some(w) = &a.save_weights {
-        weights::prepare_save(w, a.weights.as_deref())?;
-        let clash = [("--log", a.log.as_deref()), ("--checkpoint", a.checkpoint.as_deref())]
-            .into_iter()
-            .find(|(_, p)| p.is_some_and(|p| files::same_file(w, p)));
-        if let Some((flag, _)) = clash {
-            return Err(usage(format!("--save-weights {}: the same file as {flag}", shown(w))));
-        }
-        if is_input(w) {
-            return Err(usage(format!(
-                "--save-weights {}: is one of the --data images; write the weights elsewhere",
-                shown(w)
-            )));
-        }
-    }
-    if let Some(c) = a.checkpoint.as_deref().filter(|c| is_input(c)) {
-        return Err(usage(format!(
-            "--checkpoint {}: is one of the --data images; write the checkpoint elsewhere",
-            shown(c)
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(feature = "train")]

@@ -72,20 +72,22 @@ pub fn resolve(a: &RunArgs, resume: Option<&Meta>, weights: Option<Preset>) -> R
         (None, None) => weights.unwrap_or(Preset::Tiny),
     };
     let num = |v: &f64| v.to_string();
-    let lr = pick(&mut notes, "--lr", a.lr, saved.map(|s| s.lr), num).unwrap_or(DEFAULT_LR);
+    let lr = pick(&mut notes, a, "--lr", a.lr, saved.map(|s| s.lr), num).unwrap_or(DEFAULT_LR);
     let momentum_given = a.keras_momentum();
     let ckpt_momentum = resume.and_then(|m| m.momentum.parse::<f64>().ok());
     let momentum_ckpt = pick(
         &mut notes,
+        a,
         "--momentum (Keras convention)",
         momentum_given,
         ckpt_momentum,
         num,
     );
-    let bn_eps_ckpt = pick(&mut notes, "--bn-eps", a.bn_eps, saved.map(|s| s.bn_eps), num);
-    let adam_eps_ckpt = pick(&mut notes, "--adam-eps", a.adam_eps, saved.map(|s| s.adam_eps), num);
+    let bn_eps_ckpt = pick(&mut notes, a, "--bn-eps", a.bn_eps, saved.map(|s| s.bn_eps), num);
+    let adam_eps_ckpt = pick(&mut notes, a, "--adam-eps", a.adam_eps, saved.map(|s| s.adam_eps), num);
     let framework = pick(
         &mut notes,
+        a,
         "--framework",
         a.framework,
         saved.map(|s| s.framework),
@@ -108,6 +110,7 @@ pub fn resolve(a: &RunArgs, resume: Option<&Meta>, weights: Option<Preset>) -> R
     let by_framework = a.framework.is_some() || weights.is_some();
     let image_size = pick(
         &mut notes,
+        a,
         "--image-size",
         a.image_size,
         resume.map(|m| m.image_size),
@@ -117,6 +120,7 @@ pub fn resolve(a: &RunArgs, resume: Option<&Meta>, weights: Option<Preset>) -> R
     check_image_size(model, image_size)?;
     let batch_size = pick(
         &mut notes,
+        a,
         "--batch-size",
         a.batch_size,
         saved.map(|s| s.batch_size),
@@ -130,6 +134,7 @@ pub fn resolve(a: &RunArgs, resume: Option<&Meta>, weights: Option<Preset>) -> R
     let cumulative = a.cumulative || (momentum_given.is_none() && resume.is_some_and(|m| m.cumulative));
     let optimizer = pick(
         &mut notes,
+        a,
         "--optimizer",
         a.optimizer,
         saved.map(|s| {
@@ -144,6 +149,7 @@ pub fn resolve(a: &RunArgs, resume: Option<&Meta>, weights: Option<Preset>) -> R
     .unwrap_or(OptimizerKind::Adam);
     let seed = pick(
         &mut notes,
+        a,
         "--seed",
         a.seed,
         saved.map(|s| s.base_seed).or(resume.map(|m| m.seed)),
@@ -155,6 +161,7 @@ pub fn resolve(a: &RunArgs, resume: Option<&Meta>, weights: Option<Preset>) -> R
         .unwrap_or(profile.bn_eps);
     let bn_unbiased = pick(
         &mut notes,
+        a,
         "--bn-variance",
         a.bn_variance.map(|v| v == Variance::Unbiased),
         saved.map(|s| s.bn_unbiased),
@@ -165,9 +172,14 @@ pub fn resolve(a: &RunArgs, resume: Option<&Meta>, weights: Option<Preset>) -> R
     let adam_eps = adam_eps_ckpt
         .filter(|_| a.adam_eps.is_some() || !by_framework)
         .unwrap_or(profile.adam_eps);
-    let frozen_bn = a
-        .freeze
-        .map(|_| a.frozen_bn.unwrap_or_else(|| FrozenBn::default_for(framework)));
+    // GroupNorm (`--norm group|layer`) normalises each image by itself in every mode: frozen or not, its layers
+    // behave as in training, and there is no mode to choose (`--frozen-bn` is refused with it).
+    let group_norm = a.norm.is_some_and(|n| n != crate::model::Norm::Batch);
+    let frozen_bn = a.freeze.map(|_| match a.frozen_bn {
+        _ if group_norm => FrozenBn::Train,
+        Some(f) => f,
+        None => FrozenBn::default_for(framework),
+    });
     // Weights from PyTorch are usually pretrained on ImageNet and expect its normalisation (said in a notice);
     // not in a checkpoint: a resumed run takes the flag or `none`.
     let normalize = match (a.normalize, weights) {
@@ -204,8 +216,10 @@ pub fn resolve(a: &RunArgs, resume: Option<&Meta>, weights: Option<Preset>) -> R
 }
 
 /// A flag wins over the checkpoint, with a notice when they differ; the checkpoint wins over the default (`None`).
+/// A value a lesson filled in (`--scenario`) is the lesson's, and its notice says so.
 fn pick<T: PartialEq>(
     notes: &mut Vec<String>,
+    a: &RunArgs,
     flag: &str,
     given: Option<T>,
     saved: Option<T>,
@@ -213,11 +227,17 @@ fn pick<T: PartialEq>(
 ) -> Option<T> {
     match (given, saved) {
         (Some(g), Some(c)) if g != c => {
-            notes.push(format!(
-                "bnscope: {flag} {} overrides the checkpoint's {}",
-                show(&g),
-                show(&c)
-            ));
+            let name = flag.split_whitespace().next().unwrap_or(flag);
+            let lesson = a.scenario.filter(|_| a.lesson_filled.contains(&name));
+            notes.push(match lesson {
+                Some(l) => format!(
+                    "bnscope: the lesson {} sets {flag} {} over the checkpoint's {}",
+                    l.name(),
+                    show(&g),
+                    show(&c)
+                ),
+                None => format!("bnscope: {flag} {} overrides the checkpoint's {}", show(&g), show(&c)),
+            });
             Some(g)
         }
         (Some(g), _) => Some(g),
@@ -228,51 +248,157 @@ fn pick<T: PartialEq>(
 /// The lessons' data (other than `seed` and `groupnorm`, which run the seed's images).
 pub const LESSON_DATA: &str = "shapes:150";
 
-/// `--scenario`: fills in the flags the lesson needs where the command line left them open (an explicit flag
-/// still wins). Returns the pre-training phase the lesson needs, if any.
-pub fn apply_scenario(a: &mut RunArgs) -> Option<crate::trainer::Pretrain> {
+/// `--scenario`: fills in the flags the lesson needs where the command line left them open, and records which
+/// (`RunArgs::lesson_filled`, so that notices say whose value it is). A flag given explicitly that contradicts
+/// the lesson's story (`--scenario seed --momentum 0.5`, `--scenario groupnorm --norm batch`) is refused in one
+/// line naming the flag and the lesson ([`contradiction`]); one that leaves the story true still wins. Returns the
+/// pre-training phase the lesson needs, if any.
+pub fn apply_scenario(a: &mut RunArgs) -> Result<Option<crate::trainer::Pretrain>> {
     use crate::lesson::Scenario;
-    let s = a.scenario?;
+    let Some(s) = a.scenario else { return Ok(None) };
+    if let Some(why) = contradiction(a, s) {
+        return Err(usage(why));
+    }
+    let mut filled: Vec<&'static str> = Vec::new();
+    macro_rules! fill {
+        ($field:expr, $flag:literal, $value:expr) => {
+            if $field.is_none() {
+                $field = Some($value);
+                filled.push($flag);
+            }
+        };
+    }
     if !matches!(s, Scenario::Seed | Scenario::Groupnorm) && a.data.is_none() {
         // Enough generated shapes that the tiny ResNet generalises to the held-out ones (at 32 px a run is quick).
-        a.data = Some(LESSON_DATA.into());
+        fill!(a.data, "--data", LESSON_DATA.into());
         if s != Scenario::SmallBatch {
-            a.image_size.get_or_insert(32);
+            fill!(a.image_size, "--image-size", 32);
         }
     }
-    if !matches!(s, Scenario::Seed | Scenario::Groupnorm) && a.momentum.is_none() {
-        // Statistics that converge within a few epochs (Keras 0.9 = PyTorch 0.1), so that what the lesson shows is
-        // its own trap and not the seed's slow momentum.
-        a.momentum = Some(0.9);
-        a.momentum_convention = crate::cli::Convention::Keras;
+    if a.momentum.is_none() {
+        // The seed's story is momentum 0.99 (Keras), whatever --framework says; the others use statistics that
+        // converge within a few epochs (Keras 0.9 = PyTorch 0.1), so that what the lesson shows is its own trap and
+        // not the seed's slow momentum. (GroupNorm has no running statistics to move.)
+        let m = match s {
+            Scenario::Seed => Some(0.99),
+            Scenario::Groupnorm => None,
+            _ => Some(0.9),
+        };
+        if let Some(m) = m {
+            fill!(a.momentum, "--momentum", m);
+            a.momentum_convention = crate::cli::Convention::Keras;
+        }
     }
-    match s {
+    let pretrain = match s {
         Scenario::Seed => None,
         Scenario::SmallBatch => {
-            a.batch_size.get_or_insert(2);
-            a.eval_batch_size.get_or_insert(1);
+            fill!(a.batch_size, "--batch-size", 2);
+            fill!(a.eval_batch_size, "--eval-batch-size", 1);
             // At 8 px tiny's last stage is 1×1: one image gives one value per channel there, and BatchNorm on one
             // value outputs its bias whatever the image (training at batch 2 still sees two values).
-            a.image_size.get_or_insert(8);
-            a.lr.get_or_insert(0.003);
+            fill!(a.image_size, "--image-size", 8);
+            fill!(a.lr, "--lr", 0.003);
             None
         }
         Scenario::FrozenBackbone => {
-            a.freeze.get_or_insert(crate::cli::Freeze::Backbone);
-            a.frozen_bn.get_or_insert(FrozenBn::TrainFrozenStats);
+            fill!(a.freeze, "--freeze", crate::cli::Freeze::Backbone);
+            fill!(a.frozen_bn, "--frozen-bn", FrozenBn::TrainFrozenStats);
             Some(crate::trainer::Pretrain::LESSON)
         }
         Scenario::ShiftedEval => {
-            a.val_transform.get_or_insert(crate::data::ValTransform::Scale255);
+            fill!(a.val_transform, "--val-transform", crate::data::ValTransform::Scale255);
             None
         }
         Scenario::Ema => {
-            a.ema.get_or_insert(0.99);
+            fill!(a.ema, "--ema", 0.99);
             None
         }
         Scenario::Groupnorm => {
-            a.norm.get_or_insert(crate::model::Norm::Group);
+            fill!(a.norm, "--norm", crate::model::Norm::Group);
             None
         }
+    };
+    a.lesson_filled = filled;
+    Ok(pretrain)
+}
+
+/// The first flag given on the command line that would make lesson `s` tell a story that is not true of the run,
+/// as the one-line refusal; `None` when the flags leave the story true.
+pub fn contradiction(a: &RunArgs, s: crate::lesson::Scenario) -> Option<String> {
+    use crate::data::ValTransform;
+    use crate::lesson::Scenario;
+    use crate::model::Norm;
+    let lesson = s.name();
+    let refuse = |flag: String, why: &str| {
+        Some(format!(
+            "{flag}: contradicts the lesson {lesson} ({why}); leave it out, or run without --scenario"
+        ))
+    };
+    match (s, a.norm) {
+        (Scenario::Groupnorm, Some(Norm::Batch)) => {
+            return refuse(
+                "--norm batch".into(),
+                "it runs the seed with GroupNorm instead of BatchNorm",
+            )
+        }
+        (Scenario::Groupnorm, _) => {}
+        (_, Some(n)) if n != Norm::Batch => {
+            return refuse(
+                format!("--norm {}", n.name()),
+                "it is about BatchNorm's running statistics, which GroupNorm does not have; --scenario groupnorm \
+                 shows GroupNorm",
+            )
+        }
+        _ => {}
     }
+    match s {
+        Scenario::Seed => {
+            if let Some(m) = a.keras_momentum().filter(|m| (m - 0.99).abs() > 1e-12) {
+                return refuse(
+                    format!("--momentum {}", a.momentum.unwrap_or(m)),
+                    "its mystery is the running statistics' slow start at momentum 0.99 (Keras) = 0.01 (PyTorch)",
+                );
+            }
+            if a.cumulative {
+                return refuse(
+                    "--cumulative".into(),
+                    "its mystery is the moving average at momentum 0.99 (Keras)",
+                );
+            }
+        }
+        Scenario::SmallBatch => {
+            let story = "training at batch 2 and evaluating at batch 1 on tiny at 8 px, whose last stage is 1×1";
+            if let Some(b) = a.batch_size.filter(|&b| b != 2) {
+                return refuse(format!("--batch-size {b}"), story);
+            }
+            if let Some(b) = a.eval_batch_size.filter(|&b| b != 1) {
+                return refuse(format!("--eval-batch-size {b}"), story);
+            }
+            if let Some(px) = a.image_size.filter(|&px| px != 8) {
+                return refuse(format!("--image-size {px}"), story);
+            }
+            if let Some(m) = a.model.filter(|&m| m != crate::model::Preset::Tiny) {
+                return refuse(format!("--model {}", m.name()), story);
+            }
+        }
+        Scenario::FrozenBackbone => {
+            if a.frozen_bn == Some(FrozenBn::Train) {
+                return refuse(
+                    "--frozen-bn train".into(),
+                    "its frozen BatchNorm layers keep the pre-training statistics (train-frozen-stats; --frozen-bn \
+                     inference shows the fix), while train moves them on",
+                );
+            }
+        }
+        Scenario::ShiftedEval => {
+            if let Some(t) = a.val_transform.filter(|&t| t != ValTransform::Scale255) {
+                return refuse(
+                    format!("--val-transform {}", t.name()),
+                    "its held-out images reach the model unscaled (scale255)",
+                );
+            }
+        }
+        Scenario::Ema | Scenario::Groupnorm => {}
+    }
+    None
 }

@@ -27,15 +27,20 @@ pub struct Shape {
 /// `per_class` images of each class at `size`×`size`, interleaved (circle, square, triangle, circle, …) so that any
 /// prefix is balanced. `split` separates independent streams from one seed (0: training, 1: held-out).
 pub fn generate(per_class: usize, size: usize, seed: u64, split: u64) -> Vec<Shape> {
-    let mut rng =
-        StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (split + 1).wrapping_mul(0x5bd1_e995));
+    let mut rng = stream(seed, split);
     let mut out = Vec::with_capacity(per_class * CLASSES.len());
+    let mut planes = vec![0u8; 3 * size * size];
     for i in 0..per_class {
-        for (label, class) in CLASSES.iter().enumerate() {
-            let image = draw(label, size, &mut rng);
+        for label in 0..CLASSES.len() {
+            draw_planes(label, size, &mut rng, &mut planes);
+            let plane = size * size;
+            let image = RgbImage::from_fn(size as u32, size as u32, |x, y| {
+                let k = y as usize * size + x as usize;
+                Rgb([planes[k], planes[plane + k], planes[2 * plane + k]])
+            });
             out.push(Shape {
                 label,
-                name: format!("{class}_{i:05}.png"),
+                name: name(i * CLASSES.len() + label),
                 image,
             });
         }
@@ -43,7 +48,28 @@ pub fn generate(per_class: usize, size: usize, seed: u64, split: u64) -> Vec<Sha
     out
 }
 
-fn draw(label: usize, size: usize, rng: &mut StdRng) -> RgbImage {
+/// The generator whose draws make the images of `seed`'s split `split`, one after the other (image `k` of a set is
+/// class `k % 3`, drawn after images `0..k`): [`draw_planes`] draws the next image, [`skip`] passes over it.
+pub fn stream(seed: u64, split: u64) -> StdRng {
+    StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (split + 1).wrapping_mul(0x5bd1_e995))
+}
+
+/// The file name of image `k` of a set (`circle_00000.png`).
+pub fn name(k: usize) -> String {
+    format!("{}_{:05}.png", CLASSES[k % CLASSES.len()], k / CLASSES.len())
+}
+
+/// What an image is, drawn from the generator before its pixels.
+struct Params {
+    bg: [f32; 3],
+    fg: [f32; 3],
+    r: f32,
+    cx: f32,
+    cy: f32,
+    angle: f32,
+}
+
+fn params(size: usize, rng: &mut StdRng) -> Params {
     let s = size as f32;
     // A dark background and a bright shape, each of a random colour: the shape's outline is what tells the
     // classes apart (a network can learn it from a few dozen images), the colours are nuisance.
@@ -62,6 +88,40 @@ fn draw(label: usize, size: usize, rng: &mut StdRng) -> RgbImage {
     let cx = rng.random_range(r..(s - r).max(r + 1e-3));
     let cy = rng.random_range(r..(s - r).max(r + 1e-3));
     let angle = rng.random_range(0.0..std::f32::consts::TAU);
+    Params {
+        bg,
+        fg,
+        r,
+        cx,
+        cy,
+        angle,
+    }
+}
+
+fn noise() -> Normal<f32> {
+    Normal::new(0.0f32, NOISE).expect("a valid normal")
+}
+
+/// Passes over the next image of the stream without drawing it: exactly the generator's draws of
+/// [`draw_planes`] (the parameters, then three noise samples a pixel), for a fraction of the time.
+pub fn skip(size: usize, rng: &mut StdRng) {
+    params(size, rng);
+    let noise = noise();
+    for _ in 0..3 * size * size {
+        std::hint::black_box(noise.sample(rng));
+    }
+}
+
+/// Draws the next image of the stream, of class `label`, into `out` as three `size×size` planes (R, G, B).
+pub fn draw_planes(label: usize, size: usize, rng: &mut StdRng, out: &mut [u8]) {
+    let Params {
+        bg,
+        fg,
+        r,
+        cx,
+        cy,
+        angle,
+    } = params(size, rng);
     let (sin, cos) = angle.sin_cos();
     // Triangle corners (equilateral, circumradius r) for the edge tests.
     let tri: Vec<(f32, f32)> = (0..3)
@@ -88,8 +148,8 @@ fn draw(label: usize, size: usize, rng: &mut StdRng) -> RgbImage {
             }
         }
     };
-    let noise = Normal::new(0.0f32, NOISE).expect("a valid normal");
-    let mut img = RgbImage::new(size as u32, size as u32);
+    let noise = noise();
+    let plane = size * size;
     const SUB: usize = 4;
     for py in 0..size {
         for px in 0..size {
@@ -102,15 +162,12 @@ fn draw(label: usize, size: usize, rng: &mut StdRng) -> RgbImage {
                 }
             }
             let cover = hits as f32 / (SUB * SUB) as f32;
-            let mut p = [0u8; 3];
             for c in 0..3 {
                 let v = 255.0 * (bg[c] * (1.0 - cover) + fg[c] * cover) + noise.sample(rng);
-                p[c] = v.round().clamp(0.0, 255.0) as u8;
+                out[c * plane + py * size + px] = v.round().clamp(0.0, 255.0) as u8;
             }
-            img.put_pixel(px as u32, py as u32, Rgb(p));
         }
     }
-    img
 }
 
 #[cfg(test)]
@@ -129,6 +186,19 @@ mod tests {
         // Another split or seed gives other images.
         let c = generate(4, 32, 7, 1);
         assert!(a.iter().zip(&c).any(|(x, y)| x.image != y.image));
+    }
+
+    #[test]
+    fn skipping_an_image_draws_what_drawing_it_draws() {
+        for size in [1, 7, 32] {
+            let (mut a, mut b) = (stream(5, 0), stream(5, 0));
+            let mut out = vec![0u8; 3 * size * size];
+            for k in 0..9 {
+                draw_planes(k % 3, size, &mut a, &mut out);
+                skip(size, &mut b);
+                assert!(a == b, "size {size}, image {k}: the generators part");
+            }
+        }
     }
 
     #[test]

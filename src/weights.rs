@@ -37,15 +37,46 @@ fn shown(path: &Path) -> String {
 /// Reads every tensor of a safetensors file. `flag` names the file in errors (`--weights F`).
 pub fn read(path: &Path, flag: &str) -> Result<HashMap<String, Tensor>> {
     let what = format!("{flag} {}", shown(path));
-    let mut file = crate::files::open_regular(path, std::fs::OpenOptions::new().read(true), &what)?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|e| usage(format!("{what}: cannot read: {}", crate::files::io_reason(&e))))?;
+    let bytes = crate::files::read_whole(path, &what)?;
+    if let Some(kind) = crate::files::binary_kind(&bytes[..bytes.len().min(16)]).filter(|k| !k.contains("safetensors"))
+    {
+        let name = shown(path);
+        return Err(usage(if kind.contains("zip") || kind.contains("pickle") {
+            format!(
+                "{what}: a PyTorch pickle (torch.save), not a safetensors file; convert it with `python \
+                 scripts/export_torchvision.py MODEL out.safetensors --checkpoint {name}` (MODEL: resnet18 … \
+                 resnet152, the architecture it was saved from) and give --weights out.safetensors"
+            )
+        } else {
+            format!("{what}: {kind}, not weights; save a state_dict with safetensors.torch.save_file(model.state_dict(), F)")
+        }));
+    }
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
         usage(format!(
             "{what}: not a safetensors file, or cut short ({e}); save one with safetensors.torch.save_file(model.state_dict(), F)"
         ))
     })?;
+    // A bnscope checkpoint (its metadata, or the optimizer's moments only checkpoints hold), told as such before
+    // any tensor is looked at: its `optim.step` is an integer that a state_dict would not have.
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| usage(format!("{what}: {e}")))?;
+    let is_checkpoint = header
+        .metadata()
+        .as_ref()
+        .is_some_and(|m| m.get("format").is_some_and(|f| f.starts_with("bnscope-checkpoint")));
+    let mut optim: Vec<String> = st
+        .names()
+        .into_iter()
+        .filter(|k| k.starts_with("optim."))
+        .map(String::from)
+        .collect();
+    optim.sort();
+    if is_checkpoint || !optim.is_empty() {
+        let holds = optim.first().map_or(String::new(), |k| format!(" (it holds {k})"));
+        return Err(usage(format!(
+            "{what}: a bnscope checkpoint{holds}; continue it with --resume, or export plain weights with \
+             --save-weights"
+        )));
+    }
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         let counter = name.ends_with(".num_batches_tracked");
@@ -88,11 +119,6 @@ pub fn read(path: &Path, flag: &str) -> Result<HashMap<String, Tensor>> {
 pub fn import(path: &Path, model: Option<Preset>) -> Result<Imported> {
     let what = format!("--weights {}", shown(path));
     let mut tensors = read(path, "--weights")?;
-    if let Some(old) = bnscope_checkpoint_keys(&tensors) {
-        return Err(usage(format!(
-            "{what}: a bnscope checkpoint (it holds {old}); continue it with --resume, or export plain weights with --save-weights"
-        )));
-    }
     // DistributedDataParallel's `module.` prefix, as the Python hook drops it.
     if tensors.keys().all(|k| k.starts_with("module.")) {
         tensors = tensors
@@ -114,13 +140,6 @@ pub fn import(path: &Path, model: Option<Preset>) -> Result<Imported> {
         tensors,
         classes,
     })
-}
-
-/// A key only bnscope's checkpoints have (the optimizer's moments), if any.
-fn bnscope_checkpoint_keys(t: &HashMap<String, Tensor>) -> Option<String> {
-    let mut k: Vec<&String> = t.keys().filter(|k| k.starts_with("optim.")).collect();
-    k.sort();
-    k.first().map(|s| s.to_string())
 }
 
 /// The preset whose torchvision keys these are: the stem's kernel (7×7: torchvision, 3×3: tiny), basic or
@@ -305,9 +324,12 @@ pub fn save(path: &Path, model: &ResNet) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{what}: cannot write: {}", crate::files::io_reason(&e)))
 }
 
-/// Checks at start-up that `--save-weights` can be written: not the `--weights` file itself, not an existing file
-/// that is not a safetensors file, not a directory, in a directory that exists.
-pub fn prepare_save(path: &Path, weights: Option<&Path>) -> Result<()> {
+/// Checks at start-up that `--save-weights` can be written, before anything trains: not the `--weights` file
+/// itself, not a directory (nor a name ending in `/`), not a FIFO or device, not an existing file that is not a
+/// safetensors file or that the user may not write, in a directory that exists and takes a new file (a test file
+/// of a unique name is created there and removed again: a read-only directory or file system is found now, not
+/// after training). Returns the lock that keeps another bnscope off this file for as long as it is held.
+pub fn prepare_save(path: &Path, weights: Option<&Path>) -> Result<Option<crate::files::PathLock>> {
     let what = format!("--save-weights {}", shown(path));
     if path.as_os_str().as_encoded_bytes().ends_with(b"/") || path.file_name().is_none() {
         return Err(usage(format!(
@@ -327,15 +349,42 @@ pub fn prepare_save(path: &Path, weights: Option<&Path>) -> Result<()> {
         })
     })?;
     match std::fs::metadata(&target) {
-        Ok(m) if m.is_dir() => Err(usage(format!("{what}: is a directory"))),
-        Ok(m) if crate::files::not_regular(&m).is_some() => Err(usage(format!(
-            "{what}: not a regular file; give a regular file or a new name"
-        ))),
-        Ok(m) if m.len() > 0 && !looks_like_safetensors(&target) => Err(usage(format!(
-            "{what}: exists and is not a safetensors file; move it away or choose another name"
-        ))),
-        _ => Ok(()),
+        Ok(m) if m.is_dir() => {
+            return Err(usage(format!(
+                "{what}: is a directory; give a file name such as {}",
+                Path::new(path.as_os_str()).join("weights.safetensors").display()
+            )))
+        }
+        Ok(m) if crate::files::not_regular(&m).is_some() => {
+            return Err(usage(format!(
+                "{what}: not a regular file ({}); give a regular file or a new name",
+                crate::files::not_regular(&m).unwrap_or("not a regular file")
+            )))
+        }
+        Ok(m) if m.len() > 0 && !looks_like_safetensors(&target) => {
+            return Err(usage(format!(
+                "{what}: exists and is not a safetensors file; move it away or choose another name"
+            )))
+        }
+        Ok(_) if !writable(&target) => {
+            return Err(usage(format!(
+                "{what}: the file there is read-only; make it writable or choose another name"
+            )))
+        }
+        _ => {}
     }
+    crate::checkpoint::can_create_beside(&target)
+        .map_err(|e| usage(format!("{what}: cannot write there: {}", crate::files::io_reason(&e))))?;
+    crate::files::lock_path(&target, &what, "two runs cannot share one weights file")
+}
+
+/// Whether this user may write the existing file `path` (its permission bits, as `access(2)` sees them).
+fn writable(path: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: access(2) with a valid C string.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
 fn looks_like_safetensors(path: &Path) -> bool {

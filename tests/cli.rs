@@ -416,6 +416,40 @@ fn bad_input_table() {
         case("unknown device", Expect::Fail(&["--device tpu"]), |_| {
             flags(&["--device", "tpu"])
         }),
+        // #24: a held-out folder that is the training folder is not held out.
+        case(
+            "val is the data folder",
+            Expect::Fail(&["--val", "the same folder as --data", "training images"]),
+            |r| {
+                two_classes(r);
+                let mut args = data_arg(r);
+                args.extend(["--val".into(), r.display().to_string()]);
+                args
+            },
+        ),
+        case(
+            "val is the data folder through a link",
+            Expect::Fail(&["--val", "link", "the same folder as --data"]),
+            |r| {
+                two_classes(&r.join("d"));
+                std::os::unix::fs::symlink("d", r.join("link")).unwrap();
+                let mut args = data_arg(&r.join("d"));
+                args.extend(["--val".into(), format!("{}/link/", r.display())]);
+                args
+            },
+        ),
+        case(
+            "val shares an image with the data",
+            Expect::Fail(&["--val", "a/x.png", "also a --data image"]),
+            |r| {
+                two_classes(&r.join("d"));
+                two_classes(&r.join("v"));
+                std::fs::hard_link(r.join("d/a/0.png"), r.join("v/a/x.png")).unwrap();
+                let mut args = data_arg(&r.join("d"));
+                args.extend(["--val".into(), r.join("v").display().to_string()]);
+                args
+            },
+        ),
     ];
     assert!(cases.len() >= 25);
     let mut failures = Vec::new();
@@ -1617,4 +1651,405 @@ fn resume_refuses_another_normalisation() {
     assert!(err.contains("add --norm group"), "{err}");
     let out = bnscope(&["--headless", "--epochs", "2", "--resume", ck, "--norm", "group"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+// --- #24: a user's file is never destroyed or overwritten ---
+
+/// The fixture weights (a torchvision-named tiny state_dict) copied to `dir/w.st`.
+fn weights_copy(dir: &Path) -> PathBuf {
+    let w = dir.join("w.st");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/weights/tiny_torchvision.safetensors"
+        ),
+        &w,
+    )
+    .unwrap();
+    w
+}
+
+/// Asserts exit 2 with one `bnscope: error:` line holding every fragment, and no epoch trained.
+fn assert_refused(out: &Output, frags: &[&str], what: &str) {
+    let err = stderr_of(out);
+    assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+    assert_eq!(err.lines().count(), 1, "{what}: {err}");
+    assert!(err.starts_with("bnscope: error: "), "{what}: {err}");
+    for f in frags {
+        assert!(err.contains(f), "{what}: no {f:?} in {err}");
+    }
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("epoch 1"),
+        "{what}: refused before training"
+    );
+}
+
+/// The same file under another name: `same` (the path itself), `symlink`, `hardlink`.
+fn alias(kind: &str, target: &Path, dir: &Path, n: usize) -> PathBuf {
+    let p = dir.join(format!("alias{n}-{kind}"));
+    match kind {
+        "same" => return target.to_path_buf(),
+        "symlink" => std::os::unix::fs::symlink(target, &p).unwrap(),
+        _ => std::fs::hard_link(target, &p).unwrap(),
+    }
+    p
+}
+
+/// #24: every output (`--log`, `--checkpoint`, `--save-weights`) against every input (`--resume`, `--weights`,
+/// a `--data` image, a `--val` image) and every other output, as the same path, through a symlink and through a
+/// hard link: refused at start-up naming both, the input byte for byte as it was.
+#[test]
+fn no_output_is_written_over_an_input_or_another_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ck = d.join("ck.st");
+    let out = quick(&["--epochs", "1", "--checkpoint", ck.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let w = weights_copy(d);
+    let (train, val) = (d.join("train"), d.join("val"));
+    two_classes(&train);
+    two_classes(&val);
+    let (train_s, val_s) = (train.display().to_string(), val.display().to_string());
+    let inputs: Vec<(&str, PathBuf, Vec<String>)> = vec![
+        ("--resume", ck.clone(), vec![]),
+        ("--weights", w.clone(), vec![]),
+        ("--data", train.join("a/0.png"), vec!["--data".into(), train_s.clone()]),
+        (
+            "--val",
+            val.join("b/0.png"),
+            vec!["--data".into(), train_s.clone(), "--val".into(), val_s.clone()],
+        ),
+    ];
+    let mut n = 0;
+    let mut tried = 0;
+    for (input, file, extra) in &inputs {
+        let before = std::fs::read(file).unwrap();
+        for out_flag in ["--log", "--checkpoint", "--save-weights"] {
+            if (out_flag, *input) == ("--checkpoint", "--resume") {
+                continue; // a resumed run writes its own checkpoint on
+            }
+            for kind in ["same", "symlink", "hardlink"] {
+                n += 1;
+                let p = alias(kind, file, d, n);
+                let mut args: Vec<String> = extra.clone();
+                if input.starts_with("--r") || input.starts_with("--w") {
+                    args.extend([input.to_string(), file.display().to_string()]);
+                }
+                args.extend([out_flag.into(), p.display().to_string()]);
+                if out_flag == "--log" {
+                    args.push("--overwrite-log".into());
+                }
+                args.extend(flags(&["--epochs", "3"]));
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                let res = quick(&refs);
+                let what = format!("{out_flag} over {input} ({kind})");
+                let want: &[&str] = if input.starts_with("--d") || input.starts_with("--v") {
+                    &[out_flag, &format!("one of the {input} images")]
+                } else {
+                    &[out_flag, input]
+                };
+                assert_refused(&res, want, &what);
+                assert_eq!(std::fs::read(file).unwrap(), before, "{what}: the input is untouched");
+                tried += 1;
+                if kind != "same" {
+                    std::fs::remove_file(&p).unwrap();
+                }
+            }
+        }
+    }
+    assert_eq!(tried, 33);
+    // Outputs against each other, also through links.
+    let a = d.join("out.st");
+    for (x, y) in [
+        ("--log", "--checkpoint"),
+        ("--log", "--save-weights"),
+        ("--checkpoint", "--save-weights"),
+    ] {
+        for kind in ["same", "symlink"] {
+            n += 1;
+            std::fs::write(&a, b"").unwrap();
+            let p = alias(kind, &a, d, n);
+            let res = quick(&["--epochs", "1", x, a.to_str().unwrap(), y, p.to_str().unwrap()]);
+            assert_refused(&res, &[x, y, "the same file"], &format!("{x} and {y} ({kind})"));
+        }
+    }
+    // The binary itself is an input too.
+    let res = quick(&["--epochs", "1", "--log", BIN, "--overwrite-log"]);
+    assert_refused(&res, &["--log", "the bnscope binary"], "--log over the binary");
+}
+
+/// #24, the reproductions: `--save-weights` onto the `--resume` checkpoint, and `--log` onto the `--weights` file
+/// with `--overwrite-log`, each used to destroy the file; `--overwrite-log` empties logs only, never weights, a
+/// checkpoint or an image that is at the path.
+#[test]
+fn save_weights_over_the_resumed_checkpoint_and_overwrite_log_over_weights_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ck = d.join("ck.st").display().to_string();
+    let out = quick(&["--epochs", "2", "--checkpoint", &ck]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let before = std::fs::read(&ck).unwrap();
+    let out = quick(&["--resume", &ck, "--epochs", "3", "--save-weights", &ck]);
+    assert_refused(
+        &out,
+        &[&format!("--save-weights {ck}: the same file as --resume {ck}")],
+        "save-weights over resume",
+    );
+    assert_eq!(std::fs::read(&ck).unwrap(), before);
+    // The checkpoint still resumes.
+    let out = quick(&["--resume", &ck, "--epochs", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+
+    let w = weights_copy(d);
+    let ws = w.display().to_string();
+    let wbytes = std::fs::read(&w).unwrap();
+    let out = quick(&["--weights", &ws, "--log", &ws, "--overwrite-log", "--epochs", "1"]);
+    assert_refused(&out, &["--log", "the same file as --weights"], "log over weights");
+    assert_eq!(std::fs::read(&w).unwrap(), wbytes);
+    // Not an input of this run, but no log either: left as it is.
+    let img = d.join("cat.png");
+    std::fs::write(&img, png_bytes(&image::DynamicImage::ImageRgb8(rgb(8, 8, 1)))).unwrap();
+    let pickle = d.join("model.pt");
+    std::fs::write(&pickle, b"PK\x03\x04 a torch.save zip").unwrap();
+    let legacy = d.join("legacy.pt");
+    std::fs::write(&legacy, b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.").unwrap();
+    let bin = d.join("blob.bin");
+    std::fs::write(&bin, b"abc\0def").unwrap();
+    for (p, kind) in [
+        (&w, "a safetensors file"),
+        (&PathBuf::from(&ck), "a safetensors file"),
+        (&img, "a PNG image"),
+        (&pickle, "zip archive"),
+        (&legacy, "pickle"),
+        (&bin, "binary data"),
+    ] {
+        let before = std::fs::read(p).unwrap();
+        let out = quick(&["--epochs", "1", "--log", p.to_str().unwrap(), "--overwrite-log"]);
+        assert_refused(&out, &["--log", kind, "--overwrite-log only empties logs"], kind);
+        assert_eq!(std::fs::read(p).unwrap(), before, "{kind}");
+    }
+}
+
+/// #24: `--save-weights` where it cannot be written is found at start-up (exit 2, nothing trained), as `--log`
+/// and `--checkpoint` are; and two runs never write one weights file.
+#[test]
+fn save_weights_is_checked_and_locked_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A read-only file system (also for root, which file permissions do not stop).
+    let out = quick(&["--epochs", "1", "--save-weights", "/proc/bnscope-weights.st"]);
+    assert_refused(
+        &out,
+        &["--save-weights /proc/bnscope-weights.st: cannot write there"],
+        "read-only fs",
+    );
+    let out = quick(&["--epochs", "1", "--save-weights", d.to_str().unwrap()]);
+    assert_refused(&out, &["--save-weights", "is a directory"], "a directory");
+    let out = quick(&["--epochs", "1", "--save-weights", "/dev/null"]);
+    assert_refused(&out, &["--save-weights /dev/null", "not a regular file"], "a device");
+    if !is_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let ro = d.join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let p = ro.join("w.st");
+        let out = quick(&["--epochs", "1", "--save-weights", p.to_str().unwrap()]);
+        assert_refused(
+            &out,
+            &["--save-weights", "cannot write there", "permission denied"],
+            "ro dir",
+        );
+        let f = d.join("ro.st");
+        std::fs::copy(weights_copy(d), &f).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o444)).unwrap();
+        let out = quick(&["--epochs", "1", "--save-weights", f.to_str().unwrap()]);
+        assert_refused(&out, &["--save-weights", "read-only"], "ro file");
+    }
+    let w = d.join("shared.st").display().to_string();
+    let mut first = long_run(&["--save-weights", &w]);
+    first_epoch(&mut first);
+    let out = quick(&["--epochs", "1", "--save-weights", &w]);
+    unsafe { libc::kill(first.id() as i32, libc::SIGTERM) };
+    first.wait().unwrap();
+    assert_refused(
+        &out,
+        &["--save-weights", "in use by", "two runs cannot share one weights file"],
+        "locked",
+    );
+    // The first run wrote its weights on SIGTERM; the refused one wrote nothing.
+    assert!(Path::new(&w).is_file());
+}
+
+// --- #24: messages that mislead ---
+
+/// #24: a lesson given a flag that contradicts its story is refused in one line naming the flag and the lesson;
+/// flags that keep the story true still run it.
+#[test]
+fn lessons_refuse_flags_that_contradict_their_story() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--scenario", "groupnorm", "--norm", "batch"],
+            "--norm batch: contradicts the lesson groupnorm",
+        ),
+        (
+            &["--scenario", "seed", "--momentum", "0.5"],
+            "--momentum 0.5: contradicts the lesson seed",
+        ),
+        (
+            &[
+                "--scenario",
+                "seed",
+                "--momentum",
+                "0.5",
+                "--momentum-convention",
+                "torch",
+            ],
+            "--momentum 0.5: contradicts the lesson seed",
+        ),
+        (
+            &["--scenario", "seed", "--cumulative"],
+            "--cumulative: contradicts the lesson seed",
+        ),
+        (
+            &["--scenario", "seed", "--norm", "group"],
+            "--norm group: contradicts the lesson seed",
+        ),
+        (
+            &["--scenario", "shifted-eval", "--val-transform", "none"],
+            "--val-transform none: contradicts the lesson shifted-eval",
+        ),
+        (
+            &["--scenario", "shifted-eval", "--val-transform", "invert"],
+            "--val-transform invert: contradicts the lesson shifted-eval",
+        ),
+        (
+            &["--scenario", "ema", "--norm", "layer"],
+            "--norm layer: contradicts the lesson ema",
+        ),
+        (
+            &["--scenario", "small-batch", "--batch-size", "8"],
+            "--batch-size 8: contradicts the lesson small-batch",
+        ),
+        (
+            &["--scenario", "small-batch", "--eval-batch-size", "4"],
+            "--eval-batch-size 4: contradicts the lesson small-batch",
+        ),
+        (
+            &["--scenario", "small-batch", "--image-size", "32"],
+            "--image-size 32: contradicts the lesson small-batch",
+        ),
+        (
+            &["--scenario", "frozen-backbone", "--frozen-bn", "train"],
+            "--frozen-bn train: contradicts the lesson frozen-backbone",
+        ),
+        (
+            &["--scenario", "frozen-backbone", "--norm", "group"],
+            "--norm group: contradicts the lesson frozen-backbone",
+        ),
+        // GroupNorm has no BatchNorm mode to choose.
+        (
+            &["--norm", "group", "--freeze", "backbone", "--frozen-bn", "inference"],
+            "--frozen-bn inference with --norm group: GroupNorm layers have no running statistics",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut a = args.to_vec();
+        a.extend(["--headless", "--epochs", "1"]);
+        let out = bnscope(&a);
+        assert_refused(&out, &[want], &format!("{args:?}"));
+    }
+    // The story's own values, given explicitly, are no contradiction; the seed stays at momentum 0.99 under
+    // --framework torch (whose default is 0.1 = Keras 0.9).
+    for args in [
+        &[
+            "--scenario",
+            "seed",
+            "--momentum",
+            "0.01",
+            "--momentum-convention",
+            "torch",
+        ][..],
+        &["--scenario", "seed", "--framework", "torch"],
+        &["--scenario", "groupnorm", "--norm", "group"],
+    ] {
+        let mut a = args.to_vec();
+        a.extend(["--headless", "--epochs", "1"]);
+        let out = bnscope(&a);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr_of(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if args.contains(&"seed") {
+            assert!(stdout.contains("momentum 0.99 (Keras)"), "{args:?}: {stdout}");
+        }
+    }
+}
+
+/// #24: a lesson's own values over a resumed checkpoint's are called the lesson's, not flags the user gave.
+#[test]
+fn a_lesson_over_a_checkpoint_says_the_values_are_the_lessons() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck.st").display().to_string();
+    let out = bnscope(&[
+        "--headless",
+        "--data",
+        "shapes:150",
+        "--image-size",
+        "8",
+        "--epochs",
+        "1",
+        "--checkpoint",
+        &ck,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let out = bnscope(&[
+        "--headless",
+        "--scenario",
+        "small-batch",
+        "--resume",
+        &ck,
+        "--epochs",
+        "2",
+    ]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("--lr 0.003 overrides"), "{err}");
+    assert!(
+        err.contains("the lesson small-batch sets --lr 0.003 over the checkpoint's 0.001"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the lesson small-batch sets --batch-size 2 over the checkpoint's 32"),
+        "{err}"
+    );
+    // A flag given by the user is still the user's.
+    let out = bnscope(&[
+        "--headless",
+        "--scenario",
+        "small-batch",
+        "--resume",
+        &ck,
+        "--epochs",
+        "2",
+        "--lr",
+        "0.01",
+    ]);
+    let err = stderr_of(&out);
+    assert!(err.contains("--lr 0.01 overrides the checkpoint's 0.001"), "{err}");
+}
+
+/// #24: GroupNorm runs say what is true of GroupNorm: no momentum or BatchNorm convention in the opening line,
+/// GroupNorm layers (not BN layers), and a frozen backbone whose layers have no statistics to freeze.
+#[test]
+fn group_norm_runs_do_not_describe_batchnorm() {
+    let out = bnscope(&["--headless", "--norm", "group", "--freeze", "backbone", "--epochs", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let first = stdout.lines().next().unwrap();
+    assert!(first.contains("GroupNorm (ε 1e-3, no running statistics)"), "{first}");
+    assert!(first.ends_with("9 GroupNorm layers"), "{first}");
+    assert!(!first.contains("BN") && !first.contains("momentum"), "{first}");
+    assert!(!stdout.contains("BatchNorm layers in"), "{stdout}");
+    assert!(stdout.contains("no running statistics to freeze"), "{stdout}");
+    let out = bnscope(&["--headless", "--norm", "layer", "--epochs", "1"]);
+    let first = String::from_utf8_lossy(&out.stdout).lines().next().unwrap().to_string();
+    assert!(first.ends_with("9 LayerNorm layers"), "{first}");
 }

@@ -278,7 +278,7 @@ fn bad_normalize_and_memory_bound_values_are_one_line_errors() {
 // --- `--data shapes[:N]`, held-out sets, `--val-transform` (#14) ---
 
 fn shapes(per_class: usize, seed: u64, split: u64, normalize: Normalize) -> data::Dataset {
-    data::shapes_with(per_class, seed, split, &options(24, normalize, data::MEMORY_BOUND))
+    data::shapes_with(per_class, seed, split, &options(24, normalize, data::MEMORY_BOUND)).unwrap()
 }
 
 fn all_pixels(ds: &data::Dataset) -> Vec<f32> {
@@ -489,4 +489,174 @@ fn held_out_flags_are_one_line_errors() {
         );
         assert!(!stderr.contains("panicked"));
     }
+}
+
+// --- #24: memory that valid flags ask for ---
+
+mod common;
+
+/// #24: `--data shapes:2000 --image-size 1024` is within the documented limits and needs tens of GB; under a 4 GB
+/// address-space limit it used to abort with a backtrace (exit 134) after 97 s. Now what cannot fit is one line,
+/// exit 2, at once.
+#[test]
+fn a_run_too_large_for_the_memory_limit_is_one_line_at_once() {
+    let started = std::time::Instant::now();
+    let out = common::run_limited(
+        4_000_000 * 1024,
+        &[
+            "--headless",
+            "--data",
+            "shapes:2000",
+            "--image-size",
+            "1024",
+            "--epochs",
+            "1",
+        ],
+        &[],
+    );
+    common::assert_one_line_exit_2(&out, "shapes:2000 at 1024 px");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--image-size 1024 with --batch-size 32") && err.contains("cannot be allocated"),
+        "{err}"
+    );
+    assert!(started.elapsed().as_secs() < 30, "refused before any image is drawn");
+    // The largest batch at the largest size: refused the same way, whatever the model.
+    for model in ["tiny", "resnet152"] {
+        let out = common::run_limited(
+            4_000_000 * 1024,
+            &[
+                "--headless",
+                "--model",
+                model,
+                "--image-size",
+                "1024",
+                "--batch-size",
+                "4096",
+                "--epochs",
+                "1",
+            ],
+            &[],
+        );
+        common::assert_one_line_exit_2(&out, model);
+    }
+}
+
+/// #24: a run that passes the check before loading but needs more than the limit while it trains ends in one line
+/// and exit 2 too (the allocation that fails is deep in a training step), never an abort (exit 134).
+#[test]
+fn running_out_of_memory_mid_step_is_one_line_and_exit_2() {
+    let out = common::run_limited(
+        1_500_000 * 1024,
+        &[
+            "--headless",
+            "--data",
+            "shapes:1",
+            "--image-size",
+            "1024",
+            "--batch-size",
+            "3",
+            "--epochs",
+            "1",
+        ],
+        &[],
+    );
+    common::assert_one_line_exit_2(&out, "a 1024-px step under 1.5 GB");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bnscope: error: out of memory"), "{err}");
+    assert!(err.contains("--image-size 1024, --batch-size 3"), "{err}");
+}
+
+/// #24: generated data obeys the memory bound of image folders: over it, the images are drawn per batch from the
+/// seeded stream, with the same values (and so the same run) as when they are held in memory.
+#[test]
+fn shapes_over_the_memory_bound_are_streamed_with_the_same_numbers() {
+    for normalize in [Normalize::None, Normalize::Imagenet] {
+        let held = shapes(5, 3, 1, normalize);
+        let streamed = data::shapes_with(5, 3, 1, &options(24, normalize, 0)).unwrap();
+        assert!(!held.streamed() && streamed.streamed());
+        assert!(streamed.summary().contains("streamed"), "{}", streamed.summary());
+        assert_eq!(all_pixels(&held), all_pixels(&streamed));
+        // Any order, any subset, repeated.
+        let idx = [14u32, 0, 7, 7, 3];
+        assert_eq!(held.pixels(&idx).unwrap(), streamed.pixels(&idx).unwrap());
+        assert_eq!(held.names, streamed.names);
+        assert_eq!(held.labels, streamed.labels);
+    }
+    let lines = |bound: &str| -> Vec<String> {
+        let out = bnscope(
+            &[
+                "--headless",
+                "--data",
+                "shapes:10",
+                "--image-size",
+                "16",
+                "--epochs",
+                "2",
+            ],
+            bound,
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("epoch "))
+            .map(|l| {
+                l.split(" | ")
+                    .filter(|p| !p.ends_with("ms/step"))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            })
+            .collect()
+    };
+    assert_eq!(lines("0"), lines("1000000000"), "streamed or held, the same run");
+}
+
+/// #24: a generated set far over the bound starts under an address-space limit that holding it would exceed
+/// (it used to be drawn whole, twice: the images and their bytes), with the process's peak memory bounded.
+#[test]
+fn a_large_generated_set_starts_in_bounded_memory() {
+    use std::io::BufRead;
+    // 24,000 images of 64 px a split: 2.3 GB as f32, 295 MB as the bytes it used to hold (plus as many again while
+    // drawing), for each of the two splits.
+    let mut child = common::limited(
+        400 << 20,
+        &[
+            "--headless",
+            "--data",
+            "shapes:8000",
+            "--image-size",
+            "64",
+            "--epochs",
+            "1",
+        ],
+        &[],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    std::thread::spawn(move || for _ in lines {});
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(first.starts_with("bnscope: tiny on shapes:8000"), "{first:?} {err}");
+    assert!(
+        err.contains("streamed") && err.contains("each batch drawn when needed"),
+        "{err}"
+    );
+    let hwm_kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    assert!(hwm_kb > 0 && hwm_kb < 300 << 10, "peak RSS {hwm_kb} kB");
+    assert_ne!(out.status.code(), Some(134), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("memory allocation of"),
+        "{err}"
+    );
 }

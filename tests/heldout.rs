@@ -16,7 +16,7 @@ fn cfg(seed: u64, momentum: f64, size: usize) -> TrainConfig {
 }
 
 fn shapes(per_class: usize, split: u64, size: usize) -> data::Dataset {
-    data::shapes_with(per_class, 1, split, &LoadOptions::new(size))
+    data::shapes_with(per_class, 1, split, &LoadOptions::new(size)).unwrap()
 }
 
 fn run(t: &mut Trainer, epochs: usize) -> Vec<EpochMetrics> {

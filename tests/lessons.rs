@@ -176,8 +176,8 @@ fn groupnorm_evaluation_equals_training_from_the_first_epoch() {
 fn ema_with_copied_buffers_scores_worse_than_after_recalibration() {
     // The lesson's settings, through the engine (a headless run cannot press c).
     let opts = data::LoadOptions::new(32);
-    let train = data::shapes_with(150, 1, 0, &opts);
-    let val = data::shapes_with(150, 1, 1, &opts);
+    let train = data::shapes_with(150, 1, 0, &opts).unwrap();
+    let val = data::shapes_with(150, 1, 1, &opts).unwrap();
     let mut cfg = TrainConfig::new(Preset::Tiny);
     cfg.image_size = 32;
     cfg.momentum = 0.9;

@@ -432,3 +432,109 @@ fn inspect_blame_matches_pytorch() {
     assert!(text.contains("Which layer to blame (3 images)"), "{text}");
     assert!(text.contains("Where the gap is made: switching the first"), "{text}");
 }
+
+/// #24: what a wrong file given as `--weights` or `--resume` is, in words: a bnscope checkpoint (its integer
+/// `optim.step` used to be reported first), a PyTorch pickle (zip or legacy format, which used to be "cut short
+/// (header too large)"), an image; plain weights given as `--resume`.
+#[test]
+fn a_checkpoint_or_a_pickle_given_as_weights_says_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck.st");
+    let out = bnscope(&[
+        "--headless",
+        "--epochs",
+        "1",
+        "--image-size",
+        "16",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    refused(&ck, "a bnscope checkpoint (it holds optim.");
+    refused(&ck, "continue it with --resume");
+    // The same without the metadata: its optimizer moments say it.
+    let mut tensors = weights::read(&fixture("tiny_torchvision.safetensors"), "fixture").unwrap();
+    tensors.insert("optim.step".into(), Tensor::new(3i64, &Device::Cpu).unwrap());
+    let bare = dir.path().join("bare.st");
+    write(&bare, &tensors);
+    refused(&bare, "a bnscope checkpoint (it holds optim.step)");
+
+    let zip = dir.path().join("my.pt");
+    std::fs::write(&zip, b"PK\x03\x04\x00\x00\x08\x00archive/data.pkl and more").unwrap();
+    let legacy = dir.path().join("old.pth");
+    std::fs::write(&legacy, b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.\x80\x02M\xe9\x03.").unwrap();
+    for p in [&zip, &legacy] {
+        refused(p, "a PyTorch pickle (torch.save), not a safetensors file");
+        refused(
+            p,
+            &format!(
+                "python scripts/export_torchvision.py MODEL out.safetensors --checkpoint {}",
+                p.display()
+            ),
+        );
+    }
+    let png = dir.path().join("cat.png");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/data/seed3/cat/cat.png"), &png).unwrap();
+    refused(&png, "a PNG image, not weights");
+
+    // The other way round: plain weights, or a pickle, given as --resume.
+    for (p, want) in [
+        (
+            fixture("tiny_torchvision.safetensors"),
+            "plain weights (a PyTorch state_dict), not a bnscope checkpoint; start from them with --weights",
+        ),
+        (zip.clone(), "zip archive"),
+    ] {
+        let out = bnscope(&["--headless", "--resume", p.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(want), "{err}");
+    }
+}
+
+/// #24: a `num_batches_tracked` of i64::MAX (imported) that training increments is exported as i64::MAX, never
+/// wrapped to a negative number.
+#[test]
+fn num_batches_tracked_saturates_instead_of_wrapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tensors = weights::read(&fixture("tiny_torchvision.safetensors"), "fixture").unwrap();
+    let counters: Vec<String> = tensors
+        .keys()
+        .filter(|k| k.ends_with(".num_batches_tracked"))
+        .cloned()
+        .collect();
+    assert!(!counters.is_empty());
+    for k in &counters {
+        tensors.insert(k.clone(), Tensor::new(i64::MAX, &Device::Cpu).unwrap());
+    }
+    let w = dir.path().join("max.st");
+    write(&w, &tensors);
+    let out_w = dir.path().join("out.st");
+    let ck = dir.path().join("ck.st");
+    // Three images at batch 1: three updates past i64::MAX.
+    let out = bnscope(&[
+        "--headless",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "1",
+        "--image-size",
+        "16",
+        "--weights",
+        w.to_str().unwrap(),
+        "--save-weights",
+        out_w.to_str().unwrap(),
+        "--checkpoint",
+        ck.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let saved = weights::read(&out_w, "saved").unwrap();
+    for k in &counters {
+        assert_eq!(host_i64(&saved[k]), [i64::MAX], "{k}");
+    }
+    let (ckt, _) = bnscope::checkpoint::load(&ck).unwrap();
+    for k in &counters {
+        assert_eq!(host_i64(&ckt[k]), [i64::MAX], "{k} in the checkpoint");
+    }
+}

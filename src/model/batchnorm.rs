@@ -422,7 +422,9 @@ impl BatchNorm2d {
             _ => None,
         };
         self.init_weight *= m;
-        self.t += 1;
+        // PyTorch's `num_batches_tracked` is an int64: the count stops at its largest value instead of wrapping
+        // (an imported counter near it would otherwise be exported negative).
+        self.t = (self.t + 1).min(i64::MAX as u64);
         Ok(())
     }
 

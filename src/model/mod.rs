@@ -133,6 +133,55 @@ impl Preset {
             _ => 224,
         }
     }
+    /// Values per image of every convolution's output for a `size×size` input, and of the largest one: what a
+    /// training step keeps for its backward pass at the least (each BatchNorm and ReLU output comes on top), and
+    /// what an evaluation pass holds at once. For the memory check before a run ([`crate::alloc::check_room`]).
+    pub fn conv_outputs(self, size: usize) -> (u64, u64) {
+        let out = |h: usize, k: usize, stride: usize, pad: usize| (h + 2 * pad).saturating_sub(k) / stride + 1;
+        let (mut total, mut largest) = (0u64, 0u64);
+        let mut add = |c: usize, h: usize| {
+            let v = (c as u64).saturating_mul((h as u64).saturating_mul(h as u64));
+            total = total.saturating_add(v);
+            largest = largest.max(v);
+        };
+        let (mut cin, mut h) = match self {
+            Preset::Tiny => {
+                add(16, size);
+                (16, size / 2)
+            }
+            _ => {
+                let c = out(size, 7, 2, 3);
+                add(64, c);
+                (64, out(c, 3, 2, 1))
+            }
+        };
+        for (i, (&width, &count)) in self.stage_widths().iter().zip(self.blocks_per_stage()).enumerate() {
+            for j in 0..count {
+                let stride = if i > 0 && j == 0 { 2 } else { 1 };
+                let h2 = out(h, 3, stride, 1);
+                let cout = match self.block() {
+                    BlockKind::Basic => {
+                        add(width, h2);
+                        add(width, h2);
+                        width
+                    }
+                    BlockKind::Bottleneck => {
+                        add(width, h);
+                        add(width, h2);
+                        add(4 * width, h2);
+                        4 * width
+                    }
+                };
+                if stride != 1 || cin != cout {
+                    add(cout, h2);
+                }
+                cin = cout;
+                h = h2;
+            }
+        }
+        (total, largest)
+    }
+
     /// Smallest input side the network accepts (every stage must keep at least one pixel).
     pub fn min_image_size(self) -> usize {
         match self {

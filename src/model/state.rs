@@ -53,7 +53,7 @@ impl ResNet {
             m.insert(format!("{}.running_mean", bn.name()), bn.running_mean().clone());
             m.insert(format!("{}.running_var", bn.name()), bn.running_var().clone());
             // A 0-d int64, as PyTorch's `num_batches_tracked` buffer.
-            let t = Tensor::new(bn.t() as i64, &Device::Cpu)?;
+            let t = Tensor::new(i64::try_from(bn.t()).unwrap_or(i64::MAX), &Device::Cpu)?;
             m.insert(format!("{}.num_batches_tracked", bn.name()), t);
         }
         Ok(m)
