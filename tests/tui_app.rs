@@ -112,6 +112,42 @@ fn seed_story_screens() {
     snapshot("seed_after_keys_80x24", &h.screen(80, 24));
 }
 
+/// Inside tmux a 24-line terminal is 23 lines: bnscope draws there, and down to 60×16, collapsing panels by
+/// priority; the context keys stay in the footer at 80 columns.
+#[test]
+fn draws_at_80x23_and_down_to_60x16() {
+    let h = Harness::seed();
+    let s = h.screen(80, 23);
+    assert!(!s.contains("too small"), "{s}");
+    for want in [
+        "1 of 3 right",
+        "travelled",
+        "bn1",
+        "L lessons",
+        "n step",
+        "R restart",
+        "w worst",
+        "z zoom",
+        "q quit",
+    ] {
+        assert!(s.contains(want), "{want} missing at 80x23:\n{s}");
+    }
+    snapshot("seed_80x23", &s);
+    let s = h.screen(60, 16);
+    assert!(!s.contains("too small"), "{s}");
+    for want in ["travelled", "eval running", "bn1", "q quit"] {
+        assert!(s.contains(want), "{want} missing at 60x16:\n{s}");
+    }
+    snapshot("seed_60x16", &s);
+    // Every size in between draws without a panic.
+    for w in 60..=100 {
+        for ht in 16..=30 {
+            let s = h.screen(w, ht);
+            assert!(!s.contains("too small"), "{w}x{ht}");
+        }
+    }
+}
+
 #[test]
 fn too_small_terminal() {
     let h = Harness::seed();
@@ -856,4 +892,25 @@ fn lessons_overlay_lists_them_and_a_digit_starts_one() {
     let o = h.app.outcome().expect("the run ended");
     assert_eq!(o.relaunch.as_deref(), Some("shifted-eval"));
     assert_eq!(o.exit_status(), 0);
+}
+
+/// `z z`: the charts show the last 20 epochs, and the axis (or, at 80×24, the title) names those epochs, not the
+/// whole history's.
+#[test]
+fn zoomed_axis_names_the_zoomed_epochs() {
+    let mut h = Harness::new(TuiOptions::default());
+    h.story(60);
+    h.key('z');
+    h.key('z');
+    let s = h.screen(120, 40);
+    assert!(s.contains("last 20 epochs (z)"), "{s}");
+    let axis = s.lines().find(|l| l.starts_with("\"│ epoch ")).expect("an axis row");
+    assert!(
+        axis.contains(" 41 ") && axis.contains(" 60 "),
+        "axis from epoch 41: {axis}\n{s}"
+    );
+    assert!(!axis.contains(" 1 "), "not from epoch 1: {axis}");
+    // The title drops a field that does not fit rather than cutting it mid-number ("running 0.6").
+    let title = s.lines().find(|l| l.contains("accuracy")).unwrap();
+    assert!(!title.contains("gap") || title.contains("0.667"), "{title}");
 }

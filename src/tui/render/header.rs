@@ -201,8 +201,8 @@ fn ms_text(ms: f64) -> String {
     )
 }
 
-/// `epoch 5 · step 5 · 8.1 ms/step · ▶ running`.
-fn right_title<'a>(app: &App) -> Line<'a> {
+/// `epoch 5 · step 5 · 8.1 ms/step · ▶ running`; `compact` (below 80 columns): `epoch 5 · ▶ running`.
+fn right_title<'a>(app: &App, compact: bool) -> Line<'a> {
     if let Some(tl) = &app.log {
         return log_right(app, tl);
     }
@@ -217,8 +217,10 @@ fn right_title<'a>(app: &App) -> Line<'a> {
             .and_then(|i| i.epochs)
             .map_or(String::new(), |e| format!("/{e}"));
         parts.push(format!("epoch {}{of}", m.epoch));
-        parts.push(format!("step {}", m.step.unwrap_or(0)));
-        parts.push(ms_text(m.step_ms.unwrap_or(0.0)));
+        if !compact {
+            parts.push(format!("step {}", m.step.unwrap_or(0)));
+            parts.push(ms_text(m.step_ms.unwrap_or(0.0)));
+        }
     }
     let state = app.run_state();
     let (tone, word) = state.word();
@@ -307,16 +309,24 @@ fn momentum_line<'a>(app: &App, width: usize) -> Line<'a> {
             + 3 * (parts.len() - 1)
             <= width
     };
-    let parts = if fits(&long) {
-        long.to_vec()
-    } else {
-        let value = value.replace("PyTorch/candle", "PyTorch");
-        vec![
-            ("m ".to_string(), value),
-            (String::new(), format!("t={t}")),
-            (String::new(), tail_short),
-        ]
-    };
+    let short_value = value.replace("PyTorch/candle", "PyTorch");
+    let short = vec![
+        ("m ".to_string(), short_value.clone()),
+        (String::new(), format!("t={t}")),
+        (String::new(), tail_short.clone()),
+    ];
+    // Narrower still (60 columns): one convention (the first shown), then without t (the power shows it).
+    let first_only = short_value.split(" = ").next().unwrap_or(&short_value).to_string();
+    let narrow = vec![
+        ("m ".to_string(), first_only.clone()),
+        (String::new(), format!("t={t}")),
+        (String::new(), tail_short.clone()),
+    ];
+    let narrowest = vec![("m ".to_string(), first_only), (String::new(), tail_short)];
+    let parts = [long.to_vec(), short, narrow]
+        .into_iter()
+        .find(|p| fits(p))
+        .unwrap_or(narrowest);
     let mut spans = Vec::new();
     for (i, (label, v)) in parts.into_iter().enumerate() {
         if i > 0 {
@@ -413,7 +423,13 @@ fn eval_line<'a>(app: &App, width: usize) -> Line<'a> {
         }
         parts.retain(|(_, p)| *p > floor || *p == 9);
     }
-    let mut spans = vec![Span::styled("eval mode: ", th.label()), Span::styled(mode, mode_style)];
+    // Narrow: "eval: " instead of "eval mode: ", so that the convergence words stay whole.
+    let label = if len(&parts, with_how) > width {
+        "eval: "
+    } else {
+        "eval mode: "
+    };
+    let mut spans = vec![Span::styled(label, th.label()), Span::styled(mode, mode_style)];
     if with_how {
         spans.push(Span::styled(how, th.dim()));
     }
@@ -451,7 +467,7 @@ fn wrapped_lines(text: &str, width: usize) -> usize {
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let th = &app.theme;
-    let right = right_title(app);
+    let right = right_title(app, area.width < 80);
     let room = (area.width as usize).saturating_sub(right.width() + 6);
     let titles = left_titles(app);
     let fits = titles.iter().find(|t| t.chars().count() <= room);

@@ -207,20 +207,18 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let inner_rows = area.height.saturating_sub(3) as usize;
     let offset = scroll_offset(app.selected, n, inner_rows);
-    let mut block = panel(th, Line::from(title));
-    if n > inner_rows && inner_rows > 0 {
-        block = block.title(
-            Line::from(Span::styled(
-                format!(
-                    " {}{}{} of {n} ",
-                    offset + 1,
-                    if th.ascii { "-" } else { "–" },
-                    offset + inner_rows
-                ),
-                th.dim(),
-            ))
-            .right_aligned(),
-        );
+    let right = (n > inner_rows && inner_rows > 0).then(|| {
+        format!(
+            " {}{}{} of {n} ",
+            offset + 1,
+            if th.ascii { "-" } else { "–" },
+            offset + inner_rows
+        )
+    });
+    let room = (area.width as usize).saturating_sub(3 + right.as_ref().map_or(0, |r| r.chars().count()));
+    let mut block = panel(th, super::fit_title(title, room));
+    if let Some(right) = right {
+        block = block.title(Line::from(Span::styled(right, th.dim())).right_aligned());
     }
     let inner = block.inner(area);
     block.render(area, buf);
