@@ -914,3 +914,68 @@ fn zoomed_axis_names_the_zoomed_epochs() {
     let title = s.lines().find(|l| l.contains("accuracy")).unwrap();
     assert!(!title.contains("gap") || title.contains("0.667"), "{title}");
 }
+
+/// A snapshot as the trainer has it before any batch (just after `R R`): running 0/1, batch statistics NaN.
+fn before_any_batch() -> Arc<bnscope::protocol::BnSnapshot> {
+    let mut snap = (*fixtures::bn_snapshot(0)).clone();
+    for l in &mut snap.layers {
+        l.running_mean.iter_mut().for_each(|v| *v = 0.0);
+        l.running_var.iter_mut().for_each(|v| *v = 1.0);
+        l.batch_mean.iter_mut().for_each(|v| *v = f32::NAN);
+        l.batch_var.iter_mut().for_each(|v| *v = f32::NAN);
+        l.mean_gap = f32::NAN;
+        l.var_gap = f32::NAN;
+    }
+    Arc::new(snap)
+}
+
+/// `R R`: before the first batch the BatchNorm panels say "no batch yet", never `0.00→NaN` or "mean NaN off".
+#[test]
+fn restart_says_no_batch_yet_instead_of_nan() {
+    let mut h = Harness::seed();
+    h.key('R');
+    h.key('R');
+    h.trainer(Event::Started(fixtures::run_info()));
+    h.slot.put(before_any_batch());
+    h.trainer(Event::BnReady);
+    let s = h.screen(120, 40);
+    assert!(s.contains("no batch yet"), "{s}");
+    for bad in ["→NaN", "NaN off", "var – apart", " NaN "] {
+        assert!(!s.contains(bad), "{bad}:\n{s}");
+    }
+}
+
+/// The groupnorm lesson: no running statistics, so no "1% needs 459 updates", no NaN gauges.
+#[test]
+fn groupnorm_says_it_has_no_running_statistics() {
+    let mut h = Harness::new(TuiOptions::default());
+    let mut info = (*fixtures::run_info()).clone();
+    info.norm = "group".into();
+    h.trainer(Event::Started(Arc::new(info)));
+    for (ev, snap) in seed_story(5).into_iter().skip(1) {
+        if snap.is_some() {
+            h.slot.put(before_any_batch());
+        }
+        h.trainer(ev);
+    }
+    let s = h.screen(120, 40);
+    assert!(s.contains("GroupNorm: no running statistics"), "{s}");
+    for bad in ["needs 459 updates", "to go", "→NaN", "NaN off", " NaN "] {
+        assert!(!s.contains(bad), "{bad}:\n{s}");
+    }
+}
+
+/// Frozen statistics (`--frozen-bn inference`): the header says they never move and what moves them, instead of
+/// counting updates to go.
+#[test]
+fn frozen_statistics_say_they_never_move() {
+    let mut h = Harness::new(TuiOptions::default());
+    let mut info = (*fixtures::run_info()).clone();
+    info.frozen_bn = Some("inference".into());
+    h.trainer(Event::Started(Arc::new(info)));
+    h.story_epochs_after_restart();
+    let s = h.screen(120, 40);
+    assert!(s.contains("never move"), "{s}");
+    assert!(s.contains("(c re-estimates them)"), "{s}");
+    assert!(!s.contains("to go"), "{s}");
+}

@@ -296,6 +296,42 @@ impl App {
                 );
             }
         }
+        if let Some(norm) = self.store.norm_without_running() {
+            return d(
+                if gap > 0.2 { Tone::Warn } else { Tone::Info },
+                format!(
+                    "{p}{norm}: no running statistics, so evaluation normalises each image as training does. Train \
+                     {}{sep}{w} {}: a gap here is the network's, not the normalisation's.",
+                    acc(train),
+                    acc(run)
+                ),
+                format!(
+                    "{sp}{norm}: no running statistics. Train {}{sep}{w} {}.",
+                    acc(train),
+                    acc(run)
+                ),
+            );
+        }
+        if let Some(f) = self.store.frozen_stats() {
+            if gap > 0.2 {
+                return d(
+                    Tone::Warn,
+                    format!(
+                        "{warn} {p}Frozen BatchNorm ({f}): the running statistics never move in training, so \
+                         evaluation ({}) uses statistics from before the fine-tuning while training ({}) does not. \
+                         c re-estimates them from the data.",
+                        acc(run),
+                        acc(train)
+                    ),
+                    format!(
+                        "{warn} {sp}Frozen BN ({f}): running stats never move; {w} {} vs train {}. c re-estimates \
+                         them.",
+                        acc(run),
+                        acc(train)
+                    ),
+                );
+            }
+        }
         if gap > 0.2 {
             return match trav {
                 Some(trav) if trav < 0.9 => d(
@@ -456,6 +492,12 @@ impl App {
             return format!("updates t: {}", super::fmt::MISSING);
         };
         let t = age.t;
+        if let Some(norm) = self.store.norm_without_running() {
+            return format!("{norm}: no running statistics");
+        }
+        if let Some(f) = self.store.frozen_stats() {
+            return format!("frozen BN ({f}): running stats never move in training (c re-estimates them)");
+        }
         if self.cumulative {
             return format!("cumulative: the mean of t={t} batches");
         }

@@ -257,6 +257,16 @@ fn momentum_line<'a>(app: &App, width: usize) -> Line<'a> {
     if app.store.from_log && app.store.latest.is_none() {
         return Line::from(Span::styled("waiting for the log's first epoch…", th.dim()));
     }
+    if let Some(norm) = app.store.norm_without_running() {
+        // Nothing to travel: each image is normalised by its own statistics, in training and evaluation alike.
+        let long = format!("{norm}: no running statistics{sep}each image normalised by its own, train and eval alike");
+        let text = if long.chars().count() <= width {
+            long
+        } else {
+            format!("{norm}: no running statistics")
+        };
+        return Line::from(Span::styled(text, th.strong()));
+    }
     let value = if app
         .store
         .latest
@@ -358,7 +368,8 @@ fn eval_line<'a>(app: &App, width: usize) -> Line<'a> {
     // facts sit in the same places at every width.
     // (Without an age, the momentum line already says that t is not in this log.)
     let mut parts: Vec<(String, u8)> = Vec::new();
-    if app.store.age.is_some() {
+    // (GroupNorm: the momentum line already says there are no running statistics.)
+    if app.store.age.is_some() && app.store.norm_without_running().is_none() {
         parts.push((app.convergence_words(), 9));
     }
     if let Some(p) = app.pace {
