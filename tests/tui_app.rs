@@ -791,11 +791,14 @@ fn every_size_from_80x24_to_200x60() {
         assert!(s.contains("pace 7 epochs/s"), "{w}x{hgt}: no pace\n{s}");
         snapshot(&format!("size_{w}x{hgt}"), &s);
     }
+    h.app.handle_event(AppEvent::Resize(80, 24));
     h.key('?');
     let s = h.screen(80, 24);
-    assert!(s.contains("momentum ladder"), "{s}");
     assert!(s.contains("q Esc Ctrl-C"), "{s}");
     snapshot("help_80x24", &s);
+    // The rest is a scroll away.
+    h.key_code(KeyCode::End, KeyModifiers::NONE);
+    assert!(h.screen(80, 24).contains("momentum ladder"));
     h.key('?');
 }
 
@@ -978,4 +981,39 @@ fn frozen_statistics_say_they_never_move() {
     assert!(s.contains("never move"), "{s}");
     assert!(s.contains("(c re-estimates them)"), "{s}");
     assert!(!s.contains("to go"), "{s}");
+}
+
+/// The help owns its keys: the arrows scroll it (the legend is reachable at 80×24) instead of moving the layer
+/// selection behind it, other keys wait, and at 120×40 its lines wrap instead of being cut.
+#[test]
+fn help_scrolls_and_owns_its_keys() {
+    let mut h = Harness::seed();
+    h.app.handle_event(AppEvent::Resize(80, 24));
+    h.key('?');
+    let s = h.screen(80, 24);
+    assert!(
+        !s.contains("Gauges: mean"),
+        "the legend is below the fold at first:\n{s}"
+    );
+    assert!(s.contains("scroll"), "the overlay says it scrolls:\n{s}");
+    for _ in 0..60 {
+        h.key('j');
+    }
+    assert_eq!(h.app.selected_layer(), 0, "j scrolled the help, not the layers");
+    let s = h.screen(80, 24);
+    assert!(
+        s.contains("how many times apart"),
+        "the legend's end after scrolling:\n{s}"
+    );
+    // Other keys do nothing behind the help.
+    assert!(h.key('+').is_empty());
+    assert!(h.key('c').is_empty());
+    h.key_code(KeyCode::Esc, KeyModifiers::NONE);
+    h.key('j');
+    assert_eq!(h.app.selected_layer(), 1, "closed: j moves the layers again");
+    // 120×40: every help text is whole (the longest, L's, ends "a new run").
+    h.app.handle_event(AppEvent::Resize(120, 40));
+    h.key('?');
+    let s = h.screen(120, 40);
+    assert!(s.contains("a new run"), "{s}");
 }

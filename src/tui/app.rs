@@ -97,6 +97,8 @@ pub struct App {
     /// The screen's size as last reported (for the mouse).
     pub(super) screen: ratatui::layout::Rect,
     pub(crate) show_help: bool,
+    /// The help's first line shown (arrows, PgUp/PgDn, Home/End scroll it while it is open).
+    pub(crate) help_scroll: usize,
     /// `L`: the lesson list is open, with this one selected.
     pub(crate) lessons: Option<usize>,
     /// The lesson chosen with `L`: the run ends and bnscope starts again with it.
@@ -217,6 +219,7 @@ impl App {
             zoom: None,
             screen: ratatui::layout::Rect::new(0, 0, 120, 40),
             show_help: false,
+            help_scroll: 0,
             lessons: None,
             relaunch: None,
             help_paused: false,
