@@ -1017,3 +1017,23 @@ fn help_scrolls_and_owns_its_keys() {
     let s = h.screen(120, 40);
     assert!(s.contains("a new run"), "{s}");
 }
+
+/// `n n n u n` at momentum 0.9: four updates, the fourth at 1/4 (PyTorch's momentum=None counts all of them), so
+/// 0.9³ · 3/4 = 54.7% of the start is left: the header must not call that "the mean of 4 batches".
+#[test]
+fn cumulative_after_a_switch_is_not_a_mean() {
+    let mut h = Harness::new(TuiOptions::default());
+    h.story(3);
+    let mut m = fixtures::epoch(4);
+    m.cumulative = true;
+    m.t = 4;
+    m.age = bnscope::protocol::StatsAge {
+        t: 4,
+        init_weight: 0.9f64.powi(3) * 0.75,
+        constant_momentum: None,
+    };
+    h.trainer(Event::Epoch(m));
+    let s = h.screen(120, 40);
+    assert!(!s.contains("mean of 4"), "{s}");
+    assert!(s.contains("54.7% still the start"), "{s}");
+}

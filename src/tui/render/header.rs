@@ -289,8 +289,8 @@ fn momentum_line<'a>(app: &App, width: usize) -> Line<'a> {
         return Line::from(line);
     };
     if app.cumulative {
-        tail_long = format!("running stats = mean of {t} batches");
-        tail_short = format!("mean of {t} batches");
+        let start = app.store.age.map_or(0.0, |a| a.init_weight);
+        (tail_long, tail_short) = fmt::cumulative_words(t, start);
     } else {
         // Exact: 1 − w with w = ∏ mᵢ since the last reset; written as 1 − mᵗ while one momentum did all updates.
         let age = app.store.age.unwrap_or(crate::protocol::StatsAge::START);
@@ -375,7 +375,7 @@ fn eval_line<'a>(app: &App, width: usize) -> Line<'a> {
     if let Some(p) = app.pace {
         // Over a log the pace is the playback's (space).
         let text = if app.store.from_log {
-            format!("playback {} epochs/s", fmt::momentum(p))
+            fmt::pace(p).replacen("pace", "playback", 1)
         } else {
             fmt::pace(p)
         };
