@@ -1037,3 +1037,27 @@ fn cumulative_after_a_switch_is_not_a_mean() {
     assert!(!s.contains("mean of 4"), "{s}");
     assert!(s.contains("54.7% still the start"), "{s}");
 }
+
+/// `--save-weights`: the file the trainer wrote is said after the screen is gone (a line for stderr), not only in
+/// a status line that vanishes with the TUI.
+#[test]
+fn saved_weights_are_said_after_the_screen() {
+    let mut h = Harness::seed();
+    h.trainer(Event::Applied {
+        epoch: 5,
+        what: bnscope::protocol::EventKind::SaveWeights,
+        value: "out/model.safetensors".into(),
+    });
+    h.trainer(Event::Finished {
+        epochs: 5,
+        reason: EndReason::Done,
+        checkpoint: None,
+    });
+    h.key('q');
+    let o = h.app.outcome().expect("an outcome after q");
+    assert_eq!(
+        o.notes,
+        vec!["weights written to out/model.safetensors (a PyTorch state_dict)".to_string()]
+    );
+    assert!(o.messages.is_empty() && !o.failed);
+}
