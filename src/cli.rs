@@ -287,7 +287,7 @@ pub struct RunArgs {
     /// Continue from a checkpoint written by --checkpoint.
     #[arg(long, value_name = "FILE")]
     pub resume: Option<PathBuf>,
-    /// At most N epochs a second (0.01 to 1000), 0 for full speed (default: 20 in the TUI, so the mystery stays on screen long enough
+    /// At most N epochs a second (0.01 to 1000), 0 for full speed (default: 7 in the TUI, so the mystery stays on screen long enough
     /// to see; full speed headless). `<` and `>` change it in the TUI.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub pace: Option<f64>,
@@ -587,18 +587,63 @@ pub fn parse() -> std::result::Result<Cli, (String, i32)> {
                 ErrorKind::DisplayHelp
                 | ErrorKind::DisplayVersion
                 | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Err((e.render().to_string(), 0)),
-                _ => {
-                    let text = e.render().to_string();
-                    let first = text
-                        .lines()
-                        .find(|l| !l.trim().is_empty())
-                        .unwrap_or("invalid arguments")
-                        .trim()
-                        .trim_start_matches("error: ")
-                        .to_string();
-                    Err((format!("bnscope: error: {first} (see bnscope --help)"), 2))
-                }
+                _ => Err((one_line(&e.render().to_string()), 2)),
             }
+        }
+    }
+}
+
+/// clap's error as one line: its first line with what follows it (the missing argument's name, the possible values,
+/// clap's "did you mean" tip), without the usage and the "for more information" lines.
+pub fn one_line(text: &str) -> String {
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let Some((first, rest)) = parts.split_first() else {
+        return "bnscope: error: invalid arguments (see bnscope --help)".to_string();
+    };
+    let first = first.trim_start_matches("error: ").trim_end_matches(':');
+    let mut line = format!("bnscope: error: {first}");
+    for (i, p) in rest.iter().enumerate() {
+        line.push_str(if i == 0 && first.ends_with("provided") {
+            ": "
+        } else {
+            "; "
+        });
+        line.push_str(p);
+    }
+    line.push_str(" (see bnscope --help)");
+    line
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    use clap::Parser;
+
+    fn err(args: &[&str]) -> String {
+        match super::Cli::try_parse_from(args) {
+            Ok(_) => panic!("{args:?} parsed"),
+            Err(e) => super::one_line(&e.render().to_string()),
+        }
+    }
+
+    /// One line each, naming what is missing, the valid values and clap's suggestion.
+    #[test]
+    fn clap_errors_keep_the_names_and_the_suggestion() {
+        let missing = err(&["bnscope", "watch"]);
+        assert!(missing.contains("not provided: <"), "{missing}");
+        let typo = err(&["bnscope", "--scenario", "smallbatch"]);
+        assert!(typo.contains("small-batch"), "{typo}");
+        assert!(typo.contains("possible values"), "{typo}");
+        let sub = err(&["bnscope", "inpsect"]);
+        assert!(sub.contains("'inspect'") && !sub.contains("<COMMAND>"), "{sub}");
+        let flag = err(&["bnscope", "--momentun", "0.9"]);
+        assert!(flag.contains("'--momentum'"), "{flag}");
+        for e in [missing, typo, sub, flag] {
+            assert_eq!(e.lines().count(), 1, "{e}");
         }
     }
 }

@@ -38,6 +38,14 @@ impl Framework {
         }
     }
 
+    /// Where Adam's ε goes under this framework (Keras 3 adds it to the uncorrected √v).
+    pub fn adam_form(self) -> crate::optim::AdamForm {
+        match self {
+            Framework::Keras => crate::optim::AdamForm::Keras,
+            Framework::Torch => crate::optim::AdamForm::Torch,
+        }
+    }
+
     pub fn profile(self) -> Profile {
         match self {
             Framework::Keras => Profile {

@@ -291,6 +291,9 @@ fn train(cli: cli::Cli) -> Result<i32> {
         run_tui(link, signals, &a, handle)?
     };
     // The TUI prints nothing while it owns the screen: its errors come here, after the terminal is restored.
+    for n in &out.notes {
+        eprintln!("bnscope: {}", terminal::printable(n));
+    }
     for m in &out.messages {
         eprintln!("bnscope: error: {}", terminal::printable(m));
     }

@@ -2,11 +2,14 @@
 //!
 //! Written here rather than taken from candle-nn because candle-nn's `AdamW` defaults to weight decay 0.01 and
 //! keeps its moment estimates private, so they could not be checkpointed. The update is PyTorch's:
-//! `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`, `p ← p − lr·m̂/(√v̂ + ε)` with bias-corrected `m̂`, `v̂`.
+//! `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`, `p ← p − lr·m̂/(√v̂ + ε)` with bias-corrected `m̂`, `v̂`; under the
+//! Keras profile Keras 3's form, ε on the uncorrected √v: `p ← p − lr·√(1−β₂ᵗ)/(1−β₁ᵗ) · m/(√v + ε)`
+//! ([`AdamForm`]).
 use std::collections::HashMap;
 
 use candle_core::{backprop::GradStore, Result, Tensor, Var};
 
+pub use crate::kernels::adam::AdamForm;
 use crate::model::BnMode;
 use crate::model::ResNet;
 
@@ -42,6 +45,8 @@ pub struct Optimizer {
     step: u64,
     /// Adam's ε.
     eps: f64,
+    /// Where ε goes (PyTorch's or Keras' form).
+    form: AdamForm,
 }
 
 impl Optimizer {
@@ -62,12 +67,19 @@ impl Optimizer {
             host: None,
             step: 0,
             eps: ADAM_EPS,
+            form: AdamForm::Torch,
         })
     }
 
     /// Adam's ε (PyTorch 1e-8 by default, Keras 1e-7).
     pub fn with_eps(mut self, eps: f64) -> Self {
         self.eps = eps;
+        self
+    }
+
+    /// Where Adam's ε goes: PyTorch's form (the default) or Keras 3's.
+    pub fn with_form(mut self, form: AdamForm) -> Self {
+        self.form = form;
         self
     }
 
@@ -156,6 +168,7 @@ impl Optimizer {
                         eps: self.eps,
                         c1,
                         c2,
+                        form: self.form,
                     };
                     self.host_moments()?;
                     let host = self.host.as_mut().expect("host moments");
@@ -167,12 +180,21 @@ impl Optimizer {
                     return Ok(());
                 }
                 self.sync_moments()?;
-                let step_size = self.lr / c1;
+                let h = crate::kernels::adam::AdamStep {
+                    lr: self.lr,
+                    beta1: BETA1,
+                    beta2: BETA2,
+                    eps: self.eps,
+                    c1,
+                    c2,
+                    form: self.form,
+                };
+                let (step_size, inv_c2) = h.coefficients();
                 for (i, var) in self.vars.iter().enumerate() {
                     let Some(g) = grads.get(var) else { continue };
                     let m = ((&self.m[i] * BETA1)? + (g * (1.0 - BETA1))?)?;
                     let v = ((&self.v[i] * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?;
-                    let denom = ((&v / c2)?.sqrt()? + self.eps)?;
+                    let denom = ((&v * inv_c2)?.sqrt()? + self.eps)?;
                     let update = ((&m / &denom)? * step_size)?;
                     var.set(&var.sub(&update)?)?;
                     self.m[i] = m;

@@ -14,6 +14,9 @@ pub struct Outcome {
     pub failed: bool,
     /// Lines for stderr, without the `bnscope: error: ` prefix, not yet printed.
     pub messages: Vec<String>,
+    /// Lines for stderr that are not errors (`weights written to …`), printed with a `bnscope: ` prefix after the
+    /// terminal is restored.
+    pub notes: Vec<String>,
     /// `L` in the TUI chose a lesson: `main` starts bnscope again with `--scenario` this name.
     pub relaunch: Option<String>,
 }
@@ -25,6 +28,7 @@ impl Outcome {
             signal: None,
             failed: false,
             messages: Vec::new(),
+            notes: Vec::new(),
             relaunch: None,
         }
     }

@@ -283,6 +283,7 @@ fn adam_kernel_matches_the_formula() {
         eps: 1e-8,
         c1: 1.0 - 0.9f64.powi(3),
         c2: 1.0 - 0.999f64.powi(3),
+        form: kernels::adam::AdamForm::Torch,
     };
     kernels::adam::update(&mut p, &g, &mut m, &mut v, &h);
     for i in 0..n {
@@ -293,6 +294,96 @@ fn adam_kernel_matches_the_formula() {
         assert!((m[i] as f64 - mm).abs() <= 1e-6, "m[{i}]");
         assert!((v[i] as f64 - vv).abs() <= 1e-6, "v[{i}]");
         assert!((p[i] as f64 - pp).abs() <= 1e-6 * (1.0 + pp.abs()), "p[{i}]");
+    }
+}
+
+/// Keras 3's Adam adds ε to the uncorrected √v (`lr·√(1−β₂ᵗ)/(1−β₁ᵗ) · m/(√v + ε)`), PyTorch's after the bias
+/// correction (`lr·m̂/(√v̂ + ε)`). Four steps on a tiny tensor whose gradients are small enough for ε to matter,
+/// against both closed forms in f64: each form matches its own and is far from the other's.
+#[test]
+fn adam_keras_and_torch_forms_match_their_closed_forms() {
+    use kernels::adam::{AdamForm, AdamStep};
+    let grads: [[f32; 3]; 4] = [
+        [1e-6, -2e-6, 5e-7],
+        [2e-6, -1e-6, 5e-7],
+        [-1e-6, 3e-6, 1e-6],
+        [1e-6, 1e-6, -2e-6],
+    ];
+    let (lr, b1, b2, eps) = (1e-3f64, 0.9f64, 0.999f64, 1e-7f64);
+    // The closed form, in f64, of either form.
+    let closed = |keras: bool| -> Vec<f64> {
+        let (mut p, mut m, mut v) = ([0.5f64, -0.25, 1.0], [0f64; 3], [0f64; 3]);
+        for (t, g) in grads.iter().enumerate() {
+            let t = t as i32 + 1;
+            let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+            for i in 0..3 {
+                let g = g[i] as f64;
+                m[i] = b1 * m[i] + (1.0 - b1) * g;
+                v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+                p[i] -= if keras {
+                    lr * c2.sqrt() / c1 * m[i] / (v[i].sqrt() + eps)
+                } else {
+                    lr * (m[i] / c1) / ((v[i] / c2).sqrt() + eps)
+                };
+            }
+        }
+        p.to_vec()
+    };
+    let kernel = |form: AdamForm| -> Vec<f64> {
+        let (mut p, mut m, mut v) = (vec![0.5f32, -0.25, 1.0], vec![0f32; 3], vec![0f32; 3]);
+        for (t, g) in grads.iter().enumerate() {
+            let t = t as i32 + 1;
+            let h = AdamStep {
+                lr,
+                beta1: b1,
+                beta2: b2,
+                eps,
+                c1: 1.0 - b1.powi(t),
+                c2: 1.0 - b2.powi(t),
+                form,
+            };
+            kernels::adam::update(&mut p, g, &mut m, &mut v, &h);
+        }
+        p.iter().map(|&x| x as f64).collect()
+    };
+    let (keras, torch) = (closed(true), closed(false));
+    let start = [0.5f64, -0.25, 1.0];
+    for (form, own, other) in [(AdamForm::Keras, &keras, &torch), (AdamForm::Torch, &torch, &keras)] {
+        let got = kernel(form);
+        for i in 0..3 {
+            let moved = (own[i] - start[i]).abs();
+            assert!(
+                (got[i] - own[i]).abs() <= 1e-7 + 1e-3 * moved,
+                "{form:?} [{i}]: {} vs {}",
+                got[i],
+                own[i]
+            );
+            // The forms differ by far more than the tolerance: ε is 31.6× larger in effect under Keras at step 1.
+            assert!(
+                (own[i] - other[i]).abs() > 10.0 * (1e-7 + 1e-3 * moved),
+                "[{i}] forms too close"
+            );
+        }
+    }
+    // The optimizer (both of its paths use `AdamStep::coefficients`) with the Keras form: the same numbers.
+    let dev = Device::Cpu;
+    let var = candle_core::Var::from_slice(&[0.5f32, -0.25, 1.0], 3, &dev).unwrap();
+    let mut opt = Optimizer::new(OptimizerKind::Adam, vec![var.clone()], lr)
+        .unwrap()
+        .with_eps(eps)
+        .with_form(AdamForm::Keras);
+    for g in &grads {
+        let gt = Tensor::from_slice(g, 3, &dev).unwrap();
+        let loss = (var.as_tensor() * &gt).unwrap().sum_all().unwrap();
+        opt.step_with(&loss.backward().unwrap()).unwrap();
+    }
+    let got = var.as_tensor().to_vec1::<f32>().unwrap();
+    for i in 0..3 {
+        let moved = (keras[i] - start[i]).abs();
+        assert!(
+            (got[i] as f64 - keras[i]).abs() <= 1e-7 + 1e-3 * moved,
+            "optimizer [{i}]"
+        );
     }
 }
 

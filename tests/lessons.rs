@@ -197,8 +197,10 @@ fn ema_with_copied_buffers_scores_worse_than_after_recalibration() {
     t.apply(&TrainerCommand::Recalibrate).unwrap();
     let after = t.refresh().unwrap().eval_ema.unwrap().acc;
     eprintln!("ema: {before:.3} with copied buffers, {after:.3} after recalibrating");
+    // With Keras 3's Adam (ε on the uncorrected √v, #23) the gain here is 0.471 → 0.551; it was ≥ 0.1 with
+    // PyTorch's form. The lesson's numbers are to be retuned with its wording (#23's EMA item).
     assert!(
-        after - before >= 0.1,
+        after - before >= 0.05,
         "recalibrating the EMA model's statistics helps: {before} → {after}"
     );
 }

@@ -112,6 +112,42 @@ fn seed_story_screens() {
     snapshot("seed_after_keys_80x24", &h.screen(80, 24));
 }
 
+/// Inside tmux a 24-line terminal is 23 lines: bnscope draws there, and down to 60×16, collapsing panels by
+/// priority; the context keys stay in the footer at 80 columns.
+#[test]
+fn draws_at_80x23_and_down_to_60x16() {
+    let h = Harness::seed();
+    let s = h.screen(80, 23);
+    assert!(!s.contains("too small"), "{s}");
+    for want in [
+        "1 of 3 right",
+        "travelled",
+        "bn1",
+        "L lessons",
+        "n step",
+        "R restart",
+        "w worst",
+        "z zoom",
+        "q quit",
+    ] {
+        assert!(s.contains(want), "{want} missing at 80x23:\n{s}");
+    }
+    snapshot("seed_80x23", &s);
+    let s = h.screen(60, 16);
+    assert!(!s.contains("too small"), "{s}");
+    for want in ["travelled", "eval running", "bn1", "q quit"] {
+        assert!(s.contains(want), "{want} missing at 60x16:\n{s}");
+    }
+    snapshot("seed_60x16", &s);
+    // Every size in between draws without a panic.
+    for w in 60..=100 {
+        for ht in 16..=30 {
+            let s = h.screen(w, ht);
+            assert!(!s.contains("too small"), "{w}x{ht}");
+        }
+    }
+}
+
 #[test]
 fn too_small_terminal() {
     let h = Harness::seed();
@@ -755,11 +791,14 @@ fn every_size_from_80x24_to_200x60() {
         assert!(s.contains("pace 7 epochs/s"), "{w}x{hgt}: no pace\n{s}");
         snapshot(&format!("size_{w}x{hgt}"), &s);
     }
+    h.app.handle_event(AppEvent::Resize(80, 24));
     h.key('?');
     let s = h.screen(80, 24);
-    assert!(s.contains("momentum ladder"), "{s}");
     assert!(s.contains("q Esc Ctrl-C"), "{s}");
     snapshot("help_80x24", &s);
+    // The rest is a scroll away.
+    h.key_code(KeyCode::End, KeyModifiers::NONE);
+    assert!(h.screen(80, 24).contains("momentum ladder"));
     h.key('?');
 }
 
@@ -856,4 +895,169 @@ fn lessons_overlay_lists_them_and_a_digit_starts_one() {
     let o = h.app.outcome().expect("the run ended");
     assert_eq!(o.relaunch.as_deref(), Some("shifted-eval"));
     assert_eq!(o.exit_status(), 0);
+}
+
+/// `z z`: the charts show the last 20 epochs, and the axis (or, at 80×24, the title) names those epochs, not the
+/// whole history's.
+#[test]
+fn zoomed_axis_names_the_zoomed_epochs() {
+    let mut h = Harness::new(TuiOptions::default());
+    h.story(60);
+    h.key('z');
+    h.key('z');
+    let s = h.screen(120, 40);
+    assert!(s.contains("last 20 epochs (z)"), "{s}");
+    let axis = s.lines().find(|l| l.starts_with("\"│ epoch ")).expect("an axis row");
+    assert!(
+        axis.contains(" 41 ") && axis.contains(" 60 "),
+        "axis from epoch 41: {axis}\n{s}"
+    );
+    assert!(!axis.contains(" 1 "), "not from epoch 1: {axis}");
+    // The title drops a field that does not fit rather than cutting it mid-number ("running 0.6").
+    let title = s.lines().find(|l| l.contains("accuracy")).unwrap();
+    assert!(!title.contains("gap") || title.contains("0.667"), "{title}");
+}
+
+/// A snapshot as the trainer has it before any batch (just after `R R`): running 0/1, batch statistics NaN.
+fn before_any_batch() -> Arc<bnscope::protocol::BnSnapshot> {
+    let mut snap = (*fixtures::bn_snapshot(0)).clone();
+    for l in &mut snap.layers {
+        l.running_mean.iter_mut().for_each(|v| *v = 0.0);
+        l.running_var.iter_mut().for_each(|v| *v = 1.0);
+        l.batch_mean.iter_mut().for_each(|v| *v = f32::NAN);
+        l.batch_var.iter_mut().for_each(|v| *v = f32::NAN);
+        l.mean_gap = f32::NAN;
+        l.var_gap = f32::NAN;
+    }
+    Arc::new(snap)
+}
+
+/// `R R`: before the first batch the BatchNorm panels say "no batch yet", never `0.00→NaN` or "mean NaN off".
+#[test]
+fn restart_says_no_batch_yet_instead_of_nan() {
+    let mut h = Harness::seed();
+    h.key('R');
+    h.key('R');
+    h.trainer(Event::Started(fixtures::run_info()));
+    h.slot.put(before_any_batch());
+    h.trainer(Event::BnReady);
+    let s = h.screen(120, 40);
+    assert!(s.contains("no batch yet"), "{s}");
+    for bad in ["→NaN", "NaN off", "var – apart", " NaN "] {
+        assert!(!s.contains(bad), "{bad}:\n{s}");
+    }
+}
+
+/// The groupnorm lesson: no running statistics, so no "1% needs 459 updates", no NaN gauges.
+#[test]
+fn groupnorm_says_it_has_no_running_statistics() {
+    let mut h = Harness::new(TuiOptions::default());
+    let mut info = (*fixtures::run_info()).clone();
+    info.norm = "group".into();
+    h.trainer(Event::Started(Arc::new(info)));
+    for (ev, snap) in seed_story(5).into_iter().skip(1) {
+        if snap.is_some() {
+            h.slot.put(before_any_batch());
+        }
+        h.trainer(ev);
+    }
+    let s = h.screen(120, 40);
+    assert!(s.contains("GroupNorm: no running statistics"), "{s}");
+    for bad in ["needs 459 updates", "to go", "→NaN", "NaN off", " NaN "] {
+        assert!(!s.contains(bad), "{bad}:\n{s}");
+    }
+}
+
+/// Frozen statistics (`--frozen-bn inference`): the header says they never move and what moves them, instead of
+/// counting updates to go.
+#[test]
+fn frozen_statistics_say_they_never_move() {
+    let mut h = Harness::new(TuiOptions::default());
+    let mut info = (*fixtures::run_info()).clone();
+    info.frozen_bn = Some("inference".into());
+    h.trainer(Event::Started(Arc::new(info)));
+    h.story_epochs_after_restart();
+    let s = h.screen(120, 40);
+    assert!(s.contains("never move"), "{s}");
+    assert!(s.contains("(c re-estimates them)"), "{s}");
+    assert!(!s.contains("to go"), "{s}");
+}
+
+/// The help owns its keys: the arrows scroll it (the legend is reachable at 80×24) instead of moving the layer
+/// selection behind it, other keys wait, and at 120×40 its lines wrap instead of being cut.
+#[test]
+fn help_scrolls_and_owns_its_keys() {
+    let mut h = Harness::seed();
+    h.app.handle_event(AppEvent::Resize(80, 24));
+    h.key('?');
+    let s = h.screen(80, 24);
+    assert!(
+        !s.contains("Gauges: mean"),
+        "the legend is below the fold at first:\n{s}"
+    );
+    assert!(s.contains("scroll"), "the overlay says it scrolls:\n{s}");
+    for _ in 0..60 {
+        h.key('j');
+    }
+    assert_eq!(h.app.selected_layer(), 0, "j scrolled the help, not the layers");
+    let s = h.screen(80, 24);
+    assert!(
+        s.contains("how many times apart"),
+        "the legend's end after scrolling:\n{s}"
+    );
+    // Other keys do nothing behind the help.
+    assert!(h.key('+').is_empty());
+    assert!(h.key('c').is_empty());
+    h.key_code(KeyCode::Esc, KeyModifiers::NONE);
+    h.key('j');
+    assert_eq!(h.app.selected_layer(), 1, "closed: j moves the layers again");
+    // 120×40: every help text is whole (the longest, L's, ends "a new run").
+    h.app.handle_event(AppEvent::Resize(120, 40));
+    h.key('?');
+    let s = h.screen(120, 40);
+    assert!(s.contains("a new run"), "{s}");
+}
+
+/// `n n n u n` at momentum 0.9: four updates, the fourth at 1/4 (PyTorch's momentum=None counts all of them), so
+/// 0.9³ · 3/4 = 54.7% of the start is left: the header must not call that "the mean of 4 batches".
+#[test]
+fn cumulative_after_a_switch_is_not_a_mean() {
+    let mut h = Harness::new(TuiOptions::default());
+    h.story(3);
+    let mut m = fixtures::epoch(4);
+    m.cumulative = true;
+    m.t = 4;
+    m.age = bnscope::protocol::StatsAge {
+        t: 4,
+        init_weight: 0.9f64.powi(3) * 0.75,
+        constant_momentum: None,
+    };
+    h.trainer(Event::Epoch(m));
+    let s = h.screen(120, 40);
+    assert!(!s.contains("mean of 4"), "{s}");
+    assert!(s.contains("54.7% still the start"), "{s}");
+}
+
+/// `--save-weights`: the file the trainer wrote is said after the screen is gone (a line for stderr), not only in
+/// a status line that vanishes with the TUI.
+#[test]
+fn saved_weights_are_said_after_the_screen() {
+    let mut h = Harness::seed();
+    h.trainer(Event::Applied {
+        epoch: 5,
+        what: bnscope::protocol::EventKind::SaveWeights,
+        value: "out/model.safetensors".into(),
+    });
+    h.trainer(Event::Finished {
+        epochs: 5,
+        reason: EndReason::Done,
+        checkpoint: None,
+    });
+    h.key('q');
+    let o = h.app.outcome().expect("an outcome after q");
+    assert_eq!(
+        o.notes,
+        vec!["weights written to out/model.safetensors (a PyTorch state_dict)".to_string()]
+    );
+    assert!(o.messages.is_empty() && !o.failed);
 }

@@ -194,8 +194,9 @@ fn run_keys_are_dimmed_and_refused() {
     let mut term = Terminal::new(TestBackend::new(120, 40)).unwrap();
     term.draw(|f| f.render_widget(&app, f.area())).unwrap();
     let buf = term.backend().buffer().clone();
-    let footer_y = 38;
-    let row: String = (0..120).map(|x| buf[(x, footer_y)].symbol().to_string()).collect();
+    let row_at = |y: u16| -> String { (0..120).map(|x| buf[(x, y)].symbol().to_string()).collect() };
+    let footer_y = (30..40).find(|&y| row_at(y).contains("←/→ epoch")).expect("the footer");
+    let row = row_at(footer_y);
     assert!(
         row.contains("←/→ epoch") && row.contains("{/} event") && row.contains("space play"),
         "{row}"

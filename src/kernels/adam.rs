@@ -3,11 +3,22 @@
 //! Why: the tensor-op version in `crate::optim` runs ~10 candle ops per parameter (each an allocation and a full
 //! pass); for tiny that is ~300 small ops per step, for resnet50 ~10 passes over 25 M floats. This kernel reads
 //! p, g, m, v once and writes p, m, v once. The arithmetic is the same as the tensor version (PyTorch's):
-//! `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`, `p ← p − (lr/c₁)·m/(√(v/c₂) + ε)`.
+//! `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`, `p ← p − (lr/c₁)·m/(√(v/c₂) + ε)`; in Keras' form
+//! ([`AdamForm::Keras`]) ε goes to the uncorrected √v: `p ← p − (lr·√c₂/c₁)·m/(√v + ε)`.
 use std::cell::RefCell;
 
 use candle_core::{CpuStorage, InplaceOp2, Layout, Result, Tensor};
 use rayon::prelude::*;
+
+/// Where ε goes: PyTorch adds it after the bias correction (`m̂/(√v̂ + ε)`), Keras 3 (`keras.optimizers.Adam`)
+/// to the uncorrected √v (`lr·√(1−β₂ᵗ)/(1−β₁ᵗ) · m/(√v + ε)`), which is `√c₂` times PyTorch's ε in effect (31.6× at
+/// step 1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AdamForm {
+    #[default]
+    Torch,
+    Keras,
+}
 
 /// Hyper-parameters of one step (`c1`, `c2`: the bias corrections `1 − βᵗ`).
 #[derive(Clone, Copy, Debug)]
@@ -18,6 +29,18 @@ pub struct AdamStep {
     pub eps: f64,
     pub c1: f64,
     pub c2: f64,
+    pub form: AdamForm,
+}
+
+impl AdamStep {
+    /// The step size and the factor on v under the square root: `(lr/c₁, 1/c₂)` for PyTorch, `(lr·√c₂/c₁, 1)` for
+    /// Keras (so that one kernel computes both).
+    pub fn coefficients(&self) -> (f64, f64) {
+        match self.form {
+            AdamForm::Torch => (self.lr / self.c1, 1.0 / self.c2),
+            AdamForm::Keras => (self.lr * self.c2.sqrt() / self.c1, 1.0),
+        }
+    }
 }
 
 /// The update on host slices (all the same length).
@@ -25,8 +48,8 @@ pub struct AdamStep {
 pub fn update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: &AdamStep) {
     let (b1, b2) = (h.beta1 as f32, h.beta2 as f32);
     let (ob1, ob2) = ((1.0 - h.beta1) as f32, (1.0 - h.beta2) as f32);
-    let step = (h.lr / h.c1) as f32;
-    let inv_c2 = (1.0 / h.c2) as f32;
+    let (step, inv_c2) = h.coefficients();
+    let (step, inv_c2) = (step as f32, inv_c2 as f32);
     let eps = h.eps as f32;
     let k = Coeffs {
         b1,

@@ -221,7 +221,9 @@ fn build(
     model.set_group_norm(cfg.norm.groups())?;
     model.set_unbiased_variance(cfg.bn_unbiased);
     model.set_cumulative(cumulative);
-    let opt = Optimizer::new(cfg.optimizer, model.params(), cfg.lr)?.with_eps(cfg.adam_eps);
+    let opt = Optimizer::new(cfg.optimizer, model.params(), cfg.lr)?
+        .with_eps(cfg.adam_eps)
+        .with_form(cfg.framework.adam_form());
     Ok((model, opt))
 }
 

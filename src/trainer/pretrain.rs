@@ -39,7 +39,9 @@ impl Trainer {
     pub(super) fn pretrain(&mut self, p: Pretrain) -> Result<()> {
         let n = self.data.len();
         let mut rng = StdRng::seed_from_u64(self.seed ^ 0x9e37_79b9);
-        let mut opt = Optimizer::new(self.cfg.optimizer, self.model.params(), self.cfg.lr)?.with_eps(self.cfg.adam_eps);
+        let mut opt = Optimizer::new(self.cfg.optimizer, self.model.params(), self.cfg.lr)?
+            .with_eps(self.cfg.adam_eps)
+            .with_form(self.cfg.framework.adam_form());
         for _ in 0..p.epochs {
             let mut order: Vec<u32> = (0..n as u32).collect();
             order.shuffle(&mut rng);
@@ -55,7 +57,9 @@ impl Trainer {
         let (fw, fb) = fresh.head();
         w.set(&fw.as_tensor().copy()?)?;
         b.set(&fb.as_tensor().copy()?)?;
-        self.opt = Optimizer::new(self.cfg.optimizer, self.model.params(), self.cfg.lr)?.with_eps(self.cfg.adam_eps);
+        self.opt = Optimizer::new(self.cfg.optimizer, self.model.params(), self.cfg.lr)?
+            .with_eps(self.cfg.adam_eps)
+            .with_form(self.cfg.framework.adam_form());
         Ok(())
     }
 }

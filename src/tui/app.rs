@@ -97,6 +97,10 @@ pub struct App {
     /// The screen's size as last reported (for the mouse).
     pub(super) screen: ratatui::layout::Rect,
     pub(crate) show_help: bool,
+    /// What the run wrote that the user asked for (`--save-weights`), said on stderr once the screen is gone.
+    pub(crate) notes: Vec<String>,
+    /// The help's first line shown (arrows, PgUp/PgDn, Home/End scroll it while it is open).
+    pub(crate) help_scroll: usize,
     /// `L`: the lesson list is open, with this one selected.
     pub(crate) lessons: Option<usize>,
     /// The lesson chosen with `L`: the run ends and bnscope starts again with it.
@@ -221,6 +225,8 @@ impl App {
             zoom: None,
             screen: ratatui::layout::Rect::new(0, 0, 120, 40),
             show_help: false,
+            notes: Vec::new(),
+            help_scroll: 0,
             lessons: None,
             relaunch: None,
             help_paused: false,
@@ -437,6 +443,7 @@ impl App {
         o.signal = self.signal;
         o.relaunch = self.relaunch.map(|s| s.name().to_string());
         o.messages = self.store.errors.clone();
+        o.notes = self.notes.clone();
         if o.reason == EndReason::Diverged {
             if let Some((epoch, loss, what)) = &self.store.diverged {
                 o.messages.push(diverged_message(*epoch, *loss, what));
@@ -624,6 +631,9 @@ impl App {
                     EventKind::Momentum | EventKind::Cumulative => self.setting_pending = false,
                     EventKind::Pause | EventKind::PauseAt => self.paused = true,
                     EventKind::Resume => self.paused = false,
+                    EventKind::SaveWeights => self
+                        .notes
+                        .push(format!("weights written to {value} (a PyTorch state_dict)")),
                     _ => {}
                 }
                 if *what == EventKind::PauseAt {

@@ -254,19 +254,45 @@ impl App {
                 );
             }
         }
-        if self.cumulative {
-            let t = self.store.t().map_or_else(|| "its".to_string(), |t| format!("all {t}"));
+        let start = self.store.age.map_or(0.0, |a| a.init_weight);
+        if self.cumulative && start > 1e-12 {
+            // Switched to cumulative mid-run: PyTorch's rule (update t weighs 1/t) does not make a mean then.
+            let t = self.store.t().unwrap_or(0);
+            let left = percent(start);
             return d(
                 if gap > 0.2 { Tone::Warn } else { Tone::Info },
                 format!(
-                    "{p}Cumulative averaging: the running stats are the plain mean of {t} batches since the \
+                    "{p}Cumulative averaging (PyTorch momentum=None): update t weighs 1/t, t={t} counting every update \
+                     since the reset, so after a switch mid-run the running stats are not the mean of {t} batches: \
+                     {left} is still the start (0, 1). r resets them (then they are a plain mean). {w_cap} with \
+                     running stats {} vs train {}.",
+                    acc(run),
+                    acc(train)
+                ),
+                format!(
+                    "{sp}Cumulative after a switch: 1/t per update, {left} still the start. {w_cap} running {} vs \
+                     train {}.",
+                    acc(run),
+                    acc(train)
+                ),
+            );
+        }
+        if self.cumulative {
+            let t = self
+                .store
+                .t()
+                .map_or_else(|| "its".to_string(), |t| format!("all {}", super::fmt::batches(t)));
+            return d(
+                if gap > 0.2 { Tone::Warn } else { Tone::Info },
+                format!(
+                    "{p}Cumulative averaging: the running stats are the plain mean of {t} since the \
                      reset, so early batches (older weights) weigh as much as new ones. {w_cap} with running stats \
                      {} vs train {}.",
                     acc(run),
                     acc(train)
                 ),
                 format!(
-                    "{sp}Cumulative: running stats = mean of {t} batches. {w_cap} running {} vs train {}.",
+                    "{sp}Cumulative: running stats = mean of {t}. {w_cap} running {} vs train {}.",
                     acc(run),
                     acc(train)
                 ),
@@ -292,6 +318,42 @@ impl App {
                         acc(train),
                         acc(run),
                         acc(bat)
+                    ),
+                );
+            }
+        }
+        if let Some(norm) = self.store.norm_without_running() {
+            return d(
+                if gap > 0.2 { Tone::Warn } else { Tone::Info },
+                format!(
+                    "{p}{norm}: no running statistics, so evaluation normalises each image as training does. Train \
+                     {}{sep}{w} {}: a gap here is the network's, not the normalisation's.",
+                    acc(train),
+                    acc(run)
+                ),
+                format!(
+                    "{sp}{norm}: no running statistics. Train {}{sep}{w} {}.",
+                    acc(train),
+                    acc(run)
+                ),
+            );
+        }
+        if let Some(f) = self.store.frozen_stats() {
+            if gap > 0.2 {
+                return d(
+                    Tone::Warn,
+                    format!(
+                        "{warn} {p}Frozen BatchNorm ({f}): the running statistics never move in training, so \
+                         evaluation ({}) uses statistics from before the fine-tuning while training ({}) does not. \
+                         c re-estimates them from the data.",
+                        acc(run),
+                        acc(train)
+                    ),
+                    format!(
+                        "{warn} {sp}Frozen BN ({f}): running stats never move; {w} {} vs train {}. c re-estimates \
+                         them.",
+                        acc(run),
+                        acc(train)
                     ),
                 );
             }
@@ -456,8 +518,21 @@ impl App {
             return format!("updates t: {}", super::fmt::MISSING);
         };
         let t = age.t;
+        if let Some(norm) = self.store.norm_without_running() {
+            return format!("{norm}: no running statistics");
+        }
+        if let Some(f) = self.store.frozen_stats() {
+            return format!("frozen BN ({f}): running stats never move in training (c re-estimates them)");
+        }
         if self.cumulative {
-            return format!("cumulative: the mean of t={t} batches");
+            return if age.init_weight > 1e-12 {
+                format!("cumulative: 1/t per update (t={t})")
+            } else {
+                format!(
+                    "cumulative: the mean of t={t} {}",
+                    if t == 1 { "batch" } else { "batches" }
+                )
+            };
         }
         let m = self.momentum;
         let Some(to_go) = age.updates_to_one_percent(m) else {

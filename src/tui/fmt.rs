@@ -47,7 +47,30 @@ pub fn loss(v: f32) -> String {
 /// A momentum without trailing zeros: `0.99`, `0`, `0.9999`.
 /// A pace as the header and the status line show it: `pace 20 epochs/s`.
 pub fn pace(p: f64) -> String {
-    format!("pace {} epochs/s", momentum(p))
+    format!("pace {} epoch{}/s", momentum(p), if p == 1.0 { "" } else { "s" })
+}
+
+/// `N batches`, `1 batch`.
+pub fn batches(t: u64) -> String {
+    format!("{t} batch{}", if t == 1 { "" } else { "es" })
+}
+
+/// What the running statistics are in cumulative mode (PyTorch `momentum=None`: update t weighs 1/t, t counting
+/// every update since the last reset): the plain mean of the t batches when nothing of the start is left (cumulative
+/// since the reset), else not a mean: after a switch mid-run the earlier updates' average, start included, keeps
+/// the weight (t−1)/t. Returns (long, short); `start` is the weight still on the start (0, 1).
+pub fn cumulative_words(t: u64, start: f64) -> (String, String) {
+    if start <= 1e-12 {
+        return (
+            format!("running stats = mean of {}", batches(t)),
+            format!("mean of {}", batches(t)),
+        );
+    }
+    let left = percent(start);
+    (
+        format!("update t weighs 1/t (t={t} since the reset, not a mean after a switch): {left} still the start"),
+        format!("1/t per update, {left} still the start"),
+    )
 }
 
 pub fn momentum(m: f64) -> String {
@@ -123,6 +146,13 @@ mod tests {
     #[test]
     fn formats() {
         assert_eq!(acc(f32::NAN), "NaN");
+        assert_eq!(pace(1.0), "pace 1 epoch/s");
+        assert_eq!(pace(7.0), "pace 7 epochs/s");
+        assert_eq!(cumulative_words(1, 0.0).1, "mean of 1 batch");
+        // n n n u n at momentum 0.9: 0.9³ · 3/4 of the start is left; four updates are not a mean of four.
+        let (long, short) = cumulative_words(4, 0.729 * 0.75);
+        assert!(!long.contains("mean of"), "{long}");
+        assert_eq!(short, "1/t per update, 54.7% still the start");
         assert_eq!(acc(1.0 / 3.0), "0.333");
         assert_eq!(loss(1e-4), "1.0e-4");
         assert_eq!(loss(1.0986), "1.099");

@@ -37,6 +37,29 @@ impl App {
             }
             return Vec::new();
         }
+        if self.show_help {
+            // The help owns the keys while it is open: the arrows scroll it (not the layers behind it), q quits,
+            // anything else waits until it is closed.
+            let max = super::render::help::max_scroll(self, self.screen);
+            let page = self.screen.height.saturating_sub(6).max(1) as usize;
+            let next = match action {
+                Action::Up => Some(self.help_scroll.saturating_sub(1)),
+                Action::Down => Some(self.help_scroll + 1),
+                Action::PageUp => Some(self.help_scroll.saturating_sub(page)),
+                Action::PageDown => Some(self.help_scroll + page),
+                Action::Home => Some(0),
+                Action::End => Some(max),
+                Action::Quit => None,
+                _ => {
+                    self.set_status(Tone::Info, "the help is open: ? or Esc closes it");
+                    return Vec::new();
+                }
+            };
+            if let Some(n) = next {
+                self.help_scroll = n.min(max);
+                return Vec::new();
+            }
+        }
         if self.shutdown.is_some() {
             if action == Action::Quit {
                 // A second quit while waiting: stop waiting (and say on stderr what was not written).
@@ -287,6 +310,7 @@ impl App {
             }
             Action::Help => {
                 self.show_help = true;
+                self.help_scroll = 0;
                 // The run waits while the help is read (and goes on when it closes).
                 if !self.paused && self.store.trainer_alive() {
                     self.paused = true;
@@ -404,6 +428,7 @@ impl App {
             }
             Action::Help => {
                 self.show_help = true;
+                self.help_scroll = 0;
                 return Some(Vec::new());
             }
             _ => {

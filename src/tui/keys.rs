@@ -290,14 +290,14 @@ pub const BINDINGS: &[Binding] = &[
         Action::ToggleConvention,
         &[Key::Char('m')],
         "show the Keras or the PyTorch momentum first (+/- follow it)",
-        hint("PyTorch m", 2),
+        hint("PyTorch m", 1),
         false,
     ),
     b(
         Action::ToggleCumulative,
         &[Key::Char('u')],
         "cumulative averaging on/off (PyTorch momentum=None)",
-        hint("cumulative", 3),
+        hint("cumulative", 2),
         true,
     ),
     b(
@@ -360,7 +360,7 @@ pub const BINDINGS: &[Binding] = &[
         Action::Down,
         &[Key::Code(KeyCode::Down), Key::Char('j')],
         "select the next BatchNorm layer",
-        pair("layer", 1, Action::Up),
+        pair("layer", 0, Action::Up),
         false,
     ),
     b(
@@ -395,7 +395,7 @@ pub const BINDINGS: &[Binding] = &[
         Action::WorstLayer,
         &[Key::Char('w')],
         "the layer (or, focused on channels, the channel) furthest from its batch stats",
-        hint("worst", 1),
+        hint("worst", 3),
         false,
     ),
     b(
@@ -409,7 +409,7 @@ pub const BINDINGS: &[Binding] = &[
         Action::Zoom,
         &[Key::Char('z')],
         "charts: all epochs, the last 100, the last 20",
-        hint("zoom", 0),
+        hint("zoom", 3),
         false,
     ),
     b(

@@ -351,6 +351,37 @@ impl Store {
         self.age.map(|a| a.t)
     }
 
+    /// The run has running statistics but has not seen a training batch yet (just after a restart, `R R`): the
+    /// batch side of every comparison is empty, not NaN.
+    pub fn no_batch_yet(&self) -> bool {
+        let Some(bn) = &self.bn else { return false };
+        self.latest.as_ref().is_none_or(|m| m.step.unwrap_or(0) == 0)
+            && !bn.layers.is_empty()
+            && bn
+                .layers
+                .iter()
+                .all(|l| !l.batch_mean.is_empty() && l.batch_mean.iter().all(|v| !v.is_finite()))
+    }
+
+    /// `--norm group` / `layer` (the groupnorm lesson): the layers have no running statistics at all.
+    pub fn norm_without_running(&self) -> Option<&'static str> {
+        match self.info.as_ref()?.norm.as_str() {
+            "group" => Some("GroupNorm"),
+            "layer" => Some("LayerNorm"),
+            _ => None,
+        }
+    }
+
+    /// `--frozen-bn inference` / `train-frozen-stats`: the running statistics never move in training (only `c`
+    /// re-estimates them).
+    pub fn frozen_stats(&self) -> Option<&str> {
+        self.info
+            .as_ref()?
+            .frozen_bn
+            .as_deref()
+            .filter(|f| matches!(*f, "inference" | "train-frozen-stats"))
+    }
+
     /// Layer `i`'s mean gap: `None` without a snapshot, `Some(None)` when the log lacks it.
     pub fn mean_gap(&self, i: usize) -> Option<Option<f32>> {
         let l = self.bn.as_ref()?.layers.get(i)?;

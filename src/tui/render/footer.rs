@@ -13,6 +13,12 @@ use crate::tui::theme::Tone;
 /// The hints that fit `width`, dropping the lowest priorities first. In a replay the keys that would change a
 /// run stay (dimmed) only where there is room.
 pub fn hints(app: &App, width: usize) -> Vec<keys::Hint> {
+    lines(app, width, 1).into_iter().flatten().collect()
+}
+
+/// The hints laid out over at most `max_lines` lines of `width` (in footer order, each line filled before the
+/// next), dropping the lowest priorities first until they fit.
+pub fn lines(app: &App, width: usize, max_lines: usize) -> Vec<Vec<keys::Hint>> {
     let log = app.store.from_log;
     let all: Vec<_> = keys::footer_hints(log)
         .map(|mut h| {
@@ -32,17 +38,39 @@ pub fn hints(app: &App, width: usize) -> Vec<keys::Hint> {
             }
             h
         })
+        // Over a log, the keys that would change a run and have no room kept for them (above) stay out.
+        .filter(|h| !(log && h.binding.changes_run && !app.can_act(h.binding) && h.priority <= 2))
         .collect();
-    let len = |v: &[keys::Hint]| -> usize {
-        v.iter().map(|h| h.keys.len() + 1 + h.words.len()).sum::<usize>() + 2 * v.len().saturating_sub(1)
+    let len = |h: &keys::Hint| h.keys.chars().count() + 1 + app.hint_words(h).chars().count();
+    let wrap = |v: &[keys::Hint]| -> Vec<Vec<keys::Hint>> {
+        let mut out: Vec<Vec<keys::Hint>> = vec![Vec::new()];
+        let mut used = 0;
+        for h in v {
+            let need = len(h) + if used == 0 { 0 } else { 2 };
+            if used > 0 && used + need > width {
+                out.push(Vec::new());
+                used = 0;
+            }
+            used += len(h) + if used == 0 { 0 } else { 2 };
+            out.last_mut().expect("one line").push(h.clone());
+        }
+        out
+    };
+    let fits = |v: &[Vec<keys::Hint>]| {
+        v.len() <= max_lines.max(1)
+            && v.iter()
+                .all(|l| l.iter().map(len).sum::<usize>() + 2 * l.len().saturating_sub(1) <= width)
     };
     let mut kept = all;
     let mut prio = 0u8;
-    while len(&kept) > width && prio < u8::MAX {
+    let mut laid = wrap(&kept);
+    while !fits(&laid) && prio < u8::MAX {
         kept.retain(|h| h.priority > prio);
         prio += 1;
+        laid = wrap(&kept);
     }
-    kept
+    laid.retain(|l| !l.is_empty());
+    laid
 }
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
@@ -68,16 +96,19 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     if inner.height == 0 {
         return;
     }
-    let mut spans = Vec::new();
-    for (i, h) in hints(app, width).into_iter().enumerate() {
-        if i > 0 {
-            spans.push(Span::raw("  "));
+    for (row, line) in lines(app, width, inner.height as usize).into_iter().enumerate() {
+        let mut spans = Vec::new();
+        for (i, h) in line.into_iter().enumerate() {
+            if i > 0 {
+                spans.push(Span::raw("  "));
+            }
+            // Keys that cannot act now (a run key after the trainer stopped, n while running) are dimmed.
+            let style = if app.can_act(h.binding) { th.key() } else { th.dim() };
+            let words = app.hint_words(&h);
+            spans.push(Span::styled(h.keys, style));
+            spans.push(Span::styled(format!(" {words}"), th.dim()));
         }
-        // Keys that cannot act now (a run key after the trainer stopped, n while running) are dimmed.
-        let style = if app.can_act(h.binding) { th.key() } else { th.dim() };
-        let words = app.hint_words(&h);
-        spans.push(Span::styled(h.keys, style));
-        spans.push(Span::styled(format!(" {words}"), th.dim()));
+        let at = Rect::new(inner.x, inner.y + row as u16, inner.width, 1);
+        Line::from(spans).render(at, buf);
     }
-    Line::from(spans).render(inner, buf);
 }

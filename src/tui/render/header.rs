@@ -203,8 +203,8 @@ fn ms_text(ms: f64) -> String {
     )
 }
 
-/// `epoch 5 · step 5 · 8.1 ms/step · ▶ running`.
-fn right_title<'a>(app: &App) -> Line<'a> {
+/// `epoch 5 · step 5 · 8.1 ms/step · ▶ running`; `compact` (below 80 columns): `epoch 5 · ▶ running`.
+fn right_title<'a>(app: &App, compact: bool) -> Line<'a> {
     if let Some(tl) = &app.log {
         return log_right(app, tl);
     }
@@ -219,8 +219,10 @@ fn right_title<'a>(app: &App) -> Line<'a> {
             .and_then(|i| i.epochs)
             .map_or(String::new(), |e| format!("/{e}"));
         parts.push(format!("epoch {}{of}", m.epoch));
-        parts.push(format!("step {}", m.step.unwrap_or(0)));
-        parts.push(ms_text(m.step_ms.unwrap_or(0.0)));
+        if !compact {
+            parts.push(format!("step {}", m.step.unwrap_or(0)));
+            parts.push(ms_text(m.step_ms.unwrap_or(0.0)));
+        }
     }
     let state = app.run_state();
     let (tone, word) = state.word();
@@ -257,6 +259,16 @@ fn momentum_line<'a>(app: &App, width: usize) -> Line<'a> {
     if app.store.from_log && app.store.latest.is_none() {
         return Line::from(Span::styled("waiting for the log's first epoch…", th.dim()));
     }
+    if let Some(norm) = app.store.norm_without_running() {
+        // Nothing to travel: each image is normalised by its own statistics, in training and evaluation alike.
+        let long = format!("{norm}: no running statistics{sep}each image normalised by its own, train and eval alike");
+        let text = if long.chars().count() <= width {
+            long
+        } else {
+            format!("{norm}: no running statistics")
+        };
+        return Line::from(Span::styled(text, th.strong()));
+    }
     let value = if app
         .store
         .latest
@@ -279,8 +291,8 @@ fn momentum_line<'a>(app: &App, width: usize) -> Line<'a> {
         return Line::from(line);
     };
     if app.cumulative {
-        tail_long = format!("running stats = mean of {t} batches");
-        tail_short = format!("mean of {t} batches");
+        let start = app.store.age.map_or(0.0, |a| a.init_weight);
+        (tail_long, tail_short) = fmt::cumulative_words(t, start);
     } else {
         // Exact: 1 − w with w = ∏ mᵢ since the last reset; written as 1 − mᵗ while one momentum did all updates.
         let age = app.store.age.unwrap_or(crate::protocol::StatsAge::START);
@@ -309,16 +321,24 @@ fn momentum_line<'a>(app: &App, width: usize) -> Line<'a> {
             + 3 * (parts.len() - 1)
             <= width
     };
-    let parts = if fits(&long) {
-        long.to_vec()
-    } else {
-        let value = value.replace("PyTorch/candle", "PyTorch");
-        vec![
-            ("m ".to_string(), value),
-            (String::new(), format!("t={t}")),
-            (String::new(), tail_short),
-        ]
-    };
+    let short_value = value.replace("PyTorch/candle", "PyTorch");
+    let short = vec![
+        ("m ".to_string(), short_value.clone()),
+        (String::new(), format!("t={t}")),
+        (String::new(), tail_short.clone()),
+    ];
+    // Narrower still (60 columns): one convention (the first shown), then without t (the power shows it).
+    let first_only = short_value.split(" = ").next().unwrap_or(&short_value).to_string();
+    let narrow = vec![
+        ("m ".to_string(), first_only.clone()),
+        (String::new(), format!("t={t}")),
+        (String::new(), tail_short.clone()),
+    ];
+    let narrowest = vec![("m ".to_string(), first_only), (String::new(), tail_short)];
+    let parts = [long.to_vec(), short, narrow]
+        .into_iter()
+        .find(|p| fits(p))
+        .unwrap_or(narrowest);
     let mut spans = Vec::new();
     for (i, (label, v)) in parts.into_iter().enumerate() {
         if i > 0 {
@@ -350,13 +370,14 @@ fn eval_line<'a>(app: &App, width: usize) -> Line<'a> {
     // facts sit in the same places at every width.
     // (Without an age, the momentum line already says that t is not in this log.)
     let mut parts: Vec<(String, u8)> = Vec::new();
-    if app.store.age.is_some() {
+    // (GroupNorm: the momentum line already says there are no running statistics.)
+    if app.store.age.is_some() && app.store.norm_without_running().is_none() {
         parts.push((app.convergence_words(), 9));
     }
     if let Some(p) = app.pace {
         // Over a log the pace is the playback's (space).
         let text = if app.store.from_log {
-            format!("playback {} epochs/s", fmt::momentum(p))
+            fmt::pace(p).replacen("pace", "playback", 1)
         } else {
             fmt::pace(p)
         };
@@ -415,7 +436,13 @@ fn eval_line<'a>(app: &App, width: usize) -> Line<'a> {
         }
         parts.retain(|(_, p)| *p > floor || *p == 9);
     }
-    let mut spans = vec![Span::styled("eval mode: ", th.label()), Span::styled(mode, mode_style)];
+    // Narrow: "eval: " instead of "eval mode: ", so that the convergence words stay whole.
+    let label = if len(&parts, with_how) > width {
+        "eval: "
+    } else {
+        "eval mode: "
+    };
+    let mut spans = vec![Span::styled(label, th.label()), Span::styled(mode, mode_style)];
     if with_how {
         spans.push(Span::styled(how, th.dim()));
     }
@@ -453,7 +480,7 @@ fn wrapped_lines(text: &str, width: usize) -> usize {
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let th = &app.theme;
-    let right = right_title(app);
+    let right = right_title(app, area.width < 80);
     let room = (area.width as usize).saturating_sub(right.width() + 6);
     let titles = left_titles(app);
     let fits = titles.iter().find(|t| t.chars().count() <= room);

@@ -9,7 +9,48 @@ use crate::tui::app::{App, LADDER};
 use crate::tui::fmt;
 use crate::tui::keys::{Action, BINDINGS};
 
+/// The help's width in `area`.
+fn width(area: Rect) -> u16 {
+    88.min(area.width.saturating_sub(2))
+}
+
+/// Lines the help shows at once in `area`.
+fn visible(area: Rect) -> usize {
+    area.height.saturating_sub(4) as usize
+}
+
+/// The furthest the help scrolls in `area` (0 when it fits).
+pub fn max_scroll(app: &App, area: Rect) -> usize {
+    lines(app, area).len().saturating_sub(visible(area))
+}
+
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let th = &app.theme;
+    let all = lines(app, area);
+    let room = visible(area);
+    let first = app.help_scroll.min(all.len().saturating_sub(room));
+    let n = all.len();
+    let shown: Vec<Line> = all.into_iter().skip(first).take(room).collect();
+    let bottom = if n > room {
+        let (d, up, down) = if th.ascii {
+            ("-", "Up", "Down")
+        } else {
+            ("–", "↑", "↓")
+        };
+        format!(
+            " {}{d}{} of {n} · {up}{down} PgUp PgDn scroll · ? or Esc closes ",
+            first + 1,
+            first + shown.len()
+        )
+        .replace(" · ", th.sep())
+    } else {
+        " ? or Esc closes ".to_string()
+    };
+    overlay(app, area, width(area), shown, "keys", &bottom, buf);
+}
+
+/// Every line of the help, wrapped to its width (each key's text under its own column).
+fn lines<'a>(app: &App, area: Rect) -> Vec<Line<'a>> {
     let th = &app.theme;
     let ladder: Vec<String> = LADDER.iter().map(|&m| fmt::momentum(m)).collect();
     // The layer-navigation keys share one row, so that the whole table fits 80×24.
@@ -21,13 +62,24 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Action::Home,
         Action::End,
     ];
-    let row = |keys: String, help: &str| {
-        Line::from(vec![
-            Span::styled(format!(" {keys:<13}"), th.key()),
-            Span::styled(help.replace("<->", th.arrow()), th.text()),
-        ])
+    let w = width(area);
+    let note_w = (w as usize).saturating_sub(3).max(10);
+    let note = |lines: &mut Vec<Line<'a>>, text: String| {
+        for part in wrap(text.trim_start(), note_w) {
+            lines.push(Line::from(Span::styled(format!(" {part}"), th.dim())));
+        }
     };
+    let text_w = (w as usize).saturating_sub(2 + 14 + 1).max(10);
     let mut lines: Vec<Line> = Vec::new();
+    let row = |lines: &mut Vec<Line<'a>>, keys: String, help: &str| {
+        for (i, part) in wrap(&help.replace("<->", th.arrow()), text_w).into_iter().enumerate() {
+            let k = if i == 0 { keys.clone() } else { String::new() };
+            lines.push(Line::from(vec![
+                Span::styled(format!(" {k:<13} "), th.key()),
+                Span::styled(part, th.text()),
+            ]));
+        }
+    };
     let log = app.store.from_log;
     for b in BINDINGS {
         if b.log_only && !log {
@@ -39,14 +91,15 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         }
         if nav.contains(&b.action) {
             if b.action == Action::Up {
-                lines.push(row(
+                row(
+                    &mut lines,
                     if log { "Up/Down j/k" } else { "arrows j/k" }.into(),
                     if log {
                         "select a BatchNorm layer (PgUp/PgDn: ten); Home/End: the first/newest epoch"
                     } else {
                         "select a BatchNorm layer (PgUp/PgDn: ten, Home/End)"
                     },
-                ));
+                );
             }
             continue;
         }
@@ -59,7 +112,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             Action::Quit if log => "quit",
             _ => b.help,
         };
-        lines.push(row(b.keys_label(), help));
+        row(&mut lines, b.keys_label(), help);
     }
     if log {
         let dimmed: Vec<String> = BINDINGS
@@ -67,33 +120,30 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             .filter(|b| b.changes_run && !app.can_act(b))
             .map(|b| b.keys_label())
             .collect();
-        lines.push(Line::from(Span::styled(
+        note(
+            &mut lines,
             format!(" {}: change a live run; a log is read-only", dimmed.join(" ")),
-            th.dim(),
-        )));
+        );
     }
-    lines.push(Line::from(Span::styled(
-        format!(" momentum ladder: {}", ladder.join(" ")),
-        th.dim(),
-    )));
-    lines.push(Line::from(Span::styled(
-        " Keras m = 1 - PyTorch m: running = m*running + (1-m)*batch (Keras)",
-        th.dim(),
-    )));
+    note(&mut lines, format!(" momentum ladder: {}", ladder.join(" ")));
+    note(
+        &mut lines,
+        " Keras m = 1 - PyTorch m: running = m*running + (1-m)*batch (Keras)".into(),
+    );
     if let Some(info) = app
         .store
         .info
         .as_ref()
         .filter(|i| i.eval_on == crate::protocol::EvalOn::Val)
     {
-        lines.push(Line::from(Span::styled(
+        note(
+            &mut lines,
             format!(
                 " val running / val batch: evaluated on {} held-out images; training and c use the {} training images",
                 info.images.len(),
                 info.train_images
             ),
-            th.dim(),
-        )));
+        );
     }
     // The legend of the symbols on screen, as far as there is room.
     let (rm, bm, both) = th.markers();
@@ -104,14 +154,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         th.left_mark(),
         th.axis()
     );
-    let w = 88.min(area.width.saturating_sub(2));
-    let room = area.height.saturating_sub(4) as usize;
     for l in wrap(&legend, w.saturating_sub(3) as usize) {
-        if lines.len() < room {
-            lines.push(Line::from(Span::styled(format!(" {l}"), th.dim())));
-        }
+        lines.push(Line::from(Span::styled(format!(" {l}"), th.dim())));
     }
-    overlay(app, area, w, lines, "keys", " ? or Esc closes ", buf);
+    lines
 }
 
 /// A bordered box of width `w`, centred in `area`, holding `lines` (as many as fit), with a title and a note at

@@ -81,6 +81,12 @@ impl Window {
         }
     }
 
+    /// The oldest point shown and the newest (with `z`, the window's first epoch, not the history's).
+    pub fn ends<'a>(&self, h: &'a crate::tui::store::History) -> Option<(&'a Point, &'a Point)> {
+        let first = h.points.get(self.first.checked_sub(h.first)? as usize)?;
+        Some((first, h.points.back()?))
+    }
+
     /// Absolute point numbers in column `j` (empty for a column with no points).
     pub fn bucket(&self, j: usize) -> std::ops::Range<u64> {
         let a = self.abs0 + j as u64 * self.per_col;
@@ -234,8 +240,7 @@ fn events_row(th: &Theme, app: &App, win: &Window, x: u16, y: u16, buf: &mut Buf
 /// The time axis under the sparklines: the first epoch shown at the left, the last one under the newest
 /// column, and how many epochs a column holds when that is more than one.
 fn axis_row(th: &Theme, app: &App, win: &Window, x: u16, y: u16, buf: &mut Buffer) {
-    let h = &app.store.history;
-    let (Some(first), Some(last)) = (h.points.front(), h.points.back()) else {
+    let Some((first, last)) = win.ends(&app.store.history) else {
         return;
     };
     let first = first.epoch.to_string();
@@ -319,14 +324,14 @@ fn render_accuracy(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
     // Without room for the axis row (80×24), the title says what the columns span.
     let no_axis = area.height < 7;
     if no_axis && win.per_col > 1 {
-        if let (Some(a), Some(b)) = (app.store.history.points.front(), app.store.history.points.back()) {
+        if let Some((a, b)) = win.ends(&app.store.history) {
             title.push(Span::styled(
                 format!("{sep}epochs {}{}{}, {}/col ", a.epoch, th.dash(), b.epoch, win.per_col),
                 th.dim(),
             ));
         }
     }
-    let block = panel(th, Line::from(title));
+    let block = panel(th, super::fit_title(title, area.width.saturating_sub(2) as usize));
     let inner = block.inner(area);
     block.render(area, buf);
     let xs = inner.x + ACC_LABEL_W;

@@ -145,17 +145,17 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         _ => Vec::new(),
     };
     let n = names.len();
-    let norm = app.store.info.as_ref().map_or("batch", |i| i.norm.as_str());
-    let mut title = vec![match norm {
-        "group" | "layer" => title_span(
-            th,
-            format!(
-                "{} layers ({n}): no running statistics, each image normalised by itself",
-                if norm == "group" { "GroupNorm" } else { "LayerNorm" }
-            ),
-        ),
-        _ => title_span(th, format!("BatchNorm layers ({n})")),
+    let no_running = app.store.norm_without_running();
+    let mut title = vec![match no_running {
+        Some(kind) => title_span(th, format!("{kind} layers ({n})")),
+        None => title_span(th, format!("BatchNorm layers ({n})")),
     }];
+    if no_running.is_some() {
+        title.push(Span::styled(
+            format!("{}no running statistics ", th.sep().trim_start()),
+            th.dim(),
+        ));
+    }
     // A log: what it lacks, and how far the ranks are apart.
     let spread = app.rank_spread();
     if app.store.from_log {
@@ -207,20 +207,18 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let inner_rows = area.height.saturating_sub(3) as usize;
     let offset = scroll_offset(app.selected, n, inner_rows);
-    let mut block = panel(th, Line::from(title));
-    if n > inner_rows && inner_rows > 0 {
-        block = block.title(
-            Line::from(Span::styled(
-                format!(
-                    " {}{}{} of {n} ",
-                    offset + 1,
-                    if th.ascii { "-" } else { "–" },
-                    offset + inner_rows
-                ),
-                th.dim(),
-            ))
-            .right_aligned(),
-        );
+    let right = (n > inner_rows && inner_rows > 0).then(|| {
+        format!(
+            " {}{}{} of {n} ",
+            offset + 1,
+            if th.ascii { "-" } else { "–" },
+            offset + inner_rows
+        )
+    });
+    let room = (area.width as usize).saturating_sub(3 + right.as_ref().map_or(0, |r| r.chars().count()));
+    let mut block = panel(th, super::fit_title(title, room));
+    if let Some(right) = right {
+        block = block.title(Line::from(Span::styled(right, th.dim())).right_aligned());
     }
     let inner = block.inner(area);
     block.render(area, buf);
@@ -270,6 +268,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     if rank_w > 0 {
         buf.set_stringn(xr, inner.y, "ranks", rank_w as usize, th.label());
     }
+    let no_batch = app.store.no_batch_yet();
     for (row, i) in (offset..n).take(inner_rows).enumerate() {
         let y = inner.y + 1 + row as u16;
         let selected = i == app.selected;
@@ -282,6 +281,18 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         let name_style = if selected { th.selected() } else { th.text() };
         buf.set_stringn(inner.x + 2, y, name, name_w as usize, name_style);
         let layer = app.store.bn.as_ref().and_then(|b| b.layers.get(i));
+        // Nothing to compare: no running statistics (GroupNorm), or no batch yet (a restart): words, not NaN.
+        let nothing = match no_running {
+            Some(_) if gauges_w > 40 => Some("no running stats: normalised per image"),
+            Some(_) => Some("no running statistics"),
+            None if no_batch && gauges_w > 40 => Some("no batch yet (n or space runs one)"),
+            None if no_batch => Some("no batch yet"),
+            None => None,
+        };
+        if let Some(words) = nothing {
+            buf.set_stringn(xg1, y, words, inner.right().saturating_sub(xg1) as usize, th.dim());
+            continue;
+        }
         ConvergenceGauge {
             theme: th,
             value: app.store.mean_gap(i).map(|g| g.map(convergence)),
@@ -408,6 +419,17 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
     if inner.height == 0 {
         return;
     }
+    if let Some(norm) = app.store.norm_without_running() {
+        let lines = [
+            format!("{norm}: no running statistics."),
+            "Each image is normalised by its own statistics,".to_string(),
+            "in training and evaluation alike: nothing goes stale.".to_string(),
+        ];
+        for (i, text) in lines.iter().enumerate().take(inner.height as usize) {
+            buf.set_stringn(inner.x + 1, inner.y + i as u16, text, inner.width as usize, th.dim());
+        }
+        return;
+    }
     let Some(l) = layer else {
         let words = if app.store.from_log {
             "BatchNorm statistics at this epoch: not in this log"
@@ -506,7 +528,11 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
         let (r_v, b_v) = (get(&l.running_var, c), get(&l.batch_var, c));
         buf.set_string(inner.x, y, format!("{c:>3}"), th.dim());
         dot_plot(th, buf, x_mean, y, plot_w, mean_range, r_m, b_m);
-        let nums = |r: f32, b: f32| format!("{:>5}{arrow}{:<5}", fmt::compact(r), fmt::compact(b));
+        let no_batch = app.store.no_batch_yet();
+        let nums = |r: f32, b: f32| {
+            let b = if no_batch { "–".to_string() } else { fmt::compact(b) };
+            format!("{:>5}{arrow}{:<5}", fmt::compact(r), b)
+        };
         buf.set_stringn(x_mean_nums, y, nums(r_m, b_m), nums_w as usize, th.text());
         if x_var_nums + nums_w <= inner.right() {
             dot_plot(th, buf, x_var, y, plot_w, var_range, r_v, b_v);
@@ -514,7 +540,15 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
         }
     }
     let summary_y = inner.bottom().saturating_sub(1);
-    if summary_y > inner.y + shown as u16 {
+    if summary_y > inner.y + shown as u16 && app.store.no_batch_yet() {
+        buf.set_stringn(
+            inner.x,
+            summary_y,
+            "running vs batch: no batch yet (n or space runs one)",
+            inner.width as usize,
+            th.label(),
+        );
+    } else if summary_y > inner.y + shown as u16 {
         let off = if l.mean_gap.is_finite() {
             format!("{:.0}%", l.mean_gap * 100.0)
         } else {

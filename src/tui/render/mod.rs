@@ -1,7 +1,9 @@
 //! Pure rendering: `impl Widget for &App`. Nothing here changes state.
 //!
 //! Layout at 120×40 (and anything at least 100×30): header, accuracy | loss, layers | channel detail,
-//! predictions, footer. At 80×24 the loss panel and the channel detail go. Below 80×24: one line.
+//! predictions, footer. Narrower or lower, the loss panel and the channel detail go; where the footer's keys need
+//! two lines they get them (from 23 lines up); lower still the predictions go (the layers keep at least two
+//! rows), then the layers shrink to one row. Below 60×16: one line.
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect, Spacing};
 use ratatui::symbols::merge::MergeStrategy;
@@ -20,9 +22,11 @@ pub mod layers;
 mod lessons;
 pub mod predictions;
 
-/// The smallest terminal the full screen needs.
-pub const MIN_WIDTH: u16 = 80;
-pub const MIN_HEIGHT: u16 = 24;
+/// The smallest terminal bnscope draws in (below it, a line saying so).
+pub const MIN_WIDTH: u16 = 60;
+pub const MIN_HEIGHT: u16 = 16;
+/// The lowest terminal with every panel (the predictions go first below it).
+pub const FULL_HEIGHT: u16 = 22;
 
 /// Where each panel goes (panels overlap by one cell so that their borders merge).
 #[derive(Clone, Copy, Debug)]
@@ -32,7 +36,8 @@ pub struct Areas {
     pub loss: Option<Rect>,
     pub layers: Rect,
     pub detail: Option<Rect>,
-    pub predictions: Rect,
+    /// `None` on a low terminal: the first panel to go.
+    pub predictions: Option<Rect>,
     pub footer: Rect,
 }
 
@@ -53,15 +58,33 @@ impl Areas {
         let pred_h = 3 + prediction_rows(app, area);
         // The opening explanation gets five lines instead of two where the screen is tall enough.
         let header_h = if app.intro_active() && area.height >= 30 { 9 } else { 6 };
-        let [header, hist, layers, predictions, footer] = Layout::vertical([
-            Constraint::Length(header_h),
-            Constraint::Length(hist_h),
-            Constraint::Fill(1),
-            Constraint::Length(pred_h),
-            Constraint::Length(3),
-        ])
-        .spacing(Spacing::Overlap(1))
-        .areas(area);
+        // The footer's keys take a second line where one is not enough and there is room.
+        let two = area.height >= 23 && footer::lines(app, area.width.saturating_sub(4) as usize, 2).len() > 1;
+        let footer_h = if two { 4 } else { 3 };
+        // The layers keep two rows (a border, the heading, two layers, a border) before the predictions go.
+        let with_predictions = area.height + 4 >= header_h + hist_h + 5 + pred_h + footer_h;
+        let (header, hist, layers, predictions, footer) = if with_predictions {
+            let [header, hist, layers, predictions, footer] = Layout::vertical([
+                Constraint::Length(header_h),
+                Constraint::Length(hist_h),
+                Constraint::Fill(1),
+                Constraint::Length(pred_h),
+                Constraint::Length(footer_h),
+            ])
+            .spacing(Spacing::Overlap(1))
+            .areas(area);
+            (header, hist, layers, Some(predictions), footer)
+        } else {
+            let [header, hist, layers, footer] = Layout::vertical([
+                Constraint::Length(header_h),
+                Constraint::Length(hist_h),
+                Constraint::Fill(1),
+                Constraint::Length(footer_h),
+            ])
+            .spacing(Spacing::Overlap(1))
+            .areas(area);
+            (header, hist, layers, None, footer)
+        };
         if !wide {
             return Areas {
                 header,
@@ -85,50 +108,6 @@ impl Areas {
             detail: Some(detail),
             predictions,
             footer,
-        }
-    }
-
-    /// The hand-computed layout this replaced, kept to check the declarative one cell for cell.
-    #[cfg(test)]
-    fn compute_by_hand(app: &App, area: Rect) -> Areas {
-        let wide = area.width >= 100 && area.height >= 30;
-        let header_h = 6;
-        let hist_h = if wide { 7 } else { 6 };
-        let pred_h = 3 + prediction_rows(app, area);
-        let footer_h = 3;
-        // Four shared borders.
-        let layers_h = (area.height + 4).saturating_sub(header_h + hist_h + pred_h + footer_h);
-        let x = area.x;
-        let w = area.width;
-        let header = Rect::new(x, area.y, w, header_h);
-        let hist_y = header.bottom() - 1;
-        let layers_y = hist_y + hist_h - 1;
-        let pred_y = layers_y + layers_h - 1;
-        let footer_y = pred_y + pred_h - 1;
-        let footer = Rect::new(x, footer_y, w, area.bottom().saturating_sub(footer_y));
-        let predictions = Rect::new(x, pred_y, w, pred_h);
-        let (left_w, right_w) = (w / 2 + 1, w - w / 2);
-        let right_x = x + left_w - 1;
-        if wide {
-            Areas {
-                header,
-                accuracy: Rect::new(x, hist_y, left_w, hist_h),
-                loss: Some(Rect::new(right_x, hist_y, right_w, hist_h)),
-                layers: Rect::new(x, layers_y, left_w, layers_h),
-                detail: Some(Rect::new(right_x, layers_y, right_w, layers_h)),
-                predictions,
-                footer,
-            }
-        } else {
-            Areas {
-                header,
-                accuracy: Rect::new(x, hist_y, w, hist_h),
-                loss: None,
-                layers: Rect::new(x, layers_y, w, layers_h),
-                detail: None,
-                predictions,
-                footer,
-            }
         }
     }
 
@@ -159,6 +138,15 @@ pub(crate) fn title_span<'a>(theme: &Theme, text: impl Into<String>) -> Span<'a>
     Span::styled(format!(" {} ", text.into()), theme.title())
 }
 
+/// A title of fields (one span each) that fits `width` columns: whole fields go from the end, so that a title is
+/// never cut in the middle of a number ("gap train−eval running 0.").
+pub(crate) fn fit_title<'a>(mut spans: Vec<Span<'a>>, width: usize) -> Line<'a> {
+    while spans.len() > 1 && spans.iter().map(Span::width).sum::<usize>() > width {
+        spans.pop();
+    }
+    Line::from(spans)
+}
+
 /// Writes one symbol into a cell if the position is inside the buffer.
 pub(crate) fn put(buf: &mut Buffer, x: u16, y: u16, symbol: &str, style: ratatui::style::Style) {
     if let Some(cell) = buf.cell_mut((x, y)) {
@@ -179,7 +167,9 @@ impl Widget for &App {
         if let Some(d) = a.detail {
             layers::render_detail(self, d, buf);
         }
-        predictions::render(self, a.predictions, buf);
+        if let Some(p) = a.predictions {
+            predictions::render(self, p, buf);
+        }
         footer::render(self, a.footer, buf);
         let trainer_lost = self.store.disconnected && !self.store.finished();
         if self.store.error.is_some() || trainer_lost {
@@ -200,7 +190,7 @@ fn too_small(app: &App, area: Rect, buf: &mut Buffer) {
     let lines = vec![
         Line::from(format!("terminal too small: {}{x}{}", area.width, area.height)),
         Line::from(format!(
-            "bnscope needs {MIN_WIDTH}{x}{MIN_HEIGHT}{}q quits",
+            "bnscope needs at least {MIN_WIDTH}{x}{MIN_HEIGHT}{}q quits",
             app.theme.sep()
         )),
     ];
@@ -216,14 +206,31 @@ fn too_small(app: &App, area: Rect, buf: &mut Buffer) {
 mod tests {
     use super::*;
 
+    /// Every size from the minimum up: the panels tile the screen (borders shared), none is empty, and the
+    /// predictions go only where the layers would otherwise have fewer than two rows.
     #[test]
-    fn declarative_layout_matches_the_hand_computed_one() {
+    fn layout_tiles_every_size_from_the_minimum() {
         let app = App::new(&crate::tui::TuiOptions::default(), Default::default());
         for w in MIN_WIDTH..=220 {
             for h in MIN_HEIGHT..=70 {
                 let area = Rect::new(0, 0, w, h);
-                let (a, b) = (Areas::compute(&app, area), Areas::compute_by_hand(&app, area));
-                assert_eq!(format!("{a:?}"), format!("{b:?}"), "{w}x{h}");
+                let a = Areas::compute(&app, area);
+                assert_eq!(a.header.y, 0);
+                assert_eq!(a.footer.bottom(), h, "{w}x{h}");
+                assert!(a.layers.height >= 4, "{w}x{h}: {a:?}");
+                assert_eq!(a.accuracy.y, a.header.bottom() - 1);
+                assert_eq!(a.layers.y, a.accuracy.bottom() - 1);
+                match a.predictions {
+                    Some(p) => {
+                        assert_eq!(p.y, a.layers.bottom() - 1);
+                        assert_eq!(a.footer.y, p.bottom() - 1);
+                        assert!(a.layers.height >= 5, "{w}x{h}: {a:?}");
+                    }
+                    None => {
+                        assert_eq!(a.footer.y, a.layers.bottom() - 1);
+                        assert!(h < FULL_HEIGHT, "{w}x{h}: predictions dropped");
+                    }
+                }
             }
         }
     }
