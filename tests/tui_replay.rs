@@ -364,3 +364,34 @@ fn help_over_a_log_lists_the_epoch_keys() {
     assert!(!s.contains("pause / resume training"), "{s}");
     insta::assert_snapshot!("help_replay_120x40", s);
 }
+
+/// A Keras log without class names (nor image names): the header says "3 images" (not "3 images ()") and the
+/// predictions' columns are labelled by class index, with their probabilities.
+#[test]
+fn a_log_without_class_names_labels_columns_by_index() {
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/logs/keras_small.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    .replacen(
+        r#""classes":["cat","coffee","rocket"],"image_names":["cat.png","coffee.png","rocket.png"],"#,
+        "",
+        1,
+    );
+    assert!(!text.contains("\"classes\""));
+    let mut app = replay_text(&text);
+    go_to(&mut app, 3, 5);
+    let s = screen(&app, 120, 40);
+    assert!(!s.contains("images ()"), "{s}");
+    let head = s
+        .lines()
+        .find(|l| l.contains("class 0"))
+        .unwrap_or_else(|| panic!("{s}"));
+    assert!(head.contains("class 1") && head.contains("class 2"), "{head}");
+    let row = s
+        .lines()
+        .find(|l| l.contains("image 1"))
+        .unwrap_or_else(|| panic!("{s}"));
+    assert!(row.contains("0."), "probabilities in the row: {row}");
+}

@@ -38,7 +38,9 @@ fn left_titles(app: &App) -> Vec<String> {
     };
     let n = info.train_images;
     let held = held_out_words(info);
-    let classes = if info.classes.len() <= 4 {
+    let classes = if info.classes.is_empty() {
+        format!("{n} images{held}")
+    } else if info.classes.len() <= 4 {
         format!("{n} images ({}){held}", info.classes.join(", "))
     } else {
         format!("{n} images, {} classes{held}", info.classes.len())
@@ -110,6 +112,7 @@ fn log_titles(app: &App, tl: &Timeline) -> Vec<String> {
     let classes = match (n, info.classes.len()) {
         (0, 0) => None,
         (0, c) => Some(format!("{c} classes")),
+        (n, 0) => Some(format!("{n} images{held}")),
         (n, c) if c <= 4 => Some(format!("{n} images ({}){held}", info.classes.join(", "))),
         (n, c) => Some(format!("{n} images, {c} classes{held}")),
     };

@@ -56,7 +56,16 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         buf.set_stringn(inner.x + 1, inner.y, words, inner.width as usize, th.dim());
         return;
     };
-    let classes = &info.classes;
+    // A log without class names (a Keras callback given none): the columns by class index.
+    let by_index: Vec<String>;
+    let classes = if info.classes.is_empty() {
+        by_index = (0..preds.first().map_or(0, |r| r.len()))
+            .map(|j| format!("class {j}"))
+            .collect();
+        &by_index
+    } else {
+        &info.classes
+    };
     let name_w = info
         .images
         .iter()
