@@ -88,12 +88,16 @@ fn out_of_memory(layout: Layout) -> ! {
     crate::terminal::restore_in_signal_handler(b"");
     let mut line = Line { buf: [0; 1024], len: 0 };
     let sizes = CONTEXT.get().map(String::as_str).unwrap_or("its settings");
-    let _ = write!(
+    let _ = writeln!(
         line,
         "bnscope: error: out of memory: {} more could not be allocated; the run ({sizes}) needs more memory than \
-         this machine or its limits (ulimit -v, a container) allow; give a smaller --image-size or --batch-size\n",
+         this machine or its limits (ulimit -v, a container) allow; give a smaller --image-size or --batch-size",
         Bytes(layout.size())
     );
+    if line.len == line.buf.len() {
+        // Cut short (a very long --data path): still one whole line.
+        line.buf[line.len - 1] = b'\n';
+    }
     // SAFETY: write(2) of our own buffer, then _exit(2): nothing here allocates or unwinds.
     unsafe {
         libc::write(2, line.buf.as_ptr().cast(), line.len);
