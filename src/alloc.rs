@@ -87,12 +87,18 @@ fn out_of_memory(layout: Layout) -> ! {
     use std::fmt::Write;
     crate::terminal::restore_in_signal_handler(b"");
     let mut line = Line { buf: [0; 1024], len: 0 };
-    let sizes = CONTEXT.get().map(String::as_str).unwrap_or("its settings");
+    let _ = write!(
+        line,
+        "bnscope: error: out of memory: {} more could not be allocated; the run",
+        Bytes(layout.size())
+    );
+    if let Some(sizes) = CONTEXT.get() {
+        let _ = write!(line, " ({sizes})");
+    }
     let _ = writeln!(
         line,
-        "bnscope: error: out of memory: {} more could not be allocated; the run ({sizes}) needs more memory than \
-         this machine or its limits (ulimit -v, a container) allow; give a smaller --image-size or --batch-size",
-        Bytes(layout.size())
+        " needs more memory than this machine or its limits (ulimit -v, a container) allow; give a smaller \
+         --image-size or --batch-size"
     );
     if line.len == line.buf.len() {
         // Cut short (a very long --data path): still one whole line.
