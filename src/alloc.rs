@@ -87,13 +87,23 @@ fn out_of_memory(layout: Layout) -> ! {
     use std::fmt::Write;
     crate::terminal::restore_in_signal_handler(b"");
     let mut line = Line { buf: [0; 1024], len: 0 };
-    let sizes = CONTEXT.get().map(String::as_str).unwrap_or("its settings");
     let _ = write!(
         line,
-        "bnscope: error: out of memory: {} more could not be allocated; the run ({sizes}) needs more memory than \
-         this machine or its limits (ulimit -v, a container) allow; give a smaller --image-size or --batch-size\n",
+        "bnscope: error: out of memory: {} more could not be allocated; the run",
         Bytes(layout.size())
     );
+    if let Some(sizes) = CONTEXT.get() {
+        let _ = write!(line, " ({sizes})");
+    }
+    let _ = writeln!(
+        line,
+        " needs more memory than this machine or its limits (ulimit -v, a container) allow; give a smaller \
+         --image-size or --batch-size"
+    );
+    if line.len == line.buf.len() {
+        // Cut short (a very long --data path): still one whole line.
+        line.buf[line.len - 1] = b'\n';
+    }
     // SAFETY: write(2) of our own buffer, then _exit(2): nothing here allocates or unwinds.
     unsafe {
         libc::write(2, line.buf.as_ptr().cast(), line.len);
@@ -134,18 +144,19 @@ unsafe impl GlobalAlloc for Guarded {
 }
 
 /// Checks before anything is loaded that one training step (and one evaluation batch) of `model` at
-/// `image_size` can have the memory it needs at the least: the input batch and every convolution's output, which
-/// the backward pass keeps. The estimate is a lower bound (BatchNorm and ReLU outputs, gradients and workspace come
+/// `image_size` can have the memory it needs at the least: the input batch and, where the model runs on the CPU
+/// (`on_cpu`; a GPU holds them in its own memory), every convolution's output, which the backward pass keeps.
+/// `batches` are the training and the evaluation batch sizes. The estimate is a lower bound (BatchNorm and ReLU outputs, gradients and workspace come
 /// on top), reserved and released at once without being touched, so a run that cannot fit under this process's
 /// limits (`ulimit -v`, a container's) is a one-line error naming the flags now, not an abort after minutes of
 /// loading. A run that passes may still run out later; [`Guarded`] makes that one line too.
 pub fn check_room(
     model: crate::model::Preset,
     image_size: usize,
-    batch_size: usize,
-    eval_batch_size: usize,
+    (batch_size, eval_batch_size): (usize, usize),
+    on_cpu: bool,
 ) -> anyhow::Result<()> {
-    let (convs, largest) = model.conv_outputs(image_size);
+    let (convs, largest) = if on_cpu { model.conv_outputs(image_size) } else { (0, 0) };
     let input = 3 * (image_size as u64) * (image_size as u64);
     let train = (batch_size as u64).saturating_mul(convs.saturating_add(input));
     let eval = (eval_batch_size as u64).saturating_mul(largest.saturating_mul(2).saturating_add(input));

@@ -247,7 +247,7 @@ pub fn prepare(path: &Path) -> Result<Option<crate::files::PathLock>> {
 
 /// Whether `path` starts like a bnscope checkpoint: a safetensors header whose metadata says
 /// `bnscope-checkpoint-1`.
-fn is_checkpoint(path: &Path) -> bool {
+pub(crate) fn is_checkpoint(path: &Path) -> bool {
     let check = || -> Option<bool> {
         let mut f = crate::files::open_regular(path, std::fs::OpenOptions::new().read(true), "").ok()?;
         let mut n = [0u8; 8];

@@ -442,10 +442,11 @@ impl RunArgs {
         }
         if let (Some(f), Some(n)) = (self.frozen_bn, self.norm.filter(|&n| n != Norm::Batch)) {
             return Err(usage(format!(
-                "--frozen-bn {} with --norm {}: GroupNorm layers have no running statistics, so there is no \
-                 BatchNorm mode to choose; leave --frozen-bn out",
+                "--frozen-bn {} with --norm {}: {} layers have no running statistics, so there is no BatchNorm \
+                 mode to choose; leave --frozen-bn out",
                 f.name(),
-                n.name()
+                n.name(),
+                if n == Norm::Layer { "LayerNorm" } else { "GroupNorm" }
             )));
         }
         if self.frozen_bn.is_some() && self.freeze.is_none() {

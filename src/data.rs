@@ -183,6 +183,15 @@ struct Marks {
 /// The most bytes [`Marks`] keep (a generator's state is a few hundred bytes): beyond it, marks are spaced out.
 const MARKS_BOUND: usize = 32 << 20;
 
+/// `what` held whole in memory, for the error when that cannot be allocated: the bound it was held under, and how to
+/// stream instead.
+fn held_whole(what: &str, opts: &LoadOptions) -> String {
+    format!(
+        "{what}, held in memory (up to {MEMORY_BOUND_ENV}={} bytes of pixels; a lower value streams it)",
+        opts.memory_bound
+    )
+}
+
 /// A `Vec` of `n` zeros whose allocation may fail without aborting the process: a size that comes from the user
 /// (a batch of large images) is a one-line error instead.
 pub fn try_zeroed<T: Clone + Default>(n: usize, what: impl FnOnce() -> String) -> Result<Vec<T>> {
@@ -514,7 +523,8 @@ fn decode_file(path: &Path) -> Result<(DynamicImage, (u64, u64))> {
         .filter(|&n| crate::alloc::fallible(|| bytes.try_reserve_exact(n)).is_ok())
         .ok_or_else(|| {
             fail(format!(
-                "cannot read image: {len} bytes, more than can be held in memory"
+                "cannot read image: {}, more than can be held in memory",
+                human_bytes(len)
             ))
         })?;
     file.read_to_end(&mut bytes).map_err(read_err)?;
@@ -614,7 +624,7 @@ pub fn load_dir_with(dir: &Path, opts: &LoadOptions, progress: &dyn Progress) ->
     let mut ids = vec![(0, 0); files.len()];
     let failed = if ds.decoded_bytes() <= opts.memory_bound {
         let mut pixels = try_zeroed(files.len() * per, || {
-            format!("{flag} {shown}: its {} images", files.len())
+            held_whole(&format!("{flag} {shown}: its {} images", files.len()), opts)
         })?;
         let failed = pixels
             .par_chunks_mut(per)
@@ -738,7 +748,7 @@ pub fn shapes_with_progress(
         .checked_mul(per as u64 * std::mem::size_of::<f32>() as u64)
         .is_some_and(|b| b <= opts.memory_bound);
     if fits {
-        let mut bytes: Vec<u8> = try_zeroed(n * per, || format!("--data {source}"))?;
+        let mut bytes: Vec<u8> = try_zeroed(n * per, || held_whole(&format!("--data {source}"), opts))?;
         for (k, out) in bytes.chunks_mut(per).enumerate() {
             shapes::draw_planes(k % CLASSES.len(), opts.size, &mut rng, out);
             progress.advance();

@@ -96,11 +96,11 @@ pub fn read_whole(path: &Path, what: &str) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     usize::try_from(len)
         .ok()
-        .and_then(|n| bytes.try_reserve_exact(n).ok())
+        .and_then(|n| crate::alloc::fallible(|| bytes.try_reserve_exact(n)).ok())
         .ok_or_else(|| {
             usage(format!(
-                "{what}: {} bytes, more than this machine can hold in memory",
-                len
+                "{what}: {}, more than can be held in memory here",
+                crate::data::human_bytes(len)
             ))
         })?;
     file.read_to_end(&mut bytes)

@@ -168,8 +168,8 @@ fn train(cli: cli::Cli) -> Result<i32> {
             .as_ref()
             .map_or(String::new(), |d| format!(", --data {}", shown(d)))
     ));
-    bnscope::alloc::check_room(set.model, size, set.batch_size, eval_batch)?;
     let picked = device::pick(&a.device)?;
+    bnscope::alloc::check_room(set.model, size, (set.batch_size, eval_batch), picked.device.is_cpu())?;
     notices.extend(picked.notice.clone());
     let spec = data::DataSpec::parse(a.data.as_deref())?;
     let val_transform = a.val_transform.unwrap_or_default();

@@ -366,6 +366,12 @@ pub fn prepare_save(path: &Path, weights: Option<&Path>) -> Result<Option<crate:
                 "{what}: exists and is not a safetensors file; move it away or choose another name"
             )))
         }
+        Ok(m) if m.len() > 0 && crate::checkpoint::is_checkpoint(&target) => {
+            return Err(usage(format!(
+                "{what}: a bnscope checkpoint is there (continue it with --resume); plain weights would replace it \
+                 and it could not be resumed again; choose another name"
+            )))
+        }
         Ok(_) if !writable(&target) => {
             return Err(usage(format!(
                 "{what}: the file there is read-only; make it writable or choose another name"

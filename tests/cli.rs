@@ -1847,6 +1847,18 @@ fn save_weights_is_checked_and_locked_at_start_up() {
     assert_refused(&out, &["--save-weights", "is a directory"], "a directory");
     let out = quick(&["--epochs", "1", "--save-weights", "/dev/null"]);
     assert_refused(&out, &["--save-weights /dev/null", "not a regular file"], "a device");
+    // A checkpoint of another run is not replaced by plain weights (it could not be resumed again).
+    let ck = d.join("other.st");
+    let out = quick(&["--epochs", "1", "--checkpoint", ck.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let before = std::fs::read(&ck).unwrap();
+    let out = quick(&["--epochs", "1", "--save-weights", ck.to_str().unwrap()]);
+    assert_refused(
+        &out,
+        &["--save-weights", "a bnscope checkpoint is there"],
+        "over a checkpoint",
+    );
+    assert_eq!(std::fs::read(&ck).unwrap(), before);
     if !is_root() {
         use std::os::unix::fs::PermissionsExt;
         let ro = d.join("ro");

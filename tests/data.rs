@@ -660,3 +660,40 @@ fn a_large_generated_set_starts_in_bounded_memory() {
         "{err}"
     );
 }
+
+/// #24: an input file too large to hold (a 3 GB `--weights`, `--resume` or image, sparse here) under a 1 GB limit
+/// is one line naming the file, not an abort.
+#[test]
+fn input_files_too_large_to_hold_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let big = d.join("big.st");
+    std::fs::File::create(&big).unwrap().set_len(3 << 30).unwrap();
+    folder(&d.join("data"));
+    let img = d.join("data/cow/big.png");
+    let mut head = std::fs::read(d.join("data/cow/0.png")).unwrap();
+    head.truncate(64);
+    std::fs::write(&img, &head).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    let (b, data) = (big.to_str().unwrap(), d.join("data").display().to_string());
+    for (args, want) in [
+        (vec!["--weights", b], "--weights"),
+        (vec!["--resume", b], "--resume"),
+        (vec!["--data", &data], "big.png: cannot read image: 3.0 GiB"),
+    ] {
+        let mut a = args.clone();
+        a.extend(["--headless", "--epochs", "1", "--image-size", "16"]);
+        let out = common::run_limited(1 << 30, &a, &[]);
+        common::assert_one_line_exit_2(&out, want);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(want) && err.contains("more than can be held in memory"),
+            "{err}"
+        );
+    }
+}
