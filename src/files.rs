@@ -89,6 +89,7 @@ pub fn binary_kind(head: &[u8]) -> Option<&'static str> {
 
 /// The whole of a regular file (see [`open_regular`]) in memory, for the inputs that are read at once (weights, a
 /// checkpoint). A file too large to hold is a one-line error naming it (`what`), not an abort.
+#[cfg(feature = "train")]
 pub fn read_whole(path: &Path, what: &str) -> Result<Vec<u8>> {
     use std::io::Read;
     let mut file = open_regular(path, OpenOptions::new().read(true), what)?;

@@ -39,6 +39,7 @@ impl Framework {
     }
 
     /// Where Adam's ε goes under this framework (Keras 3 adds it to the uncorrected √v).
+    #[cfg(feature = "train")]
     pub fn adam_form(self) -> crate::optim::AdamForm {
         match self {
             Framework::Keras => crate::optim::AdamForm::Keras,
