@@ -17,7 +17,7 @@ usage() {
 Usage: scripts/build-wheel.sh [--out DIR] [--native | --cuda] [-- MATURIN_ARGS...]
 
 Builds dist/bnscope-VERSION-py3-none-manylinux_2_17_x86_64.whl: the bnscope binary (profile dist: fat LTO, one
-codegen unit, stripped; about 7 minutes on 2 cores from a clean target/) and the bnscope Python module. Install it
+codegen unit, stripped; 12 minutes from a clean target/ on 2 busy cores) and the bnscope Python module. Install it
 with: pip install dist/bnscope-*.whl   (then: bnscope --version; python -c "import bnscope")
 
 The wheel is py3-none (any Python 3.9+; the binary does not link Python) and manylinux2014 (glibc 2.17 or newer):
