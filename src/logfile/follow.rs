@@ -328,3 +328,120 @@ pub fn skipped_words(bad_lines: u64, unknown: u64, long_lines: u64) -> String {
     }
     skipped.join(" and ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const RUN: &str = "{\"type\":\"run\",\"schema\":1,\"model\":\"a\"}\n";
+
+    fn epoch(e: u64) -> String {
+        format!("{{\"type\":\"epoch\",\"epoch\":{e},\"train\":{{\"loss\":1,\"acc\":0.5}}}}\n")
+    }
+
+    fn epochs(found: &[Followed]) -> Vec<u64> {
+        found
+            .iter()
+            .filter_map(|f| match f {
+                Followed::Records(r) => Some(r),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|r| match r {
+                Record::Epoch(e) => Some(e.epoch),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// #24: a file truncated and written again past the read position within one poll is a new file: the
+    /// follower starts over (its first bytes differ, or those before the position), never glues the runs.
+    #[test]
+    fn a_rewrite_past_the_position_starts_over() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("run.jsonl");
+        std::fs::write(&p, format!("{RUN}{}{}", epoch(1), epoch(2))).unwrap();
+        let mut f = Follower::new(&p);
+        assert_eq!(epochs(&f.poll()), [1, 2]);
+        // The same first record (a rerun of the same script), longer than before, other epochs.
+        std::fs::write(&p, format!("{RUN}{}{}{}", epoch(7), epoch(8), epoch(9))).unwrap();
+        let found = f.poll();
+        assert!(found.contains(&Followed::StartingOver { replaced: false }), "{found:?}");
+        let mut all = epochs(&found);
+        all.extend(epochs(&f.poll()));
+        assert_eq!(all, [7, 8, 9]);
+    }
+
+    /// #24: replaced by something that cannot be shown, then by a good log: said once, waited on, then a clean
+    /// start; a symlink loop is named as `replay` names it.
+    #[test]
+    fn a_refused_file_is_waited_on_and_a_good_one_starts_clean() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("run.jsonl");
+        std::fs::write(&p, format!("{RUN}{}", epoch(1))).unwrap();
+        let mut f = Follower::new(&p);
+        assert_eq!(epochs(&f.poll()), [1]);
+        std::fs::remove_file(&p).unwrap();
+        std::fs::create_dir(&p).unwrap();
+        let found = f.poll();
+        assert!(found.contains(&Followed::StartingOver { replaced: true }), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|x| matches!(x, Followed::Refused(m) if m.contains("directory"))),
+            "{found:?}"
+        );
+        assert!(f.poll().is_empty(), "said once");
+        std::fs::remove_dir(&p).unwrap();
+        std::fs::write(&p, format!("{RUN}{}", epoch(5))).unwrap();
+        let found = f.poll();
+        assert!(found.contains(&Followed::Following), "{found:?}");
+        assert_eq!(epochs(&found), [5]);
+        // Not a log: refused once; a loop: the OS's words, as replay says them.
+        let q = d.path().join("notes.txt");
+        std::fs::write(&q, "hello\n").unwrap();
+        let mut g = Follower::new(&q);
+        assert!(g
+            .poll()
+            .iter()
+            .any(|x| matches!(x, Followed::Refused(m) if m.contains("not a bnscope log"))));
+        assert!(g.poll().is_empty());
+        let l = d.path().join("loop1");
+        std::os::unix::fs::symlink(&l, &l).unwrap();
+        let mut h = Follower::new(&l);
+        let found = h.poll();
+        let replay = crate::logfile::read::open(&l).unwrap_err().to_string();
+        assert!(
+            found.iter().any(|x| matches!(x, Followed::Refused(m) if *m == replay)),
+            "{found:?} vs {replay}"
+        );
+    }
+
+    /// #24: a character split across two reads is whole once its line is.
+    #[test]
+    fn a_character_split_across_reads_survives() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("run.jsonl");
+        let text = "{\"type\":\"run\",\"model\":\"café\"}\n";
+        let cut = text.find('é').unwrap() + 1;
+        std::fs::write(&p, &text.as_bytes()[..cut]).unwrap();
+        let mut f = Follower::new(&p);
+        f.poll();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(&text.as_bytes()[cut..])
+            .unwrap();
+        let found = f.poll();
+        let run = found.iter().find_map(|x| match x {
+            Followed::Records(r) => r.iter().find_map(|r| match r {
+                Record::Run(run) => run.model.clone(),
+                _ => None,
+            }),
+            _ => None,
+        });
+        assert_eq!(run.as_deref(), Some("café"));
+    }
+}
