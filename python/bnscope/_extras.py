@@ -14,9 +14,9 @@ EXTRAS = {
 
 
 def need(framework: str, what: str) -> ModuleType:
-    """`framework` imported, or an ImportError saying that `what` needs it and how to install it."""
+    """`framework` imported, or a ModuleNotFoundError (an ImportError) saying that `what` needs it and how to install it."""
     try:
         return importlib.import_module(framework)
     except ImportError as e:
         name, install = EXTRAS[framework]
-        raise ImportError(f"{what} needs {name}: {install} ({type(e).__name__}: {e})") from e
+        raise ModuleNotFoundError(f"{what} needs {name}: {install} ({type(e).__name__}: {e})", name=framework) from e
