@@ -341,7 +341,7 @@ class Scope:
         if cmd.verb == "momentum":
             assert isinstance(cmd.value, float)
             for m in layers:
-                m.momentum = round(1.0 - cmd.value, 12)  # PyTorch's convention (1 − 0.9 is 0.09999…: rounded)
+                m.momentum = 1.0 - cmd.value  # PyTorch's convention
             self._saved_momenta = None
             return {"value": cmd.value}
         if cmd.verb == "cumulative":
