@@ -13,7 +13,7 @@ pub fn features() -> String {
         .filter_map(|(name, on)| on.then_some(name))
         .collect();
     if on.is_empty() {
-        "none (the viewer only: replay, watch)".into()
+        "none (the viewer only: replay, watch, and steering a watched run)".into()
     } else {
         on.join(", ")
     }
