@@ -29,6 +29,7 @@ use image::{imageops::FilterType, DynamicImage, ImageReader, Limits};
 use rayon::prelude::*;
 
 use crate::error::usage;
+use crate::format::human_bytes;
 
 /// Largest accepted image side, in pixels.
 pub const MAX_SIDE: u32 = 16_384;
@@ -366,26 +367,6 @@ impl Dataset {
             if self.len() == 1 { "image" } else { "images" },
             self.classes.len()
         )
-    }
-}
-
-/// `512 MiB`, `2.8 GiB`, `3.0 KiB`.
-pub fn human_bytes(b: u64) -> String {
-    const K: f64 = 1024.0;
-    let f = b as f64;
-    if f >= K * K * K {
-        format!("{:.1} GiB", f / (K * K * K))
-    } else if f >= K * K {
-        let m = f / (K * K);
-        if m.fract() == 0.0 {
-            format!("{m:.0} MiB")
-        } else {
-            format!("{m:.1} MiB")
-        }
-    } else if f >= K {
-        format!("{:.1} KiB", f / K)
-    } else {
-        format!("{b} B")
     }
 }
 

@@ -101,7 +101,7 @@ pub fn read_whole(path: &Path, what: &str) -> Result<Vec<u8>> {
         .ok_or_else(|| {
             usage(format!(
                 "{what}: {}, more than can be held in memory here",
-                crate::data::human_bytes(len)
+                crate::format::human_bytes(len)
             ))
         })?;
     file.read_to_end(&mut bytes)

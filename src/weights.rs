@@ -307,7 +307,7 @@ pub fn save(path: &Path, model: &ResNet) -> Result<()> {
         } else {
             "no file was written"
         };
-        anyhow::bail!(crate::trainer::NotWritten(format!(
+        anyhow::bail!(crate::error::NotWritten(format!(
             "{what}: not written: {bad} holds NaN/Inf; {kept}"
         )));
     }
