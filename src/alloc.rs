@@ -177,6 +177,6 @@ pub fn check_room(
         "--image-size {image_size} with {what} {n}: one step of {model} needs at least {} of memory, which cannot \
          be allocated here (this machine or its limits: ulimit -v, a container); give a smaller --image-size or \
          {what}",
-        crate::data::human_bytes(bytes)
+        crate::format::human_bytes(bytes)
     )))
 }

@@ -264,6 +264,28 @@ pub(crate) fn is_checkpoint(path: &Path) -> bool {
     check().unwrap_or(false)
 }
 
+/// The candle dtype of a safetensors one, for the dtypes bnscope reads (f32, f64, f16, bf16; i64, i32, u8 for
+/// counters); `None` for any other. With [`view_tensor`], the one safetensors reader of checkpoints ([`load`])
+/// and `--weights` (`weights::read`): each decides which dtypes it accepts and says so in its own words.
+pub(crate) fn candle_dtype(d: StDtype) -> Option<DType> {
+    Some(match d {
+        StDtype::F32 => DType::F32,
+        StDtype::F64 => DType::F64,
+        StDtype::F16 => DType::F16,
+        StDtype::BF16 => DType::BF16,
+        StDtype::I64 => DType::I64,
+        StDtype::I32 => DType::I32,
+        StDtype::U8 => DType::U8,
+        _ => return None,
+    })
+}
+
+/// A safetensors tensor as a CPU tensor of `dtype` (its [`candle_dtype`]): the file's little-endian bytes as
+/// they are.
+pub(crate) fn view_tensor(view: &TensorView<'_>, dtype: DType) -> candle_core::Result<Tensor> {
+    Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)
+}
+
 /// Reads a checkpoint. Errors name the file (usage errors, exit 2).
 pub fn load(path: &Path) -> Result<(HashMap<String, Tensor>, Meta)> {
     let shown = path.display();
@@ -299,27 +321,13 @@ pub fn load(path: &Path) -> Result<(HashMap<String, Tensor>, Meta)> {
         .map_err(|e| usage(format!("--resume {shown}: corrupt checkpoint ({e})")))?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
-        let shape = view.shape().to_vec();
-        let t = match view.dtype() {
-            StDtype::F32 => {
-                let v: Vec<f32> = view
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                Tensor::from_vec(v, shape, &Device::Cpu)?
-            }
-            StDtype::I64 => {
-                let v: Vec<i64> = view
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                    .collect();
-                Tensor::from_vec(v, shape, &Device::Cpu)?
-            }
-            other => {
+        // A checkpoint holds what `serialize` writes: f32, and i64 counters.
+        let t = match candle_dtype(view.dtype()).filter(|d| matches!(d, DType::F32 | DType::I64)) {
+            Some(dtype) => view_tensor(&view, dtype)?,
+            None => {
                 return Err(usage(format!(
-                    "--resume {shown}: unexpected dtype {other:?} for {name}"
+                    "--resume {shown}: unexpected dtype {:?} for {name}",
+                    view.dtype()
                 )))
             }
         };

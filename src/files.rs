@@ -101,7 +101,7 @@ pub fn read_whole(path: &Path, what: &str) -> Result<Vec<u8>> {
         .ok_or_else(|| {
             usage(format!(
                 "{what}: {}, more than can be held in memory here",
-                crate::data::human_bytes(len)
+                crate::format::human_bytes(len)
             ))
         })?;
     file.read_to_end(&mut bytes)
@@ -111,8 +111,14 @@ pub fn read_whole(path: &Path, what: &str) -> Result<Vec<u8>> {
 
 /// An I/O error in words, for messages that already name the file.
 pub fn io_reason(e: &io::Error) -> String {
+    io_reason_naming(e, "file or directory")
+}
+
+/// [`io_reason`] naming what is missing (`no such directory` where only a directory will do): the one place an
+/// I/O error becomes words.
+pub fn io_reason_naming(e: &io::Error, missing: &str) -> String {
     match e.kind() {
-        io::ErrorKind::NotFound => "no such file or directory".into(),
+        io::ErrorKind::NotFound => format!("no such {missing}"),
         io::ErrorKind::PermissionDenied => "permission denied".into(),
         _ => e.to_string(),
     }

@@ -2,34 +2,13 @@
 use anyhow::Result;
 use crossbeam_channel::{select, Receiver};
 
+use crate::format::{line_loss as loss, momentum as fmt_m, momentum_label};
 use crate::outcome::{diverged_message, Outcome};
 use crate::protocol::*;
 use crate::terminal::printable;
-use crate::tui::fmt::momentum as fmt_m;
 
 /// How many of the latest epochs the closing "median ms/step" covers.
 const STEP_WINDOW: usize = 10_000;
-
-/// Formats a momentum in both conventions: `m 0.99 (torch 0.01)` or `m cumulative`.
-pub fn momentum_label(m: f64, cumulative: bool) -> String {
-    if cumulative {
-        "m cumulative".into()
-    } else {
-        format!("m {} (torch {})", fmt_m(m), fmt_m(keras_to_torch(m)))
-    }
-}
-
-/// A loss value in 4 significant digits, `NaN`/`inf` spelled out.
-pub fn loss(x: f32) -> String {
-    if !x.is_finite() {
-        return format!("{x}");
-    }
-    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e4) {
-        format!("{x:.1e}")
-    } else {
-        format!("{x:.4}")
-    }
-}
 
 /// One epoch line; the evaluations are called `val running`/`val batch` on held-out data.
 pub fn epoch_line(m: &EpochMetrics, total: Option<usize>, on: EvalOn) -> String {

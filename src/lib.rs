@@ -21,6 +21,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod files;
+pub mod format;
 pub mod framework;
 pub mod headless;
 pub mod inspect;

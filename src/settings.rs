@@ -402,3 +402,75 @@ pub fn contradiction(a: &RunArgs, s: crate::lesson::Scenario) -> Option<String> 
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::SavedState;
+    use clap::Parser;
+
+    fn args(flags: &[&str]) -> RunArgs {
+        let argv = std::iter::once("bnscope").chain(flags.iter().copied());
+        crate::cli::Cli::try_parse_from(argv).expect("flags parse").run
+    }
+
+    /// A tiny run's checkpoint at epoch 3 whose settings differ from every default that this test looks at.
+    fn checkpoint() -> Meta {
+        Meta {
+            model: "tiny".into(),
+            classes: vec!["a".into(), "b".into()],
+            image_size: 32,
+            epoch: 3,
+            step: 0,
+            momentum: "0.9".into(),
+            cumulative: false,
+            seed: 1,
+            state: Some(SavedState {
+                framework: Framework::Torch,
+                bn_eps: 1e-5,
+                bn_unbiased: true,
+                adam_eps: 1e-8,
+                batch_size: 8,
+                lr: 0.05,
+                optimizer: "adam".into(),
+                base_seed: 1,
+                restarts: 0,
+                shuffles: 3,
+                order: Vec::new(),
+                position: 0,
+                loss_sum: 0.0,
+                correct: 0,
+                seen: 0,
+                init_weight: 1.0,
+                constant_momentum: None,
+                norm: None,
+            }),
+        }
+    }
+
+    /// #21: flag, then checkpoint, then default; a flag that differs from the checkpoint says so, one that agrees
+    /// says nothing.
+    #[test]
+    fn a_flag_wins_over_the_checkpoint_which_wins_over_the_default() {
+        let ckpt = checkpoint();
+        let (s, notes) = resolve(&args(&[]), None, None).unwrap();
+        assert_eq!((s.lr, s.batch_size), (DEFAULT_LR, DEFAULT_BATCH_SIZE), "defaults");
+        assert!(!notes.iter().any(|n| n.contains("overrides")), "{notes:?}");
+
+        let (s, notes) = resolve(&args(&[]), Some(&ckpt), None).unwrap();
+        assert_eq!((s.lr, s.batch_size), (0.05, 8), "the checkpoint's");
+        assert_eq!(s.framework, Framework::Torch, "the checkpoint's framework");
+        assert!(!notes.iter().any(|n| n.contains("overrides")), "{notes:?}");
+
+        let (s, notes) = resolve(&args(&["--lr", "0.2", "--batch-size", "8"]), Some(&ckpt), None).unwrap();
+        assert_eq!((s.lr, s.batch_size), (0.2, 8), "the flags'");
+        assert!(
+            notes.contains(&"bnscope: --lr 0.2 overrides the checkpoint's 0.05".to_string()),
+            "{notes:?}"
+        );
+        assert!(
+            !notes.iter().any(|n| n.contains("--batch-size")),
+            "a flag equal to the checkpoint's value: no notice: {notes:?}"
+        );
+    }
+}

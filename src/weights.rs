@@ -13,8 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use candle_core::{DType, Device, Tensor};
-use safetensors::tensor::Dtype as StDtype;
+use candle_core::{DType, Tensor};
 
 use crate::error::usage;
 use crate::model::{BlockKind, Preset, ResNet};
@@ -80,19 +79,11 @@ pub fn read(path: &Path, flag: &str) -> Result<HashMap<String, Tensor>> {
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         let counter = name.ends_with(".num_batches_tracked");
-        let dtype = match view.dtype() {
-            StDtype::F32 => DType::F32,
-            StDtype::F64 => DType::F64,
-            StDtype::F16 => DType::F16,
-            StDtype::BF16 => DType::BF16,
-            StDtype::I64 => DType::I64,
-            StDtype::I32 => DType::I32,
-            StDtype::U8 => DType::U8,
-            other => {
-                return Err(usage(format!(
-                    "{what}: {name} is {other:?}, which bnscope does not read (f32, f64, f16, bf16; integers for num_batches_tracked)"
-                )))
-            }
+        let Some(dtype) = crate::checkpoint::candle_dtype(view.dtype()) else {
+            return Err(usage(format!(
+                "{what}: {name} is {:?}, which bnscope does not read (f32, f64, f16, bf16; integers for num_batches_tracked)",
+                view.dtype()
+            )));
         };
         let float = matches!(dtype, DType::F32 | DType::F64 | DType::F16 | DType::BF16);
         if counter == float {
@@ -103,7 +94,7 @@ pub fn read(path: &Path, flag: &str) -> Result<HashMap<String, Tensor>> {
             };
             return Err(usage(format!("{what}: {name} is {:?}, expected {want}", view.dtype())));
         }
-        let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)
+        let t = crate::checkpoint::view_tensor(&view, dtype)
             .and_then(|t| t.to_dtype(if counter { DType::I64 } else { DType::F32 }))
             .map_err(|e| usage(format!("{what}: {name}: {e}")))?;
         out.insert(name, t);
@@ -307,7 +298,7 @@ pub fn save(path: &Path, model: &ResNet) -> Result<()> {
         } else {
             "no file was written"
         };
-        anyhow::bail!(crate::trainer::NotWritten(format!(
+        anyhow::bail!(crate::error::NotWritten(format!(
             "{what}: not written: {bad} holds NaN/Inf; {kept}"
         )));
     }

@@ -2,7 +2,8 @@
 //! train. Runs in both builds: `cargo test --release --no-default-features --test about` checks the viewer.
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bnscope");
+mod common;
+use common::BIN;
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("run bnscope")

@@ -5,7 +5,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bnscope");
+mod common;
+use common::BIN;
 
 fn bnscope(args: &[&str]) -> Output {
     Command::new(BIN)

@@ -185,7 +185,7 @@ fn a_corrupt_image_in_a_streamed_set_is_refused_at_load() {
     }
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_bnscope");
+use common::BIN;
 
 fn bnscope(args: &[&str], memory_bound: &str) -> std::process::Output {
     std::process::Command::new(BIN)

@@ -438,7 +438,7 @@ fn a_non_finite_model_is_not_checkpointed() {
     var.set(&nan).unwrap();
     let err = t.save_checkpoint().unwrap_err();
     let msg = format!("{err:#}");
-    assert!(err.downcast_ref::<bnscope::trainer::NotWritten>().is_some(), "{msg}");
+    assert!(err.downcast_ref::<bnscope::error::NotWritten>().is_some(), "{msg}");
     assert!(
         msg.contains("not written") && msg.contains(&name) && msg.contains("left as it was"),
         "{msg}"

@@ -133,7 +133,8 @@ fn scale255_on_the_evaluation_inputs_breaks_running_statistics_not_batch_ones() 
     assert_eq!(sa.layers[0].running_mean, sb.layers[0].running_mean);
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_bnscope");
+mod common;
+use common::BIN;
 
 #[test]
 fn the_log_and_the_lines_say_val_and_replay_reads_them() {

@@ -10,7 +10,8 @@ use bnscope::trainer::{TrainConfig, Trainer};
 use candle_core::Device;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bnscope");
+mod common;
+use common::BIN;
 
 struct Epoch {
     train: f64,

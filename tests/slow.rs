@@ -21,7 +21,7 @@ fn trainer(preset: Preset, size: usize, momentum: f64) -> Trainer {
 
 #[test]
 #[ignore = "resnet50@224 on the CPU: minutes"]
-fn resnet50_seed_reproduction() {
+fn slow_resnet50_seed_reproduction() {
     let mut t = trainer(Preset::Resnet50, 224, 0.99);
     let mut last = None;
     for _ in 0..5 {
@@ -48,7 +48,7 @@ fn resnet50_seed_reproduction() {
 
 #[test]
 #[ignore = "1000 epochs of tiny: a few minutes"]
-fn tiny_default_momentum_converges_within_1000_epochs() {
+fn slow_tiny_default_momentum_converges_within_1000_epochs() {
     let mut t = trainer(Preset::Tiny, 64, 0.99);
     let mut first = None;
     for _ in 0..1000 {

@@ -13,7 +13,8 @@ use bnscope::trainer::{TrainConfig, Trainer};
 use bnscope::weights;
 use candle_core::{DType, Device, Tensor};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bnscope");
+mod common;
+use common::BIN;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

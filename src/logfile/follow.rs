@@ -355,6 +355,56 @@ mod tests {
             .collect()
     }
 
+    /// #21: `tail -F`'s cases one after the other on one follower: a missing file is waited on (said once), then
+    /// followed from its start; appended lines are read on from the position; a truncation starts over in place
+    /// (`replaced: false`); a rotation (the log renamed away, a new one at the path) starts over as a replacement,
+    /// and the old file, though written to again, is never read.
+    #[test]
+    fn waits_then_follows_a_truncation_and_a_rotation() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("run.jsonl");
+        let append = |path: &Path, text: &str| {
+            let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+        };
+        let mut f = Follower::new(&p);
+        let found = f.poll();
+        assert!(found.contains(&Followed::Waiting), "{found:?}");
+        let found = f.poll();
+        assert!(!found.contains(&Followed::Waiting), "said once per wait: {found:?}");
+
+        std::fs::write(&p, format!("{RUN}{}", epoch(1))).unwrap();
+        let found = f.poll();
+        assert!(found.contains(&Followed::Following), "{found:?}");
+        assert_eq!(epochs(&found), [1]);
+        append(&p, &epoch(2));
+        assert_eq!(
+            epochs(&f.poll()),
+            [2],
+            "read on from the position, not again from the start"
+        );
+
+        // Truncated in place (the same file, shorter): starts over, nothing invented in between.
+        std::fs::write(&p, RUN).unwrap();
+        let found = f.poll();
+        assert!(found.contains(&Followed::StartingOver { replaced: false }), "{found:?}");
+        assert!(epochs(&found).is_empty(), "{found:?}");
+        append(&p, &epoch(3));
+        assert_eq!(epochs(&f.poll()), [3]);
+
+        // Rotated: the log moves away and a new run writes a new file at the path.
+        let old = d.path().join("run.jsonl.1");
+        std::fs::rename(&p, &old).unwrap();
+        std::fs::write(&p, format!("{RUN}{}", epoch(10))).unwrap();
+        let mut found = f.poll();
+        found.extend(f.poll());
+        assert!(found.contains(&Followed::StartingOver { replaced: true }), "{found:?}");
+        assert_eq!(epochs(&found), [10]);
+        append(&old, &epoch(99));
+        append(&p, &epoch(11));
+        assert_eq!(epochs(&f.poll()), [11], "the rotated-away file is not read again");
+    }
+
     /// #24: a file truncated and written again past the read position within one poll is a new file: the
     /// follower starts over (its first bytes differ, or those before the position), never glues the runs.
     #[test]

@@ -15,11 +15,11 @@ use crate::protocol::EvalOn;
 const MISSING: &str = "not in this log";
 
 fn metric_text(name: &str, m: Option<Metric>) -> String {
-    // The live headless run's own formats (`headless::loss`), so that a replayed line reads like the live one.
+    // The live headless run's own formats (`format::line_loss`), so that a replayed line reads like the live one.
     let Some(m) = m else {
         return format!("{name}: {MISSING}");
     };
-    let loss = m.loss.map_or("–".to_string(), |x| crate::headless::loss(x as f32));
+    let loss = m.loss.map_or("–".to_string(), |x| crate::format::line_loss(x as f32));
     let acc = m.acc.map_or("–".to_string(), |x| format!("{x:.3}"));
     format!("{name}: loss {loss} acc {acc}")
 }
@@ -33,8 +33,8 @@ pub fn epoch_line(e: &Epoch, on: EvalOn) -> String {
         Some(m) => metric_text("train", Some(m)).replacen("train: ", "", 1),
     };
     let m = match e.momentum {
-        Some(m) => crate::headless::momentum_label(m, e.cumulative),
-        None if e.cumulative => crate::headless::momentum_label(0.0, true),
+        Some(m) => crate::format::momentum_label(m, e.cumulative),
+        None if e.cumulative => crate::format::momentum_label(0.0, true),
         None => format!("m {MISSING}"),
     };
     let ema = e

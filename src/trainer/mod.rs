@@ -34,7 +34,6 @@ pub use pretrain::Pretrain;
 mod thread;
 
 pub use health::{diverged, divergence, Warning, DIVERGED_FACTOR};
-pub use persist::NotWritten;
 
 pub use outbox::ReceiverGone;
 

@@ -5,18 +5,7 @@ use rand::seq::SliceRandom;
 
 use super::{shuffle_rng, EpochProgress, Resume, Trainer};
 use crate::checkpoint::{self, Meta};
-
-/// A checkpoint that was deliberately not written (its weights were not finite).
-#[derive(Debug)]
-pub struct NotWritten(pub String);
-
-impl std::fmt::Display for NotWritten {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for NotWritten {}
+use crate::error::NotWritten;
 
 impl Trainer {
     pub(super) fn restore(&mut self, r: Resume) -> Result<()> {

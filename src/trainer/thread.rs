@@ -91,7 +91,7 @@ fn not_saved(
     let msg = format!("{e:#}");
     let _ = out.send(Event::Error(msg.clone()));
     let kept = reason == EndReason::Signal
-        || (reason == EndReason::Diverged && e.downcast_ref::<super::NotWritten>().is_some());
+        || (reason == EndReason::Diverged && e.downcast_ref::<crate::error::NotWritten>().is_some());
     let reason = if kept { reason } else { EndReason::Error };
     (reason, Some(message.map_or(msg.clone(), |m| format!("{m}; {msg}"))))
 }

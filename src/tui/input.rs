@@ -86,18 +86,7 @@ impl App {
         if binding.changes_run {
             self.intro = None;
         }
-        if let Some(make) = binding.command {
-            // A key that only sends a command: the trainer's acknowledgement fills the status line.
-            return match make(self) {
-                Some(cmd) => {
-                    self.set_status(Tone::Good, format!("{}: sent", binding.help));
-                    vec![cmd]
-                }
-                None => Vec::new(),
-            };
-        }
         let sep = self.theme.sep();
-        #[allow(unreachable_patterns)] // the last arm is for actions that only send a command (handled above)
         match action {
             Action::Quit => {
                 // After a trainer error or a divergence the run failed, whoever closes the window.

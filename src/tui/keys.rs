@@ -1,9 +1,6 @@
 //! The one key binding table: it drives dispatch, the footer hints and the `?` help overlay.
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use super::app::App;
-use crate::protocol::Command;
-
 /// Everything a key can ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -124,30 +121,6 @@ pub struct Binding {
     pub changes_run: bool,
     /// Only for a log (`bnscope replay`/`watch`): left out of a live run's footer and help.
     pub log_only: bool,
-    /// For a key that only sends a command: the command, made from the app's state (`None` from the function:
-    /// nothing to send now). A new trainer command then needs only its protocol variant, the trainer's
-    /// `apply` arm and a row here ([`command`]); keys with more to do have their arm in `tui/input.rs`.
-    pub command: Option<fn(&App) -> Option<Command>>,
-}
-
-/// A binding row for a key that only sends a command (see [`Binding::command`]).
-#[allow(dead_code)] // the table's way to add a plain command key; no such key today
-pub const fn command(
-    action: Action,
-    keys: &'static [Key],
-    help: &'static str,
-    footer: Option<FooterHint>,
-    make: fn(&App) -> Option<Command>,
-) -> Binding {
-    Binding {
-        action,
-        keys,
-        help,
-        footer,
-        changes_run: true,
-        log_only: false,
-        command: Some(make),
-    }
 }
 
 impl Binding {
@@ -181,7 +154,6 @@ const fn b(
         footer,
         changes_run,
         log_only: false,
-        command: None,
     }
 }
 
@@ -194,7 +166,6 @@ const fn log_key(action: Action, keys: &'static [Key], help: &'static str, foote
         footer,
         changes_run: false,
         log_only: true,
-        command: None,
     }
 }
 

@@ -26,7 +26,8 @@ pub mod app;
 pub mod diagnosis;
 #[doc(hidden)]
 pub mod fixtures;
-pub mod fmt;
+// The number formats live below every front end (`crate::format`); the panels name them `fmt`.
+use crate::format as fmt;
 pub mod input;
 pub mod keys;
 pub mod render;

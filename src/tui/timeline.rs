@@ -691,7 +691,7 @@ fn evaluations(ev: &replay::Event) -> String {
     let one = |name: &str, m: Option<replay::Metric>| {
         m.map(|m| {
             let acc = m.acc.map_or("–".to_string(), |a| format!("{a:.3}"));
-            let loss = m.loss.map_or("–".to_string(), |l| crate::headless::loss(l as f32));
+            let loss = m.loss.map_or("–".to_string(), |l| crate::format::line_loss(l as f32));
             format!("{name} acc {acc} loss {loss}")
         })
     };

@@ -5,8 +5,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
 use super::panel;
+use crate::format as fmt;
 use crate::tui::app::App;
-use crate::tui::fmt;
 use crate::tui::keys;
 use crate::tui::theme::Tone;
 

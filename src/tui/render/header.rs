@@ -7,8 +7,8 @@ use ratatui::widgets::{Paragraph, Widget, Wrap};
 use crate::protocol::EvalMode;
 
 use super::{panel, title_span};
+use crate::format as fmt;
 use crate::tui::app::{App, RunState};
-use crate::tui::fmt;
 use crate::tui::timeline::Timeline;
 
 fn model_name(model: &str) -> String {

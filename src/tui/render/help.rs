@@ -5,8 +5,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Widget};
 
 use super::title_span;
+use crate::format as fmt;
 use crate::tui::app::{App, LADDER};
-use crate::tui::fmt;
 use crate::tui::keys::{Action, BINDINGS};
 
 /// The help's width in `area`.

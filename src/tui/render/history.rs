@@ -9,8 +9,8 @@ use ratatui::widgets::Widget;
 use crate::protocol::{EvalMode, EvalOn};
 
 use super::{panel, put, title_span};
+use crate::format as fmt;
 use crate::tui::app::App;
-use crate::tui::fmt;
 use crate::tui::store::{Point, Val};
 use crate::tui::theme::Theme;
 

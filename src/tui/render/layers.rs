@@ -7,8 +7,8 @@ use ratatui::widgets::Widget;
 use crate::protocol::BnLayerSnapshot;
 
 use super::{panel, put, title_span};
+use crate::format as fmt;
 use crate::tui::app::{App, Focus};
-use crate::tui::fmt;
 use crate::tui::theme::{Theme, Tone};
 
 /// `1 − min(1, gap)`: how close the running stats are to the batch stats (NaN stays NaN).

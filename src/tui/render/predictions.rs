@@ -8,8 +8,8 @@ use ratatui::widgets::Widget;
 use crate::protocol::EvalMode;
 
 use super::{panel, title_span};
+use crate::format as fmt;
 use crate::tui::app::{argmax, App};
-use crate::tui::fmt;
 use crate::tui::theme::Tone;
 
 fn mode_words(mode: EvalMode) -> &'static str {

@@ -1,4 +1,6 @@
-//! Number formatting that never prints garbage for NaN or infinities.
+//! Number formatting for every front end (the TUI, the headless lines, replay and watch, start-up messages), so
+//! that a figure reads the same wherever it is printed; it never prints garbage for NaN or infinities. Below
+//! everything that prints: it imports nothing from bnscope.
 
 /// `NaN`, `Inf` or `-Inf` for non-finite values.
 pub fn non_finite(v: f64) -> Option<&'static str> {
@@ -137,6 +139,48 @@ pub fn truncate(s: &str, width: usize, ellipsis: &str) -> String {
     let mut out: String = s.chars().take(width - e).collect();
     out.push_str(ellipsis);
     out
+}
+
+/// Formats a momentum in both conventions: `m 0.99 (torch 0.01)` or `m cumulative`.
+pub fn momentum_label(m: f64, cumulative: bool) -> String {
+    if cumulative {
+        "m cumulative".into()
+    } else {
+        // torch = 1 − keras (`protocol::keras_to_torch`, written out here: this module imports nothing).
+        format!("m {} (torch {})", momentum(m), momentum(1.0 - m))
+    }
+}
+
+/// A loss in the headless, replay and watch lines: 4 decimals (`1.0986`), `1.0e-4` outside [1e-3, 1e4), `NaN`/`inf` spelled out.
+pub fn line_loss(x: f32) -> String {
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e4) {
+        format!("{x:.1e}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+/// `512 MiB`, `2.8 GiB`, `3.0 KiB`.
+pub fn human_bytes(b: u64) -> String {
+    const K: f64 = 1024.0;
+    let f = b as f64;
+    if f >= K * K * K {
+        format!("{:.1} GiB", f / (K * K * K))
+    } else if f >= K * K {
+        let m = f / (K * K);
+        if m.fract() == 0.0 {
+            format!("{m:.0} MiB")
+        } else {
+            format!("{m:.1} MiB")
+        }
+    } else if f >= K {
+        format!("{:.1} KiB", f / K)
+    } else {
+        format!("{b} B")
+    }
 }
 
 #[cfg(test)]
