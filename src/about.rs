@@ -58,17 +58,18 @@ pub fn long_version() -> String {
     )
 }
 
-/// `bnscope completions SHELL`: the completion script on stdout.
-pub fn completions(shell: clap_complete::Shell) -> std::io::Result<()> {
+/// `bnscope completions SHELL`: the completion script for `cmd` (main passes `cli::command()`, so that this
+/// module, which `cli` asks for the long version, does not import `cli` back) on stdout.
+pub fn completions(shell: clap_complete::Shell, mut cmd: clap::Command) -> std::io::Result<()> {
     let mut buf = Vec::new();
-    clap_complete::generate(shell, &mut crate::cli::command(), "bnscope", &mut buf);
+    clap_complete::generate(shell, &mut cmd, "bnscope", &mut buf);
     print(&buf)
 }
 
-/// `bnscope man`: the man page (roff, section 1) on stdout.
-pub fn man() -> std::io::Result<()> {
+/// `bnscope man`: the man page (roff, section 1) of `cmd` (`cli::command()`) on stdout.
+pub fn man(cmd: clap::Command) -> std::io::Result<()> {
     let mut buf = Vec::new();
-    clap_mangen::Man::new(crate::cli::command()).render(&mut buf)?;
+    clap_mangen::Man::new(cmd).render(&mut buf)?;
     print(&buf)
 }
 

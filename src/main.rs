@@ -100,11 +100,11 @@ fn run(cli: cli::Cli) -> Result<i32> {
         return watch_tui(w, pace);
     }
     if let Some(Cmd::Completions(c)) = &cli.command {
-        bnscope::about::completions(c.shell)?;
+        bnscope::about::completions(c.shell, bnscope::cli::command())?;
         return Ok(0);
     }
     if let Some(Cmd::Man) = &cli.command {
-        bnscope::about::man()?;
+        bnscope::about::man(bnscope::cli::command())?;
         return Ok(0);
     }
     train(cli)
