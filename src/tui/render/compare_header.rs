@@ -96,6 +96,13 @@ impl Widget for Header<'_> {
                 Span::styled(format!("{} {} ", r.glyph, r.letter), r.style),
                 Span::styled(name, if r.shown { t.strong() } else { t.dim() }),
             ];
+            if !r.shown {
+                // Said first, so that it is never cut off: the run picker's key brings it back.
+                spans.push(Span::styled(
+                    format!("{sep}hidden ({})", (r.letter as u8 - b'A' + 1)),
+                    t.dim(),
+                ));
+            }
             if let Some(msg) = r.refused {
                 spans.push(Span::styled(format!("{sep}{msg}"), t.tone(Tone::Bad)));
             } else if r.epoch.is_none() {
