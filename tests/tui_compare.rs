@@ -313,3 +313,25 @@ fn bad_input_is_one_line_exit_2() {
     common::assert_one_line_exit_2(&out, "nine logs");
     assert!(String::from_utf8_lossy(&out.stderr).contains("at most 8"), "{out:?}");
 }
+
+/// The ranks of one distributed run can be compared too: every rank drawn, named by its rank.
+#[test]
+fn rank_logs_compared_120x40() {
+    let v = view(&["ddp.rank0.jsonl", "ddp.rank1.jsonl"]);
+    let s = screen(&v, 120, 40);
+    assert!(s.lines().next().unwrap().contains("rank 0 vs 1"), "{s}");
+    insta::assert_snapshot!("rank_logs_120x40", s);
+}
+
+/// Before a watched log has its `run` record, the header says so instead of calling the runs the same.
+#[test]
+fn a_log_not_there_yet_is_waited_for() {
+    let v = CompareView::new(
+        vec![("a.jsonl".into(), None), ("b.jsonl".into(), None)],
+        Theme::new(false, true),
+        true,
+    );
+    let s = screen(&v, 80, 24);
+    assert!(s.contains("waiting for every log's `run` record"), "{s}");
+    assert!(s.contains("A a.jsonl · no epoch yet"), "{s}");
+}

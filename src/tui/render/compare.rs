@@ -39,10 +39,11 @@ pub fn run_style(theme: &Theme, i: usize) -> Style {
     }
 }
 
-/// Run `i`'s marker: a different shape per run, so that the runs stay apart without colour (and under `--ascii`).
+/// Run `i`'s marker: a different shape per run, so that the runs stay apart without colour (and under `--ascii`);
+/// `*` is a cell several runs share ([`super::compare_chart::SHARED`]).
 pub fn run_glyph(theme: &Theme, i: usize) -> &'static str {
     const UNICODE: [&str; crate::compare::MAX_RUNS] = ["●", "✕", "▲", "■", "◆", "○", "+", "□"];
-    const ASCII: [&str; crate::compare::MAX_RUNS] = ["o", "x", "^", "#", "*", "@", "+", "%"];
+    const ASCII: [&str; crate::compare::MAX_RUNS] = ["o", "x", "^", "#", "@", "%", "+", "&"];
     if theme.ascii {
         ASCII[i % ASCII.len()]
     } else {
@@ -127,6 +128,7 @@ impl Widget for &CompareView {
             newest: self.newest(),
             following: self.watching && self.cursor.is_none(),
             phrases: &diff.phrases,
+            known: runs.iter().all(Option::is_some),
             runs: &lines,
             rows,
         }

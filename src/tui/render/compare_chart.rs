@@ -12,6 +12,9 @@ use ratatui::widgets::Widget;
 use super::{panel, put, title_span};
 use crate::tui::theme::Theme;
 
+/// The marker of a cell that several runs share.
+pub const SHARED: &str = "*";
+
 /// One run's series.
 pub struct Trace {
     pub glyph: &'static str,
@@ -89,8 +92,10 @@ impl Widget for Overlay<'_> {
         for y in plot.y..plot.bottom() {
             put(buf, cx, y, bar, self.theme.dim());
         }
-        // The traces, the first run last (on top). Each column shows the newest value at or before its epoch.
-        for t in self.traces.iter().rev() {
+        // The traces. Each column shows the newest value at or before its epoch; a cell two runs share gets
+        // `*` (several runs here), so that a run hidden under another is never mistaken for a missing one.
+        let mut owner: Vec<Option<usize>> = vec![None; plot.width as usize * plot.height as usize];
+        for (k, t) in self.traces.iter().enumerate() {
             let mut j = 0;
             for c in 0..plot.width {
                 let e = x0 + ((c as f64 / (plot.width - 1).max(1) as f64) * xspan).round() as u64;
@@ -101,7 +106,15 @@ impl Widget for Overlay<'_> {
                 if pe > e || !v.is_finite() {
                     continue;
                 }
-                put(buf, plot.x + c, row_of(v), t.glyph, t.style);
+                let y = row_of(v);
+                let cell = &mut owner[(y - plot.y) as usize * plot.width as usize + c as usize];
+                match *cell {
+                    Some(o) if o != k => put(buf, plot.x + c, y, SHARED, self.theme.strong()),
+                    _ => {
+                        *cell = Some(k);
+                        put(buf, plot.x + c, y, t.glyph, t.style);
+                    }
+                }
             }
         }
         // The epoch axis: first, cursor, last.

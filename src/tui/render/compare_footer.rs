@@ -37,7 +37,7 @@ impl Widget for Help<'_> {
         let rows = keys::help_rows();
         let key_w = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
         let notes = [
-            "charts: each run's marker and colour; the vertical line is the epoch cursor",
+            "charts: each run's marker and colour, * where runs overlap; the vertical line is the epoch cursor",
             "momentum in the Keras convention: running = m*running + (1-m)*batch",
         ];
         let w = (rows.iter().map(|(_, h)| key_w + 2 + h.len()).max().unwrap_or(0))

@@ -38,6 +38,8 @@ pub struct Header<'a> {
     pub newest: u64,
     pub following: bool,
     pub phrases: &'a [String],
+    /// Every run's `run` record has been read (else what differs is not known yet).
+    pub known: bool,
     pub runs: &'a [RunLine<'a>],
     /// Lines for runs (the rest are summed up on the last).
     pub rows: usize,
@@ -52,7 +54,9 @@ impl Widget for Header<'_> {
         let t = self.theme;
         let w = area.width as usize;
         let sep = t.sep();
-        let what = if self.phrases.is_empty() {
+        let what = if !self.known {
+            "waiting for every log's `run` record".to_string()
+        } else if self.phrases.is_empty() {
             "the runs' settings are the same".to_string()
         } else {
             self.phrases.join("; ")
