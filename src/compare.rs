@@ -18,6 +18,9 @@ pub const MAX_POINTS: usize = 512;
 /// Above this fraction of the way travelled the running statistics count as caught up (the README's "within 1 %").
 pub const CAUGHT_UP: f64 = 0.99;
 
+/// A run's layers at one epoch: `(layer, mean gap, var gap)` (`None`: not in that log).
+pub type LayerGaps = Vec<(String, Option<f64>, Option<f64>)>;
+
 /// One kept epoch of one run.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Point {
@@ -370,7 +373,7 @@ pub fn table(series: &[Series]) -> Vec<String> {
                     cell(p.train.and_then(|m| m.acc), 3),
                     cell(p.running.and_then(|m| m.acc), 3),
                     cell(p.batch.and_then(|m| m.acc), 3),
-                    p.travelled.map_or("-".into(), |t| percent(t))
+                    p.travelled.map_or("-".into(), percent)
                 )),
                 None => row.push_str(&format!(" | {:>5} {:>5} {:>5} {:>6}", "", "", "", "")),
             }
@@ -430,7 +433,7 @@ pub fn read_all(files: &[PathBuf]) -> anyhow::Result<Vec<Series>> {
 
 /// The layers of one run at one epoch, read again from the file by the epoch's span: `(layer, mean gap, var gap)`
 /// with the gaps as the log defines them (`‖running − batch‖₂ / ‖batch‖₂`; 0 is caught up).
-pub fn layers_at(s: &Series, p: &Point) -> Option<Vec<(String, Option<f64>, Option<f64>)>> {
+pub fn layers_at(s: &Series, p: &Point) -> Option<LayerGaps> {
     let path = s.path.as_ref()?;
     match crate::logfile::reread(path, p.bn?)? {
         Record::Bn {

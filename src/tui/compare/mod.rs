@@ -23,8 +23,7 @@ pub mod keys;
 
 use keys::Act;
 
-/// One layer's row: its name and, per run, the gap of its running mean (`None`: not in that run's log).
-pub type LayerGaps = Vec<(String, Option<f64>, Option<f64>)>;
+pub use crate::compare::LayerGaps;
 
 /// The compare view's state.
 pub struct CompareView {
