@@ -78,7 +78,8 @@ pub struct CompletionsArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct WatchArgs {
-    /// The log(s) to follow (the rank logs of a distributed run; --headless follows one).
+    /// The log(s) to follow (the rank logs of a distributed run; logs that are already there and are not ranks of one
+    /// run open the compare view; --headless follows one).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     #[command(flatten)]
@@ -117,7 +118,8 @@ pub enum Freeze {
 
 #[derive(Args, Debug, Clone)]
 pub struct ReplayArgs {
-    /// The logs, in order (e.g. the rank logs of a distributed run: the first is shown, all are compared).
+    /// The logs, in order (the rank logs of a distributed run: the first is shown, all are compared; logs whose
+    /// `run` records say they are not ranks of one run open the compare view, as `bnscope compare`).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// TUI: open at this epoch (default: the last).

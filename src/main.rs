@@ -473,7 +473,7 @@ fn compare_tui(files: &[std::path::PathBuf], follow: bool, view: &cli::LogViewAr
         followers: files.iter().map(|p| bnscope::logfile::Follower::new(p)).collect(),
         once: !follow,
     };
-    let out = bnscope::tui::compare::run(source, signals, opts)?;
+    let out = bnscope::tui::compare::run(source, signals)?;
     Ok(out.exit_status())
 }
 

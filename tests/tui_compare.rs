@@ -335,3 +335,22 @@ fn a_log_not_there_yet_is_waited_for() {
     assert!(s.contains("waiting for every log's `run` record"), "{s}");
     assert!(s.contains("A a.jsonl · no epoch yet"), "{s}");
 }
+
+/// Every size from 1×1 up draws without a panic (below 60×16 one line says the terminal is too small), with one,
+/// three and eight runs.
+#[test]
+fn every_size_draws() {
+    let eight = [M099, M09, FROZEN, M099, M09, FROZEN, M099, M09];
+    for names in [&eight[..1], &eight[..3], &eight[..]] {
+        let paths: Vec<PathBuf> = names.iter().map(|n| fixture(n)).collect();
+        let v = CompareView::from_series(compare::read_all(&paths).unwrap(), Theme::new(false, true), false);
+        for w in (1..=220).step_by(7) {
+            for h in (1..=70).step_by(3) {
+                let s = screen(&v, w, h);
+                if w < 60 || h < 16 {
+                    assert!(s.contains("too small") || w < 20 || h < 2, "{w}x{h}: {s}");
+                }
+            }
+        }
+    }
+}

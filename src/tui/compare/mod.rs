@@ -13,7 +13,6 @@ use crossterm::event::{KeyEvent, KeyEventKind};
 
 use super::app::AppEvent;
 use super::theme::Theme;
-use super::TuiOptions;
 use crate::compare::{Point, Series};
 use crate::logfile::{Followed, Follower};
 use crate::outcome::Outcome;
@@ -240,12 +239,14 @@ pub struct CompareSource {
     pub once: bool,
 }
 
-/// The compare view in the terminal until `q` or a signal; always restores the terminal.
-pub fn run(source: CompareSource, signals: Receiver<i32>, opts: TuiOptions) -> anyhow::Result<Outcome> {
+/// The compare view in the terminal until `q` or a signal; always restores the terminal. (How it looks, `--ascii`
+/// and `NO_COLOR`, is in the view's theme.)
+pub fn run(source: CompareSource, signals: Receiver<i32>) -> anyhow::Result<Outcome> {
     let handle = thread::Builder::new()
         .name(super::UI_THREAD.into())
         .spawn(move || -> anyhow::Result<Outcome> {
-            let mut term = super::init_terminal(opts.mouse)?;
+            // The view has no use for the mouse (`--no-mouse` or not): the terminal's own selection keeps working.
+            let mut term = super::init_terminal(false)?;
             let (key_tx, key_rx) = unbounded();
             let stop = Arc::new(AtomicBool::new(false));
             let (_stop_followers, stop_rx) = crossbeam_channel::bounded::<()>(0);
