@@ -57,6 +57,12 @@ pub enum Cmd {
     /// newest epoch until you scroll back (End follows again). With --headless (or when stdout is not a
     /// terminal) prints each epoch as it is written; Ctrl-C stops.
     Watch(WatchArgs),
+    /// Compare runs side by side (2 to 8 JSONL logs, e.g. momentum 0.99 against 0.9): accuracy and loss overlaid,
+    /// each run in its own colour and marker, the layers per run, the header naming what differs between the runs'
+    /// settings; one epoch cursor moves all. `replay`/`watch` of several logs that are not the ranks of one run
+    /// open the same view. With --headless (or when stdout is not a terminal) prints a per-epoch table with one
+    /// column group per run.
+    Compare(CompareArgs),
     /// Print shell completions: bash, zsh, fish (also elvish, powershell); README.md says where they go.
     Completions(CompletionsArgs),
     /// Print bnscope's man page (roff): `bnscope man > ~/.local/share/man/man1/bnscope.1`, then `man bnscope`.
@@ -72,9 +78,22 @@ pub struct CompletionsArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct WatchArgs {
-    /// The log(s) to follow (the rank logs of a distributed run; --headless follows one).
+    /// The log(s) to follow (the rank logs of a distributed run; logs that are already there and are not ranks of one
+    /// run open the compare view; --headless follows one).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub view: LogViewArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CompareArgs {
+    /// The logs to compare (2 to 8; each once).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Follow the logs as they grow (as `watch` does) instead of reading finished ones.
+    #[arg(long)]
+    pub follow: bool,
     #[command(flatten)]
     pub view: LogViewArgs,
 }
@@ -99,7 +118,8 @@ pub enum Freeze {
 
 #[derive(Args, Debug, Clone)]
 pub struct ReplayArgs {
-    /// The logs, in order (e.g. the rank logs of a distributed run: the first is shown, all are compared).
+    /// The logs, in order (the rank logs of a distributed run: the first is shown, all are compared; logs whose
+    /// `run` records say they are not ranks of one run open the compare view, as `bnscope compare`).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// TUI: open at this epoch (default: the last).

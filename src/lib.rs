@@ -14,6 +14,7 @@ pub mod bench;
 #[cfg(feature = "train")]
 pub mod checkpoint;
 pub mod cli;
+pub mod compare;
 pub mod control;
 #[cfg(feature = "train")]
 pub mod data;

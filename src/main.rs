@@ -64,8 +64,28 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: cli::Cli) -> Result<i32> {
+    if let Some(Cmd::Compare(c)) = &cli.command {
+        c.view.pace()?;
+        compare_checks(&c.files)?;
+        if log_headless(&c.view) {
+            return bnscope::compare::run_headless(&c.files);
+        }
+        return compare_tui(&c.files, c.follow, &c.view);
+    }
     if let Some(Cmd::Replay(r)) = &cli.command {
         let pace = r.view.pace()?;
+        if not_ranks(&r.files)? {
+            if r.epoch.is_some() {
+                return Err(usage(
+                    "--epoch: not with several runs that are not ranks of one run (the compare view)",
+                ));
+            }
+            compare_checks(&r.files)?;
+            if log_headless(&r.view) {
+                return bnscope::compare::run_headless(&r.files);
+            }
+            return compare_tui(&r.files, false, &r.view);
+        }
         if log_headless(&r.view) {
             distinct_logs(&r.files)?;
             if let Some(e) = r.epoch {
@@ -96,6 +116,10 @@ fn run(cli: cli::Cli) -> Result<i32> {
             };
             let signals = signals::install(None)?;
             return bnscope::logfile::watch_headless(file, || signals.try_recv().ok());
+        }
+        if not_ranks(&w.files)? {
+            compare_checks(&w.files)?;
+            return compare_tui(&w.files, true, &w.view);
         }
         return watch_tui(w, pace);
     }
@@ -381,6 +405,76 @@ fn distinct_logs(files: &[std::path::PathBuf]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Several logs that are not the ranks of one run (their `run` records say so): `replay` and `watch` show them in
+/// the compare view. A log whose `run` record is not there yet (a watch of a file still to come) leaves the
+/// rank view as it was.
+fn not_ranks(files: &[std::path::PathBuf]) -> Result<bool> {
+    if files.len() < 2 {
+        return Ok(false);
+    }
+    let mut runs = Vec::new();
+    for f in files {
+        runs.push(first_run(f));
+    }
+    let refs: Vec<Option<&bnscope::logfile::Run>> = runs.iter().map(|r| r.as_deref()).collect();
+    Ok(bnscope::compare::are_ranks(&refs) == Some(false))
+}
+
+/// A log's `run` record, from its first megabyte (`None`: not there, not readable, not a log).
+fn first_run(path: &Path) -> Option<Box<bnscope::logfile::Run>> {
+    use std::io::Read;
+    let (f, _) = bnscope::logfile::read::open(path).ok()?;
+    let mut buf = Vec::new();
+    f.take(bnscope::logfile::read::CHUNK as u64)
+        .read_to_end(&mut buf)
+        .ok()?;
+    let mut r = bnscope::logfile::Reader::lite();
+    let mut recs = r.push_bytes(&buf).ok()?;
+    recs.extend(r.finish().ok()?);
+    recs.into_iter().find_map(|x| match x {
+        bnscope::logfile::Record::Run(r) => Some(r),
+        _ => None,
+    })
+}
+
+/// What `compare` refuses (one line, exit 2): fewer than two logs, more than it shows, a file given twice.
+fn compare_checks(files: &[std::path::PathBuf]) -> Result<()> {
+    use bnscope::compare::MAX_RUNS;
+    if files.len() < 2 {
+        return Err(usage(format!(
+            "compare: {} log given: it compares 2 to {MAX_RUNS} (`bnscope replay FILE` shows one)",
+            files.len()
+        )));
+    }
+    if files.len() > MAX_RUNS {
+        return Err(usage(format!(
+            "compare: {} logs given: it compares at most {MAX_RUNS} (one colour and marker each)",
+            files.len()
+        )));
+    }
+    distinct_logs(files)
+}
+
+/// The compare view in the TUI: a first look at each file (a replay: what is not a log is exit 2), then one
+/// follower thread per file.
+fn compare_tui(files: &[std::path::PathBuf], follow: bool, view: &cli::LogViewArgs) -> Result<i32> {
+    // The first look refuses what cannot be shown; the view then reads each file from its start with its own
+    // followers (what the first look read is in the timeline of the one-run view, which compare does not use).
+    first_look(files, follow)?;
+    let opts = log_tui_options(view);
+    let theme = bnscope::tui::theme::Theme::new(opts.ascii, opts.no_color);
+    let names = files.iter().map(|p| (shown(p), Some(p.clone()))).collect();
+    let v = bnscope::tui::compare::CompareView::new(names, theme, follow);
+    let signals = signals::install(None)?;
+    let source = bnscope::tui::compare::CompareSource {
+        view: v,
+        followers: files.iter().map(|p| bnscope::logfile::Follower::new(p)).collect(),
+        once: !follow,
+    };
+    let out = bnscope::tui::compare::run(source, signals)?;
+    Ok(out.exit_status())
 }
 
 /// A first look at each log before the screen opens: what cannot be shown is exit 2 (a replay also needs the

@@ -1101,3 +1101,33 @@ fn watch_steers_a_run_through_its_control_channel() {
     assert_eq!(s.wait_exit(STEP).exit_code(), 0);
     s.assert_restored();
 }
+
+/// `bnscope compare a b` in a terminal (#27): it opens on the newest epoch with both runs named by what differs,
+/// Home and → move the one cursor (every run's line follows), `q` quits with exit 0 and the terminal restored.
+#[test]
+fn compare_opens_moves_the_cursor_and_quits_cleanly() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/logs/");
+    let a = format!("{dir}compare_m099.jsonl");
+    let b = format!("{dir}compare_m09.jsonl");
+    let mut s = Session::spawn(&["compare", &a, &b]);
+    s.expect("the compare view", STEP, |t| {
+        t.contains("bnscope compare") && t.contains("momentum 0.99 vs 0.9") && t.contains("epoch 60 of 60")
+    });
+    assert!(
+        s.screen().contains("running stats 99% caught up at epoch 44"),
+        "{}",
+        s.screen()
+    );
+    s.press("\x1b[H");
+    s.expect("the first epoch", STEP, |t| {
+        t.contains("epoch 1 of 60") && t.contains("layers at epoch 1")
+    });
+    s.press("\x1b[C");
+    s.expect("epoch 2", STEP, |t| {
+        t.contains("epoch 2 of 60") && t.contains("layers at epoch 2")
+    });
+    s.press("q");
+    let status = s.wait_exit(STEP);
+    assert_eq!(status.exit_code(), 0, "{}", s.screen());
+    s.assert_restored();
+}

@@ -395,3 +395,38 @@ fn a_log_without_class_names_labels_columns_by_index() {
         .unwrap_or_else(|| panic!("{s}"));
     assert!(row.contains("0."), "probabilities in the row: {row}");
 }
+
+/// Rank logs read as `bnscope replay` reads them (lite records, arrays read again by span): `N` shows the next
+/// rank's running statistics in the layers and channel panels and the header names it; the header's figures and the
+/// charts stay the first log's; `N` again returns to the first (#27).
+#[test]
+fn n_cycles_the_rank_in_the_detail_panels() {
+    let names = ["ddp.rank0.jsonl", "ddp.rank1.jsonl"];
+    let mut tl = Timeline::new(names.iter().map(|n| n.to_string()).collect(), false);
+    for (i, n) in names.iter().enumerate() {
+        tl.files[i].path = Some(fixture(n));
+        bnscope::logfile::read::stream_file(&fixture(n), false, |recs| {
+            tl.take(i, recs);
+            Ok(())
+        })
+        .unwrap();
+    }
+    let mut app = App::over_log(&TuiOptions::default(), tl, 7.0);
+    let rank0 = screen(&app, 120, 40);
+    ch(&mut app, 'N');
+    let rank1 = screen(&app, 120, 40);
+    assert!(
+        rank1.lines().next().unwrap().contains("layers: ddp.rank1.jsonl"),
+        "{rank1}"
+    );
+    let layers = |s: &str| s.lines().skip(13).take(9).collect::<Vec<_>>().join("\n");
+    assert_ne!(layers(&rank0), layers(&rank1), "the layers show rank 1's statistics");
+    // The charts (rank 0's figures) do not change.
+    let charts = |s: &str| s.lines().skip(6).take(6).collect::<Vec<_>>().join("\n");
+    assert_eq!(charts(&rank0), charts(&rank1));
+    insta::assert_snapshot!("ddp_rank1_detail_120x40", rank1);
+    ch(&mut app, 'N');
+    let back = screen(&app, 120, 40);
+    assert!(!back.lines().next().unwrap().contains("layers:"), "{back}");
+    assert_eq!(layers(&back), layers(&rank0));
+}

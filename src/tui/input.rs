@@ -371,6 +371,23 @@ impl App {
                 }
                 moved
             }
+            Action::NextRank => {
+                let n = tl.files.len();
+                if n < 2 {
+                    self.set_status(Tone::Info, "one log: no other rank to show");
+                    return Some(Vec::new());
+                }
+                tl.detail = (tl.detail + 1) % n;
+                let words = format!(
+                    "layers and channels: {} (log {} of {n}){sep}header and charts: {}",
+                    tl.files[tl.detail].shown,
+                    tl.detail + 1,
+                    tl.files[0].shown
+                );
+                self.sync_log();
+                self.set_status(Tone::Info, words);
+                return Some(Vec::new());
+            }
             Action::PrevEvent | Action::NextEvent => {
                 let back = action == Action::PrevEvent;
                 match tl.event_near(back).map(|(i, e)| (i, e.words())) {

@@ -41,6 +41,8 @@ pub enum Action {
     NextEvent,
     /// A steered run (`bnscope watch` with control on): both evaluations now, with the run's `evaluate` function.
     Evaluate,
+    /// Several rank logs: the next rank's BatchNorm record in the layers and channel panels.
+    NextRank,
 }
 
 /// One physical key.
@@ -57,7 +59,7 @@ pub enum Key {
 }
 
 impl Key {
-    fn matches(self, ev: &KeyEvent) -> bool {
+    pub fn matches(self, ev: &KeyEvent) -> bool {
         let ctrl_alt = ev.modifiers.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
         match self {
             Key::Char(c) => !ctrl_alt && ev.code == KeyCode::Char(c),
@@ -222,6 +224,12 @@ pub const BINDINGS: &[Binding] = &[
         &[Key::Char('}')],
         "replay: on to the next event",
         pair("event", 8, Action::PrevEvent),
+    ),
+    log_key(
+        Action::NextRank,
+        &[Key::Char('N')],
+        "rank logs: the next rank's running statistics in the layers and channel panels (the ranks column compares all)",
+        None,
     ),
     log_key(
         Action::Evaluate,

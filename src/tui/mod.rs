@@ -23,6 +23,7 @@ use crate::outcome::Outcome;
 use crate::protocol::{Command, EndReason, Event, Link};
 
 pub mod app;
+pub mod compare;
 pub mod diagnosis;
 #[doc(hidden)]
 pub mod fixtures;

@@ -140,6 +140,9 @@ pub struct Timeline {
     pub bn_spans: Vec<std::collections::BTreeMap<u64, Span>>,
     /// The running-statistics age of the run being read (w, the momentum of every update so far).
     age: Option<StatsAge>,
+    /// Several rank logs: the file whose `bn` record the layers and channel panels show (`N` cycles it); the
+    /// header and the charts show the first file's figures.
+    pub detail: usize,
     /// An `inspect` record (a log of the Python `bnscope.inspect`): shown as the epoch 0 of imported weights.
     pub inspection: Option<(Arc<crate::protocol::Inspection>, Option<Arc<BnSnapshot>>)>,
 }
@@ -171,6 +174,7 @@ impl Timeline {
             playing: false,
             means: replay::RankMeans::new(),
             age: None,
+            detail: 0,
             inspection: None,
         }
     }
@@ -426,6 +430,27 @@ impl Timeline {
                 layers: Some(layers),
                 ..
             }) = replay::reread(path, span)
+            {
+                let (snap, missing) = snapshot(epoch, cur.age, &layers);
+                store.bn = Some(Arc::new(snap));
+                store.bn_gaps_missing = missing;
+            }
+        }
+        if self.detail > 0 {
+            // Another rank's record of this epoch (read again by its span), or nothing: never rank 0's under
+            // another rank's name.
+            store.bn = None;
+            store.bn_gaps_missing.clear();
+            let file = self.files.get(self.detail).and_then(|f| f.path.as_deref());
+            let span = self
+                .bn_spans
+                .get(self.detail)
+                .and_then(|m| m.get(&(cur.shown.epoch as u64)));
+            if let Some(Record::Bn {
+                epoch,
+                layers: Some(layers),
+                ..
+            }) = file.zip(span).and_then(|(p, s)| replay::reread(p, *s))
             {
                 let (snap, missing) = snapshot(epoch, cur.age, &layers);
                 store.bn = Some(Arc::new(snap));

@@ -86,6 +86,12 @@ fn log_titles(app: &App, tl: &Timeline) -> Vec<String> {
         0 | 1 => first.to_string(),
         n => format!("{first} +{} rank log{}", n - 1, if n == 2 { "" } else { "s" }),
     };
+    // `N` chose another rank for the layers and channel panels: said with the file's name, in every form.
+    let detail = match tl.files.get(tl.detail) {
+        Some(f) if tl.detail > 0 => format!("{sep}layers: {}", f.shown.rsplit('/').next().unwrap_or(&f.shown)),
+        _ => String::new(),
+    };
+    let file = format!("{file}{detail}");
     let steering = match (app.steer.pid, &app.steer.host) {
         _ if !app.steering() => String::new(),
         (Some(pid), Some(host)) => format!("{sep}steering pid {pid} on {host}"),
@@ -96,8 +102,8 @@ fn log_titles(app: &App, tl: &Timeline) -> Vec<String> {
     let head = format!("{word}{steering}{sep}{file}");
     // Narrow: the file's own name, without its directory or the rank count.
     let base = first.rsplit('/').next().unwrap_or(first);
-    let short = format!("{word}{steering}{sep}{base}");
-    let bare = format!("{word}{steering}");
+    let short = format!("{word}{steering}{sep}{base}{detail}");
+    let bare = format!("{word}{steering}{detail}");
     let Some(info) = &app.store.info else {
         return vec![head, short, bare, word.to_string()];
     };

@@ -13,6 +13,11 @@ use ratatui::widgets::{Block, Padding, Paragraph, Widget};
 use super::app::App;
 use super::theme::Theme;
 
+pub mod compare;
+pub mod compare_chart;
+pub mod compare_footer;
+pub mod compare_header;
+pub mod compare_layers;
 pub mod error;
 pub mod footer;
 pub mod header;
