@@ -3,7 +3,8 @@ use std::sync::Arc;
 
 use bnscope::protocol::{BnSlot, Event, Latest};
 use bnscope::tui::fixtures::seed_story;
-use bnscope::tui::render::layers::{convergence, ConvergenceGauge};
+use bnscope::tui::gauges::convergence;
+use bnscope::tui::render::layers::ConvergenceGauge;
 use bnscope::tui::render::predictions::Predictions;
 use bnscope::tui::theme::Theme;
 use bnscope::tui::{App, AppEvent, TuiOptions};

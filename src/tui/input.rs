@@ -457,8 +457,8 @@ impl App {
         let bn = self.store.bn.as_ref()?;
         let missing = |i: usize| self.store.mean_gap(i) == Some(None);
         let score = |l: &crate::protocol::BnLayerSnapshot| {
-            let mean = super::render::layers::convergence(l.mean_gap);
-            let var = super::render::layers::var_ratio(l).map_or(1.0, |r| 1.0 - (r.max(1.0).log10() / 2.0).min(1.0));
+            let mean = super::gauges::convergence(l.mean_gap);
+            let var = super::gauges::var_ratio(l).map_or(1.0, |r| 1.0 - (r.max(1.0).log10() / 2.0).min(1.0));
             let s = mean.min(var);
             if s.is_nan() {
                 -1.0
@@ -513,7 +513,7 @@ impl App {
                 // Rows: border, the heading, then the layers from the scroll offset.
                 let n = self.store.layer_count();
                 let rows = areas.layers.height.saturating_sub(3) as usize;
-                let offset = super::render::layers::scroll_offset(self.selected, n, rows);
+                let offset = super::gauges::scroll_offset(self.selected, n, rows);
                 let row = m.row.saturating_sub(areas.layers.y + 2) as usize;
                 if m.row >= areas.layers.y + 2 && offset + row < n && row < rows {
                     self.selected = offset + row;

@@ -27,6 +27,7 @@ pub mod diagnosis;
 #[doc(hidden)]
 pub mod fixtures;
 pub mod fmt;
+pub mod gauges;
 pub mod input;
 pub mod keys;
 pub mod render;

@@ -9,16 +9,8 @@ use crate::protocol::BnLayerSnapshot;
 use super::{panel, put, title_span};
 use crate::tui::app::{App, Focus};
 use crate::tui::fmt;
+use crate::tui::gauges::{convergence, scroll_offset, var_ratio};
 use crate::tui::theme::{Theme, Tone};
-
-/// `1 − min(1, gap)`: how close the running stats are to the batch stats (NaN stays NaN).
-pub fn convergence(gap: f32) -> f32 {
-    if gap.is_nan() {
-        f32::NAN
-    } else {
-        1.0 - gap.clamp(0.0, 1.0)
-    }
-}
 
 /// A convergence gauge: a bar coloured red→green and ` 95 %` (or `NaN`, or `–` without data).
 /// Takes `width` cells: the bar gets `width − 6`.
@@ -46,24 +38,6 @@ impl Widget for ConvergenceGauge<'_> {
 
 /// A gauge's text where the log lacks its data (the panel's title explains it: "n/a: not in this log").
 pub const NOT_IN_LOG: &str = "n/a";
-
-/// How far apart the running and the batch variances are, as the typical factor between them over the channels:
-/// `exp(mean_c |ln(running_c / batch_c)|)` (1 = equal, 94 = 94 times apart either way), over channels where both
-/// are finite and positive. Variances differ by factors, so a ratio reads better than a difference: a layer whose
-/// running variance is still near its start of 1 while the batch's is 0.01 is "94×", not a dead 0 %.
-pub fn var_ratio(l: &BnLayerSnapshot) -> Option<f32> {
-    let logs: Vec<f64> = l
-        .running_var
-        .iter()
-        .zip(&l.batch_var)
-        .filter(|(r, b)| r.is_finite() && b.is_finite() && **r > 0.0 && **b > 0.0)
-        .map(|(r, b)| (*r as f64 / *b as f64).ln().abs())
-        .collect();
-    if logs.is_empty() {
-        return None;
-    }
-    Some((logs.iter().sum::<f64>() / logs.len() as f64).exp() as f32)
-}
 
 /// `12×`, `1.3×`, `2e3×`.
 pub fn ratio_text(r: f32) -> String {
@@ -127,14 +101,6 @@ fn bar(th: &Theme, area: Rect, buf: &mut Buffer, frac: f32, style: ratatui::styl
         put(buf, area.x + i as u16, y, sym, st);
     }
     buf.set_stringn(area.x + bar_w, y, text, text_w as usize, style);
-}
-
-/// First visible row so that the selection stays in view, centred when it can be.
-pub fn scroll_offset(selected: usize, len: usize, rows: usize) -> usize {
-    if len <= rows || rows == 0 {
-        return 0;
-    }
-    selected.saturating_sub(rows / 2).min(len - rows)
 }
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
