@@ -456,8 +456,8 @@ fn replay_tui(r: &cli::ReplayArgs, pace: f64) -> Result<i32> {
                 tl.take(0, recs);
             }
         }
-        let Some(i) = tl.entries.iter().position(|x| x.shown.epoch as u64 == e) else {
-            let last = tl.entries.last().map_or(0, |x| x.shown.epoch);
+        let Some(i) = tl.entries.iter().position(|x| x.epoch == e) else {
+            let last = tl.entries.last().map_or(0, |x| x.epoch);
             return Err(usage(format!(
                 "--epoch {e}: {} has no epoch {e} (its epochs end at {last})",
                 shown(&r.files[0])

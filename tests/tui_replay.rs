@@ -243,9 +243,9 @@ fn event_keys_jump_to_momentum_change_and_reset() {
     assert_eq!(app.status_text(), Some("after epoch 3: momentum 0.9"));
     let s = screen(&app, 120, 40);
     assert!(header(&s).contains("epoch 3 (3 of 9)"), "{s}");
-    // The mark of the change sits on the events row.
+    // The mark of the change sits on the events row, right after the cursor's `▲` (epoch 3).
     let events = s.lines().find(|l| l.contains("events")).unwrap();
-    assert!(events.contains("···m"), "{events}");
+    assert!(events.contains("··▲m"), "{events}");
     ch(&mut app, '{');
     assert_eq!(app.status_text(), Some("no event before this epoch"));
     ch(&mut app, '}');
@@ -394,4 +394,81 @@ fn a_log_without_class_names_labels_columns_by_index() {
         .find(|l| l.contains("image 1"))
         .unwrap_or_else(|| panic!("{s}"));
     assert!(row.contains("0."), "probabilities in the row: {row}");
+}
+
+/// A long replay (#28, #23): the charts draw the whole run whatever the cursor's epoch, the cursor's column is
+/// reversed with `▲` under it, the panels show the cursor's epoch, and a one-epoch loss spike among 20,000
+/// (after the cursor) stays visible: on the loss scale and as a shaded column.
+#[test]
+fn long_replay_draws_the_whole_run_with_the_cursor_marked() {
+    use ratatui::style::{Color, Modifier};
+    let mut text = String::from(concat!(
+        r#"{"type":"run","schema":1,"convention":"keras","source":"torch","momentum":0.99,"bn_layers":[{"name":"bn","channels":2}]}"#,
+        "\n"
+    ));
+    let n = 20_000;
+    for e in 1..=n {
+        let loss = if e == 15_001 { 5000.0 } else { 0.5 };
+        let acc = if e <= 10_000 { 0.0 } else { 1.0 };
+        text.push_str(&format!(
+            "{{\"type\":\"epoch\",\"epoch\":{e},\"t\":{e},\"train\":{{\"loss\":{loss},\"acc\":{acc}}}}}\n"
+        ));
+    }
+    let mut app = replay_text(&text);
+    // The cursor at epoch 5000 (a quarter of the run).
+    key(&mut app, KeyCode::Home, KeyModifiers::NONE);
+    for _ in 1..5000 {
+        key(&mut app, KeyCode::Right, KeyModifiers::NONE);
+    }
+    let mut term = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    term.draw(|f| f.render_widget(&app, f.area())).unwrap();
+    let s = term.backend().to_string();
+    assert!(header(&s).contains("epoch 5000 (5000 of 20000)"), "{s}");
+    let buf = term.backend().buffer();
+    let find = |label: &str| -> u16 {
+        (0..buf.area.height)
+            .find(|&y| {
+                (0..buf.area.width)
+                    .map(|x| buf[(x, y)].symbol())
+                    .collect::<String>()
+                    .starts_with(&format!("│ {label}"))
+            })
+            .unwrap_or_else(|| panic!("no row {label}:\n{s}"))
+    };
+    let row = |y: u16| -> Vec<String> { (0..buf.area.width).map(|x| buf[(x, y)].symbol().to_string()).collect() };
+    // The whole run: the axis runs from epoch 1 to 20000, and the training accuracy (0 then 1) fills the width.
+    let axis: String = row(find("epoch")).concat();
+    assert!(axis.contains(" 1 ") && axis.contains("20000"), "{axis}\n{s}");
+    let x0 = 16u16;
+    let train = row(find("train (batch)"));
+    let cols = train[x0 as usize..].iter().take_while(|c| c.as_str() != " ").count();
+    assert!(cols > 20, "{cols} columns:\n{s}");
+    assert_eq!(train[x0 as usize + cols - 1], "█", "after the cursor too:\n{s}");
+    // The cursor's column: a quarter of the way, reversed in the curve rows, `▲` on the axis.
+    let marked: Vec<u16> = (x0..x0 + cols as u16)
+        .filter(|&x| buf[(x, find("train (batch)"))].modifier.contains(Modifier::REVERSED))
+        .collect();
+    assert_eq!(marked.len(), 1, "{s}");
+    let c = marked[0] - x0;
+    assert!((c as usize).abs_diff(cols / 4) <= 1, "cursor column {c} of {cols}");
+    assert_eq!(buf[(marked[0], find("events"))].symbol(), "▲", "{s}");
+    // The panels show the cursor's epoch: training accuracy 0 there (1 at the end of the run).
+    let acc_line: String = row(find("train (batch)"))[..60].concat();
+    assert!(acc_line.contains("0.000"), "{acc_line}");
+    // The spike at epoch 15001: the loss scale reaches 5000 and its column is shaded.
+    assert!(s.contains("→ 5.0e3"), "{s}");
+    let loss_y = (0..buf.area.height)
+        .find(|&y| row(y)[60..].concat().starts_with("│ train (batch)"))
+        .expect("the loss panel");
+    let shaded: Vec<u16> = (60..120)
+        .filter(|&x| buf[(x, loss_y)].bg == Color::Indexed(238))
+        .collect();
+    assert_eq!(shaded.len(), 1, "one shaded column: {shaded:?}\n{s}");
+}
+
+/// A replayed epoch is kept packed (#28): a million-epoch log keeps 128 MB of entries, not the ~350 MB of
+/// `Shown`s it took before.
+#[test]
+fn a_replayed_epoch_takes_at_most_128_bytes() {
+    assert!(std::mem::size_of::<bnscope::tui::timeline::Entry>() <= 128);
 }
