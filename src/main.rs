@@ -127,7 +127,7 @@ fn train(cli: cli::Cli) -> Result<i32> {
         };
     }
     let (mut a, inspect) = match cli.command {
-        Some(Cmd::Inspect(i)) => (i.run, Some(i.json)),
+        Some(Cmd::Inspect(i)) => (i.run, Some((i.json, i.blame_samples))),
         _ => (cli.run, None),
     };
     // A lesson fills in the flags it needs (explicit ones win), before anything is checked.
@@ -328,7 +328,7 @@ fn run_inspect(
     (ds, val): (data::Dataset, Option<data::Dataset>),
     picked: device::Picked,
     imported: Option<std::sync::Arc<weights::Imported>>,
-    json: bool,
+    (json, blame_samples): (bool, usize),
     (eval_batch_size, val_transform): (Option<usize>, data::ValTransform),
 ) -> Result<i32> {
     let mut cfg = train_config(set);
@@ -339,7 +339,18 @@ fn run_inspect(
     if let Some(v) = val {
         trainer.set_held_out(v)?;
     }
-    let report = trainer.inspect()?;
+    // Progress of the blame pass (two evaluations per layer) on one line of stderr, where it is a terminal; stdout
+    // (the report or the JSON) gets nothing of it.
+    let tty = std::io::stderr().is_terminal();
+    let progress = |done: usize, layers: usize| {
+        if tty {
+            eprint!("\rbnscope inspect: which layer to blame: layer {done} of {layers} ({blame_samples} images)…");
+            if done == layers {
+                eprint!("\r\x1b[K");
+            }
+        }
+    };
+    let report = trainer.inspect_blamed(blame_samples, &progress)?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
