@@ -472,3 +472,66 @@ fn long_replay_draws_the_whole_run_with_the_cursor_marked() {
 fn a_replayed_epoch_takes_at_most_128_bytes() {
     assert!(std::mem::size_of::<bnscope::tui::timeline::Entry>() <= 128);
 }
+
+/// The inspect view (#25): a replayed `inspect` log (as the Python `bnscope.inspect` writes it) lists its layers by
+/// blame, the largest step of the first-k curve first, with the share closed by the layer alone and by the first k
+/// layers up to it; the selection keys walk the rows in that order.
+#[test]
+fn inspect_log_lists_layers_by_blame_with_the_prefix_curve() {
+    let layer = |name: &str| {
+        format!(
+            r#"{{"name":"{name}","mean_gap":0.5,"var_gap":0.5,"n":4,"running_mean":[0,0],"running_var":[1,1],"data_mean":[1,1],"data_var":[2,2]}}"#
+        )
+    };
+    let blame = |name: &str, alone: f64, prefix: f64| {
+        format!(
+            r#"{{"name":"{name}","alone":{{"loss":1,"acc":0.5,"loss_share":{alone}}},"prefix":{{"loss":1,"acc":0.5,"loss_share":{prefix}}}}}"#
+        )
+    };
+    // Forward order a, b, c: the first-k curve 0.1, 0.8, 1.0, so b makes most of the gap (step 0.7), then c (0.2).
+    let text = format!(
+        "{}\n{}\n",
+        r#"{"type":"run","schema":1,"convention":"keras","source":"torch","model":"Net","bn_layers":[{"name":"a","channels":2},{"name":"b","channels":2},{"name":"c","channels":2}]}"#,
+        format!(
+            r#"{{"type":"inspect","model":"Net","samples":8,"blame_samples":8,"eval_running":{{"loss":2.0,"acc":0.1}},"eval_batch":{{"loss":0.5,"acc":0.9}},"recalibrated":{{"loss":0.6,"acc":0.8}},"layers":[{},{},{}],"blame":[{},{},{}],"findings":["b makes the gap."]}}"#,
+            layer("a"),
+            layer("b"),
+            layer("c"),
+            blame("a", 0.1, 0.1),
+            blame("b", 0.05, 0.8),
+            blame("c", 0.3, 1.0)
+        )
+    );
+    let mut app = replay_text(&text);
+    let s = screen(&app, 120, 40);
+    assert!(s.contains("by blame (b: loss gap share)"), "{s}");
+    assert!(
+        s.contains("b alone (only it)") && s.contains("b first k (to it)"),
+        "{s}"
+    );
+    let rows: Vec<&str> = s
+        .lines()
+        .filter(|l| l.contains("│ ▶ ") || l.starts_with("\"│   ") && l.contains(" %"))
+        .collect();
+    let first = |name: &str| {
+        rows.iter()
+            .position(|l| l.contains(&format!(" {name}  ")))
+            .unwrap_or(99)
+    };
+    assert!(
+        first("b") < first("c") && first("c") < first("a"),
+        "by blame b, c, a: {rows:#?}\n{s}"
+    );
+    let b = rows[first("b")];
+    assert!(
+        b.contains(" 5 %") && b.contains(" 2 ") && b.contains("80 %"),
+        "alone 5 %, k=2, first 2: 80 %: {b}"
+    );
+    // The selection (layer 0, a: the third row) goes up the rows: to c, then b.
+    assert!(rows[2].contains("▶ a"), "{rows:#?}");
+    ch(&mut app, 'k');
+    assert_eq!(app.selected_layer(), 2, "c is the second row");
+    ch(&mut app, 'k');
+    assert_eq!(app.selected_layer(), 1, "b is the first row");
+    insta::assert_snapshot!("inspect_by_blame_120x40", screen(&app, 120, 40));
+}
