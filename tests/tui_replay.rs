@@ -489,19 +489,17 @@ fn inspect_log_lists_layers_by_blame_with_the_prefix_curve() {
         )
     };
     // Forward order a, b, c: the first-k curve 0.1, 0.8, 1.0, so b makes most of the gap (step 0.7), then c (0.2).
-    let text = format!(
-        "{}\n{}\n",
-        r#"{"type":"run","schema":1,"convention":"keras","source":"torch","model":"Net","bn_layers":[{"name":"a","channels":2},{"name":"b","channels":2},{"name":"c","channels":2}]}"#,
-        format!(
-            r#"{{"type":"inspect","model":"Net","samples":8,"blame_samples":8,"eval_running":{{"loss":2.0,"acc":0.1}},"eval_batch":{{"loss":0.5,"acc":0.9}},"recalibrated":{{"loss":0.6,"acc":0.8}},"layers":[{},{},{}],"blame":[{},{},{}],"findings":["b makes the gap."]}}"#,
-            layer("a"),
-            layer("b"),
-            layer("c"),
-            blame("a", 0.1, 0.1),
-            blame("b", 0.05, 0.8),
-            blame("c", 0.3, 1.0)
-        )
+    let run = r#"{"type":"run","schema":1,"convention":"keras","source":"torch","model":"Net","bn_layers":[{"name":"a","channels":2},{"name":"b","channels":2},{"name":"c","channels":2}]}"#;
+    let inspect = format!(
+        r#"{{"type":"inspect","model":"Net","samples":8,"blame_samples":8,"eval_running":{{"loss":2.0,"acc":0.1}},"eval_batch":{{"loss":0.5,"acc":0.9}},"recalibrated":{{"loss":0.6,"acc":0.8}},"layers":[{},{},{}],"blame":[{},{},{}],"findings":["b makes the gap."]}}"#,
+        layer("a"),
+        layer("b"),
+        layer("c"),
+        blame("a", 0.1, 0.1),
+        blame("b", 0.05, 0.8),
+        blame("c", 0.3, 1.0)
     );
+    let text = format!("{run}\n{inspect}\n");
     let mut app = replay_text(&text);
     let s = screen(&app, 120, 40);
     assert!(s.contains("by blame (b: loss gap share)"), "{s}");

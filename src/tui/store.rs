@@ -239,7 +239,7 @@ impl Series {
     /// Adds the point after those in the buckets.
     fn fold(&mut self, p: &Point) {
         let folded = self.len - 1;
-        if folded % self.width != 0 {
+        if !folded.is_multiple_of(self.width) {
             if let Some(b) = self.buckets.last_mut() {
                 b.add(p);
                 return;

@@ -403,18 +403,16 @@ impl Timeline {
                     layers: Some(layers),
                     ..
                 } => replay::add_means(&mut self.means, file, files, *epoch, layers),
+                // Only a ranked view compares `bn` records across files (the shown file's are in its entries).
                 Record::Bn {
                     epoch,
                     layers: None,
                     span,
-                } => {
-                    // Only a ranked view compares `bn` records across files (the shown file's are in its entries).
-                    if files > 1 {
-                        if self.bn_spans.len() < files {
-                            self.bn_spans.resize(files, Default::default());
-                        }
-                        self.bn_spans[file].insert(*epoch, *span);
+                } if files > 1 => {
+                    if self.bn_spans.len() < files {
+                        self.bn_spans.resize(files, Default::default());
                     }
+                    self.bn_spans[file].insert(*epoch, *span);
                 }
                 _ => {}
             }
