@@ -480,7 +480,8 @@ fn render_loss(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
         );
         // Several epochs per column: a bar is its column's geometric mean; shaded where its epochs spread wider.
         if win.per_col > 1 {
-            let more = [" (bars: col. means, shaded: wider min–max)", " (col. means)"];
+            // The range is of every epoch shown (min to max); the bars are the columns' means.
+            let more = [" (bars: col. means, shaded: wider min–max)", " (bars: means)"];
             if let Some(m) = more
                 .iter()
                 .find(|m| text.chars().count() + m.chars().count() <= win.width as usize)
