@@ -104,6 +104,11 @@ pub struct InspectArgs {
     /// Print one JSON object (logits in data order) instead of the report.
     #[arg(long)]
     pub json: bool,
+    /// Compute which layer to blame on the first N evaluated images (two evaluations of them per BatchNorm layer;
+    /// all of them when there are fewer). The report says how many it used.
+    #[arg(long, value_name = "N", default_value_t = crate::protocol::BLAME_SAMPLES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub blame_samples: usize,
     #[command(flatten)]
     pub run: RunArgs,
 }

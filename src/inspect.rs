@@ -43,9 +43,10 @@ pub fn report(r: &Inspection) -> String {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "Which layer to blame ({} images): evaluation with running statistics but the layer alone, or the first k \
-             layers, on batch statistics; the share of the running→batch loss gap it closes:",
-            r.blame_samples
+            "Which layer to blame (blame on {} of {} images): evaluation with running statistics but the layer alone, or \
+             the first k layers, on batch statistics; the share of the running→batch loss gap it closes:",
+            r.blame_samples,
+            r.images.len()
         );
         let width = r.blame.iter().map(|l| l.name.len()).max().unwrap_or(5).max(5);
         let _ = writeln!(

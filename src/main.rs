@@ -151,7 +151,7 @@ fn train(cli: cli::Cli) -> Result<i32> {
         };
     }
     let (mut a, inspect) = match cli.command {
-        Some(Cmd::Inspect(i)) => (i.run, Some(i.json)),
+        Some(Cmd::Inspect(i)) => (i.run, Some((i.json, i.blame_samples))),
         _ => (cli.run, None),
     };
     // A lesson fills in the flags it needs (explicit ones win), before anything is checked.
@@ -352,7 +352,7 @@ fn run_inspect(
     (ds, val): (data::Dataset, Option<data::Dataset>),
     picked: device::Picked,
     imported: Option<std::sync::Arc<weights::Imported>>,
-    json: bool,
+    (json, blame_samples): (bool, usize),
     (eval_batch_size, val_transform): (Option<usize>, data::ValTransform),
 ) -> Result<i32> {
     let mut cfg = train_config(set);
@@ -363,7 +363,18 @@ fn run_inspect(
     if let Some(v) = val {
         trainer.set_held_out(v)?;
     }
-    let report = trainer.inspect()?;
+    // Progress of the blame pass (two evaluations per layer) on one line of stderr, where it is a terminal; stdout
+    // (the report or the JSON) gets nothing of it.
+    let tty = std::io::stderr().is_terminal();
+    let progress = |done: usize, layers: usize| {
+        if tty {
+            eprint!("\rbnscope inspect: which layer to blame: layer {done} of {layers} ({blame_samples} images)…");
+            if done == layers {
+                eprint!("\r\x1b[K");
+            }
+        }
+    };
+    let report = trainer.inspect_blamed(blame_samples, &progress)?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -550,8 +561,8 @@ fn replay_tui(r: &cli::ReplayArgs, pace: f64) -> Result<i32> {
                 tl.take(0, recs);
             }
         }
-        let Some(i) = tl.entries.iter().position(|x| x.shown.epoch as u64 == e) else {
-            let last = tl.entries.last().map_or(0, |x| x.shown.epoch);
+        let Some(i) = tl.entries.iter().position(|x| x.epoch == e) else {
+            let last = tl.entries.last().map_or(0, |x| x.epoch);
             return Err(usage(format!(
                 "--epoch {e}: {} has no epoch {e} (its epochs end at {last})",
                 shown(&r.files[0])

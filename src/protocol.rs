@@ -558,6 +558,10 @@ pub struct LayerBlame {
     pub prefix: BlameFigure,
 }
 
+/// How many evaluated images the blame pass reads unless told otherwise (`bnscope inspect --blame-samples`; the
+/// TUI's epoch 0 with `--weights`): two evaluations of them per BatchNorm layer.
+pub const BLAME_SAMPLES: usize = 256;
+
 /// `bnscope inspect`: imported weights looked at on the data, before any training step.
 #[derive(Clone, Debug, Serialize)]
 pub struct Inspection {
@@ -576,8 +580,8 @@ pub struct Inspection {
     /// Per layer in forward order: the evaluation with it alone, and with the first k, on batch statistics
     /// (`bnscope inspect`; empty in the TUI's epoch 0).
     pub blame: Vec<LayerBlame>,
-    /// The evaluated images the blame was computed on (every one: a blame pass is one evaluation per layer and
-    /// per prefix).
+    /// How many of the evaluated images (the first ones) the blame was computed on: at most `--blame-samples`
+    /// ([`BLAME_SAMPLES`] by default), since a blame pass is one evaluation per layer and per prefix.
     pub blame_samples: usize,
     /// One sentence per finding, most important first.
     pub findings: Vec<String>,

@@ -671,7 +671,7 @@ fn long_history_is_aggregated_with_marks_in_place() {
     assert_eq!(running[x0 + 11], '▃', "{s}");
     assert_eq!(running[x0 + 12], '▆', "{s}");
     assert_eq!(running[x0 + 13], '█', "{s}");
-    assert!(s.contains("(col. means)"), "{s}");
+    assert!(s.contains("(bars: means)"), "{s}");
     snapshot("long_run_120x40", &s);
     // At 80×24 there is no axis row: the accuracy title says what the columns span.
     let s = h.screen(80, 24);

@@ -243,9 +243,9 @@ fn event_keys_jump_to_momentum_change_and_reset() {
     assert_eq!(app.status_text(), Some("after epoch 3: momentum 0.9"));
     let s = screen(&app, 120, 40);
     assert!(header(&s).contains("epoch 3 (3 of 9)"), "{s}");
-    // The mark of the change sits on the events row.
+    // The mark of the change sits on the events row, right after the cursor's `▲` (epoch 3).
     let events = s.lines().find(|l| l.contains("events")).unwrap();
-    assert!(events.contains("···m"), "{events}");
+    assert!(events.contains("··▲m"), "{events}");
     ch(&mut app, '{');
     assert_eq!(app.status_text(), Some("no event before this epoch"));
     ch(&mut app, '}');
@@ -429,4 +429,142 @@ fn n_cycles_the_rank_in_the_detail_panels() {
     let back = screen(&app, 120, 40);
     assert!(!back.lines().next().unwrap().contains("layers:"), "{back}");
     assert_eq!(layers(&back), layers(&rank0));
+}
+
+/// A long replay (#28, #23): the charts draw the whole run whatever the cursor's epoch, the cursor's column is
+/// reversed with `▲` under it, the panels show the cursor's epoch, and a one-epoch loss spike among 20,000
+/// (after the cursor) stays visible: on the loss scale and as a shaded column.
+#[test]
+fn long_replay_draws_the_whole_run_with_the_cursor_marked() {
+    use ratatui::style::{Color, Modifier};
+    let mut text = String::from(concat!(
+        r#"{"type":"run","schema":1,"convention":"keras","source":"torch","momentum":0.99,"bn_layers":[{"name":"bn","channels":2}]}"#,
+        "\n"
+    ));
+    let n = 20_000;
+    for e in 1..=n {
+        let loss = if e == 15_001 { 5000.0 } else { 0.5 };
+        let acc = if e <= 10_000 { 0.0 } else { 1.0 };
+        text.push_str(&format!(
+            "{{\"type\":\"epoch\",\"epoch\":{e},\"t\":{e},\"train\":{{\"loss\":{loss},\"acc\":{acc}}}}}\n"
+        ));
+    }
+    let mut app = replay_text(&text);
+    // The cursor at epoch 5000 (a quarter of the run).
+    key(&mut app, KeyCode::Home, KeyModifiers::NONE);
+    for _ in 1..5000 {
+        key(&mut app, KeyCode::Right, KeyModifiers::NONE);
+    }
+    let mut term = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    term.draw(|f| f.render_widget(&app, f.area())).unwrap();
+    let s = term.backend().to_string();
+    assert!(header(&s).contains("epoch 5000 (5000 of 20000)"), "{s}");
+    let buf = term.backend().buffer();
+    let find = |label: &str| -> u16 {
+        (0..buf.area.height)
+            .find(|&y| {
+                (0..buf.area.width)
+                    .map(|x| buf[(x, y)].symbol())
+                    .collect::<String>()
+                    .starts_with(&format!("│ {label}"))
+            })
+            .unwrap_or_else(|| panic!("no row {label}:\n{s}"))
+    };
+    let row = |y: u16| -> Vec<String> { (0..buf.area.width).map(|x| buf[(x, y)].symbol().to_string()).collect() };
+    // The whole run: the axis runs from epoch 1 to 20000, and the training accuracy (0 then 1) fills the width.
+    let axis: String = row(find("epoch")).concat();
+    assert!(axis.contains(" 1 ") && axis.contains("20000"), "{axis}\n{s}");
+    let x0 = 16u16;
+    let train = row(find("train (batch)"));
+    let cols = train[x0 as usize..].iter().take_while(|c| c.as_str() != " ").count();
+    assert!(cols > 20, "{cols} columns:\n{s}");
+    assert_eq!(train[x0 as usize + cols - 1], "█", "after the cursor too:\n{s}");
+    // The cursor's column: a quarter of the way, reversed in the curve rows, `▲` on the axis.
+    let marked: Vec<u16> = (x0..x0 + cols as u16)
+        .filter(|&x| buf[(x, find("train (batch)"))].modifier.contains(Modifier::REVERSED))
+        .collect();
+    assert_eq!(marked.len(), 1, "{s}");
+    let c = marked[0] - x0;
+    assert!((c as usize).abs_diff(cols / 4) <= 1, "cursor column {c} of {cols}");
+    assert_eq!(buf[(marked[0], find("events"))].symbol(), "▲", "{s}");
+    // The panels show the cursor's epoch: training accuracy 0 there (1 at the end of the run).
+    let acc_line: String = row(find("train (batch)"))[..60].concat();
+    assert!(acc_line.contains("0.000"), "{acc_line}");
+    // The spike at epoch 15001: the loss scale reaches 5000 and its column is shaded.
+    assert!(s.contains("→ 5.0e3"), "{s}");
+    let loss_y = (0..buf.area.height)
+        .find(|&y| row(y)[60..].concat().starts_with("│ train (batch)"))
+        .expect("the loss panel");
+    let shaded: Vec<u16> = (60..120)
+        .filter(|&x| buf[(x, loss_y)].bg == Color::Indexed(238))
+        .collect();
+    assert_eq!(shaded.len(), 1, "one shaded column: {shaded:?}\n{s}");
+}
+
+/// A replayed epoch is kept packed (#28): a million-epoch log keeps 128 MB of entries, not the ~350 MB of
+/// `Shown`s it took before.
+#[test]
+fn a_replayed_epoch_takes_at_most_128_bytes() {
+    assert!(std::mem::size_of::<bnscope::tui::timeline::Entry>() <= 128);
+}
+
+/// The inspect view (#25): a replayed `inspect` log (as the Python `bnscope.inspect` writes it) lists its layers by
+/// blame, the largest step of the first-k curve first, with the share closed by the layer alone and by the first k
+/// layers up to it; the selection keys walk the rows in that order.
+#[test]
+fn inspect_log_lists_layers_by_blame_with_the_prefix_curve() {
+    let layer = |name: &str| {
+        format!(
+            r#"{{"name":"{name}","mean_gap":0.5,"var_gap":0.5,"n":4,"running_mean":[0,0],"running_var":[1,1],"data_mean":[1,1],"data_var":[2,2]}}"#
+        )
+    };
+    let blame = |name: &str, alone: f64, prefix: f64| {
+        format!(
+            r#"{{"name":"{name}","alone":{{"loss":1,"acc":0.5,"loss_share":{alone}}},"prefix":{{"loss":1,"acc":0.5,"loss_share":{prefix}}}}}"#
+        )
+    };
+    // Forward order a, b, c: the first-k curve 0.1, 0.8, 1.0, so b makes most of the gap (step 0.7), then c (0.2).
+    let run = r#"{"type":"run","schema":1,"convention":"keras","source":"torch","model":"Net","bn_layers":[{"name":"a","channels":2},{"name":"b","channels":2},{"name":"c","channels":2}]}"#;
+    let inspect = format!(
+        r#"{{"type":"inspect","model":"Net","samples":8,"blame_samples":8,"eval_running":{{"loss":2.0,"acc":0.1}},"eval_batch":{{"loss":0.5,"acc":0.9}},"recalibrated":{{"loss":0.6,"acc":0.8}},"layers":[{},{},{}],"blame":[{},{},{}],"findings":["b makes the gap."]}}"#,
+        layer("a"),
+        layer("b"),
+        layer("c"),
+        blame("a", 0.1, 0.1),
+        blame("b", 0.05, 0.8),
+        blame("c", 0.3, 1.0)
+    );
+    let text = format!("{run}\n{inspect}\n");
+    let mut app = replay_text(&text);
+    let s = screen(&app, 120, 40);
+    assert!(s.contains("by blame (b: loss gap share)"), "{s}");
+    assert!(
+        s.contains("b alone (only it)") && s.contains("b first k (to it)"),
+        "{s}"
+    );
+    let rows: Vec<&str> = s
+        .lines()
+        .filter(|l| l.contains("│ ▶ ") || l.starts_with("\"│   ") && l.contains(" %"))
+        .collect();
+    let first = |name: &str| {
+        rows.iter()
+            .position(|l| l.contains(&format!(" {name}  ")))
+            .unwrap_or(99)
+    };
+    assert!(
+        first("b") < first("c") && first("c") < first("a"),
+        "by blame b, c, a: {rows:#?}\n{s}"
+    );
+    let b = rows[first("b")];
+    assert!(
+        b.contains(" 5 %") && b.contains(" 2 ") && b.contains("80 %"),
+        "alone 5 %, k=2, first 2: 80 %: {b}"
+    );
+    // The selection (layer 0, a: the third row) goes up the rows: to c, then b.
+    assert!(rows[2].contains("▶ a"), "{rows:#?}");
+    ch(&mut app, 'k');
+    assert_eq!(app.selected_layer(), 2, "c is the second row");
+    ch(&mut app, 'k');
+    assert_eq!(app.selected_layer(), 1, "b is the first row");
+    insta::assert_snapshot!("inspect_by_blame_120x40", screen(&app, 120, 40));
 }

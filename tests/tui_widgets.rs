@@ -3,7 +3,8 @@ use std::sync::Arc;
 
 use bnscope::protocol::{BnSlot, Event, Latest};
 use bnscope::tui::fixtures::seed_story;
-use bnscope::tui::render::layers::{convergence, ConvergenceGauge};
+use bnscope::tui::gauges::convergence;
+use bnscope::tui::render::layers::ConvergenceGauge;
 use bnscope::tui::render::predictions::Predictions;
 use bnscope::tui::theme::Theme;
 use bnscope::tui::{App, AppEvent, TuiOptions};
@@ -178,16 +179,63 @@ fn history_window_aggregates_only_when_needed() {
     let w = Window::new(&app, 33);
     assert_eq!((w.per_col, w.cols), (2, 17));
     assert_eq!(w.column(33), Some(16));
-    // A full history (1000 kept of 1100): all of it, in at most 33 columns; the oldest bucket is partial.
+    // A run longer than the exact history (1100 epochs, 1000 kept exactly): the whole run, in at most 33 columns.
     let app = app_with_epochs(1100);
     let w = Window::new(&app, 33);
-    assert_eq!(w.per_col, 31);
+    assert_eq!(w.per_col, 34);
     assert!(w.cols <= 33);
-    assert_eq!(w.bucket(0), 100..124);
+    assert_eq!(w.bucket(0), 0..34);
     assert_eq!(w.bucket(w.cols - 1).end, 1100);
-    assert_eq!(w.column(99), None, "dropped from the history");
-    assert_eq!(w.column(100), Some(0));
+    assert_eq!(w.column(0), Some(0), "the first epoch is still drawn");
+    assert_eq!(w.column(99), Some(2));
     // Nothing yet, or no room: nothing drawn.
     assert_eq!(Window::new(&app_with_epochs(0), 33).cols, 0);
     assert_eq!(Window::new(&app, 0).cols, 0);
+}
+
+/// The downsampled history: a fixed number of buckets that merge pairwise, each with the exact min, max and mean
+/// of its epochs, so a one-epoch spike among 10⁵ stays in its bucket's max and the whole run's sums are exact.
+#[test]
+fn series_merges_pairwise_and_keeps_spikes() {
+    use bnscope::tui::store::{Point, Series, Val, SERIES_CAP};
+    let val = |acc: f32, loss: f32| Val {
+        acc: Some(acc),
+        loss: Some(loss),
+    };
+    let n = 100_000u64;
+    let mut s = Series::default();
+    for i in 0..n {
+        let loss = if i == 77_777 { 1000.0 } else { 0.1 };
+        let acc = (i % 3) as f32 / 2.0;
+        s.push(Point {
+            epoch: i as usize + 1,
+            train: val(acc, loss),
+            running: Val { acc: None, loss: None },
+            batch: val(1.0, f32::NAN),
+        });
+    }
+    assert_eq!(s.len(), n);
+    // 100k points in at most SERIES_CAP buckets: a power-of-two width with more than half the buckets used.
+    assert!(s.width.is_power_of_two());
+    assert!(n.div_ceil(s.width) as usize <= SERIES_CAP);
+    assert!(n.div_ceil(s.width) as usize > SERIES_CAP / 2, "width {}", s.width);
+    let all = s.sum(0..n);
+    assert_eq!(all.acc[0].n as u64, n);
+    assert_eq!(all.acc[0].min, 0.0);
+    assert_eq!(all.acc[0].max, 1.0);
+    let mean = all.acc[0].mean().unwrap();
+    assert!((mean - 0.5).abs() < 1e-4, "{mean}");
+    // The spike: log10(1000) = 3 in the max of its bucket, and only there.
+    let w = s.width;
+    let at = 77_777 / w * w;
+    assert_eq!(s.sum(at..at + w).loss[0].max, 3.0);
+    assert!((s.sum(at + w..at + 2 * w).loss[0].max + 1.0).abs() < 1e-6);
+    assert_eq!(all.loss[0].max, 3.0);
+    // A curve the log lacks has no values; NaN marks its buckets bad.
+    assert_eq!(all.acc[1].n, 0);
+    assert!(all.loss[2].bad && !all.acc[2].bad);
+    assert_eq!(
+        (s.first_epoch(), s.last().map(|p| p.epoch)),
+        (Some(1), Some(n as usize))
+    );
 }

@@ -430,8 +430,61 @@ fn inspect_blame_matches_pytorch() {
         "the last prefix's share",
     );
     let text = String::from_utf8_lossy(&bnscope(&args).stdout).into_owned();
-    assert!(text.contains("Which layer to blame (3 images)"), "{text}");
+    assert!(text.contains("Which layer to blame (blame on 3 of 3 images)"), "{text}");
     assert!(text.contains("Where the gap is made: switching the first"), "{text}");
+}
+
+/// #25: the blame pass is bounded: `--blame-samples N` evaluates the first N images only (said in the report and in
+/// the JSON), its ends are evaluated on those N too (so the last prefix still closes the whole gap), progress never
+/// reaches stdout, and 0 is a one-line usage error.
+#[test]
+fn inspect_blame_on_capped_samples() {
+    let p = fixture("tiny_torchvision.safetensors");
+    let args = [
+        "inspect",
+        "--weights",
+        p.to_str().unwrap(),
+        "--image-size",
+        "224",
+        "--blame-samples",
+        "2",
+    ];
+    let out = bnscope(&[&args[..], &["--json"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON object");
+    assert_eq!(got["blame_samples"], 2);
+    let full: serde_json::Value = serde_json::from_slice(
+        &bnscope(&[
+            "inspect",
+            "--weights",
+            p.to_str().unwrap(),
+            "--image-size",
+            "224",
+            "--json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(full["blame_samples"], 3);
+    // The three evaluations themselves still read every image.
+    assert_eq!(got["eval_batch"], full["eval_batch"]);
+    let last = got["blame"].as_array().unwrap().last().unwrap();
+    let share = last["prefix"]["loss_share"].as_f64().unwrap();
+    assert!(
+        (share - 1.0).abs() < 1e-4,
+        "the last prefix closes the gap on the 2 images: {share}"
+    );
+    assert_ne!(
+        last["prefix"]["loss"],
+        full["blame"].as_array().unwrap().last().unwrap()["prefix"]["loss"]
+    );
+    let text = String::from_utf8_lossy(&bnscope(&args).stdout).into_owned();
+    assert!(text.contains("Which layer to blame (blame on 2 of 3 images)"), "{text}");
+    let bad = bnscope(&["inspect", "--weights", p.to_str().unwrap(), "--blame-samples", "0"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--blame-samples"), "{err}");
 }
 
 /// #24: what a wrong file given as `--weights` or `--resume` is, in words: a bnscope checkpoint (its integer

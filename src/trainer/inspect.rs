@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use super::Trainer;
 use crate::model::{relative_gap, BnMode, BnState};
-use crate::protocol::{BlameFigure, LayerBlame};
+use crate::protocol::{BlameFigure, LayerBlame, BLAME_SAMPLES};
 use crate::protocol::{BnLayerSnapshot, BnSnapshot, InspectPass, Inspection, LayerGap};
 
 /// A gap (relative L2 distance) from which the running statistics no longer describe the data.
@@ -30,21 +30,33 @@ impl Trainer {
     /// Evaluates with running statistics, with batch statistics and after a recalibration on the data, compares
     /// each layer's running statistics with the data's, and says which layer to blame (two more evaluations per
     /// layer: `Inspection::blame`). Changes nothing in the model.
+    /// The blame on the first [`BLAME_SAMPLES`] evaluated images.
     pub fn inspect(&mut self) -> Result<Inspection> {
+        self.inspect_blamed(BLAME_SAMPLES, &|_, _| {})
+    }
+
+    /// [`Self::inspect`] with the blame pass on the first `cap` evaluated images (all of them when there are
+    /// fewer); `progress(done, layers)` is called after each layer's two evaluations.
+    pub fn inspect_blamed(&mut self, cap: usize, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<Inspection> {
         let dev = self.device.clone();
-        Ok(crate::runtime::in_pool(&dev, || self.inspect_here(true))?.0)
+        Ok(crate::runtime::in_pool(&dev, || self.inspect_here(Some((cap, progress))))?.0)
     }
 
     /// [`Self::inspect`], with a BatchNorm snapshot whose batch statistics are the data's (as a recalibration
-    /// estimates them): what the layer gauges show at epoch 0.
+    /// estimates them): what the layer gauges show at epoch 0 (the TUI's inspect view, which sorts its layers by
+    /// the blame: on the first [`BLAME_SAMPLES`] images, two evaluations of them per layer).
     pub fn inspect_with_snapshot(&mut self) -> Result<(Inspection, BnSnapshot)> {
         let dev = self.device.clone();
-        crate::runtime::in_pool(&dev, || self.inspect_here(false))
+        crate::runtime::in_pool(&dev, || self.inspect_here(Some((BLAME_SAMPLES, &|_, _| {}))))
     }
 
-    /// `blame`: compute `Inspection::blame` (the TUI's epoch 0 leaves it empty: on resnet50 it is over a hundred
-    /// evaluations before the first screen).
-    fn inspect_here(&mut self, blame: bool) -> Result<(Inspection, BnSnapshot)> {
+    /// `blame`: compute `Inspection::blame` on at most this many images, reporting progress (`None`: leave it
+    /// empty).
+    #[allow(clippy::type_complexity)]
+    fn inspect_here(
+        &mut self,
+        blame: Option<(usize, &(dyn Fn(usize, usize) + Sync))>,
+    ) -> Result<(Inspection, BnSnapshot)> {
         let running = self.pass(BnMode::EvalRunning, true)?;
         let batch = self.pass(BnMode::EvalBatch, true)?;
         let saved: Vec<BnState> = self.model.bn_layers().iter().map(|b| b.state()).collect();
@@ -112,10 +124,10 @@ impl Trainer {
         let eval_running = pass(running);
         let eval_batch = pass(batch);
         let recalibrated = pass(recal);
-        let blame = if blame {
-            self.blame(&eval_running, &eval_batch)?
-        } else {
-            Vec::new()
+        let total = self.eval_data().0.len();
+        let (blame, blame_samples) = match blame {
+            Some((cap, progress)) => self.blame(&eval_running, &eval_batch, cap.clamp(1, total.max(1)), progress)?,
+            None => (Vec::new(), 0),
         };
         let (mut findings, summary) = self.findings(&layers, &eval_running, &eval_batch, &recalibrated)?;
         findings.extend(blame_findings(&blame));
@@ -138,7 +150,7 @@ impl Trainer {
             eval_batch,
             recalibrated,
             layers: layers.into_iter().map(|l| l.gap).collect(),
-            blame_samples: self.eval_data().0.len(),
+            blame_samples,
             blame,
             diagnosis: findings.join(" "),
             findings,
@@ -150,9 +162,35 @@ impl Trainer {
 
     /// Which layer to blame (`Inspection::blame`): each layer alone, then the first k in forward order, switched to
     /// batch statistics in an evaluation with running statistics (nothing updated; the layers' flags are put back).
-    /// Two evaluations per layer, with the evaluation's own batches, so the last prefix equals `eval_batch`.
-    fn blame(&mut self, running: &InspectPass, batch: &InspectPass) -> Result<Vec<LayerBlame>> {
+    /// Two evaluations per layer, with the evaluation's own batches, on the first `n` images (the all-running and
+    /// all-batch ends evaluated on those too, so the last prefix equals their `eval_batch`). Returns the blame and
+    /// `n`.
+    fn blame(
+        &mut self,
+        running: &InspectPass,
+        batch: &InspectPass,
+        n: usize,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<(Vec<LayerBlame>, usize)> {
         let names: Vec<String> = self.model.bn_layers().iter().map(|b| b.name().to_string()).collect();
+        let all = n >= self.eval_data().0.len();
+        let (running, batch) = if all {
+            (
+                crate::protocol::Metric {
+                    loss: running.loss,
+                    acc: running.acc,
+                },
+                crate::protocol::Metric {
+                    loss: batch.loss,
+                    acc: batch.acc,
+                },
+            )
+        } else {
+            (
+                self.first_images(BnMode::EvalRunning, n)?,
+                self.first_images(BnMode::EvalBatch, n)?,
+            )
+        };
         let share = |run: f32, all: f32, got: f32| {
             let d = all - run;
             if d.abs() < 1e-6 || !d.is_finite() {
@@ -176,19 +214,58 @@ impl Trainer {
         let result = (|| -> Result<()> {
             for (i, name) in names.iter().enumerate() {
                 set(self, &|j| j == i);
-                let alone = self.pass(BnMode::EvalRunning, false)?.metric;
+                let alone = self.first_images(BnMode::EvalRunning, n)?;
                 set(self, &|j| j <= i);
-                let prefix = self.pass(BnMode::EvalRunning, false)?.metric;
+                let prefix = self.first_images(BnMode::EvalRunning, n)?;
                 out.push(LayerBlame {
                     name: name.clone(),
                     alone: figure(alone),
                     prefix: figure(prefix),
                 });
+                progress(i + 1, names.len());
             }
             Ok(())
         })();
         set(self, &|_| false);
-        result.map(|()| out)
+        result.map(|()| (out, n))
+    }
+
+    /// Loss and accuracy of an evaluation of the first `n` evaluated images, in the evaluation's batches: the
+    /// trainer's `pass` (exactly it when `n` is all of them) cut short, for the blame's capped passes.
+    fn first_images(&mut self, mode: BnMode, n: usize) -> Result<crate::protocol::Metric> {
+        if n >= self.eval_data().0.len() {
+            return Ok(self.pass(mode, false)?.metric);
+        }
+        let bs = self.eval_batch_size();
+        let transform = self.cfg.val_transform;
+        // The fields one by one (not `eval_data()`), so that the model can be borrowed mutably beside them.
+        let (data, y) = match &self.val {
+            Some((d, y)) => (d, y),
+            None => (&self.data, &self.y),
+        };
+        let (mut loss_sum, mut correct, mut i) = (0f64, 0usize, 0usize);
+        while i < n {
+            let len = bs.min(n - i);
+            let batch: Vec<u32> = (i as u32..(i + len) as u32).collect();
+            let xb = transform.apply(&data.batch(&batch, &self.device)?, data.normalize)?;
+            let yb = y.narrow(0, i, len)?;
+            let logits = self.model.eval_forward(&xb, mode)?;
+            let loss = crate::model::cross_entropy(&logits, &yb)?
+                .to_dtype(candle_core::DType::F32)?
+                .to_scalar::<f32>()?;
+            loss_sum += loss as f64 * len as f64;
+            let truth = yb.to_vec1::<u32>()?;
+            correct += crate::model::argmax_rows(&logits)?
+                .iter()
+                .zip(&truth)
+                .filter(|(a, b)| a == b)
+                .count();
+            i += len;
+        }
+        Ok(crate::protocol::Metric {
+            loss: (loss_sum / n as f64) as f32,
+            acc: correct as f32 / n as f32,
+        })
     }
 
     /// Whether the inputs are normalised as ImageNet models expect.

@@ -463,8 +463,8 @@ impl App {
         let bn = self.store.bn.as_ref()?;
         let missing = |i: usize| self.store.mean_gap(i) == Some(None);
         let score = |l: &crate::protocol::BnLayerSnapshot| {
-            let mean = super::render::layers::convergence(l.mean_gap);
-            let var = super::render::layers::var_ratio(l).map_or(1.0, |r| 1.0 - (r.max(1.0).log10() / 2.0).min(1.0));
+            let mean = super::gauges::convergence(l.mean_gap);
+            let var = super::gauges::var_ratio(l).map_or(1.0, |r| 1.0 - (r.max(1.0).log10() / 2.0).min(1.0));
             let s = mean.min(var);
             if s.is_nan() {
                 -1.0
@@ -517,12 +517,15 @@ impl App {
             MouseEventKind::Down(MouseButton::Left) if in_layers => {
                 self.focus = Focus::Layers;
                 // Rows: border, the heading, then the layers from the scroll offset.
-                let n = self.store.layer_count();
+                // In the inspect view the rows are in blame order (`gauges::layer_order`).
+                let order = super::gauges::layer_order(&self.store);
+                let n = order.len();
                 let rows = areas.layers.height.saturating_sub(3) as usize;
-                let offset = super::render::layers::scroll_offset(self.selected, n, rows);
+                let at = order.iter().position(|&i| i == self.selected).unwrap_or(0);
+                let offset = super::gauges::scroll_offset(at, n, rows);
                 let row = m.row.saturating_sub(areas.layers.y + 2) as usize;
                 if m.row >= areas.layers.y + 2 && offset + row < n && row < rows {
-                    self.selected = offset + row;
+                    self.selected = order[offset + row];
                     self.channel_offset = 0;
                     self.dirty = true;
                 }
@@ -553,10 +556,12 @@ impl App {
         }
     }
 
+    /// Moves the selection by rows of the layer list (in the inspect view, rows in blame order).
     pub(super) fn select(&mut self, f: impl Fn(usize, usize) -> usize) -> Vec<Command> {
-        let n = self.store.layer_count();
-        let last = n.saturating_sub(1);
-        let next = f(self.selected, last).min(last);
+        let order = super::gauges::layer_order(&self.store);
+        let last = order.len().saturating_sub(1);
+        let at = order.iter().position(|&i| i == self.selected).unwrap_or(0);
+        let next = order.get(f(at, last).min(last)).copied().unwrap_or(0);
         self.dirty = next != self.selected;
         if next != self.selected {
             self.channel_offset = 0;

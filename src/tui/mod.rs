@@ -29,6 +29,7 @@ pub mod diagnosis;
 pub mod fixtures;
 // The number formats live below every front end (`crate::format`); the panels name them `fmt`.
 use crate::format as fmt;
+pub mod gauges;
 pub mod input;
 pub mod keys;
 pub mod render;

@@ -9,8 +9,12 @@ use crate::protocol::{
     BnSlot, BnSnapshot, EndReason, EpochMetrics, Event, EventKind, Inspection, Metric, Refresh, RunInfo, StatsAge,
 };
 
-/// How many epochs the history keeps.
+/// How many of the newest epochs the history keeps exactly (for `z`: the charts' zoom windows).
 pub const HISTORY_CAP: usize = 1000;
+
+/// How many buckets the downsampled whole-run history holds before neighbours merge pairwise (a power of two, so
+/// that the buckets stay aligned to multiples of their width; at least half of it is in use once it has merged).
+pub const SERIES_CAP: usize = 2048;
 
 /// Loss and accuracy as the screen has them. `None` is "not in this log" (a replayed log may lack a pass or one
 /// of its two numbers); a live run has both. NaN is a number that was not finite (a divergence), never a gap in
@@ -80,6 +84,207 @@ pub struct Point {
     pub batch: Val,
 }
 
+impl Point {
+    /// The three curves in the charts' order: train (batch), eval running, eval batch.
+    pub fn curves(&self) -> [Val; 3] {
+        [self.train, self.running, self.batch]
+    }
+}
+
+/// Several epochs' values of one curve: how many the log has, their sum, least and greatest value, and whether
+/// any was NaN/Inf (a divergence is never averaged away). Loss is summed as log10 (the charts' log scale), so the
+/// mean is the geometric mean and one spike does not dominate it; the spike stays in `max`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Agg {
+    /// Values taken (NaN/Inf included).
+    pub n: u32,
+    /// Finite values taken (`sum`, `min`, `max` are of those).
+    pub finite: u32,
+    pub sum: f64,
+    pub min: f32,
+    pub max: f32,
+    pub bad: bool,
+}
+
+impl Default for Agg {
+    fn default() -> Self {
+        Agg {
+            n: 0,
+            finite: 0,
+            sum: 0.0,
+            min: f32::INFINITY,
+            max: f32::NEG_INFINITY,
+            bad: false,
+        }
+    }
+}
+
+impl Agg {
+    /// Takes one value (already on the chart's scale: accuracy, or log10 of the loss).
+    pub fn add(&mut self, v: Option<f32>) {
+        let Some(v) = v else { return };
+        self.n += 1;
+        if !v.is_finite() {
+            self.bad = true;
+            return;
+        }
+        self.finite += 1;
+        self.sum += v as f64;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+    }
+
+    pub fn merge(&mut self, o: &Agg) {
+        self.n += o.n;
+        self.finite += o.finite;
+        self.sum += o.sum;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+        self.bad |= o.bad;
+    }
+
+    /// The mean of the finite values (`None`: none).
+    pub fn mean(&self) -> Option<f32> {
+        (self.finite > 0).then(|| (self.sum / self.finite as f64) as f32)
+    }
+}
+
+/// A value on the chart's scale: accuracy as it is, loss as log10 (floored at 1e-8).
+pub fn on_scale(v: Option<f32>, loss: bool) -> Option<f32> {
+    match (v, loss) {
+        (Some(v), true) if v.is_finite() => Some(v.max(1e-8).log10()),
+        (v, _) => v,
+    }
+}
+
+/// The six curves of a stretch of epochs: `acc[c]`, `loss[c]` for curve `c` of [`Point::curves`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Bucket {
+    pub acc: [Agg; 3],
+    pub loss: [Agg; 3],
+}
+
+impl Bucket {
+    pub fn add(&mut self, p: &Point) {
+        for (c, v) in p.curves().iter().enumerate() {
+            self.acc[c].add(v.acc);
+            self.loss[c].add(on_scale(v.loss, true));
+        }
+    }
+
+    pub fn merge(&mut self, o: &Bucket) {
+        for c in 0..3 {
+            self.acc[c].merge(&o.acc[c]);
+            self.loss[c].merge(&o.loss[c]);
+        }
+    }
+
+    pub fn of(p: &Point) -> Bucket {
+        let mut b = Bucket::default();
+        b.add(p);
+        b
+    }
+}
+
+/// The whole run downsampled: at most [`SERIES_CAP`] buckets of `width` consecutive points each (bucket `i` holds
+/// points `i·width..(i+1)·width`), merged pairwise and the width doubled when full; the newest point is kept
+/// apart (`tail`) until the next arrives, since a re-evaluation (`Refreshed`) may still change it. Its memory and
+/// the cost of drawing it are the same at 100 or 10⁶ epochs; min and max per bucket keep a one-epoch spike.
+#[derive(Clone, Debug, Default)]
+pub struct Series {
+    /// Points per bucket (a power of two).
+    pub width: u64,
+    buckets: Vec<Bucket>,
+    /// Points taken, the tail included.
+    len: u64,
+    tail: Option<Point>,
+    /// The epoch number of the first point (the newest is `tail`).
+    first_epoch: usize,
+}
+
+impl Series {
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn push(&mut self, p: Point) {
+        if self.width == 0 {
+            self.width = 1;
+            self.first_epoch = p.epoch;
+        }
+        if let Some(t) = self.tail.take() {
+            self.fold(&t);
+        }
+        self.tail = Some(p);
+        self.len += 1;
+    }
+
+    /// The newest point (a re-evaluation changes it).
+    pub fn last_mut(&mut self) -> Option<&mut Point> {
+        self.tail.as_mut()
+    }
+
+    pub fn last(&self) -> Option<&Point> {
+        self.tail.as_ref()
+    }
+
+    pub fn first_epoch(&self) -> Option<usize> {
+        (self.len > 0).then_some(self.first_epoch)
+    }
+
+    /// Adds the point after those in the buckets.
+    fn fold(&mut self, p: &Point) {
+        let folded = self.len - 1;
+        if !folded.is_multiple_of(self.width) {
+            if let Some(b) = self.buckets.last_mut() {
+                b.add(p);
+                return;
+            }
+        }
+        if self.buckets.len() == SERIES_CAP {
+            let merged: Vec<Bucket> = self
+                .buckets
+                .chunks(2)
+                .map(|pair| {
+                    let mut b = pair[0];
+                    if let Some(o) = pair.get(1) {
+                        b.merge(o);
+                    }
+                    b
+                })
+                .collect();
+            self.buckets = merged;
+            self.width *= 2;
+            // `folded` is SERIES_CAP·old width: a multiple of the new width, so the point starts a bucket.
+        }
+        self.buckets.push(Bucket::of(p));
+    }
+
+    /// Points `range` (absolute point numbers) summed up; the range's ends are rounded out to whole buckets
+    /// (callers ask for ranges aligned to multiples of `width`).
+    pub fn sum(&self, range: std::ops::Range<u64>) -> Bucket {
+        let mut out = Bucket::default();
+        if self.width == 0 || range.is_empty() {
+            return out;
+        }
+        let a = (range.start / self.width) as usize;
+        let b = (range.end.div_ceil(self.width) as usize).min(self.buckets.len());
+        for bk in self.buckets.get(a..b).unwrap_or_default() {
+            out.merge(bk);
+        }
+        if let Some(t) = &self.tail {
+            if range.contains(&(self.len - 1)) {
+                out.add(t);
+            }
+        }
+        out
+    }
+}
+
 /// A key press (or trainer event) marked on the time axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mark {
@@ -88,40 +293,66 @@ pub struct Mark {
     pub symbol: char,
 }
 
-/// Bounded epoch history plus event marks, indexed by absolute point number.
+/// The epoch history: the whole run downsampled ([`Series`]), the newest [`HISTORY_CAP`] points exactly (a replay:
+/// those up to the cursor), event marks, all indexed by absolute point number (0: the run's first epoch).
 #[derive(Clone, Debug, Default)]
 pub struct History {
+    /// The whole run (shared with the replay's timeline, which builds it as the log is read).
+    pub series: Arc<Series>,
+    /// Exact points (for `z`'s windows): the newest, or in a replay those up to the cursor.
     pub points: VecDeque<Point>,
     /// Absolute index of `points[0]`.
     pub first: u64,
     pub marks: VecDeque<Mark>,
+    /// A replay: the cursor's point, marked on the charts (the panels show its epoch).
+    pub cursor: Option<u64>,
 }
 
 impl History {
     /// Absolute index the next point will get.
     pub fn next_index(&self) -> u64 {
+        self.series.len()
+    }
+
+    /// One past the newest exact point (the cursor's, in a replay).
+    pub fn points_end(&self) -> u64 {
         self.first + self.points.len() as u64
     }
 
     pub(crate) fn push(&mut self, p: Point) {
+        Arc::make_mut(&mut self.series).push(p);
+        self.push_exact(p);
+    }
+
+    /// Adds a point to the exact window only (a replay's window up to the cursor; the series is the timeline's).
+    pub(crate) fn push_exact(&mut self, p: Point) {
         if self.points.len() == HISTORY_CAP {
             self.points.pop_front();
             self.first += 1;
-            while self.marks.front().is_some_and(|m| m.index < self.first) {
-                self.marks.pop_front();
-            }
         }
         self.points.push_back(p);
     }
 
+    /// The newest point changed (a re-evaluation).
+    pub(crate) fn set_last(&mut self, f: impl Fn(&mut Point)) {
+        if let Some(p) = self.points.back_mut() {
+            f(p);
+        }
+        if let Some(p) = Arc::make_mut(&mut self.series).last_mut() {
+            f(p);
+        }
+    }
+
     pub(crate) fn mark(&mut self, symbol: char) {
-        let m = Mark {
-            index: self.next_index(),
-            symbol,
-        };
+        self.mark_at(self.next_index(), symbol);
+    }
+
+    pub(crate) fn mark_at(&mut self, index: u64, symbol: char) {
+        let m = Mark { index, symbol };
         if self.marks.back() != Some(&m) {
             self.marks.push_back(m);
-            if self.marks.len() > HISTORY_CAP {
+            // Marks are kept for the whole run, up to a bound (several share a column at a million epochs).
+            if self.marks.len() > 4 * HISTORY_CAP {
                 self.marks.pop_front();
             }
         }
@@ -304,10 +535,11 @@ impl Store {
                 m.predictions_running = Some(r.predictions_running);
                 m.predictions_batch = Some(r.predictions_batch);
                 m.eval_ema = r.eval_ema;
-                if let Some(p) = self.history.points.back_mut() {
-                    p.running = r.eval_running.into();
-                    p.batch = r.eval_batch.into();
-                }
+                let (running, batch) = (r.eval_running.into(), r.eval_batch.into());
+                self.history.set_last(|p| {
+                    p.running = running;
+                    p.batch = batch;
+                });
             }
             _ => {
                 let info = self.info.as_deref();

@@ -261,6 +261,31 @@ impl Theme {
             "┊"
         }
     }
+    /// A chart cell whose epochs range wider than its bar (the column's mean) shows: shaded behind the bar, or
+    /// underlined without colour.
+    pub fn spread(&self, style: Style) -> Style {
+        if self.color {
+            style.bg(Color::Indexed(238))
+        } else {
+            style.add_modifier(Modifier::UNDERLINED)
+        }
+    }
+    /// The cursor's column in a chart cell with no bar (a replay).
+    pub fn cursor_bar(&self) -> &'static str {
+        if self.ascii {
+            "|"
+        } else {
+            "│"
+        }
+    }
+    /// The cursor's epoch on the charts' time axis (a replay).
+    pub fn cursor_mark(&self) -> &'static str {
+        if self.ascii {
+            "^"
+        } else {
+            "▲"
+        }
+    }
     pub fn nan_cell(&self) -> &'static str {
         if self.ascii {
             "x"

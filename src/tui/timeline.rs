@@ -8,24 +8,202 @@ use std::sync::Arc;
 use crate::logfile::{self as replay, Record, Span};
 use crate::protocol::{BnLayerInfo, BnLayerSnapshot, BnSnapshot, RunInfo, StatsAge};
 
-use super::store::{Point, Shown, Store, Val};
+use super::store::{History, Point, Series, Shown, Store, Val};
 
-/// One epoch of the shown log.
+/// One epoch of the shown log, packed (128 bytes: a million-epoch log keeps 128 MB of them, against the ~350 of
+/// a [`Shown`] with its `Option`s and vectors; `tests/tui_replay.rs` pins the size). Its figures are exact; its
+/// `bn` record and predictions are read again from the file by span when the cursor comes here (or, for records
+/// read with their arrays, kept in `full`).
 #[derive(Clone, Debug)]
 pub struct Entry {
+    /// 1-based epoch number.
+    pub epoch: u64,
     /// Index into [`Timeline::runs`].
-    pub run: usize,
-    pub shown: Shown,
-    /// `None`: the log has neither `t` nor a momentum to tell how far the running statistics have moved.
-    pub age: Option<StatsAge>,
-    /// This epoch's `bn` record, if the log has one.
-    pub bn: Option<Arc<BnSnapshot>>,
-    /// Per layer of `bn`: the log has no mean gap, no variance gap (neither the gap nor the arrays to compute it).
-    pub gaps_missing: Vec<(bool, bool)>,
-    /// A lite record's place in the file: the `bn` record and the epoch record (its predictions), read again when
-    /// the cursor comes here.
-    pub bn_span: Option<Span>,
-    pub predictions_at: Option<Span>,
+    pub run: u32,
+    /// Which optional fields are present (`HAS_*`), and `cumulative`.
+    flags: u16,
+    step: u64,
+    momentum: f64,
+    step_ms: f64,
+    /// acc, loss of train, eval running, eval batch.
+    figures: [f32; 6],
+    ema: [f32; 2],
+    /// The running statistics' age: `t`, `init_weight`, `constant_momentum`.
+    age_t: u64,
+    age_w: f64,
+    age_m: f64,
+    /// The `bn` record's and the epoch record's (its predictions') place in the file.
+    bn_at: u64,
+    pred_at: u64,
+    bn_len: u32,
+    pred_len: u32,
+    /// A `bn` record and predictions read with their arrays (no file to read them again from).
+    full: Option<Box<Full>>,
+}
+
+/// What a record read with its arrays adds to an [`Entry`].
+#[derive(Clone, Debug, Default)]
+struct Full {
+    bn: Option<Arc<BnSnapshot>>,
+    gaps_missing: Vec<(bool, bool)>,
+    predictions_running: Option<Vec<Vec<f32>>>,
+    predictions_batch: Option<Vec<Vec<f32>>>,
+}
+
+const HAS_STEP: u16 = 1 << 6;
+const HAS_MOMENTUM: u16 = 1 << 7;
+const HAS_STEP_MS: u16 = 1 << 8;
+const HAS_EMA: u16 = 1 << 9;
+const CUMULATIVE: u16 = 1 << 10;
+const HAS_AGE: u16 = 1 << 11;
+const HAS_AGE_M: u16 = 1 << 12;
+const HAS_BN_SPAN: u16 = 1 << 13;
+const HAS_PRED_SPAN: u16 = 1 << 14;
+
+impl Entry {
+    fn new(run: usize, s: Shown, age: Option<StatsAge>, predictions_at: Option<Span>) -> Entry {
+        let mut flags = 0u16;
+        let mut figures = [0f32; 6];
+        for (i, v) in [s.train, s.eval_running, s.eval_batch].iter().enumerate() {
+            for (j, x) in [v.acc, v.loss].into_iter().enumerate() {
+                if let Some(x) = x {
+                    figures[2 * i + j] = x;
+                    flags |= 1 << (2 * i + j);
+                }
+            }
+        }
+        let mut set = |bit: u16, on: bool| {
+            if on {
+                flags |= bit
+            }
+        };
+        set(HAS_STEP, s.step.is_some());
+        set(HAS_MOMENTUM, s.momentum.is_some());
+        set(HAS_STEP_MS, s.step_ms.is_some());
+        set(HAS_EMA, s.eval_ema.is_some());
+        set(CUMULATIVE, s.cumulative);
+        set(HAS_AGE, age.is_some());
+        set(HAS_AGE_M, age.is_some_and(|a| a.constant_momentum.is_some()));
+        set(HAS_PRED_SPAN, predictions_at.is_some());
+        let full = (s.predictions_running.is_some() || s.predictions_batch.is_some()).then(|| {
+            Box::new(Full {
+                predictions_running: s.predictions_running,
+                predictions_batch: s.predictions_batch,
+                ..Full::default()
+            })
+        });
+        let ema = s.eval_ema.map_or([0.0; 2], |m| [m.loss, m.acc]);
+        let pred = predictions_at.unwrap_or(Span { offset: 0, len: 0 });
+        Entry {
+            epoch: s.epoch as u64,
+            run: run as u32,
+            flags,
+            step: s.step.unwrap_or(0) as u64,
+            momentum: s.momentum.unwrap_or(0.0),
+            step_ms: s.step_ms.unwrap_or(0.0),
+            figures,
+            ema,
+            age_t: age.map_or(0, |a| a.t),
+            age_w: age.map_or(0.0, |a| a.init_weight),
+            age_m: age.and_then(|a| a.constant_momentum).unwrap_or(0.0),
+            bn_at: 0,
+            pred_at: pred.offset,
+            bn_len: 0,
+            pred_len: pred.len,
+            full,
+        }
+    }
+
+    fn has(&self, bit: u16) -> bool {
+        self.flags & bit != 0
+    }
+
+    fn val(&self, i: usize) -> Val {
+        let f = |j: usize| self.has(1 << (2 * i + j)).then_some(self.figures[2 * i + j]);
+        Val { acc: f(0), loss: f(1) }
+    }
+
+    /// The epoch as the screen shows it (the predictions only where read with their arrays).
+    pub fn shown(&self) -> Shown {
+        let full = self.full.as_deref();
+        Shown {
+            epoch: self.epoch as usize,
+            step: self.has(HAS_STEP).then_some(self.step as usize),
+            momentum: self.has(HAS_MOMENTUM).then_some(self.momentum),
+            cumulative: self.has(CUMULATIVE),
+            train: self.val(0),
+            eval_running: self.val(1),
+            eval_batch: self.val(2),
+            predictions_running: full.and_then(|f| f.predictions_running.clone()),
+            predictions_batch: full.and_then(|f| f.predictions_batch.clone()),
+            step_ms: self.has(HAS_STEP_MS).then_some(self.step_ms),
+            eval_ema: self.has(HAS_EMA).then_some(crate::protocol::Metric {
+                loss: self.ema[0],
+                acc: self.ema[1],
+            }),
+        }
+    }
+
+    /// The epoch as a point of the charts.
+    pub fn point(&self) -> Point {
+        Point {
+            epoch: self.epoch as usize,
+            train: self.val(0),
+            running: self.val(1),
+            batch: self.val(2),
+        }
+    }
+
+    /// How far the running statistics have moved (`None`: the log has neither `t` nor a momentum to tell).
+    pub fn age(&self) -> Option<StatsAge> {
+        self.has(HAS_AGE).then_some(StatsAge {
+            t: self.age_t,
+            init_weight: self.age_w,
+            constant_momentum: self.has(HAS_AGE_M).then_some(self.age_m),
+        })
+    }
+
+    /// This epoch's `bn` record, read with its arrays.
+    pub fn bn(&self) -> Option<&Arc<BnSnapshot>> {
+        self.full.as_ref()?.bn.as_ref()
+    }
+
+    /// Per layer of [`Entry::bn`]: the log has no mean gap, no variance gap.
+    pub fn gaps_missing(&self) -> &[(bool, bool)] {
+        self.full.as_ref().map_or(&[], |f| &f.gaps_missing)
+    }
+
+    /// Where this epoch's `bn` record is in the file (a lite record).
+    pub fn bn_span(&self) -> Option<Span> {
+        self.has(HAS_BN_SPAN).then_some(Span {
+            offset: self.bn_at,
+            len: self.bn_len,
+        })
+    }
+
+    /// Where this epoch's record is, to read its predictions again (a lite record).
+    pub fn predictions_at(&self) -> Option<Span> {
+        self.has(HAS_PRED_SPAN).then_some(Span {
+            offset: self.pred_at,
+            len: self.pred_len,
+        })
+    }
+
+    fn has_bn(&self) -> bool {
+        self.bn().is_some() || self.has(HAS_BN_SPAN)
+    }
+
+    fn set_bn(&mut self, bn: Arc<BnSnapshot>, gaps_missing: Vec<(bool, bool)>) {
+        let full = self.full.get_or_insert_with(Default::default);
+        full.bn = Some(bn);
+        full.gaps_missing = gaps_missing;
+    }
+
+    fn set_bn_span(&mut self, span: Span) {
+        self.flags |= HAS_BN_SPAN;
+        self.bn_at = span.offset;
+        self.bn_len = span.len;
+    }
 }
 
 /// One run of the shown log (a file may hold several: a restart, a second `fit`).
@@ -33,6 +211,10 @@ pub struct Entry {
 pub struct LogRun {
     pub info: Arc<RunInfo>,
     pub run: replay::Run,
+    /// Its first entry.
+    pub first: usize,
+    /// Its epochs downsampled, for the charts (built as they are read).
+    pub series: Arc<Series>,
 }
 
 /// An event of the log, placed before the entry that followed it.
@@ -225,11 +407,12 @@ impl Timeline {
                     layers: Some(layers),
                     ..
                 } => replay::add_means(&mut self.means, file, files, *epoch, layers),
+                // Only a ranked view compares `bn` records across files (the shown file's are in its entries).
                 Record::Bn {
                     epoch,
                     layers: None,
                     span,
-                } => {
+                } if files > 1 => {
                     if self.bn_spans.len() < files {
                         self.bn_spans.resize(files, Default::default());
                     }
@@ -246,7 +429,7 @@ impl Timeline {
             match rec {
                 Record::Run(run) => {
                     if !self.runs.is_empty() {
-                        let epoch = self.entries.last().map_or(0, |e| e.shown.epoch as u64);
+                        let epoch = self.entries.last().map_or(0, |e| e.epoch);
                         self.events.push(LogEvent {
                             at: self.entries.len(),
                             epoch,
@@ -262,6 +445,8 @@ impl Timeline {
                     self.runs.push(LogRun {
                         info: Arc::new(run_info(&run)),
                         run: *run,
+                        first: self.entries.len(),
+                        series: Default::default(),
                     });
                 }
                 Record::Epoch(e) => {
@@ -271,28 +456,22 @@ impl Timeline {
                     let run = &self.runs[r].run;
                     let shown = shown(&e, run);
                     self.age = next_age(self.age, &e, run);
-                    self.entries.push(Entry {
-                        run: r,
-                        shown,
-                        age: self.age,
-                        bn: None,
-                        gaps_missing: Vec::new(),
-                        bn_span: None,
-                        predictions_at: (e.has_predictions && e.predictions_running.is_none()).then_some(e.span),
-                    });
+                    let at = (e.has_predictions && e.predictions_running.is_none()).then_some(e.span);
+                    let entry = Entry::new(r, shown, self.age, at);
+                    Arc::make_mut(&mut self.runs[r].series).push(entry.point());
+                    self.entries.push(entry);
                     grew = true;
                 }
                 Record::Bn { epoch, layers, span } => {
                     // The `bn` record follows its `epoch` record.
                     if let Some(last) = self.entries.last_mut() {
-                        if last.shown.epoch as u64 == epoch && last.bn.is_none() && last.bn_span.is_none() {
+                        if last.epoch == epoch && !last.has_bn() {
                             match layers {
                                 Some(layers) => {
-                                    let (snap, missing) = snapshot(epoch, last.age, &layers);
-                                    last.bn = Some(Arc::new(snap));
-                                    last.gaps_missing = missing;
+                                    let (snap, missing) = snapshot(epoch, last.age(), &layers);
+                                    last.set_bn(Arc::new(snap), missing);
                                 }
-                                None => last.bn_span = Some(span),
+                                None => last.set_bn_span(span),
                             }
                         }
                     }
@@ -407,12 +586,12 @@ impl Timeline {
             store.warnings.clear();
             return;
         };
-        let run = &self.runs[cur.run];
+        let run = &self.runs[cur.run as usize];
         let path = self.files.first().and_then(|f| f.path.as_deref());
         store.info = Some(run.info.clone());
         store.phase = super::store::Phase::Running;
-        let mut shown = cur.shown.clone();
-        if let (Some(span), Some(path)) = (cur.predictions_at, path) {
+        let mut shown = cur.shown();
+        if let (Some(span), Some(path)) = (cur.predictions_at(), path) {
             // A lite record: the predictions of the epoch on screen, read again.
             if let Some(Record::Epoch(e)) = replay::reread(path, span) {
                 let full = self::shown(&e, &run.run);
@@ -421,17 +600,17 @@ impl Timeline {
             }
         }
         store.latest = Some(Box::new(shown));
-        store.age = cur.age;
-        store.bn = cur.bn.clone();
-        store.bn_gaps_missing = cur.gaps_missing.clone();
-        if let (Some(span), Some(path)) = (cur.bn_span, path) {
+        store.age = cur.age();
+        store.bn = cur.bn().cloned();
+        store.bn_gaps_missing = cur.gaps_missing().to_vec();
+        if let (Some(span), Some(path)) = (cur.bn_span(), path) {
             if let Some(Record::Bn {
                 epoch,
                 layers: Some(layers),
                 ..
             }) = replay::reread(path, span)
             {
-                let (snap, missing) = snapshot(epoch, cur.age, &layers);
+                let (snap, missing) = snapshot(epoch, cur.age(), &layers);
                 store.bn = Some(Arc::new(snap));
                 store.bn_gaps_missing = missing;
             }
@@ -445,57 +624,55 @@ impl Timeline {
             let span = self
                 .bn_spans
                 .get(self.detail)
-                .and_then(|m| m.get(&(cur.shown.epoch as u64)));
+                .and_then(|m| m.get(&cur.epoch));
             if let Some(Record::Bn {
                 epoch,
                 layers: Some(layers),
                 ..
             }) = file.zip(span).and_then(|(p, s)| replay::reread(p, *s))
             {
-                let (snap, missing) = snapshot(epoch, cur.age, &layers);
+                let (snap, missing) = snapshot(epoch, cur.age(), &layers);
                 store.bn = Some(Arc::new(snap));
                 store.bn_gaps_missing = missing;
             }
         }
-        store.history = Default::default();
         store.diverged = None;
         store.warnings.clear();
         store.rank_spread = self.rank_spread();
-        let first = self.entries[..=self.cursor]
-            .iter()
-            .rposition(|e| e.run != cur.run)
-            .map_or(0, |i| i + 1);
-        // The events before the history's window still count (a divergence, a warning); the history itself keeps
-        // the newest HISTORY_CAP epochs, so that showing an epoch costs the same at 100 or 10⁶ of them.
-        let window = (self.cursor + 1 - first).saturating_sub(super::store::HISTORY_CAP) + first;
+        // The charts: the cursor's whole run (downsampled as it was read, so that showing an epoch costs the same
+        // at 100 or 10⁶ of them) with the cursor marked, and the newest HISTORY_CAP epochs up to the cursor
+        // exactly (for `z`).
+        let first = run.first;
+        let end = self
+            .runs
+            .get(cur.run as usize + 1)
+            .map_or(self.entries.len(), |r| r.first);
+        let window = (self.cursor + 1).saturating_sub(super::store::HISTORY_CAP).max(first);
+        let mut h = History {
+            series: run.series.clone(),
+            first: (window - first) as u64,
+            cursor: Some((self.cursor - first) as u64),
+            ..History::default()
+        };
+        for e in &self.entries[window..=self.cursor] {
+            h.push_exact(e.point());
+        }
+        store.history = h;
+        // Every event of the run is marked; those up to the cursor's epoch, and what happened right after it (the
+        // state it changed is on screen), count (a divergence, a warning).
         let from = self.events.partition_point(|e| e.at <= first);
-        let mut evs = self.events[from..].iter().peekable();
-        while let Some(e) = evs.next_if(|e| e.at <= window) {
-            self.apply_event(e, store, false);
-        }
-        for i in window..=self.cursor {
-            while let Some(e) = evs.next_if(|e| e.at <= i) {
-                self.apply_event(e, store, true);
+        for e in self.events[from..].iter().take_while(|e| e.at <= end) {
+            if let Some(sym) = e.symbol() {
+                store.history.mark_at((e.at - first) as u64, sym);
             }
-            let s = &self.entries[i].shown;
-            store.history.push(Point {
-                epoch: s.epoch,
-                train: s.train,
-                running: s.eval_running,
-                batch: s.eval_batch,
-            });
-        }
-        // What happened right after the cursor's epoch (the state it changed is on screen).
-        while let Some(e) = evs.next_if(|e| e.at == self.cursor + 1) {
-            self.apply_event(e, store, true);
+            if e.at <= self.cursor + 1 {
+                self.apply_event(e, store);
+            }
         }
     }
 
-    /// An event's effect on the screen; `mark`: it is inside the history's window, so it gets its mark.
-    fn apply_event(&self, e: &LogEvent, store: &mut Store, mark: bool) {
-        if let Some(sym) = e.symbol().filter(|_| mark) {
-            store.history.mark(sym);
-        }
+    /// An event's effect on the screen.
+    fn apply_event(&self, e: &LogEvent, store: &mut Store) {
         match e.what.as_str() {
             "diverged" => {
                 let v: serde_json::Value = serde_json::from_str(&e.value).unwrap_or(serde_json::Value::Null);
@@ -521,7 +698,7 @@ impl Timeline {
         if !self.ranked() {
             return None;
         }
-        let epoch = self.current().map(|e| e.shown.epoch as u64);
+        let epoch = self.current().map(|e| e.epoch);
         if let Some(found) = replay::spread_at(&self.means, epoch) {
             return Some(found);
         }

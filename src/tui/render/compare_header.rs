@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
 use crate::compare::percent;
-use crate::tui::fmt;
+use crate::format as fmt;
 use crate::tui::theme::{Theme, Tone};
 
 /// One run's line.

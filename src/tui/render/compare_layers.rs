@@ -94,7 +94,7 @@ impl Widget for LayersPanel<'_> {
         let offset = self.offset.min(names.len().saturating_sub(1));
         for (row, name) in names.iter().enumerate().skip(offset).take(body_h) {
             let y = inner.y + (row - offset) as u16;
-            let shown = crate::tui::fmt::truncate(name, name_w, t.ellipsis());
+            let shown = crate::format::truncate(name, name_w, t.ellipsis());
             buf.set_stringn(inner.x, y, format!("{shown:<name_w$}"), name_w, t.label());
             for (k, c) in cols.iter().enumerate() {
                 let x = inner.x + (name_w + 1 + k * CELL) as u16;

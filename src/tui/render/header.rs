@@ -394,7 +394,7 @@ fn eval_line<'a>(app: &App, width: usize) -> Line<'a> {
     }
     if let Some(tl) = &app.log {
         // Only what the log says.
-        if let Some(run) = tl.current().and_then(|e| tl.runs.get(e.run)).map(|r| &r.run) {
+        if let Some(run) = tl.current().and_then(|e| tl.runs.get(e.run as usize)).map(|r| &r.run) {
             if let Some(b) = run.batch_size {
                 parts.push((format!("batch {b}"), 4));
             }

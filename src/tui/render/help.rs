@@ -148,11 +148,13 @@ fn lines<'a>(app: &App, area: Rect) -> Vec<Line<'a>> {
     // The legend of the symbols on screen, as far as there is room.
     let (rm, bm, both) = th.markers();
     let legend = format!(
-        "{} headline evaluation, {rm} running, {bm} batch, {both} both, {} zero; (col. means): each column averages \
-         its epochs. Events row: e eval mode, m momentum, u cumulative, r reset, c recalibrate, R restart, ! diverged. \
-         Gauges: mean, how close running is to batch (1 - |r-b|/|b|); var, how many times apart.",
+        "{} headline evaluation, {rm} running, {bm} batch, {both} both, {} zero. Charts: the whole run, each column's \
+         bar the mean of its epochs, shaded where their min and max spread wider; a replay's cursor reversed, {} under \
+         it. Events row: e eval mode, m momentum, u cumulative, r reset, c recalibrate, R restart, ! diverged. Gauges: \
+         mean, how close running is to batch (1 - |r-b|/|b|); var, how many times apart.",
         th.left_mark(),
-        th.axis()
+        th.axis(),
+        th.cursor_mark()
     );
     for l in wrap(&legend, w.saturating_sub(3) as usize) {
         lines.push(Line::from(Span::styled(format!(" {l}"), th.dim())));

@@ -1,8 +1,10 @@
-//! Accuracy and loss history: one-row sparklines on a shared time axis, with event marks. The whole bounded
-//! history is shown, several epochs per column once it outgrows the width (see `Window` and `Aggregate`).
+//! Accuracy and loss history: one-row sparklines on a shared time axis, with event marks. The whole run is shown
+//! (or, with `z`, its last epochs), several epochs per column once it outgrows the width: each column's bar is the
+//! mean of its epochs, shaded where their min and max spread wider (see `Window` and `spark`); in a replay the
+//! cursor's column is drawn reversed and marked in the events row.
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
-use ratatui::style::Style;
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
@@ -11,7 +13,7 @@ use crate::protocol::{EvalMode, EvalOn};
 use super::{panel, put, title_span};
 use crate::format as fmt;
 use crate::tui::app::App;
-use crate::tui::store::{Point, Val};
+use crate::tui::store::{on_scale, Agg, History, Val};
 use crate::tui::theme::Theme;
 
 const ACC_LABEL_W: u16 = 14;
@@ -19,10 +21,11 @@ const ACC_VALUE_W: u16 = 9;
 const LOSS_LABEL_W: u16 = 14;
 const LOSS_VALUE_W: u16 = 8;
 
-/// The visible window. The whole bounded history (up to [`HISTORY_CAP`](crate::tui::store::HISTORY_CAP)
-/// epochs) is shown: one epoch per column while it fits, else `per_col` epochs per column. Buckets are
-/// aligned to multiples of `per_col` in absolute point numbers, so that a column keeps its epochs while
-/// new ones arrive (only the newest column changes, and everything moves left once per `per_col` epochs).
+/// The visible window: the whole run (from the history's downsampled [`Series`](crate::tui::store::Series)) or,
+/// with `z`, its last N epochs (up to the cursor, in a replay) from the exact points. One epoch per column while it
+/// fits, else `per_col` epochs per column. Buckets are aligned to multiples of `per_col` in absolute point numbers
+/// (and, over the whole run, `per_col` is a multiple of the series' bucket width), so that a column keeps its
+/// epochs while new ones arrive (only the newest column changes, and everything moves left once per `per_col`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
     /// Epochs per column (1 early in a run).
@@ -31,27 +34,31 @@ pub struct Window {
     pub cols: usize,
     /// Columns available.
     pub width: u16,
-    /// Absolute point number where column 0's bucket starts (may precede the oldest point kept).
+    /// Absolute point number where column 0's bucket starts (may precede the first point shown).
     pub abs0: u64,
-    /// Absolute number of the oldest point shown (`History::first`).
+    /// Absolute number of the first point shown.
     first: u64,
-    /// One past the newest point.
+    /// One past the newest point shown.
     end: u64,
+    /// The columns come from the series' buckets (the whole run), not from the exact points (a zoom).
+    whole: bool,
 }
 
 impl Window {
     /// The window for the app's history in `width` columns.
     pub fn new(app: &App, width: u16) -> Window {
         let h = &app.store.history;
-        let end = h.next_index();
-        // `z`: only the last N epochs.
-        let first = match app.zoom {
-            Some(n) => h.first.max(end.saturating_sub(n)),
-            None => h.first,
+        // `z`: only the last N epochs (up to the cursor, in a replay), from the exact points.
+        let (first, end, whole) = match app.zoom {
+            Some(n) => {
+                let end = h.points_end();
+                (h.first.max(end.saturating_sub(n)), end, false)
+            }
+            None => (0, h.next_index(), true),
         };
         let w = width as u64;
         // A mark that waits for its first point needs a column too.
-        let pending = h.marks.back().is_some_and(|m| m.index >= end);
+        let pending = h.marks.back().is_some_and(|m| m.index >= end) && end == h.next_index();
         let last = if pending { end } else { end.saturating_sub(1) };
         let empty = Window {
             per_col: 1,
@@ -60,15 +67,17 @@ impl Window {
             abs0: first,
             first,
             end,
+            whole,
         };
         if w == 0 || (end == first && !pending) {
             return empty;
         }
-        // The fewest epochs per column whose aligned buckets fit.
+        // The fewest epochs per column whose aligned buckets fit (over the whole run, whole series buckets).
+        let unit = if whole { h.series.width.max(1) } else { 1 };
         let span = last + 1 - first;
-        let mut k = span.div_ceil(w).max(1);
+        let mut k = span.div_ceil(w).max(1).div_ceil(unit) * unit;
         while last / k - first / k + 1 > w {
-            k += 1;
+            k += unit;
         }
         let abs0 = first / k * k;
         Window {
@@ -78,13 +87,17 @@ impl Window {
             abs0,
             first,
             end,
+            whole,
         }
     }
 
-    /// The oldest point shown and the newest (with `z`, the window's first epoch, not the history's).
-    pub fn ends<'a>(&self, h: &'a crate::tui::store::History) -> Option<(&'a Point, &'a Point)> {
+    /// The epoch numbers of the first point shown and of the newest.
+    pub fn ends(&self, h: &History) -> Option<(usize, usize)> {
+        if self.whole {
+            return Some((h.series.first_epoch()?, h.series.last()?.epoch));
+        }
         let first = h.points.get(self.first.checked_sub(h.first)? as usize)?;
-        Some((first, h.points.back()?))
+        Some((first.epoch, h.points.back()?.epoch))
     }
 
     /// Absolute point numbers in column `j` (empty for a column with no points).
@@ -103,42 +116,55 @@ impl Window {
     }
 }
 
-/// How a column sums up the epochs of its bucket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Aggregate {
-    /// Accuracy: the bucket's mean, so that a curve that flips between 0.333 and 1.0 shows as the fraction of
-    /// epochs it was right (the last value alone would pick one of them at random).
-    Mean,
-    /// Loss on the log scale: the mean of log10(loss) (the geometric mean), matching the axis; an arithmetic
-    /// mean would let one spike dominate the bucket. Returned as log10.
-    MeanLog10,
+/// One column of one curve: its epochs' values summed up (`Agg::n == 0`: the log has none of them).
+fn column_agg(h: &History, win: &Window, j: usize, curve: usize, loss: bool) -> Agg {
+    let r = win.bucket(j);
+    if r.is_empty() {
+        return Agg::default();
+    }
+    if win.whole {
+        let b = h.series.sum(r);
+        return if loss { b.loss[curve] } else { b.acc[curve] };
+    }
+    let mut a = Agg::default();
+    for p in h.points.range((r.start - h.first) as usize..(r.end - h.first) as usize) {
+        let v = p.curves()[curve];
+        a.add(on_scale(if loss { v.loss } else { v.acc }, loss));
+    }
+    a
 }
 
-/// One value per shown column: `Some(None)` where any epoch of the bucket is NaN/Inf (a divergence is never
-/// averaged away), `None` where the log has none of the bucket's values.
-fn columns(app: &App, win: &Window, get: impl Fn(&Point) -> Option<f32>, how: Aggregate) -> Vec<Option<Option<f32>>> {
+/// What a column draws: `None` where the log has none of its values; else the mean of the finite ones and their
+/// least and greatest (on the chart's scale), or `bad` where any epoch of it is NaN/Inf (a divergence is never
+/// averaged away).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Col {
+    mean: f32,
+    min: f32,
+    max: f32,
+    bad: bool,
+}
+
+fn columns(app: &App, win: &Window, curve: usize, loss: bool) -> Vec<Option<Col>> {
     let h = &app.store.history;
     (0..win.cols)
         .map(|j| {
-            let r = win.bucket(j);
-            if r.is_empty() {
-                return Some(None);
+            let a = column_agg(h, win, j, curve, loss);
+            if a.bad || (a.n > 0 && a.finite == 0) {
+                return Some(Col {
+                    mean: f32::NAN,
+                    min: f32::NAN,
+                    max: f32::NAN,
+                    bad: true,
+                });
             }
-            let pts = h.points.range((r.start - h.first) as usize..(r.end - h.first) as usize);
-            let mut sum = 0f64;
-            let mut n = 0u64;
-            for p in pts {
-                let Some(v) = get(p) else { continue };
-                n += 1;
-                if !v.is_finite() {
-                    return Some(None);
-                }
-                sum += match how {
-                    Aggregate::Mean => v as f64,
-                    Aggregate::MeanLog10 => (v.max(1e-8) as f64).log10(),
-                };
-            }
-            (n > 0).then_some(Some((sum / n as f64) as f32))
+            let mean = a.mean()?;
+            Some(Col {
+                mean,
+                min: a.min,
+                max: a.max,
+                bad: false,
+            })
         })
         .collect()
 }
@@ -148,7 +174,6 @@ struct Curve {
     label: &'static str,
     style: Style,
     latest: Option<Val>,
-    get: fn(&Point) -> Val,
     headline: bool,
 }
 
@@ -168,34 +193,34 @@ fn curves(app: &App) -> [Curve; 3] {
             label: "train (batch)",
             style: th.train(),
             latest: latest.map(|m| m.train),
-            get: |p| p.train,
             headline: false,
         },
         Curve {
             label: if val { "val running" } else { "eval running" },
             style: th.running(),
             latest: latest.map(|m| m.eval_running),
-            get: |p| p.running,
             headline: head == EvalMode::Running,
         },
         Curve {
             label: if val { "val batch" } else { "eval batch" },
             style: th.batch(),
             latest: latest.map(|m| m.eval_batch),
-            get: |p| p.batch,
             headline: head == EvalMode::Batch,
         },
     ]
 }
 
-/// Draws one sparkline row at `(x, y)` from column values; `level` maps a value to `Some(0..=1)`. Columns the log
-/// has no value for stay empty; a curve the log lacks altogether says so.
+/// Draws one sparkline row at `(x, y)` from column values; `level` maps a value to `Some(0..=1)`. A column's bar
+/// is its mean; where its epochs range wider than the bar shows (min and max more than one step of the bar apart:
+/// a spike or a dip among many epochs), the cell is shaded ([`Theme::spread`]). Columns the log has no value for
+/// stay empty; a curve the log lacks altogether says so. The cursor's column (a replay) is drawn reversed.
 fn spark(
     th: &Theme,
-    values: &[Option<Option<f32>>],
+    values: &[Option<Col>],
     (x, y, width): (u16, u16, u16),
     style: Style,
     level: impl Fn(f32) -> Option<f32>,
+    cursor: Option<usize>,
     buf: &mut Buffer,
 ) {
     let levels = th.spark_levels();
@@ -203,16 +228,24 @@ fn spark(
         buf.set_stringn(x, y, fmt::MISSING, width as usize, th.dim());
         return;
     }
+    let step = |v: f32| level(v).map(|l| (l.clamp(0.0, 1.0) * (levels.len() - 1) as f32).round() as usize);
     for (j, v) in values.iter().enumerate() {
         let Some(v) = v else { continue };
-        let (sym, st) = match v.and_then(&level) {
-            Some(v) => {
-                let i = (v.clamp(0.0, 1.0) * (levels.len() - 1) as f32).round() as usize;
-                (levels[i], style)
+        let (sym, st) = match (v.bad, step(v.mean)) {
+            (false, Some(i)) => {
+                let wide = matches!((step(v.min), step(v.max)), (Some(lo), Some(hi)) if hi - lo >= 2);
+                (levels[i], if wide { th.spread(style) } else { style })
             }
-            None => (th.nan_cell(), th.tone(crate::tui::theme::Tone::Bad)),
+            _ => (th.nan_cell(), th.tone(crate::tui::theme::Tone::Bad)),
         };
         put(buf, x + j as u16, y, sym, st);
+    }
+    if let Some(c) = cursor.filter(|&c| c < width as usize) {
+        let cell = &mut buf[(x + c as u16, y)];
+        if cell.symbol() == " " {
+            cell.set_symbol(th.cursor_bar());
+        }
+        cell.modifier.insert(Modifier::REVERSED);
     }
 }
 
@@ -235,6 +268,21 @@ fn events_row(th: &Theme, app: &App, win: &Window, x: u16, y: u16, buf: &mut Buf
         let mut s = [0u8; 4];
         put(buf, x + col as u16, y, m.symbol.encode_utf8(&mut s), th.mark());
     }
+    // A replay: the cursor's epoch (the one the panels show) marked under its column; on an event's mark, the
+    // mark is reversed instead.
+    if let Some(c) = cursor_col(app, win) {
+        let cell = &mut buf[(x + c as u16, y)];
+        if cell.symbol() == th.dot() {
+            put(buf, x + c as u16, y, th.cursor_mark(), th.key());
+        } else {
+            cell.modifier.insert(Modifier::REVERSED);
+        }
+    }
+}
+
+/// The cursor's column (a replay), if it is shown.
+fn cursor_col(app: &App, win: &Window) -> Option<usize> {
+    win.column(app.store.history.cursor?).filter(|&c| c < win.cols)
 }
 
 /// The time axis under the sparklines: the first epoch shown at the left, the last one under the newest
@@ -243,8 +291,8 @@ fn axis_row(th: &Theme, app: &App, win: &Window, x: u16, y: u16, buf: &mut Buffe
     let Some((first, last)) = win.ends(&app.store.history) else {
         return;
     };
-    let first = first.epoch.to_string();
-    let last = last.epoch.to_string();
+    let first = first.to_string();
+    let last = last.to_string();
     let end = x + win.cols as u16;
     buf.set_string(x, y, &first, th.dim());
     let lx = end.saturating_sub(last.len() as u16);
@@ -326,7 +374,7 @@ fn render_accuracy(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
     if no_axis && win.per_col > 1 {
         if let Some((a, b)) = win.ends(&app.store.history) {
             title.push(Span::styled(
-                format!("{sep}epochs {}{}{}, {}/col ", a.epoch, th.dash(), b.epoch, win.per_col),
+                format!("{sep}epochs {}{}{}, {}/col ", a, th.dash(), b, win.per_col),
                 th.dim(),
             ));
         }
@@ -343,9 +391,16 @@ fn render_accuracy(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
         }
         let label_style = if c.headline { th.strong() } else { th.label() };
         buf.set_stringn(inner.x, y, c.label, ACC_LABEL_W as usize - 1, label_style);
-        let get = c.get;
-        let values = columns(app, win, |p| get(p).acc, Aggregate::Mean);
-        spark(th, &values, (xs, y, win.width), c.style, acc_level, buf);
+        let values = columns(app, win, i, false);
+        spark(
+            th,
+            &values,
+            (xs, y, win.width),
+            c.style,
+            acc_level,
+            cursor_col(app, win),
+            buf,
+        );
         let mut spans = vec![value_span(
             c.latest.and_then(|m| m.acc).map_or("–".into(), fmt::acc),
             c.style,
@@ -372,22 +427,17 @@ fn render_loss(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
     let block = panel(th, title_span(th, "loss (log scale)"));
     let inner = block.inner(area);
     block.render(area, buf);
-    // One log scale for the three curves over the columns shown (of the values drawn, i.e. bucket means).
+    // One log scale for the three curves over the columns shown: from the least to the greatest loss of any
+    // epoch shown (each column's min and max), so that a spike is on the scale, not averaged into it.
     let cs = curves(app);
-    let values: Vec<Vec<Option<Option<f32>>>> = cs
-        .iter()
-        .map(|c| {
-            let get = c.get;
-            columns(app, win, |p| get(p).loss, Aggregate::MeanLog10)
-        })
-        .collect();
+    let values: Vec<Vec<Option<Col>>> = (0..cs.len()).map(|i| columns(app, win, i, true)).collect();
     let (lo, hi) = values
         .iter()
         .flatten()
         .flatten()
-        .flatten()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
+        .filter(|c| !c.bad)
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), c| {
+            (lo.min(c.min), hi.max(c.max))
         });
     let level = move |l: f32| -> Option<f32> {
         if hi - lo < 1e-6 {
@@ -403,7 +453,15 @@ fn render_loss(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
             return;
         }
         buf.set_stringn(inner.x, y, c.label, LOSS_LABEL_W as usize - 1, th.label());
-        spark(th, values, (xs, y, win.width), c.style, level, buf);
+        spark(
+            th,
+            values,
+            (xs, y, win.width),
+            c.style,
+            level,
+            cursor_col(app, win),
+            buf,
+        );
         let text = c.latest.and_then(|m| m.loss).map_or("–".into(), fmt::loss);
         buf.set_stringn(xv, y, format!("{text:>7}"), LOSS_VALUE_W as usize, c.style);
     }
@@ -420,9 +478,16 @@ fn render_loss(app: &App, area: Rect, win: &Window, buf: &mut Buffer) {
             th.arrow(),
             fmt::loss(10f32.powf(hi))
         );
-        // Several epochs per column: the range is of the columns' geometric means (see `Aggregate`).
-        if win.per_col > 1 && text.chars().count() + 13 <= win.width as usize {
-            text.push_str(" (col. means)");
+        // Several epochs per column: a bar is its column's geometric mean; shaded where its epochs spread wider.
+        if win.per_col > 1 {
+            // The range is of every epoch shown (min to max); the bars are the columns' means.
+            let more = [" (bars: col. means, shaded: wider min–max)", " (bars: means)"];
+            if let Some(m) = more
+                .iter()
+                .find(|m| text.chars().count() + m.chars().count() <= win.width as usize)
+            {
+                text.push_str(m);
+            }
         }
         buf.set_stringn(inner.x, y, "scale", LOSS_LABEL_W as usize, th.dim());
         buf.set_stringn(xs, y, text, win.width as usize, th.dim());

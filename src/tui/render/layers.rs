@@ -9,16 +9,8 @@ use crate::protocol::BnLayerSnapshot;
 use super::{panel, put, title_span};
 use crate::format as fmt;
 use crate::tui::app::{App, Focus};
+use crate::tui::gauges::{blame_rows, convergence, layer_order, scroll_offset, var_ratio, BlameRow};
 use crate::tui::theme::{Theme, Tone};
-
-/// `1 − min(1, gap)`: how close the running stats are to the batch stats (NaN stays NaN).
-pub fn convergence(gap: f32) -> f32 {
-    if gap.is_nan() {
-        f32::NAN
-    } else {
-        1.0 - gap.clamp(0.0, 1.0)
-    }
-}
 
 /// A convergence gauge: a bar coloured red→green and ` 95 %` (or `NaN`, or `–` without data).
 /// Takes `width` cells: the bar gets `width − 6`.
@@ -46,24 +38,6 @@ impl Widget for ConvergenceGauge<'_> {
 
 /// A gauge's text where the log lacks its data (the panel's title explains it: "n/a: not in this log").
 pub const NOT_IN_LOG: &str = "n/a";
-
-/// How far apart the running and the batch variances are, as the typical factor between them over the channels:
-/// `exp(mean_c |ln(running_c / batch_c)|)` (1 = equal, 94 = 94 times apart either way), over channels where both
-/// are finite and positive. Variances differ by factors, so a ratio reads better than a difference: a layer whose
-/// running variance is still near its start of 1 while the batch's is 0.01 is "94×", not a dead 0 %.
-pub fn var_ratio(l: &BnLayerSnapshot) -> Option<f32> {
-    let logs: Vec<f64> = l
-        .running_var
-        .iter()
-        .zip(&l.batch_var)
-        .filter(|(r, b)| r.is_finite() && b.is_finite() && **r > 0.0 && **b > 0.0)
-        .map(|(r, b)| (*r as f64 / *b as f64).ln().abs())
-        .collect();
-    if logs.is_empty() {
-        return None;
-    }
-    Some((logs.iter().sum::<f64>() / logs.len() as f64).exp() as f32)
-}
 
 /// `12×`, `1.3×`, `2e3×`.
 pub fn ratio_text(r: f32) -> String {
@@ -127,14 +101,6 @@ fn bar(th: &Theme, area: Rect, buf: &mut Buffer, frac: f32, style: ratatui::styl
         put(buf, area.x + i as u16, y, sym, st);
     }
     buf.set_stringn(area.x + bar_w, y, text, text_w as usize, style);
-}
-
-/// First visible row so that the selection stays in view, centred when it can be.
-pub fn scroll_offset(selected: usize, len: usize, rows: usize) -> usize {
-    if len <= rows || rows == 0 {
-        return 0;
-    }
-    selected.saturating_sub(rows / 2).min(len - rows)
 }
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
@@ -205,8 +171,21 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             th.dim(),
         ));
     }
+    // The inspect view: rows by blame (see `gauges::blame_rows`), with the blame instead of the gauges.
+    let blame = blame_rows(&app.store);
+    if blame.is_some() {
+        title.insert(
+            1,
+            Span::styled(
+                format!("{}by blame (b: loss gap share) ", th.sep().trim_start()),
+                th.key(),
+            ),
+        );
+    }
+    let order = layer_order(&app.store);
     let inner_rows = area.height.saturating_sub(3) as usize;
-    let offset = scroll_offset(app.selected, n, inner_rows);
+    let at = order.iter().position(|&i| i == app.selected).unwrap_or(0);
+    let offset = scroll_offset(at, n, inner_rows);
     let right = (n > inner_rows && inner_rows > 0).then(|| {
         format!(
             " {}{}{} of {n} ",
@@ -262,6 +241,11 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         (true, false) => "var close",
         _ => var_h,
     };
+    let (mean_h, var_h) = match (&blame, gauge_w >= 17) {
+        (Some(_), true) => ("b alone (only it)", "b first k (to it)"),
+        (Some(_), false) => ("b alone", "b first k"),
+        (None, _) => (mean_h, var_h),
+    };
     buf.set_stringn(xg1, inner.y, mean_h, gauge_w as usize, th.label());
     buf.set_stringn(xg2, inner.y, var_h, gauge_w as usize, th.label());
     let xr = xg2 + gauge_w + 1;
@@ -269,7 +253,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         buf.set_stringn(xr, inner.y, "ranks", rank_w as usize, th.label());
     }
     let no_batch = app.store.no_batch_yet();
-    for (row, i) in (offset..n).take(inner_rows).enumerate() {
+    for (row, pos) in (offset..n).take(inner_rows).enumerate() {
+        let i = order.get(pos).copied().unwrap_or(pos);
         let y = inner.y + 1 + row as u16;
         let selected = i == app.selected;
         let line_area = Rect::new(inner.x, y, inner.width, 1);
@@ -291,6 +276,12 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         };
         if let Some(words) = nothing {
             buf.set_stringn(xg1, y, words, inner.right().saturating_sub(xg1) as usize, th.dim());
+            continue;
+        }
+        if let Some(rows) = &blame {
+            let b = rows.iter().find(|r| r.layer == i);
+            let var_w = gauge_w.min(inner.right().saturating_sub(xg2));
+            blame_cells(th, buf, b, (xg1, xg2, y), (gauge_w, var_w));
             continue;
         }
         ConvergenceGauge {
@@ -330,6 +321,33 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             buf.set_stringn(xr, y, format!("{text:>7}"), rank_w as usize, style);
         }
     }
+}
+
+/// One row of the inspect view: the share of the loss gap closed by the layer alone, and by the first k layers up to
+/// it (` 5 ▇▇▇░ 73 %`: k, then the share), as bars (shares outside 0..1 are written as they are, the bar clamped).
+fn blame_cells(th: &Theme, buf: &mut Buffer, b: Option<&BlameRow>, (x1, x2, y): (u16, u16, u16), (w1, w2): (u16, u16)) {
+    let Some(b) = b else {
+        buf.set_stringn(x1, y, "not blamed (not reached)", (w1 + w2 + 2) as usize, th.dim());
+        return;
+    };
+    let cell = |v: f32| -> (String, f32, ratatui::style::Style) {
+        if v.is_finite() {
+            (
+                format!("{:.0} %", v * 100.0),
+                v.clamp(0.0, 1.0),
+                th.ramp(1.0 - v.clamp(0.0, 1.0)),
+            )
+        } else {
+            ("–".to_string(), 0.0, th.dim())
+        }
+    };
+    let (text, frac, style) = cell(b.alone);
+    bar(th, Rect::new(x1, y, w1, 1), buf, frac, style, &text);
+    let k = format!("{:>2} ", b.k);
+    buf.set_stringn(x2, y, &k, w2 as usize, th.dim());
+    let kw = (k.len() as u16).min(w2);
+    let (text, frac, style) = cell(b.prefix);
+    bar(th, Rect::new(x2 + kw, y, w2 - kw, 1), buf, frac, style, &text);
 }
 
 /// Draws `running` and `batch` markers on a `width`-cell axis spanning `[lo, hi]`.
