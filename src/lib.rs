@@ -20,6 +20,7 @@ pub mod data;
 #[cfg(feature = "train")]
 pub mod device;
 pub mod error;
+pub mod export;
 pub mod files;
 pub mod framework;
 pub mod headless;
@@ -38,6 +39,7 @@ pub mod optim;
 pub mod outcome;
 #[cfg(feature = "train")]
 pub mod outputs;
+pub mod prefs;
 #[cfg(feature = "train")]
 pub mod profile;
 pub mod protocol;

@@ -258,9 +258,17 @@ fn newest_common_spread(printers: &[(PathBuf, Printer)]) -> Option<(u64, Vec<(f6
 /// Waits for a file that does not exist yet, starts over when the file is truncated or replaced (a new run, a
 /// rotation), says once why a file cannot be shown and waits for it to be replaced, and keeps following until a
 /// signal (exit 128 + n). The first look at a file that is there but cannot be shown is exit 2, as for `replay`.
-pub fn watch_headless(path: &Path, stop: impl Fn() -> Option<i32>) -> Result<i32> {
+///
+/// `csv`: the `--csv` table, a row an epoch as it is printed (flushed each time; a run written anew starts at run 1
+/// again, its earlier rows stay).
+pub fn watch_headless(
+    path: &Path,
+    mut csv: Option<crate::export::Table>,
+    stop: impl Fn() -> Option<i32>,
+) -> Result<i32> {
     let mut follower = Follower::new(path);
     let shown = follower.shown().to_string();
+    let mut rows = crate::export::Rows::new(&shown);
     let mut out = std::io::stdout().lock();
     let mut printer = Printer::new(&shown, true);
     let mut first = true;
@@ -281,6 +289,7 @@ pub fn watch_headless(path: &Path, stop: impl Fn() -> Option<i32>) -> Result<i32
                 Followed::Following => say!("bnscope watch: following {shown}"),
                 Followed::StartingOver { replaced } => {
                     printer = Printer::new(&shown, true);
+                    rows.restart();
                     say!(
                         "bnscope watch: {shown} was {}; starting over",
                         if replaced { "replaced" } else { "truncated" }
@@ -305,6 +314,10 @@ pub fn watch_headless(path: &Path, stop: impl Fn() -> Option<i32>) -> Result<i32
                     for rec in &records {
                         if let Some(line) = printer.record(rec) {
                             say!("{line}");
+                        }
+                        if let (Some(t), Some(row)) = (csv.as_mut(), rows.record(rec)) {
+                            t.write(&row)?;
+                            t.flush()?;
                         }
                     }
                 }
