@@ -426,7 +426,7 @@ pub const BINDINGS: &[Binding] = &[
         Action::Export,
         &[Key::Char('x')],
         "export: the screen as text (.txt) and the charts as SVG (.svg), into the current directory",
-        hint("export", 2),
+        hint("export", 0),
         false,
     ),
     b(
