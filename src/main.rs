@@ -107,9 +107,24 @@ fn run(cli: cli::Cli) -> Result<i32> {
                     w.files.len()
                 )));
             };
-            let csv = csv_table(&w.view, &w.files)?;
+            let mut csv = csv_table(&w.view, &w.files)?;
+            let mut rows = bnscope::export::Rows::new(&shown(file));
+            // A row an epoch as it is printed, flushed each time; a log written anew starts at run 1 again.
+            let each = |rec: Option<&bnscope::logfile::Record>| {
+                let Some(t) = csv.as_mut() else { return Ok(()) };
+                match rec {
+                    None => rows.restart(),
+                    Some(r) => {
+                        if let Some(row) = rows.record(r) {
+                            t.write(&row)?;
+                            t.flush()?;
+                        }
+                    }
+                }
+                Ok(())
+            };
             let signals = signals::install(None)?;
-            return bnscope::logfile::watch_headless(file, csv, || signals.try_recv().ok());
+            return bnscope::logfile::watch_headless(file, each, || signals.try_recv().ok());
         }
         let csv = csv_table(&w.view, &w.files)?;
         let code = watch_tui(w, pace, &prefs)?;

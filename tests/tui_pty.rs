@@ -76,6 +76,11 @@ impl Session {
         cmd.cwd(dir.path());
         cmd.env("TERM", "xterm-256color");
         cmd.env_remove("NO_COLOR");
+        // A UTF-8 locale and no config file of the user's (#27: either would change what is drawn).
+        cmd.env("LANG", "C.UTF-8");
+        cmd.env_remove("LC_ALL");
+        cmd.env_remove("LC_CTYPE");
+        cmd.env("XDG_CONFIG_HOME", dir.path());
         for (k, v) in envs {
             cmd.env(k, v);
         }

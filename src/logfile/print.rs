@@ -259,16 +259,14 @@ fn newest_common_spread(printers: &[(PathBuf, Printer)]) -> Option<(u64, Vec<(f6
 /// rotation), says once why a file cannot be shown and waits for it to be replaced, and keeps following until a
 /// signal (exit 128 + n). The first look at a file that is there but cannot be shown is exit 2, as for `replay`.
 ///
-/// `csv`: the `--csv` table, a row an epoch as it is printed (flushed each time; a run written anew starts at run 1
-/// again, its earlier rows stay).
+/// `each`: every record as it is read, and `None` when the file starts over (`--csv` writes its rows there).
 pub fn watch_headless(
     path: &Path,
-    mut csv: Option<crate::export::Table>,
+    mut each: impl FnMut(Option<&Record>) -> Result<()>,
     stop: impl Fn() -> Option<i32>,
 ) -> Result<i32> {
     let mut follower = Follower::new(path);
     let shown = follower.shown().to_string();
-    let mut rows = crate::export::Rows::new(&shown);
     let mut out = std::io::stdout().lock();
     let mut printer = Printer::new(&shown, true);
     let mut first = true;
@@ -289,7 +287,7 @@ pub fn watch_headless(
                 Followed::Following => say!("bnscope watch: following {shown}"),
                 Followed::StartingOver { replaced } => {
                     printer = Printer::new(&shown, true);
-                    rows.restart();
+                    each(None)?;
                     say!(
                         "bnscope watch: {shown} was {}; starting over",
                         if replaced { "replaced" } else { "truncated" }
@@ -315,10 +313,7 @@ pub fn watch_headless(
                         if let Some(line) = printer.record(rec) {
                             say!("{line}");
                         }
-                        if let (Some(t), Some(row)) = (csv.as_mut(), rows.record(rec)) {
-                            t.write(&row)?;
-                            t.flush()?;
-                        }
+                        each(Some(rec))?;
                     }
                 }
             }
