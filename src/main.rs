@@ -452,8 +452,7 @@ fn tui_options(p: &bnscope::prefs::Prefs) -> bnscope::tui::TuiOptions {
         mouse: p.mouse.value,
         notice: match &p.ascii.from {
             Source::Locale(why) => Some(format!(
-                "drawing in ASCII: the locale ({why}) is not UTF-8; --ascii off with `ascii = false` in the config \
-                 file"
+                "locale {why} is not UTF-8: drawing in ASCII (config.toml: ascii = false)"
             )),
             _ => None,
         },
