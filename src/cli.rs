@@ -67,6 +67,17 @@ pub enum Cmd {
     Completions(CompletionsArgs),
     /// Print bnscope's man page (roff): `bnscope man > ~/.local/share/man/man1/bnscope.1`, then `man bnscope`.
     Man,
+    /// Print the effective preferences (ascii, mouse, fps, pace, theme, keys) and where each came from: the
+    /// defaults, the config file ($XDG_CONFIG_HOME/bnscope/config.toml, else ~/.config/bnscope/config.toml), the
+    /// environment (BNSCOPE_ASCII, BNSCOPE_MOUSE, BNSCOPE_FPS, BNSCOPE_PACE, BNSCOPE_THEME, NO_COLOR), flags.
+    Config(ConfigArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConfigArgs {
+    /// Without the config file: what the defaults and the environment give.
+    #[arg(long)]
+    pub no_config: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -149,6 +160,13 @@ pub struct LogViewArgs {
     /// TUI: no mouse (the terminal's own selection works then).
     #[arg(long)]
     pub no_mouse: bool,
+    /// Also write the per-epoch table to FILE as CSV (one row an epoch and run; a new file, never one that exists;
+    /// a TUI watch writes it when it ends).
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Start without the config file (~/.config/bnscope/config.toml): defaults, environment and flags only.
+    #[arg(long)]
+    pub no_config: bool,
 }
 
 impl LogViewArgs {
@@ -325,14 +343,18 @@ pub struct RunArgs {
     pub pause_at: Option<usize>,
     /// TUI: most redraws per second for training progress (keys always redraw at once). 5 keeps the screen
     /// under 5 KB/s over SSH at 120×40.
-    #[arg(long, default_value_t = 5, value_name = "N")]
-    pub fps: u32,
+    /// [default: 5, or the config file's `fps`]
+    #[arg(long, value_name = "N")]
+    pub fps: Option<u32>,
     /// TUI: no mouse (clicks select layers, the wheel scrolls and zooms); the terminal's own selection works then.
     #[arg(long)]
     pub no_mouse: bool,
     /// TUI: draw without braille or block characters.
     #[arg(long)]
     pub ascii: bool,
+    /// Start without the config file (~/.config/bnscope/config.toml): defaults, environment and flags only.
+    #[arg(long)]
+    pub no_config: bool,
     /// The flags `--scenario` filled in (not given on the command line), for notices that name the lesson.
     #[arg(skip)]
     pub lesson_filled: Vec<&'static str>,
@@ -486,8 +508,8 @@ impl RunArgs {
             )));
         }
         self.validate_evaluation()?;
-        if self.fps == 0 || self.fps > 60 {
-            return Err(usage(format!("--fps {}: must be between 1 and 60", self.fps)));
+        if let Some(fps) = self.fps.filter(|&f| f == 0 || f > 60) {
+            return Err(usage(format!("--fps {fps}: must be between 1 and 60")));
         }
         Ok(())
     }

@@ -21,6 +21,7 @@ pub mod data;
 #[cfg(feature = "train")]
 pub mod device;
 pub mod error;
+pub mod export;
 pub mod files;
 pub mod format;
 pub mod framework;
@@ -40,6 +41,7 @@ pub mod optim;
 pub mod outcome;
 #[cfg(feature = "train")]
 pub mod outputs;
+pub mod prefs;
 #[cfg(feature = "train")]
 pub mod profile;
 pub mod protocol;

@@ -13,11 +13,6 @@ use bnscope::trainer::{Resume, TrainConfig, Trainer};
 use bnscope::{bench, checkpoint, data, device, headless, log::JsonlLog, weights};
 use bnscope::{signals, terminal};
 
-/// Epochs a second in the TUI unless `--pace` says otherwise: at full speed the tiny preset's running statistics
-/// converge by themselves within seconds, before a newcomer has read the screen. At 7 the default run's catch-up
-/// (about 400 epochs at momentum 0.99) takes about a minute.
-#[cfg(feature = "train")]
-const DEFAULT_TUI_PACE: f64 = 7.0;
 /// The epoch the TUI pauses after to explain the screen: the seed's moment.
 #[cfg(feature = "train")]
 const DEFAULT_PAUSE_AT: usize = 5;
@@ -64,16 +59,41 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: cli::Cli) -> Result<i32> {
+    if let Some(Cmd::Config(c)) = &cli.command {
+        let flags = bnscope::prefs::Flags {
+            no_config: c.no_config,
+            ..Default::default()
+        };
+        let p = bnscope::prefs::load(&flags)?;
+        let env = bnscope::prefs::process_env;
+        let looked_at = bnscope::prefs::config_path(env("XDG_CONFIG_HOME").as_deref(), env("HOME").as_deref())
+            .filter(|_| !c.no_config);
+        print!("{}", bnscope::prefs::report(&p, looked_at.as_deref()));
+        return Ok(0);
+    }
     if let Some(Cmd::Compare(c)) = &cli.command {
         c.view.pace()?;
         compare_checks(&c.files)?;
+        let prefs = view_prefs(&c.view)?;
+        if !c.follow {
+            write_csv(&c.view, &c.files)?;
+        }
         if log_headless(&c.view) {
             return bnscope::compare::run_headless(&c.files);
         }
-        return compare_tui(&c.files, c.follow, &c.view);
+        let csv = if c.follow { csv_table(&c.view, &c.files)? } else { None };
+        let code = compare_tui(&c.files, c.follow, &prefs)?;
+        if let Some(mut t) = csv {
+            // Following: the table of what the logs hold when the view ends.
+            let present: Vec<_> = c.files.iter().filter(|f| f.exists()).cloned().collect();
+            bnscope::export::write_logs(&mut t, &present)?;
+        }
+        return Ok(code);
     }
     if let Some(Cmd::Replay(r)) = &cli.command {
-        let pace = r.view.pace()?;
+        r.view.pace()?;
+        let prefs = view_prefs(&r.view)?;
+        let pace = log_pace(&prefs);
         if not_ranks(&r.files)? {
             if r.epoch.is_some() {
                 return Err(usage(
@@ -81,10 +101,11 @@ fn run(cli: cli::Cli) -> Result<i32> {
                 ));
             }
             compare_checks(&r.files)?;
+            write_csv(&r.view, &r.files)?;
             if log_headless(&r.view) {
                 return bnscope::compare::run_headless(&r.files);
             }
-            return compare_tui(&r.files, false, &r.view);
+            return compare_tui(&r.files, false, &prefs);
         }
         if log_headless(&r.view) {
             distinct_logs(&r.files)?;
@@ -101,12 +122,16 @@ fn run(cli: cli::Cli) -> Result<i32> {
                     return Err(usage(format!("--epoch {e}: {} has no epoch {e}", shown(&r.files[0]))));
                 }
             }
+            write_csv(&r.view, &r.files)?;
             return bnscope::logfile::run_headless(&r.files);
         }
-        return replay_tui(r, pace);
+        write_csv(&r.view, &r.files)?;
+        return replay_tui(r, pace, &prefs);
     }
     if let Some(Cmd::Watch(w)) = &cli.command {
-        let pace = w.view.pace()?;
+        w.view.pace()?;
+        let prefs = view_prefs(&w.view)?;
+        let pace = log_pace(&prefs);
         if log_headless(&w.view) {
             let [file] = w.files.as_slice() else {
                 return Err(usage(format!(
@@ -114,14 +139,38 @@ fn run(cli: cli::Cli) -> Result<i32> {
                     w.files.len()
                 )));
             };
+            let mut csv = csv_table(&w.view, &w.files)?;
+            let mut rows = bnscope::export::Rows::new(&shown(file));
+            // A row an epoch as it is printed, flushed each time; a log written anew starts at run 1 again.
+            let each = |rec: Option<&bnscope::logfile::Record>| {
+                let Some(t) = csv.as_mut() else { return Ok(()) };
+                match rec {
+                    None => rows.restart(),
+                    Some(r) => {
+                        if let Some(row) = rows.record(r) {
+                            t.write(&row)?;
+                            t.flush()?;
+                        }
+                    }
+                }
+                Ok(())
+            };
             let signals = signals::install(None)?;
-            return bnscope::logfile::watch_headless(file, || signals.try_recv().ok());
+            return bnscope::logfile::watch_headless(file, each, || signals.try_recv().ok());
         }
-        if not_ranks(&w.files)? {
+        let csv = csv_table(&w.view, &w.files)?;
+        let code = if not_ranks(&w.files)? {
             compare_checks(&w.files)?;
-            return compare_tui(&w.files, true, &w.view);
+            compare_tui(&w.files, true, &prefs)?
+        } else {
+            watch_tui(w, pace, &prefs)?
+        };
+        if let Some(mut t) = csv {
+            // The table of what the logs hold when the watch ends (a log that never appeared: no rows).
+            let present: Vec<_> = w.files.iter().filter(|f| f.exists()).cloned().collect();
+            bnscope::export::write_logs(&mut t, &present)?;
         }
-        return watch_tui(w, pace);
+        return Ok(code);
     }
     if let Some(Cmd::Completions(c)) = &cli.command {
         bnscope::about::completions(c.shell, bnscope::cli::command())?;
@@ -130,6 +179,18 @@ fn run(cli: cli::Cli) -> Result<i32> {
     if let Some(Cmd::Man) = &cli.command {
         bnscope::about::man(bnscope::cli::command())?;
         return Ok(0);
+    }
+    #[cfg(feature = "train")]
+    if cli.command.is_none() {
+        // A training run's TUI: the config file's preferences (a bad file stops here, exit 2).
+        let a = &cli.run;
+        bnscope::prefs::load(&bnscope::prefs::Flags {
+            ascii: a.ascii,
+            no_mouse: a.no_mouse,
+            fps: a.fps,
+            pace: a.pace,
+            no_config: a.no_config,
+        })?;
     }
     train(cli)
 }
@@ -287,7 +348,10 @@ fn train(cli: cli::Cli) -> Result<i32> {
         Some(p) if p > 0.0 => Some(p),
         Some(_) => None,
         None if headless => None,
-        None => Some(DEFAULT_TUI_PACE),
+        // The config file's or the environment's pace, else 7 (`prefs::DEFAULT_PACE`: at full speed the tiny
+        // preset's running statistics converge within seconds, before a newcomer has read the screen); 0 is full
+        // speed.
+        None => Some(bnscope::prefs::current().pace.value).filter(|&p| p > 0.0),
     };
     // The log is opened last, so that a bad flag or file never creates one; it is only ever appended to (or, with
     // --overwrite-log, emptied).
@@ -383,17 +447,63 @@ fn run_inspect(
     Ok(0)
 }
 
+/// `--csv FILE`: the table created (checked against the logs and refused when it exists), or `None`.
+fn csv_table(v: &cli::LogViewArgs, logs: &[std::path::PathBuf]) -> Result<Option<bnscope::export::Table>> {
+    v.csv
+        .as_deref()
+        .map(|p| bnscope::export::Table::create("--csv", p, logs))
+        .transpose()
+}
+
+/// `replay --csv FILE`: the whole table, written before the logs are shown.
+fn write_csv(v: &cli::LogViewArgs, logs: &[std::path::PathBuf]) -> Result<()> {
+    if let Some(mut t) = csv_table(v, logs)? {
+        bnscope::export::write_logs(&mut t, logs)?;
+    }
+    Ok(())
+}
+
 /// `replay`/`watch` print lines instead of the TUI: asked to, or stdout is not a terminal, or TERM=dumb (no notice:
 /// piping a replay is as ordinary as piping `git log`).
 fn log_headless(v: &cli::LogViewArgs) -> bool {
     v.headless || !std::io::stdout().is_terminal() || dumb_terminal()
 }
 
-fn log_tui_options(v: &cli::LogViewArgs) -> bnscope::tui::TuiOptions {
-    bnscope::tui::TuiOptions {
+/// The preferences of `replay`/`watch` (config file, environment, their flags); the key table installed.
+fn view_prefs(v: &cli::LogViewArgs) -> Result<bnscope::prefs::Prefs> {
+    bnscope::prefs::load(&bnscope::prefs::Flags {
         ascii: v.ascii,
-        no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
-        mouse: !v.no_mouse,
+        no_mouse: v.no_mouse,
+        fps: None,
+        pace: v.pace,
+        no_config: v.no_config,
+    })
+}
+
+/// Playback pace: the flag's, the environment's or the config file's (whose 0, full speed for a live run, is the
+/// fastest playback here).
+fn log_pace(p: &bnscope::prefs::Prefs) -> f64 {
+    match p.pace.value {
+        x if x > 0.0 => x,
+        _ => cli::MAX_PACE,
+    }
+}
+
+/// The TUI's look from the preferences; the locale's switch to ASCII is said once in the status line.
+fn tui_options(p: &bnscope::prefs::Prefs) -> bnscope::tui::TuiOptions {
+    use bnscope::prefs::{Source, ThemeName};
+    bnscope::tui::TuiOptions {
+        fps: p.fps.value,
+        ascii: p.ascii.value,
+        no_color: p.theme.value == ThemeName::Mono,
+        colorblind: p.theme.value == ThemeName::Colorblind,
+        mouse: p.mouse.value,
+        notice: match &p.ascii.from {
+            Source::Locale(why) => Some(format!(
+                "locale {why} is not UTF-8: drawing in ASCII (config.toml: ascii = false)"
+            )),
+            _ => None,
+        },
         ..Default::default()
     }
 }
@@ -470,11 +580,11 @@ fn compare_checks(files: &[std::path::PathBuf]) -> Result<()> {
 
 /// The compare view in the TUI: a first look at each file (a replay: what is not a log is exit 2), then one
 /// follower thread per file.
-fn compare_tui(files: &[std::path::PathBuf], follow: bool, view: &cli::LogViewArgs) -> Result<i32> {
+fn compare_tui(files: &[std::path::PathBuf], follow: bool, prefs: &bnscope::prefs::Prefs) -> Result<i32> {
     // The first look refuses what cannot be shown; the view then reads each file from its start with its own
     // followers (what the first look read is in the timeline of the one-run view, which compare does not use).
     first_look(files, follow)?;
-    let opts = log_tui_options(view);
+    let opts = tui_options(prefs);
     let theme = bnscope::tui::theme::Theme::new(opts.ascii, opts.no_color);
     let names = files.iter().map(|p| (shown(p), Some(p.clone()))).collect();
     let v = bnscope::tui::compare::CompareView::new(names, theme, follow);
@@ -540,7 +650,7 @@ fn first_look(
 /// `bnscope replay FILE…` in the TUI: a first look at every file (what is not a log: exit 2), then the screen
 /// opens at once while the rest is read in the background (a long log shows its first epochs within a second).
 /// `--epoch N` reads the whole first file first, to open there.
-fn replay_tui(r: &cli::ReplayArgs, pace: f64) -> Result<i32> {
+fn replay_tui(r: &cli::ReplayArgs, pace: f64, prefs: &bnscope::prefs::Prefs) -> Result<i32> {
     use bnscope::logfile::Followed;
     let (mut tl, mut followers) = first_look(&r.files, false)?;
     if let Some(e) = r.epoch {
@@ -577,13 +687,13 @@ fn replay_tui(r: &cli::ReplayArgs, pace: f64) -> Result<i32> {
         pace,
         once: true,
     };
-    let out = bnscope::tui::run_log(source, signals, log_tui_options(&r.view))?;
+    let out = bnscope::tui::run_log(source, signals, tui_options(prefs))?;
     Ok(out.exit_status())
 }
 
 /// `bnscope watch FILE…` in the TUI: a first look at each file before the screen opens (a file that is there but
 /// is not a bnscope log: exit 2), then one follower thread per file.
-fn watch_tui(w: &cli::WatchArgs, pace: f64) -> Result<i32> {
+fn watch_tui(w: &cli::WatchArgs, pace: f64, prefs: &bnscope::prefs::Prefs) -> Result<i32> {
     let (tl, followers) = first_look(&w.files, true)?;
     let signals = signals::install(None)?;
     let source = bnscope::tui::LogSource {
@@ -592,7 +702,7 @@ fn watch_tui(w: &cli::WatchArgs, pace: f64) -> Result<i32> {
         pace,
         once: false,
     };
-    let out = bnscope::tui::run_log(source, signals, log_tui_options(&w.view))?;
+    let out = bnscope::tui::run_log(source, signals, tui_options(prefs))?;
     Ok(out.exit_status())
 }
 
@@ -608,7 +718,13 @@ fn relaunch(lesson: &str, a: &cli::RunArgs) -> Result<i32> {
         .or_else(|| std::env::args_os().next().map(std::path::PathBuf::from))
         .ok_or_else(|| anyhow::anyhow!("cannot start the lesson {lesson}: where is the bnscope binary?"))?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["--scenario", lesson, "--device", &a.device, "--fps", &a.fps.to_string()]);
+    cmd.args(["--scenario", lesson, "--device", &a.device]);
+    if let Some(fps) = a.fps {
+        cmd.args(["--fps", &fps.to_string()]);
+    }
+    if a.no_config {
+        cmd.arg("--no-config");
+    }
     if a.ascii {
         cmd.arg("--ascii");
     }
@@ -654,16 +770,13 @@ fn run_tui(
     handle: std::thread::JoinHandle<()>,
 ) -> Result<Outcome> {
     let opts = bnscope::tui::TuiOptions {
-        fps: a.fps,
-        ascii: a.ascii,
-        no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
         data_label: a
             .data
             .as_ref()
             .map(|d| terminal::printable(&d.display().to_string()).into_owned())
             .unwrap_or_else(|| "embedded seed3".into()),
         checkpoint: a.checkpoint.as_ref().map(|c| c.display().to_string()),
-        mouse: !a.no_mouse,
+        ..tui_options(&bnscope::prefs::current())
     };
     let out = bnscope::tui::run(link, signals, opts)?;
     // The trainer has sent Finished, unless the user stopped waiting for it: then don't wait here either.

@@ -502,8 +502,8 @@ fn pause_step_and_run_keys() {
 fn unbound_keys_say_so_and_moves_past_the_end_do_not_redraw() {
     let mut h = Harness::seed();
     h.app.take_dirty();
-    assert!(h.key('x').is_empty());
-    assert_eq!(h.app.status_text(), Some("x: not a key here; ? lists the keys"));
+    assert!(h.key('y').is_empty());
+    assert_eq!(h.app.status_text(), Some("y: not a key here; ? lists the keys"));
     assert!(h.app.take_dirty());
     h.key('e');
     assert!(h.app.take_dirty());

@@ -76,6 +76,11 @@ impl Session {
         cmd.cwd(dir.path());
         cmd.env("TERM", "xterm-256color");
         cmd.env_remove("NO_COLOR");
+        // A UTF-8 locale and no config file of the user's (#27: either would change what is drawn).
+        cmd.env("LANG", "C.UTF-8");
+        cmd.env_remove("LC_ALL");
+        cmd.env_remove("LC_CTYPE");
+        cmd.env("XDG_CONFIG_HOME", dir.path());
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -1129,5 +1134,61 @@ fn compare_opens_moves_the_cursor_and_quits_cleanly() {
     s.press("q");
     let status = s.wait_exit(STEP);
     assert_eq!(status.exit_code(), 0, "{}", s.screen());
+}
+
+/// #27 as a user meets it: a config file with `ascii = true` and `quit = "Q"` takes effect (the footer says `Q
+/// quit`, no block characters), `x` writes the screen and the charts into the current directory and says so, `Q`
+/// quits.
+#[test]
+fn config_file_and_x_in_a_terminal() {
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/logs/bnscope_seed.jsonl");
+    let cfg = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(cfg.path().join("bnscope")).unwrap();
+    std::fs::write(
+        cfg.path().join("bnscope/config.toml"),
+        "ascii = true\n[keys]\nquit = \"Q\"\n",
+    )
+    .unwrap();
+    let xdg = cfg.path().display().to_string();
+    let bin = env!("CARGO_BIN_EXE_bnscope");
+    let mut s = Session::spawn_program(bin, &["replay", fixture], &[("XDG_CONFIG_HOME", &xdg)]);
+    s.expect("Q quit in the footer", STEP, |sc| sc.contains("Q quit"));
+    let sc = s.screen();
+    assert!(!sc.contains("q quit") && !sc.contains('█') && !sc.contains('│'), "{sc}");
+    s.press("x");
+    s.expect("the files named", STEP, |sc| sc.contains("wrote bnscope-"));
+    s.press("Q");
+    assert_eq!(s.wait_exit(STEP).exit_code(), 0, "{}", s.screen());
+    s.assert_restored();
+    let mut names: Vec<String> = std::fs::read_dir(s._dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("bnscope-"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names[0].ends_with(".svg") && names[1].ends_with(".txt"), "{names:?}");
+    let text = std::fs::read_to_string(s._dir.path().join(&names[1])).unwrap();
+    assert!(
+        text.contains("REPLAY") && text.contains("Q quit") && !text.contains('\u{1b}'),
+        "{text}"
+    );
+}
+
+/// A terminal whose locale is not UTF-8 (`LANG=C`) gets ASCII by itself, said once in the status line.
+#[test]
+fn a_c_locale_draws_in_ascii_and_says_so() {
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/logs/bnscope_seed.jsonl");
+    let bin = env!("CARGO_BIN_EXE_bnscope");
+    let mut s = Session::spawn_program(bin, &["replay", fixture], &[("LANG", "C")]);
+    // The whole frame in ASCII with the notice (waited for as one condition: a frame may arrive in pieces).
+    s.expect("the notice over an ASCII frame", STEP, |sc| {
+        sc.contains("LANG=C is not UTF-8: drawing in ASCII")
+            && sc.contains("+---")
+            && !sc.contains('█')
+            && !sc.contains('│')
+    });
+    s.press("q");
+    assert_eq!(s.wait_exit(STEP).exit_code(), 0);
     s.assert_restored();
 }

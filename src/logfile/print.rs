@@ -258,7 +258,13 @@ fn newest_common_spread(printers: &[(PathBuf, Printer)]) -> Option<(u64, Vec<(f6
 /// Waits for a file that does not exist yet, starts over when the file is truncated or replaced (a new run, a
 /// rotation), says once why a file cannot be shown and waits for it to be replaced, and keeps following until a
 /// signal (exit 128 + n). The first look at a file that is there but cannot be shown is exit 2, as for `replay`.
-pub fn watch_headless(path: &Path, stop: impl Fn() -> Option<i32>) -> Result<i32> {
+///
+/// `each`: every record as it is read, and `None` when the file starts over (`--csv` writes its rows there).
+pub fn watch_headless(
+    path: &Path,
+    mut each: impl FnMut(Option<&Record>) -> Result<()>,
+    stop: impl Fn() -> Option<i32>,
+) -> Result<i32> {
     let mut follower = Follower::new(path);
     let shown = follower.shown().to_string();
     let mut out = std::io::stdout().lock();
@@ -281,6 +287,7 @@ pub fn watch_headless(path: &Path, stop: impl Fn() -> Option<i32>) -> Result<i32
                 Followed::Following => say!("bnscope watch: following {shown}"),
                 Followed::StartingOver { replaced } => {
                     printer = Printer::new(&shown, true);
+                    each(None)?;
                     say!(
                         "bnscope watch: {shown} was {}; starting over",
                         if replaced { "replaced" } else { "truncated" }
@@ -306,6 +313,7 @@ pub fn watch_headless(path: &Path, stop: impl Fn() -> Option<i32>) -> Result<i32
                         if let Some(line) = printer.record(rec) {
                             say!("{line}");
                         }
+                        each(Some(rec))?;
                     }
                 }
             }

@@ -201,7 +201,7 @@ impl App {
     /// A fresh UI state; `bn` is the slot `Event::BnReady` refers to.
     pub fn new(opts: &TuiOptions, bn: BnSlot) -> Self {
         App {
-            theme: Theme::new(opts.ascii, opts.no_color),
+            theme: Theme::new(opts.ascii, opts.no_color).colorblind(opts.colorblind),
             data_label: opts.data_label.clone(),
             store: Store::new(bn),
             eval_mode: EvalMode::Running,
@@ -263,6 +263,9 @@ impl App {
         app.sync_log();
         app.update_steer();
         app.check_ledger();
+        if let Some(n) = &opts.notice {
+            app.set_status(Tone::Info, n.clone());
+        }
         if !skipped.is_empty() {
             app.set_status(Tone::Warn, skipped.join("; "));
         }

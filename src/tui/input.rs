@@ -68,6 +68,10 @@ impl App {
             }
             return Vec::new();
         }
+        if action == Action::Export {
+            self.export_screen();
+            return Vec::new();
+        }
         if self.store.from_log {
             if let Some(cmds) = self.handle_log_key(action) {
                 return cmds;

@@ -43,6 +43,8 @@ pub enum Action {
     Evaluate,
     /// Several rank logs: the next rank's BatchNorm record in the layers and channel panels.
     NextRank,
+    /// Write the screen as text and the charts as SVG into the current directory.
+    Export,
 }
 
 /// One physical key.
@@ -400,6 +402,13 @@ pub const BINDINGS: &[Binding] = &[
         true,
     ),
     b(
+        Action::Export,
+        &[Key::Char('x')],
+        "export: the screen as text (.txt) and the charts as SVG (.svg), into the current directory",
+        hint("export", 0),
+        false,
+    ),
+    b(
         Action::Help,
         &[Key::Char('?')],
         "this help; the run waits while it is open (? or Esc closes it)",
@@ -408,12 +417,26 @@ pub const BINDINGS: &[Binding] = &[
     ),
 ];
 
+/// The table in use: [`BINDINGS`] with the config file's remapping (`prefs`), installed once at start-up.
+static TABLE: std::sync::OnceLock<Vec<Binding>> = std::sync::OnceLock::new();
+
+/// Installs the table the user's config file makes (checked: no key bound twice); before any key is read. A second
+/// call changes nothing.
+pub fn install(table: Vec<Binding>) {
+    let _ = TABLE.set(table);
+}
+
+/// The table that drives dispatch, the footer and the help.
+pub fn table() -> &'static [Binding] {
+    TABLE.get().map_or(BINDINGS, Vec::as_slice)
+}
+
 /// The binding a key event asks for. Repeats and releases are ignored: only presses count.
 pub fn lookup(ev: &KeyEvent) -> Option<&'static Binding> {
     if ev.kind != KeyEventKind::Press {
         return None;
     }
-    BINDINGS.iter().find(|b| b.keys.iter().any(|k| k.matches(ev)))
+    table().iter().find(|b| b.keys.iter().any(|k| k.matches(ev)))
 }
 
 /// One footer hint: the keys as shown, the words, the priority and the binding it stands for.
@@ -433,7 +456,7 @@ impl PartialEq for Binding {
 
 /// The binding of an action.
 pub fn binding(action: Action) -> &'static Binding {
-    BINDINGS
+    table()
         .iter()
         .find(|b| b.action == action)
         .expect("every action has a binding")
@@ -462,12 +485,12 @@ pub fn footer_hints(log: bool) -> impl Iterator<Item = Hint> {
             }
         })
     };
-    let main = BINDINGS
+    let main = table()
         .iter()
         .filter(move |b| log || !b.log_only)
         .filter(|b| !matches!(b.action, Action::Quit | Action::Help))
         .filter_map(hint);
-    let tail = BINDINGS
+    let tail = table()
         .iter()
         .filter(|b| matches!(b.action, Action::Help | Action::Quit))
         .rev()
@@ -493,7 +516,8 @@ mod tests {
         assert_eq!(a(KeyCode::Char('='), KeyModifiers::NONE), Some(Action::MomentumUp));
         assert_eq!(a(KeyCode::Char('?'), KeyModifiers::SHIFT), Some(Action::Help));
         assert_eq!(a(KeyCode::Esc, KeyModifiers::NONE), Some(Action::Quit));
-        assert_eq!(a(KeyCode::Char('x'), KeyModifiers::NONE), None);
+        assert_eq!(a(KeyCode::Char('x'), KeyModifiers::NONE), Some(Action::Export));
+        assert_eq!(a(KeyCode::Char('y'), KeyModifiers::NONE), None);
         let mut release = key(KeyCode::Char('q'), KeyModifiers::NONE);
         release.kind = KeyEventKind::Release;
         assert!(lookup(&release).is_none());

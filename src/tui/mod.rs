@@ -33,6 +33,7 @@ pub mod gauges;
 pub mod input;
 pub mod keys;
 pub mod render;
+pub mod snapshot;
 pub mod store;
 pub mod theme;
 pub mod timeline;
@@ -55,6 +56,10 @@ pub struct TuiOptions {
     pub checkpoint: Option<String>,
     /// Report clicks and the wheel (`--no-mouse` turns it off, so that the terminal's own selection works).
     pub mouse: bool,
+    /// The colour-blind-safe palette (config `theme = "colorblind"`).
+    pub colorblind: bool,
+    /// Said once in the status line at start (the locale turned `--ascii` on).
+    pub notice: Option<String>,
 }
 
 impl Default for TuiOptions {
@@ -66,6 +71,8 @@ impl Default for TuiOptions {
             data_label: String::new(),
             checkpoint: None,
             mouse: true,
+            colorblind: false,
+            notice: None,
         }
     }
 }
@@ -134,7 +141,10 @@ pub fn run(link: Link, signals: Receiver<i32>, opts: TuiOptions) -> anyhow::Resu
             let result = spawn_input_reader(key_tx, stop.clone())
                 .context("starting the key reader")
                 .and_then(|()| {
-                    let app = App::new(&opts, link.bn.clone());
+                    let mut app = App::new(&opts, link.bn.clone());
+                    if let Some(n) = &opts.notice {
+                        app.set_status(theme::Tone::Info, n.clone());
+                    }
                     let trainer = TrainerSide {
                         events: link.events.clone(),
                         commands: Some(link.commands.clone()),

@@ -264,6 +264,25 @@ impl Series {
         self.buckets.push(Bucket::of(p));
     }
 
+    /// Every bucket with the absolute number of its first point and how many points it holds, then the newest
+    /// point as a bucket of one: the whole run, oldest first (what an export draws).
+    pub fn buckets(&self) -> Vec<(u64, u64, Bucket)> {
+        let folded = self.len - u64::from(self.tail.is_some());
+        let mut out: Vec<(u64, u64, Bucket)> = self
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let start = i as u64 * self.width;
+                (start, self.width.min(folded - start), *b)
+            })
+            .collect();
+        if let Some(t) = &self.tail {
+            out.push((self.len - 1, 1, Bucket::of(t)));
+        }
+        out
+    }
+
     /// Points `range` (absolute point numbers) summed up; the range's ends are rounded out to whole buckets
     /// (callers ask for ranges aligned to multiples of `width`).
     pub fn sum(&self, range: std::ops::Range<u64>) -> Bucket {

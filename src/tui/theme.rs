@@ -1,4 +1,5 @@
-//! Colours and glyphs, chosen once from `--ascii` and `NO_COLOR`.
+//! Colours and glyphs, chosen once from `--ascii`, `NO_COLOR` and the config file's `theme` (`colorblind`: the
+//! Okabe–Ito palette, whose series and good/bad tones stay apart with any colour vision).
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::border;
 
@@ -16,6 +17,20 @@ pub enum Tone {
 pub struct Theme {
     pub color: bool,
     pub ascii: bool,
+    /// The colour-blind-safe palette (Okabe–Ito, as xterm-256 colours so that it also shows over tmux and SSH).
+    pub colorblind: bool,
+}
+
+/// Okabe–Ito's colours as the nearest xterm-256 ones.
+mod okabe_ito {
+    use ratatui::style::Color;
+    pub const ORANGE: Color = Color::Indexed(214);
+    pub const SKY_BLUE: Color = Color::Indexed(117);
+    pub const BLUISH_GREEN: Color = Color::Indexed(36);
+    pub const YELLOW: Color = Color::Indexed(227);
+    pub const BLUE: Color = Color::Indexed(32);
+    pub const VERMILLION: Color = Color::Indexed(166);
+    pub const REDDISH_PURPLE: Color = Color::Indexed(175);
 }
 
 const ASCII_BORDER: border::Set<'static> = border::Set {
@@ -34,6 +49,21 @@ impl Theme {
         Theme {
             color: !no_color,
             ascii,
+            colorblind: false,
+        }
+    }
+
+    /// The same theme with the colour-blind-safe palette.
+    pub fn colorblind(self, on: bool) -> Self {
+        Theme { colorblind: on, ..self }
+    }
+
+    /// `normal`, or its colour-blind-safe stand-in.
+    fn pick(&self, normal: Color, safe: Color) -> Color {
+        if self.colorblind {
+            safe
+        } else {
+            normal
         }
     }
 
@@ -74,13 +104,13 @@ impl Theme {
         }
     }
     pub fn running(&self) -> Style {
-        self.fg(Color::Yellow)
+        self.fg(self.pick(Color::Yellow, okabe_ito::ORANGE))
     }
     pub fn batch(&self) -> Style {
-        self.fg(Color::Cyan)
+        self.fg(self.pick(Color::Cyan, okabe_ito::SKY_BLUE))
     }
     pub fn train(&self) -> Style {
-        self.fg(Color::Magenta)
+        self.fg(self.pick(Color::Magenta, okabe_ito::REDDISH_PURPLE))
     }
     pub fn mark(&self) -> Style {
         self.fg(Color::LightBlue).add_modifier(Modifier::BOLD)
@@ -88,13 +118,30 @@ impl Theme {
     pub fn tone(&self, tone: Tone) -> Style {
         match tone {
             Tone::Info => self.fg(Color::Gray),
-            Tone::Good => self.fg(Color::Green),
-            Tone::Warn => self.fg(Color::Yellow),
-            Tone::Bad => self.fg(Color::Red).add_modifier(Modifier::BOLD),
+            Tone::Good => self.fg(self.pick(Color::Green, okabe_ito::BLUISH_GREEN)),
+            Tone::Warn => self.fg(self.pick(Color::Yellow, okabe_ito::YELLOW)),
+            Tone::Bad => self
+                .fg(self.pick(Color::Red, okabe_ito::VERMILLION))
+                .add_modifier(Modifier::BOLD),
         }
     }
     /// A red→green ramp for a fraction in `[0, 1]` (NaN is red).
     pub fn ramp(&self, frac: f32) -> Style {
+        if self.colorblind {
+            // Vermillion → orange → yellow → sky blue → blue: ordered by lightness and hue for any colour vision.
+            let c = if frac.is_nan() || frac < 0.25 {
+                okabe_ito::VERMILLION
+            } else if frac < 0.5 {
+                okabe_ito::ORANGE
+            } else if frac < 0.8 {
+                okabe_ito::YELLOW
+            } else if frac < 0.95 {
+                okabe_ito::SKY_BLUE
+            } else {
+                okabe_ito::BLUE
+            };
+            return self.fg(c);
+        }
         let c = if frac.is_nan() || frac < 0.25 {
             Color::Red
         } else if frac < 0.5 {

@@ -621,10 +621,7 @@ impl Timeline {
             store.bn = None;
             store.bn_gaps_missing.clear();
             let file = self.files.get(self.detail).and_then(|f| f.path.as_deref());
-            let span = self
-                .bn_spans
-                .get(self.detail)
-                .and_then(|m| m.get(&cur.epoch));
+            let span = self.bn_spans.get(self.detail).and_then(|m| m.get(&cur.epoch));
             if let Some(Record::Bn {
                 epoch,
                 layers: Some(layers),

@@ -7,7 +7,7 @@ use ratatui::widgets::{Clear, Widget};
 use super::title_span;
 use crate::format as fmt;
 use crate::tui::app::{App, LADDER};
-use crate::tui::keys::{Action, BINDINGS};
+use crate::tui::keys::{self, Action};
 
 /// The help's width in `area`.
 fn width(area: Rect) -> u16 {
@@ -81,7 +81,7 @@ fn lines<'a>(app: &App, area: Rect) -> Vec<Line<'a>> {
         }
     };
     let log = app.store.from_log;
-    for b in BINDINGS {
+    for b in keys::table() {
         if b.log_only && !log {
             continue;
         }
@@ -91,9 +91,20 @@ fn lines<'a>(app: &App, area: Rect) -> Vec<Line<'a>> {
         }
         if nav.contains(&b.action) {
             if b.action == Action::Up {
+                let (up, down) = (keys::binding(Action::Up), keys::binding(Action::Down));
+                let built_in =
+                    |b: &keys::Binding| keys::BINDINGS.iter().any(|o| o.action == b.action && o.keys == b.keys);
+                let label = if !built_in(up) || !built_in(down) {
+                    // Remapped in the config file: its keys, as the footer shows them.
+                    format!("{} / {}", up.keys_label(), down.keys_label())
+                } else if log {
+                    "Up/Down j/k".into()
+                } else {
+                    "arrows j/k".into()
+                };
                 row(
                     &mut lines,
-                    if log { "Up/Down j/k" } else { "arrows j/k" }.into(),
+                    label,
                     if log {
                         "select a BatchNorm layer (PgUp/PgDn: ten); Home/End: the first/newest epoch"
                     } else {
@@ -115,7 +126,7 @@ fn lines<'a>(app: &App, area: Rect) -> Vec<Line<'a>> {
         row(&mut lines, b.keys_label(), help);
     }
     if log {
-        let dimmed: Vec<String> = BINDINGS
+        let dimmed: Vec<String> = keys::table()
             .iter()
             .filter(|b| b.changes_run && !app.can_act(b))
             .map(|b| b.keys_label())

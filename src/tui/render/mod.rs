@@ -26,6 +26,7 @@ pub mod history;
 pub mod layers;
 mod lessons;
 pub mod predictions;
+pub mod svg;
 
 /// The smallest terminal bnscope draws in (below it, a line saying so).
 pub const MIN_WIDTH: u16 = 60;
