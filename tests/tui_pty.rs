@@ -414,6 +414,24 @@ fn keys_then_q() {
     assert!(status.success(), "exit status {status:?}");
 }
 
+/// #23: the frozen-backbone lesson pre-trains for a while before its first epoch. The TUI is up at once and says
+/// what it does, with a gauge, and `q` quits during the phase (it used to be a blank screen that ignored `q` for
+/// 15–85 s).
+#[test]
+fn pretraining_shows_progress_and_quits() {
+    let mut s = Session::spawn(&["--device", &device(), "--scenario", "frozen-backbone"]);
+    s.expect("pre-training progress", FIRST_FRAME, |t| {
+        t.contains("pre-training the backbone") && t.contains(" of 30") && t.contains("q quits")
+    });
+    let pressed = Instant::now();
+    s.press("q");
+    let status = s.wait_exit(Duration::from_secs(5));
+    let took = pressed.elapsed();
+    s.assert_restored();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(took < Duration::from_secs(3), "quit took {took:?}");
+}
+
 fn signal_test(sig: i32) {
     let mut s = Session::spawn(&["--device", &device()]);
     first_frame(&s);

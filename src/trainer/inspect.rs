@@ -31,6 +31,7 @@ impl Trainer {
     /// each layer's running statistics with the data's, and says which layer to blame (two more evaluations per
     /// layer: `Inspection::blame`). Changes nothing in the model.
     pub fn inspect(&mut self) -> Result<Inspection> {
+        self.ready()?;
         let dev = self.device.clone();
         Ok(crate::runtime::in_pool(&dev, || self.inspect_here(true))?.0)
     }
@@ -38,6 +39,7 @@ impl Trainer {
     /// [`Self::inspect`], with a BatchNorm snapshot whose batch statistics are the data's (as a recalibration
     /// estimates them): what the layer gauges show at epoch 0.
     pub fn inspect_with_snapshot(&mut self) -> Result<(Inspection, BnSnapshot)> {
+        self.ready()?;
         let dev = self.device.clone();
         crate::runtime::in_pool(&dev, || self.inspect_here(false))
     }

@@ -57,6 +57,8 @@ pub enum AppEvent {
 /// (in `render/`) only reads it.
 pub struct App {
     pub(crate) theme: Theme,
+    /// A slow phase in progress (pre-training, an inspection): shown in the status line with a gauge.
+    pub(crate) progress: Option<crate::protocol::Progress>,
     pub(crate) data_label: String,
     /// What the trainer has said.
     pub(crate) store: Store,
@@ -173,6 +175,8 @@ pub enum RunState {
     Saving,
     /// A signal: waiting for the trainer to stop.
     Stopping,
+    /// A slow phase before the run proper (pre-training, an inspection of imported weights).
+    Preparing,
 }
 
 impl RunState {
@@ -185,6 +189,7 @@ impl RunState {
             RunState::Finished => (Tone::Good, "finished"),
             RunState::Disconnected => (Tone::Bad, "disconnected"),
             RunState::Starting => (Tone::Info, "starting"),
+            RunState::Preparing => (Tone::Info, "preparing"),
             RunState::Diverged => (Tone::Bad, "diverged"),
             RunState::Paused | RunState::Stepping => (Tone::Warn, "paused"),
             RunState::Running => (Tone::Good, "running"),
@@ -202,6 +207,7 @@ impl App {
     pub fn new(opts: &TuiOptions, bn: BnSlot) -> Self {
         App {
             theme: Theme::new(opts.ascii, opts.no_color),
+            progress: None,
             data_label: opts.data_label.clone(),
             store: Store::new(bn),
             eval_mode: EvalMode::Running,
@@ -604,6 +610,12 @@ impl App {
     /// Handles one trainer event: the store takes the data, the view follows.
     pub fn handle_trainer(&mut self, ev: Event) {
         self.dirty = true;
+        // A slow phase ends with the next news from the trainer.
+        match &ev {
+            Event::Progress(p) if p.done < p.total || p.total <= 1 => self.progress = Some(p.clone()),
+            Event::BnReady | Event::Warning { .. } | Event::Started(_) => {}
+            _ => self.progress = None,
+        }
         match &ev {
             Event::Started(info) => {
                 self.momentum = info.momentum;
@@ -625,7 +637,7 @@ impl App {
                     );
                 }
             }
-            Event::BnReady | Event::Refreshed(_) | Event::Inspected(_) => {}
+            Event::BnReady | Event::Refreshed(_) | Event::Inspected(_) | Event::Progress(_) => {}
             Event::Applied { epoch, what, value } => {
                 match what {
                     EventKind::Momentum | EventKind::Cumulative => self.setting_pending = false,
@@ -813,6 +825,8 @@ impl App {
             RunState::Stepping
         } else if self.paused {
             RunState::Paused
+        } else if self.progress.is_some() {
+            RunState::Preparing
         } else {
             RunState::Running
         }
