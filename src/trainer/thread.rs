@@ -109,6 +109,15 @@ fn wait_for_quit(inbox: &mut Inbox) {
     }
 }
 
+/// Softmax of one row of logits, as the evaluations' predictions are (the inspection keeps plain rows, not tensors:
+/// `model::softmax_rows` would need them copied back to the device).
+fn softmax(row: &[f32]) -> Vec<f32> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = row.iter().map(|v| (v - max).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    e.into_iter().map(|v| v / sum).collect()
+}
+
 /// A quit (or the front end gone) taken from the inbox during a slow phase.
 #[derive(Debug)]
 struct Interrupted(EndReason);
@@ -173,7 +182,27 @@ fn send_inspection(t: &mut Trainer, out: &mut Outbox, slot: &BnSlot) -> Result<(
             fraction: 0.0,
         }))?;
         let (r, snap) = t.inspect_with_snapshot()?;
+        // Epoch 0's figures for every panel (the charts' rows, the predictions), from the same evaluations.
+        let probs = |logits: &[Vec<f32>]| -> Vec<Vec<f32>> {
+            logits.iter().take(MAX_PREDICTIONS).map(|row| softmax(row)).collect()
+        };
+        let refresh = Refresh {
+            epoch: 0,
+            age: r.age,
+            eval_running: Metric {
+                loss: r.eval_running.loss,
+                acc: r.eval_running.acc,
+            },
+            eval_batch: Metric {
+                loss: r.eval_batch.loss,
+                acc: r.eval_batch.acc,
+            },
+            predictions_running: probs(&r.eval_running.logits),
+            predictions_batch: probs(&r.eval_batch.logits),
+            eval_ema: None,
+        };
         out.send(Event::Inspected(Arc::new(r)))?;
+        out.send(Event::Refreshed(Box::new(refresh)))?;
         publish_bn(out, slot, Arc::new(snap))?;
     }
     Ok(())

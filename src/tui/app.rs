@@ -59,6 +59,9 @@ pub struct App {
     pub(crate) theme: Theme,
     /// A slow phase in progress (pre-training, an inspection): shown in the status line with a gauge.
     pub(crate) progress: Option<crate::protocol::Progress>,
+    /// A reset or recalibration the trainer applied and is now evaluating with: its confirmation, said once the
+    /// new evaluations (`Refreshed`) are on screen.
+    pub(super) confirm_on_refresh: Option<String>,
     pub(crate) data_label: String,
     /// What the trainer has said.
     pub(crate) store: Store,
@@ -208,6 +211,7 @@ impl App {
         App {
             theme: Theme::new(opts.ascii, opts.no_color),
             progress: None,
+            confirm_on_refresh: None,
             data_label: opts.data_label.clone(),
             store: Store::new(bn),
             eval_mode: EvalMode::Running,
@@ -533,7 +537,9 @@ impl App {
     /// Clears a status line older than [`STATUS_TTL`] (the UI loop calls this when the deadline passes). A
     /// pending `R` confirmation lapses with it.
     pub fn expire_status(&mut self, now: std::time::Instant) {
-        if self.status_deadline().is_some_and(|d| now >= d) && self.shutdown.is_none() {
+        // "recalibrating…" stays until the new numbers are on screen, however long that takes.
+        let waiting = self.confirm_on_refresh.is_some();
+        if self.status_deadline().is_some_and(|d| now >= d) && self.shutdown.is_none() && !waiting {
             self.status = None;
             self.status_at = None;
             self.confirm_restart = false;
@@ -637,7 +643,14 @@ impl App {
                     );
                 }
             }
-            Event::BnReady | Event::Refreshed(_) | Event::Inspected(_) | Event::Progress(_) => {}
+            Event::Refreshed(_) => {
+                if let Some(text) = self.confirm_on_refresh.take() {
+                    if self.shutdown.is_none() {
+                        self.set_status(Tone::Good, text);
+                    }
+                }
+            }
+            Event::BnReady | Event::Inspected(_) | Event::Progress(_) => {}
             Event::Applied { epoch, what, value } => {
                 match what {
                     EventKind::Momentum | EventKind::Cumulative => self.setting_pending = false,
@@ -653,7 +666,18 @@ impl App {
                 }
                 if self.shutdown.is_none() {
                     let text = self.applied_words(*epoch, *what, value);
-                    self.set_status(Tone::Good, text);
+                    if matches!(what, EventKind::Recalibrate | EventKind::ResetStats) {
+                        // Both evaluations follow (`Refreshed`): confirm when the numbers on screen are the new
+                        // ones; until then say what is being done.
+                        let doing = match what {
+                            EventKind::Recalibrate => "recalibrating…: new statistics estimated",
+                            _ => "resetting…: running stats at mean 0 / variance 1",
+                        };
+                        self.set_status(Tone::Info, format!("{doing}, evaluating with them"));
+                        self.confirm_on_refresh = Some(text);
+                    } else {
+                        self.set_status(Tone::Good, text);
+                    }
                 }
             }
             Event::Diverged { epoch, loss, what } => {

@@ -226,9 +226,11 @@ impl App {
             Action::Recalibrate => {
                 self.store.history.mark('c');
                 self.set_status(
-                    Tone::Good,
-                    format!("recalibrating running stats from one pass over the data{sep}sent"),
+                    Tone::Info,
+                    format!("recalibrating…{sep}one pass over the data, then both evaluations"),
                 );
+                // Confirmed when the trainer's evaluations with the new statistics arrive (`Refreshed`).
+                self.confirm_on_refresh = Some("running stats re-estimated from the data".into());
                 vec![Command::Recalibrate]
             }
             Action::Restart if !self.confirm_restart => {
