@@ -810,6 +810,26 @@ fn recalibration_is_confirmed_once_its_numbers_are_on_screen() {
     );
 }
 
+/// #23: `Tab`, `w` names a channel ("channel 4: the furthest…") and marks its row in the channel list (no row was
+/// marked before).
+#[test]
+fn w_marks_the_channel_it_names() {
+    let mut h = Harness::seed();
+    let before = h.screen(120, 40);
+    h.key_code(KeyCode::Tab, KeyModifiers::NONE);
+    h.key('w');
+    let status = h.app.status_text().expect("a status").to_string();
+    let c: usize = status
+        .strip_prefix("channel ")
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{status}"));
+    let s = h.screen(120, 40);
+    let marked = format!("│ ▶{c:>2} ");
+    assert!(s.lines().any(|l| l.contains(&marked)), "no row {marked:?}:\n{s}");
+    assert!(!before.contains(&marked), "{before}");
+}
+
 /// The seed's screen at every size from 80×24 to 200×60: nothing cut in the middle of a word, no two columns
 /// running into each other, the pace visible, the help whole (a snapshot per size).
 #[test]

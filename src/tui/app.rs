@@ -97,6 +97,8 @@ pub struct App {
     pub(crate) focus: Focus,
     /// The first channel shown in the channel list.
     pub(crate) channel_offset: usize,
+    /// `(layer, channel)` that `w` named in the channel list: marked there while that layer is selected.
+    pub(crate) marked_channel: Option<(usize, usize)>,
     /// The charts' time window (last N epochs; `None`: all).
     pub(crate) zoom: Option<u64>,
     /// The screen's size as last reported (for the mouse).
@@ -232,6 +234,7 @@ impl App {
             selected: 0,
             focus: Focus::Layers,
             channel_offset: 0,
+            marked_channel: None,
             zoom: None,
             screen: ratatui::layout::Rect::new(0, 0, 120, 40),
             show_help: false,

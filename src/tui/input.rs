@@ -248,7 +248,12 @@ impl App {
             Action::WorstLayer if self.focus == Focus::Channels => {
                 if let Some(c) = self.worst_channel() {
                     self.channel_offset = c;
-                    self.set_status(Tone::Info, format!("channel {c}: the furthest from its batch mean"));
+                    self.marked_channel = Some((self.selected, c));
+                    let mark = self.theme.pointer();
+                    self.set_status(
+                        Tone::Info,
+                        format!("channel {c} ({mark}): the furthest from its batch mean"),
+                    );
                 }
                 Vec::new()
             }
