@@ -559,6 +559,7 @@ fn run_tui(
             .unwrap_or_else(|| "embedded seed3".into()),
         checkpoint: a.checkpoint.as_ref().map(|c| c.display().to_string()),
         mouse: !a.no_mouse,
+        clock: true,
     };
     let out = bnscope::tui::run(link, signals, opts)?;
     // The trainer has sent Finished, unless the user stopped waiting for it: then don't wait here either.

@@ -830,6 +830,36 @@ fn w_marks_the_channel_it_names() {
     assert!(!before.contains(&marked), "{before}");
 }
 
+/// #23: a live run's header has its elapsed time, an ETA with `--epochs` and the process's RSS where the title
+/// still fits beside them, and stays whole at every size.
+#[test]
+fn header_has_the_clock_and_rss_where_they_fit() {
+    let mut h = Harness::new(TuiOptions {
+        clock: true,
+        ..TuiOptions::default()
+    });
+    let mut info = (*fixtures::run_info()).clone();
+    info.epochs = Some(100);
+    h.trainer(Event::Started(Arc::new(info)));
+    for e in 1..=5 {
+        h.trainer(Event::Epoch(fixtures::epoch(e)));
+    }
+    let s = h.screen(200, 60);
+    let top = s.lines().next().unwrap();
+    assert!(
+        top.contains("epoch 5/100 · 0 s, ETA 0 s · RSS ") && top.contains(" MB · step 5"),
+        "{top}"
+    );
+    for (w, ht) in [(60, 16), (80, 23), (120, 40)] {
+        let s = h.screen(w, ht);
+        let top = s.lines().next().unwrap();
+        assert!(
+            top.contains("epoch 5/100") && top.contains("running"),
+            "{w}×{ht}: {top}"
+        );
+    }
+}
+
 /// The seed's screen at every size from 80×24 to 200×60: nothing cut in the middle of a word, no two columns
 /// running into each other, the pace visible, the help whole (a snapshot per size).
 #[test]

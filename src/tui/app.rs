@@ -97,6 +97,10 @@ pub struct App {
     pub(crate) focus: Focus,
     /// The first channel shown in the channel list.
     pub(crate) channel_offset: usize,
+    /// The run's clock (`Started`) and the header's time and memory as of the newest epoch.
+    pub(crate) timer: Option<super::clock::Timer>,
+    pub(crate) clock: Option<super::clock::Clock>,
+    with_clock: bool,
     /// `(layer, channel)` that `w` named in the channel list: marked there while that layer is selected.
     pub(crate) marked_channel: Option<(usize, usize)>,
     /// The charts' time window (last N epochs; `None`: all).
@@ -235,6 +239,9 @@ impl App {
             focus: Focus::Layers,
             channel_offset: 0,
             marked_channel: None,
+            timer: None,
+            clock: None,
+            with_clock: opts.clock,
             zoom: None,
             screen: ratatui::layout::Rect::new(0, 0, 120, 40),
             show_help: false,
@@ -627,12 +634,20 @@ impl App {
         }
         match &ev {
             Event::Started(info) => {
+                self.timer = self
+                    .with_clock
+                    .then(|| super::clock::Timer::new(std::time::Instant::now()));
+                self.clock = None;
                 self.momentum = info.momentum;
                 self.cumulative = info.cumulative;
                 self.pace = info.pace;
                 self.setting_pending = false;
             }
             Event::Epoch(m) => {
+                let epochs = self.store.info.as_ref().and_then(|i| i.epochs);
+                if let Some(t) = self.timer.as_mut() {
+                    self.clock = Some(t.at(std::time::Instant::now(), m.epoch, epochs));
+                }
                 if !self.setting_pending {
                     self.momentum = m.momentum;
                     self.cumulative = m.cumulative;

@@ -23,6 +23,7 @@ use crate::outcome::Outcome;
 use crate::protocol::{Command, EndReason, Event, Link};
 
 pub mod app;
+pub mod clock;
 pub mod diagnosis;
 #[doc(hidden)]
 pub mod fixtures;
@@ -52,6 +53,9 @@ pub struct TuiOptions {
     pub checkpoint: Option<String>,
     /// Report clicks and the wheel (`--no-mouse` turns it off, so that the terminal's own selection works).
     pub mouse: bool,
+    /// The header's elapsed time, ETA and RSS (a live run; off in the scripted tests, whose screens are compared
+    /// cell for cell).
+    pub clock: bool,
 }
 
 impl Default for TuiOptions {
@@ -63,6 +67,7 @@ impl Default for TuiOptions {
             data_label: String::new(),
             checkpoint: None,
             mouse: true,
+            clock: false,
         }
     }
 }
