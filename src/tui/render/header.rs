@@ -319,8 +319,15 @@ fn momentum_line<'a>(app: &App, width: usize) -> Line<'a> {
             None if th.ascii => "1-prod(m_i)".to_string(),
             None => format!("1{}∏mᵢ", th.minus()),
         };
-        tail_long = format!("running stats travelled {product} = {frac}");
-        tail_short = format!("travelled {product} = {frac}");
+        if age.init_weight == 0.0 && t > 0 {
+            // A recalibration (or cumulative averaging from a reset) left no weight on the start (0, 1): the
+            // statistics are the data's estimate, and "travelled 100%" would read as "converged".
+            tail_long = "running stats = the data's estimate (no start left)".to_string();
+            tail_short = "no start left".to_string();
+        } else {
+            tail_long = format!("running stats travelled {product} = {frac}");
+            tail_short = format!("travelled {product} = {frac}");
+        }
     }
     let long = [
         ("momentum ".to_string(), value.clone()),
