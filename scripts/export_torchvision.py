@@ -66,7 +66,16 @@ def main() -> None:
     ap.add_argument("--randomize-bn", type=int, metavar="SEED", help="random BatchNorm weights and buffers")
     a = ap.parse_args()
     weights = "none" if a.checkpoint else a.weights
-    model = build(a.model, weights, a.timm, a.classes)
+    try:
+        model = build(a.model, weights, a.timm, a.classes)
+    except OSError as e:
+        # A download that failed (urllib's URLError, a DNS or connection error, requests' ConnectionError under
+        # timm): one line with the way out, not a traceback. A missing or unreadable local file is another story.
+        if weights == "none" or isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            raise
+        why = getattr(e, "reason", None) or e
+        sys.exit(f"export_torchvision.py: no network ({why}): pass --weights none for random weights, "
+                 "or --checkpoint FILE")
     if a.checkpoint:
         sd = torch.load(a.checkpoint, map_location="cpu", weights_only=True)
         sd = {k.removeprefix("module."): v for k, v in sd.items()}

@@ -164,7 +164,8 @@ pub fn run(link: Link, signals: Receiver<i32>) -> Result<Outcome> {
                         last = Some(m);
                     }
                     Event::BnReady => { link.bn.take(); }
-                    Event::Refreshed(_) => {}
+                    // A slow phase's progress is for the TUI; the headless output starts with the run's epochs.
+                    Event::Refreshed(_) | Event::Progress(_) => {}
                     Event::Inspected(r) => {
                         let pct = |v: f32| format!("{:.3}", v);
                         say!(

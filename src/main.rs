@@ -776,6 +776,7 @@ fn run_tui(
             .map(|d| terminal::printable(&d.display().to_string()).into_owned())
             .unwrap_or_else(|| "embedded seed3".into()),
         checkpoint: a.checkpoint.as_ref().map(|c| c.display().to_string()),
+        clock: true,
         ..tui_options(&bnscope::prefs::current())
     };
     let out = bnscope::tui::run(link, signals, opts)?;

@@ -273,6 +273,31 @@ pub struct Refresh {
     pub eval_ema: Option<Metric>,
 }
 
+/// How far a slow phase is (see [`Event::Progress`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Progress {
+    /// What the trainer does, in words: `pre-training the backbone`.
+    pub what: String,
+    /// What `done` and `total` count: `epoch`, `step`.
+    pub unit: &'static str,
+    /// Units finished, of `total`.
+    pub done: usize,
+    pub total: usize,
+    /// The whole phase's share done, 0 to 1 (finer than `done / total`: the batches inside an epoch count).
+    pub fraction: f64,
+}
+
+impl Progress {
+    /// `pre-training the backbone: epoch 12 of 30` (the unit in progress, counted from 1).
+    pub fn words(&self) -> String {
+        if self.total <= 1 {
+            return format!("{}…", self.what);
+        }
+        let at = (self.done + 1).min(self.total);
+        format!("{}: {} {at} of {}", self.what, self.unit, self.total)
+    }
+}
+
 /// How many images' predictions an epoch carries.
 pub const MAX_PREDICTIONS: usize = 32;
 
@@ -378,6 +403,10 @@ pub enum Event {
         what: EventKind,
         text: String,
     },
+    /// A slow phase before the run proper (pre-training, inspecting imported weights): what it does and how far it
+    /// is. Sent at most a few times a second; the phase is over at the next `Epoch`, `Refreshed`, `Inspected`,
+    /// `Applied`, `Error` or `Finished`, or a `Progress` with `done == total`.
+    Progress(Progress),
     /// The trainer failed (an error or a panic); it has stopped training.
     Error(String),
     /// The trainer thread is about to exit. `checkpoint` names the file written, if any.

@@ -543,7 +543,11 @@ fn divergence_is_detected_while_single_stepping() {
             .recv_timeout(std::time::Duration::from_secs(60))
             .expect("alive")
         {
-            Event::Started(_) | Event::Warning { .. } | Event::Refreshed(_) | Event::Inspected(_) => {}
+            Event::Started(_)
+            | Event::Warning { .. }
+            | Event::Refreshed(_)
+            | Event::Inspected(_)
+            | Event::Progress(_) => {}
             Event::BnReady => {
                 link.bn.take();
             }

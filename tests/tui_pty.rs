@@ -419,6 +419,46 @@ fn keys_then_q() {
     assert!(status.success(), "exit status {status:?}");
 }
 
+/// #23: the frozen-backbone lesson pre-trains for a while before its first epoch. The TUI is up at once and says
+/// what it does, with a gauge, and `q` quits during the phase (it used to be a blank screen that ignored `q` for
+/// 15–85 s).
+#[test]
+fn pretraining_shows_progress_and_quits() {
+    let mut s = Session::spawn(&["--device", &device(), "--scenario", "frozen-backbone"]);
+    s.expect("pre-training progress", FIRST_FRAME, |t| {
+        t.contains("pre-training the backbone") && t.contains(" of 30") && t.contains("q quits")
+    });
+    let pressed = Instant::now();
+    s.press("q");
+    let status = s.wait_exit(Duration::from_secs(5));
+    let took = pressed.elapsed();
+    s.assert_restored();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(took < Duration::from_secs(3), "quit took {took:?}");
+}
+
+/// #23: `--weights … --paused` shows epoch 0's numbers in every panel (the charts' rows, the predictions), the
+/// inspection's diagnosis, and says paused (it said "▶ running" during the inspection and "waiting for the first
+/// epoch" in the predictions).
+#[test]
+fn imported_weights_paused_show_epoch_0_everywhere() {
+    let w = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/weights/tiny_torchvision.safetensors"
+    );
+    let mut s = Session::spawn(&["--device", &device(), "--weights", w, "--paused"]);
+    s.expect("epoch 0's predictions", FIRST_FRAME, |t| t.contains("of 3 right"));
+    let t = s.screen();
+    assert!(t.contains("‖ paused") && !t.contains("▶ running"), "{t}");
+    assert!(!t.contains("waiting for the first epoch"), "{t}");
+    assert!(t.contains("Epoch 0, imported weights"), "{t}");
+    let row = t.lines().find(|l| l.starts_with("│ eval running")).expect("chart row");
+    assert!(row.contains("0.333"), "{t}");
+    s.press("q");
+    assert!(s.wait_exit(Duration::from_secs(10)).success());
+    s.assert_restored();
+}
+
 fn signal_test(sig: i32) {
     let mut s = Session::spawn(&["--device", &device()]);
     first_frame(&s);

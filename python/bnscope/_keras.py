@@ -298,7 +298,8 @@ class KerasCallback(keras.callbacks.Callback):  # type: ignore[misc]
             self._k = 0  # a cumulative average starts again with the next batch
             return {}
         if cmd.verb == "recalibrate":
-            return {"value": f"{self.recalibrate()} batches"}
+            n = self.recalibrate()
+            return {"value": f"{n} batch" if n == 1 else f"{n} batches"}
         if cmd.verb == "evaluate":
             assert self.eval_data is not None
             x, y = self.eval_data

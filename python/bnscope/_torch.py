@@ -363,7 +363,8 @@ class Scope:
                 m.reset_running_stats()
             return {}
         if cmd.verb == "recalibrate":
-            return {"value": f"{self._recalibrate()} batches"}
+            n = self._recalibrate()
+            return {"value": f"{n} batch" if n == 1 else f"{n} batches"}
         if cmd.verb == "evaluate":
             return self._evaluate()
         raise Refused(f"{cmd.verb} is not a model command")  # pragma: no cover (Control handles the others)

@@ -162,6 +162,16 @@ def test_recalibrate_is_exactly_update_bn(tmp_path: Path) -> None:
     assert [(e["step"], e["what"], e["value"]) for e in events(log)] == [(3, "recalibrate", "4 batches")]
 
 
+def test_recalibrate_over_one_batch_says_1_batch(tmp_path: Path) -> None:
+    """#23: the event's words: "1 batch", not "1 batches"."""
+    log = tmp_path / "run.jsonl"
+    model = small()
+    loader = [torch.randn(6, 3, 8, 8)]
+    with bnscope.watch(model, log, control=True, recalibrate=loader) as scope:
+        train(model, scope, 3, lambda s: send(log, "cmd c1 recalibrate") if s == 1 else None)
+    assert [(e["what"], e["value"]) for e in events(log)] == [("recalibrate", "1 batch")]
+
+
 def test_recalibrate_that_fails_changes_nothing(tmp_path: Path) -> None:
     log = tmp_path / "run.jsonl"
     model = small()

@@ -38,6 +38,7 @@ impl Trainer {
     /// [`Self::inspect`] with the blame pass on the first `cap` evaluated images (all of them when there are
     /// fewer); `progress(done, layers)` is called after each layer's two evaluations.
     pub fn inspect_blamed(&mut self, cap: usize, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<Inspection> {
+        self.ready()?;
         let dev = self.device.clone();
         Ok(crate::runtime::in_pool(&dev, || self.inspect_here(Some((cap, progress))))?.0)
     }
@@ -46,6 +47,7 @@ impl Trainer {
     /// estimates them): what the layer gauges show at epoch 0 (the TUI's inspect view, which sorts its layers by
     /// the blame: on the first [`BLAME_SAMPLES`] images, two evaluations of them per layer).
     pub fn inspect_with_snapshot(&mut self) -> Result<(Inspection, BnSnapshot)> {
+        self.ready()?;
         let dev = self.device.clone();
         crate::runtime::in_pool(&dev, || self.inspect_here(Some((BLAME_SAMPLES, &|_, _| {}))))
     }

@@ -182,6 +182,8 @@ pub struct Trainer {
     epoch_started: Option<Instant>,
     /// `--ema`: the averaged model.
     ema: Option<ema::Ema>,
+    /// The pre-training phase has not run yet (see [`Self::prepare`]).
+    pretrain_due: bool,
     /// Warnings for the front end and the log, not yet delivered.
     warnings: Vec<Warning>,
     /// Whether the evaluation batches were checked for one value per channel (once per run).
@@ -299,6 +301,7 @@ impl Trainer {
             ema: None,
             eval_one_value_checked: false,
             one_value_reported: Vec::new(),
+            pretrain_due: false,
             cfg,
             data,
             device,
@@ -311,10 +314,12 @@ impl Trainer {
         if let Some(r) = resume {
             t.restore(r)?;
         }
-        if let Some(p) = t.cfg.pretrain {
-            t.pretrain(p)?;
+        // The pre-training phase (tens of seconds) runs on the trainer thread, with progress and a way to quit
+        // (`thread::prepare`), or before the first step of a synchronous caller (`ready`).
+        t.pretrain_due = t.cfg.pretrain.is_some();
+        if !t.pretrain_due {
+            t.start_ema()?;
         }
-        t.start_ema()?;
         Ok(t)
     }
 
@@ -544,10 +549,28 @@ impl Trainer {
         self.start_epoch = 0;
         self.step = 0;
         self.cur = EpochProgress::default();
-        if let Some(p) = self.cfg.pretrain {
-            self.pretrain(p)?;
+        self.pretrain_due = self.cfg.pretrain.is_some();
+        if self.pretrain_due {
+            return Ok(());
         }
         self.start_ema()
+    }
+
+    /// Runs a pre-training phase still due (see [`Pretrain`]), telling `progress` after every batch how far it
+    /// is (`epochs done`, `of`, `share of the whole phase`); an error from `progress` stops it (a quit). Then the
+    /// EMA starts from the pre-trained weights. Nothing to do when no phase is due.
+    pub fn prepare(&mut self, progress: &mut dyn FnMut(usize, usize, f64) -> Result<()>) -> Result<()> {
+        if let (true, Some(p)) = (self.pretrain_due, self.cfg.pretrain) {
+            self.pretrain(p, progress)?;
+            self.pretrain_due = false;
+            self.start_ema()?;
+        }
+        Ok(())
+    }
+
+    /// Whatever set-up is still due, without progress (a synchronous caller's first step or evaluation).
+    fn ready(&mut self) -> Result<()> {
+        self.prepare(&mut |_, _, _| Ok(()))
     }
 
     /// Re-estimates the running statistics over the data in `order`, in batches of `--batch-size`, one batch in
@@ -578,6 +601,7 @@ impl Trainer {
     /// One optimizer step (starting a new epoch when needed). Completes the epoch with evaluation and a snapshot
     /// when this was its last batch.
     pub fn step(&mut self) -> Result<StepOutcome> {
+        self.ready()?;
         let n = self.data.len();
         if let Some((kind, at)) = &self.fault {
             if self.cur.position == 0 && self.epoch + 1 == *at {
@@ -686,6 +710,7 @@ impl Trainer {
 
     /// Both evaluations now, without an epoch (after a command changed the statistics or the weights).
     pub fn refresh(&mut self) -> Result<Refresh> {
+        self.ready()?;
         let (eval_running, predictions_running) = self.evaluate(BnMode::EvalRunning)?;
         let (eval_batch, predictions_batch) = self.evaluate(BnMode::EvalBatch)?;
         Ok(Refresh {
@@ -701,6 +726,7 @@ impl Trainer {
 
     /// Loss, accuracy and softmax predictions over the whole data set in `mode` (which must not update stats).
     pub fn evaluate(&mut self, mode: BnMode) -> Result<(Metric, Vec<Vec<f32>>)> {
+        self.ready()?;
         assert!(mode != BnMode::Train, "evaluation never updates running statistics");
         // On a rayon thread, as the training step (see `runtime::in_pool`).
         let dev = self.device.clone();

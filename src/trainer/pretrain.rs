@@ -35,20 +35,30 @@ impl Pretrain {
 impl Trainer {
     /// Runs the pre-training phase (every layer training, batch statistics, running statistics updated), then
     /// gives the model a fresh classifier and the optimizer fresh state. Nothing is logged as epochs: the run's
-    /// epochs start after it.
-    pub(super) fn pretrain(&mut self, p: Pretrain) -> Result<()> {
+    /// epochs start after it. `progress(epochs done, epochs, share done)` is called before the first batch and
+    /// after every batch; its error stops the phase (a quit).
+    pub(super) fn pretrain(
+        &mut self,
+        p: Pretrain,
+        progress: &mut dyn FnMut(usize, usize, f64) -> Result<()>,
+    ) -> Result<()> {
         let n = self.data.len();
         let mut rng = StdRng::seed_from_u64(self.seed ^ 0x9e37_79b9);
         let mut opt = Optimizer::new(self.cfg.optimizer, self.model.params(), self.cfg.lr)?
             .with_eps(self.cfg.adam_eps)
             .with_form(self.cfg.framework.adam_form());
-        for _ in 0..p.epochs {
+        let per_epoch = n.div_ceil(self.cfg.batch_size.max(1)).max(1);
+        let all = (p.epochs * per_epoch).max(1) as f64;
+        progress(0, p.epochs, 0.0)?;
+        for e in 0..p.epochs {
             let mut order: Vec<u32> = (0..n as u32).collect();
             order.shuffle(&mut rng);
-            for chunk in order.chunks(self.cfg.batch_size) {
+            for (b, chunk) in order.chunks(self.cfg.batch_size).enumerate() {
                 let (x, y) = self.training_batch(chunk)?;
                 let x = ((x * p.scale as f64)? + p.shift as f64)?;
                 opt.train_step(&mut self.model, &x, &y)?;
+                let batches = e * per_epoch + b + 1;
+                progress(batches / per_epoch, p.epochs, batches as f64 / all)?;
             }
         }
         // A new head for the fine-tuning (from another seed), and a fresh optimizer.

@@ -109,12 +109,100 @@ fn wait_for_quit(inbox: &mut Inbox) {
     }
 }
 
+/// Softmax of one row of logits, as the evaluations' predictions are (the inspection keeps plain rows, not tensors:
+/// `model::softmax_rows` would need them copied back to the device).
+fn softmax(row: &[f32]) -> Vec<f32> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = row.iter().map(|v| (v - max).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    e.into_iter().map(|v| v / sum).collect()
+}
+
+/// A quit (or the front end gone) taken from the inbox during a slow phase.
+#[derive(Debug)]
+struct Interrupted(EndReason);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted ({})", self.0.as_str())
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// How often a slow phase reports its progress (the TUI draws at most `--fps` times a second anyway).
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// Runs the set-up still due (the pre-training phase) with progress events, looking for a `Quit` after every
+/// batch: `Some(reason)` when one came (the phase stops there, and so does the run).
+fn prepare(t: &mut Trainer, inbox: &mut Inbox, out: &mut Outbox) -> Result<Option<EndReason>> {
+    let what = match t.cfg.pretrain {
+        Some(p) => format!("pre-training the backbone on x·{} + {}", p.scale, p.shift),
+        None => return Ok(None),
+    };
+    let mut last: Option<Instant> = None;
+    let mut report = |done: usize, total: usize, fraction: f64| -> Result<()> {
+        inbox.take_waiting();
+        if let Some(Command::Quit(r)) = inbox.queued.iter().find(|c| matches!(c, Command::Quit(_))) {
+            return Err(Interrupted(*r).into());
+        }
+        if inbox.gone {
+            return Err(Interrupted(EndReason::Quit).into());
+        }
+        if last.is_none_or(|l| l.elapsed() >= PROGRESS_EVERY) || done >= total {
+            last = Some(Instant::now());
+            out.send(Event::Progress(Progress {
+                what: what.clone(),
+                unit: "epoch",
+                done,
+                total,
+                fraction,
+            }))?;
+        }
+        Ok(())
+    };
+    match t.prepare(&mut report) {
+        Ok(()) => Ok(None),
+        Err(e) => match e.downcast_ref::<Interrupted>() {
+            Some(Interrupted(r)) => Ok(Some(*r)),
+            None => Err(e),
+        },
+    }
+}
+
 /// Imported weights are looked at on the data before the first step (the TUI's and the headless run's epoch 0).
 /// The layer gauges then compare the imported running statistics with the data's.
 fn send_inspection(t: &mut Trainer, out: &mut Outbox, slot: &BnSlot) -> Result<()> {
     if t.cfg.weights.is_some() && t.epoch == 0 {
+        out.send(Event::Progress(Progress {
+            what: "inspecting the imported weights on the data (three evaluations)".into(),
+            unit: "step",
+            done: 0,
+            total: 1,
+            fraction: 0.0,
+        }))?;
         let (r, snap) = t.inspect_with_snapshot()?;
+        // Epoch 0's figures for every panel (the charts' rows, the predictions), from the same evaluations.
+        let probs = |logits: &[Vec<f32>]| -> Vec<Vec<f32>> {
+            logits.iter().take(MAX_PREDICTIONS).map(|row| softmax(row)).collect()
+        };
+        let refresh = Refresh {
+            epoch: 0,
+            age: r.age,
+            eval_running: Metric {
+                loss: r.eval_running.loss,
+                acc: r.eval_running.acc,
+            },
+            eval_batch: Metric {
+                loss: r.eval_batch.loss,
+                acc: r.eval_batch.acc,
+            },
+            predictions_running: probs(&r.eval_running.logits),
+            predictions_batch: probs(&r.eval_batch.logits),
+            eval_ema: None,
+        };
         out.send(Event::Inspected(Arc::new(r)))?;
+        out.send(Event::Refreshed(Box::new(refresh)))?;
         publish_bn(out, slot, Arc::new(snap))?;
     }
     Ok(())
@@ -127,7 +215,7 @@ fn run_loop(t: &mut Trainer, inbox: &mut Inbox, out: &mut Outbox, slot: &BnSlot)
         log.run(&info)?;
     }
     out.send(Event::Started(Arc::new(info)))?;
-    send_inspection(t, out, slot)?;
+    // Paused from the start (`--paused`): said before the slow phases, so the screen says so during them.
     if t.paused {
         out.send(Event::Applied {
             epoch: t.epoch,
@@ -135,6 +223,10 @@ fn run_loop(t: &mut Trainer, inbox: &mut Inbox, out: &mut Outbox, slot: &BnSlot)
             value: String::new(),
         })?;
     }
+    if let Some(reason) = prepare(t, inbox, out)? {
+        return Ok(reason);
+    }
+    send_inspection(t, out, slot)?;
     loop {
         // Apply every pending command before the next step.
         loop {
@@ -175,6 +267,9 @@ fn run_loop(t: &mut Trainer, inbox: &mut Inbox, out: &mut Outbox, slot: &BnSlot)
                     log.run(&info)?;
                 }
                 out.send(Event::Started(Arc::new(info)))?;
+                if let Some(reason) = prepare(t, inbox, out)? {
+                    return Ok(reason);
+                }
                 send_inspection(t, out, slot)?;
             }
             if matches!(cmd, Command::ResetStats | Command::Recalibrate | Command::Restart) {

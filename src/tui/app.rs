@@ -57,6 +57,11 @@ pub enum AppEvent {
 /// (in `render/`) only reads it.
 pub struct App {
     pub(crate) theme: Theme,
+    /// A slow phase in progress (pre-training, an inspection): shown in the status line with a gauge.
+    pub(crate) progress: Option<crate::protocol::Progress>,
+    /// A reset or recalibration the trainer applied and is now evaluating with: its confirmation, said once the
+    /// new evaluations (`Refreshed`) are on screen.
+    pub(super) confirm_on_refresh: Option<String>,
     pub(crate) data_label: String,
     /// What the trainer has said.
     pub(crate) store: Store,
@@ -92,6 +97,12 @@ pub struct App {
     pub(crate) focus: Focus,
     /// The first channel shown in the channel list.
     pub(crate) channel_offset: usize,
+    /// The run's clock (`Started`) and the header's time and memory as of the newest epoch.
+    pub(crate) timer: Option<super::clock::Timer>,
+    pub(crate) clock: Option<super::clock::Clock>,
+    with_clock: bool,
+    /// `(layer, channel)` that `w` named in the channel list: marked there while that layer is selected.
+    pub(crate) marked_channel: Option<(usize, usize)>,
     /// The charts' time window (last N epochs; `None`: all).
     pub(crate) zoom: Option<u64>,
     /// The screen's size as last reported (for the mouse).
@@ -173,6 +184,8 @@ pub enum RunState {
     Saving,
     /// A signal: waiting for the trainer to stop.
     Stopping,
+    /// A slow phase before the run proper (pre-training, an inspection of imported weights).
+    Preparing,
 }
 
 impl RunState {
@@ -185,6 +198,7 @@ impl RunState {
             RunState::Finished => (Tone::Good, "finished"),
             RunState::Disconnected => (Tone::Bad, "disconnected"),
             RunState::Starting => (Tone::Info, "starting"),
+            RunState::Preparing => (Tone::Info, "preparing"),
             RunState::Diverged => (Tone::Bad, "diverged"),
             RunState::Paused | RunState::Stepping => (Tone::Warn, "paused"),
             RunState::Running => (Tone::Good, "running"),
@@ -202,6 +216,8 @@ impl App {
     pub fn new(opts: &TuiOptions, bn: BnSlot) -> Self {
         App {
             theme: Theme::new(opts.ascii, opts.no_color).colorblind(opts.colorblind),
+            progress: None,
+            confirm_on_refresh: None,
             data_label: opts.data_label.clone(),
             store: Store::new(bn),
             eval_mode: EvalMode::Running,
@@ -222,6 +238,10 @@ impl App {
             selected: 0,
             focus: Focus::Layers,
             channel_offset: 0,
+            marked_channel: None,
+            timer: None,
+            clock: None,
+            with_clock: opts.clock,
             zoom: None,
             screen: ratatui::layout::Rect::new(0, 0, 120, 40),
             show_help: false,
@@ -530,7 +550,9 @@ impl App {
     /// Clears a status line older than [`STATUS_TTL`] (the UI loop calls this when the deadline passes). A
     /// pending `R` confirmation lapses with it.
     pub fn expire_status(&mut self, now: std::time::Instant) {
-        if self.status_deadline().is_some_and(|d| now >= d) && self.shutdown.is_none() {
+        // "recalibrating…" stays until the new numbers are on screen, however long that takes.
+        let waiting = self.confirm_on_refresh.is_some();
+        if self.status_deadline().is_some_and(|d| now >= d) && self.shutdown.is_none() && !waiting {
             self.status = None;
             self.status_at = None;
             self.confirm_restart = false;
@@ -607,14 +629,28 @@ impl App {
     /// Handles one trainer event: the store takes the data, the view follows.
     pub fn handle_trainer(&mut self, ev: Event) {
         self.dirty = true;
+        // A slow phase ends with the next news from the trainer.
+        match &ev {
+            Event::Progress(p) if p.done < p.total || p.total <= 1 => self.progress = Some(p.clone()),
+            Event::BnReady | Event::Warning { .. } | Event::Started(_) => {}
+            _ => self.progress = None,
+        }
         match &ev {
             Event::Started(info) => {
+                self.timer = self
+                    .with_clock
+                    .then(|| super::clock::Timer::new(std::time::Instant::now()));
+                self.clock = None;
                 self.momentum = info.momentum;
                 self.cumulative = info.cumulative;
                 self.pace = info.pace;
                 self.setting_pending = false;
             }
             Event::Epoch(m) => {
+                let epochs = self.store.info.as_ref().and_then(|i| i.epochs);
+                if let Some(t) = self.timer.as_mut() {
+                    self.clock = Some(t.at(std::time::Instant::now(), m.epoch, epochs));
+                }
                 if !self.setting_pending {
                     self.momentum = m.momentum;
                     self.cumulative = m.cumulative;
@@ -628,7 +664,14 @@ impl App {
                     );
                 }
             }
-            Event::BnReady | Event::Refreshed(_) | Event::Inspected(_) => {}
+            Event::Refreshed(_) => {
+                if let Some(text) = self.confirm_on_refresh.take() {
+                    if self.shutdown.is_none() {
+                        self.set_status(Tone::Good, text);
+                    }
+                }
+            }
+            Event::BnReady | Event::Inspected(_) | Event::Progress(_) => {}
             Event::Applied { epoch, what, value } => {
                 match what {
                     EventKind::Momentum | EventKind::Cumulative => self.setting_pending = false,
@@ -644,7 +687,18 @@ impl App {
                 }
                 if self.shutdown.is_none() {
                     let text = self.applied_words(*epoch, *what, value);
-                    self.set_status(Tone::Good, text);
+                    if matches!(what, EventKind::Recalibrate | EventKind::ResetStats) {
+                        // Both evaluations follow (`Refreshed`): confirm when the numbers on screen are the new
+                        // ones; until then say what is being done.
+                        let doing = match what {
+                            EventKind::Recalibrate => "recalibrating…: new statistics estimated",
+                            _ => "resetting…: running stats at mean 0 / variance 1",
+                        };
+                        self.set_status(Tone::Info, format!("{doing}, evaluating with them"));
+                        self.confirm_on_refresh = Some(text);
+                    } else {
+                        self.set_status(Tone::Good, text);
+                    }
                 }
             }
             Event::Diverged { epoch, loss, what } => {
@@ -816,6 +870,8 @@ impl App {
             RunState::Stepping
         } else if self.paused {
             RunState::Paused
+        } else if self.progress.is_some() {
+            RunState::Preparing
         } else {
             RunState::Running
         }

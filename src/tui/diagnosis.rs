@@ -37,8 +37,17 @@ impl App {
                 format!("{warn} The trainer went away. Press q to quit."),
             );
         }
-        let Some(m) = &self.store.latest else {
-            if let Some(r) = &self.store.inspection {
+        // Imported weights at epoch 0, their evaluations on screen (not yet changed by `c` or `r`).
+        let inspected = self.store.inspection.as_ref().filter(|r| {
+            self.store.latest.as_ref().is_none_or(|m| {
+                m.epoch == 0
+                    && m.eval_running.acc == Some(r.eval_running.acc)
+                    && m.eval_running.loss == Some(r.eval_running.loss)
+            })
+        });
+        let latest = self.store.latest.as_ref().filter(|_| inspected.is_none());
+        let Some(m) = latest else {
+            if let Some(r) = inspected {
                 // Imported weights at epoch 0: the inspection's numbers and first finding.
                 let head = format!(
                     "Epoch 0, imported weights: {w} with running stats {}, batch stats {}, recalibrated {}.",
@@ -46,13 +55,19 @@ impl App {
                     acc(r.eval_batch.acc),
                     acc(r.recalibrated.acc)
                 );
-                let first = r.findings.first().map(String::as_str).unwrap_or("");
+                // A finding may start in lower case (it is a clause in `inspect`'s report): a sentence here.
+                let sentence = |f: &str| {
+                    let mut c = f.chars();
+                    c.next()
+                        .map_or(String::new(), |h| h.to_uppercase().chain(c).collect::<String>())
+                };
+                let first = r.findings.first().map_or(String::new(), |f| sentence(f));
                 let keys = if self.paused {
                     " space trains, c recalibrates."
                 } else {
                     ""
                 };
-                let short = format!("{head} {}.", r.summary);
+                let short = format!("{head} {}.", sentence(&r.summary));
                 return d(Tone::Info, format!("{head} {first}{keys}"), short);
             }
             if self.store.info.as_ref().is_some_and(|i| i.weights.is_some()) {

@@ -219,9 +219,11 @@ impl App {
             Action::Recalibrate => {
                 self.store.history.mark('c');
                 self.set_status(
-                    Tone::Good,
-                    format!("recalibrating running stats from one pass over the data{sep}sent"),
+                    Tone::Info,
+                    format!("recalibrating…{sep}one pass over the data, then both evaluations"),
                 );
+                // Confirmed when the trainer's evaluations with the new statistics arrive (`Refreshed`).
+                self.confirm_on_refresh = Some("running stats re-estimated from the data".into());
                 vec![Command::Recalibrate]
             }
             Action::Restart if !self.confirm_restart => {
@@ -239,7 +241,12 @@ impl App {
             Action::WorstLayer if self.focus == Focus::Channels => {
                 if let Some(c) = self.worst_channel() {
                     self.channel_offset = c;
-                    self.set_status(Tone::Info, format!("channel {c}: the furthest from its batch mean"));
+                    self.marked_channel = Some((self.selected, c));
+                    let mark = self.theme.pointer();
+                    self.set_status(
+                        Tone::Info,
+                        format!("channel {c} ({mark}): the furthest from its batch mean"),
+                    );
                 }
                 Vec::new()
             }

@@ -23,6 +23,7 @@ use crate::outcome::Outcome;
 use crate::protocol::{Command, EndReason, Event, Link};
 
 pub mod app;
+pub mod clock;
 pub mod compare;
 pub mod diagnosis;
 #[doc(hidden)]
@@ -60,6 +61,9 @@ pub struct TuiOptions {
     pub colorblind: bool,
     /// Said once in the status line at start (the locale turned `--ascii` on).
     pub notice: Option<String>,
+    /// The header's elapsed time, ETA and RSS (a live run; off in the scripted tests, whose screens are compared
+    /// cell for cell).
+    pub clock: bool,
 }
 
 impl Default for TuiOptions {
@@ -73,6 +77,7 @@ impl Default for TuiOptions {
             mouse: true,
             colorblind: false,
             notice: None,
+            clock: false,
         }
     }
 }

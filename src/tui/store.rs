@@ -513,7 +513,7 @@ impl Store {
                     self.bn = Some(snap);
                 }
             }
-            Event::Applied { .. } => {}
+            Event::Applied { .. } | Event::Progress(_) => {}
             Event::Refreshed(r) => self.refresh(*r),
             Event::Diverged { epoch, loss, what } => {
                 self.diverged = Some((epoch, loss, what));

@@ -77,7 +77,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let th = &app.theme;
     let width = area.width.saturating_sub(4) as usize;
     let mut block = panel(th, "");
-    if let Some((tone, text)) = &app.status {
+    let bad = app.status.as_ref().is_some_and(|(t, _)| *t == Tone::Bad);
+    if let (Some(p), false) = (&app.progress, bad) {
+        block = block.title(progress_title(app, p, width));
+    } else if let Some((tone, text)) = &app.status {
         let icon = match tone {
             Tone::Good => th.check(),
             Tone::Bad | Tone::Warn => th.warn(),
@@ -111,4 +114,35 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         let at = Rect::new(inner.x, inner.y + row as u16, inner.width, 1);
         Line::from(spans).render(at, buf);
     }
+}
+
+/// A slow phase in the status line: `pre-training the backbone on x·0.5 + 0.5: epoch 12 of 30 ███░░░ 38 % · q quits`;
+/// the words are cut first, the gauge and the quit last (an inspection, one step long, has no gauge).
+fn progress_title<'a>(app: &App, p: &crate::protocol::Progress, width: usize) -> Line<'a> {
+    let th = &app.theme;
+    let sep = th.sep();
+    let words = p.words();
+    let quit = format!("{sep}q quits");
+    let gauge = if p.total > 1 {
+        let frac = p.fraction.clamp(0.0, 1.0);
+        let cells = 12;
+        let full = (frac * cells as f64).round() as usize;
+        format!(
+            " {}{} {:.0} %",
+            th.gauge_full().repeat(full),
+            th.gauge_empty().repeat(cells - full),
+            100.0 * frac
+        )
+    } else {
+        String::new()
+    };
+    let room = width
+        .saturating_sub(2 + gauge.chars().count() + quit.chars().count())
+        .max(8);
+    let words = fmt::truncate(&words, room, th.ellipsis());
+    Line::from(vec![
+        Span::styled(format!(" {words}"), th.tone(Tone::Info)),
+        Span::styled(gauge, th.strong()),
+        Span::styled(format!("{quit} "), th.dim()),
+    ])
 }

@@ -212,8 +212,9 @@ fn ms_text(ms: f64) -> String {
     )
 }
 
-/// `epoch 5 · step 5 · 8.1 ms/step · ▶ running`; `compact` (below 80 columns): `epoch 5 · ▶ running`.
-fn right_title<'a>(app: &App, compact: bool) -> Line<'a> {
+/// `epoch 5 · step 5 · 8.1 ms/step · ▶ running`; `compact` (below 80 columns): `epoch 5 · ▶ running`; `wide`
+/// adds the clock and the memory: `epoch 40/100 · 12 s, ETA 18 s · RSS 84 MB · step 40 · …`.
+fn right_title<'a>(app: &App, compact: bool, wide: bool) -> Line<'a> {
     if let Some(tl) = &app.log {
         return log_right(app, tl);
     }
@@ -228,6 +229,16 @@ fn right_title<'a>(app: &App, compact: bool) -> Line<'a> {
             .and_then(|i| i.epochs)
             .map_or(String::new(), |e| format!("/{e}"));
         parts.push(format!("epoch {}{of}", m.epoch));
+        if let (true, Some(c)) = (wide, &app.clock) {
+            let mut t = crate::tui::clock::duration(c.elapsed);
+            if let Some(eta) = c.eta {
+                t.push_str(&format!(", ETA {}", crate::tui::clock::duration(eta)));
+            }
+            parts.push(t);
+            if let Some(b) = c.rss {
+                parts.push(format!("RSS {}", crate::tui::clock::megabytes(b)));
+            }
+        }
         if !compact {
             parts.push(format!("step {}", m.step.unwrap_or(0)));
             parts.push(ms_text(m.step_ms.unwrap_or(0.0)));
@@ -314,8 +325,15 @@ fn momentum_line<'a>(app: &App, width: usize) -> Line<'a> {
             None if th.ascii => "1-prod(m_i)".to_string(),
             None => format!("1{}∏mᵢ", th.minus()),
         };
-        tail_long = format!("running stats travelled {product} = {frac}");
-        tail_short = format!("travelled {product} = {frac}");
+        if age.init_weight == 0.0 && t > 0 {
+            // A recalibration (or cumulative averaging from a reset) left no weight on the start (0, 1): the
+            // statistics are the data's estimate, and "travelled 100%" would read as "converged".
+            tail_long = "running stats = the data's estimate (no start left)".to_string();
+            tail_short = "no start left".to_string();
+        } else {
+            tail_long = format!("running stats travelled {product} = {frac}");
+            tail_short = format!("travelled {product} = {frac}");
+        }
     }
     let long = [
         ("momentum ".to_string(), value.clone()),
@@ -489,9 +507,16 @@ fn wrapped_lines(text: &str, width: usize) -> usize {
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let th = &app.theme;
-    let right = right_title(app, area.width < 80);
-    let room = (area.width as usize).saturating_sub(right.width() + 6);
     let titles = left_titles(app);
+    // The clock and the memory where the whole left title (or its first shorter form) still fits beside them.
+    let wide = right_title(app, false, true);
+    let room_wide = (area.width as usize).saturating_sub(wide.width() + 6);
+    let right = if area.width >= 80 && titles.iter().take(2).any(|t| t.chars().count() <= room_wide) {
+        wide
+    } else {
+        right_title(app, area.width < 80, false)
+    };
+    let room = (area.width as usize).saturating_sub(right.width() + 6);
     let fits = titles.iter().find(|t| t.chars().count() <= room);
     let left = fits
         .cloned()

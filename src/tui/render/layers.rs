@@ -544,7 +544,18 @@ pub fn render_detail(app: &App, area: Rect, buf: &mut Buffer) {
         let y = inner.y + 1 + row as u16;
         let (r_m, b_m) = (get(&l.running_mean, c), get(&l.batch_mean, c));
         let (r_v, b_v) = (get(&l.running_var, c), get(&l.batch_var, c));
-        buf.set_string(inner.x, y, format!("{c:>3}"), th.dim());
+        if app.marked_channel == Some((app.selected, c)) {
+            // The channel `w` named: pointed at, the row highlighted.
+            let num = if c < 100 {
+                format!("{}{c:>2}", th.pointer())
+            } else {
+                format!("{c:>3}")
+            };
+            buf.set_style(Rect::new(inner.x, y, inner.width, 1), th.selected());
+            buf.set_string(inner.x, y, num, th.selected());
+        } else {
+            buf.set_string(inner.x, y, format!("{c:>3}"), th.dim());
+        }
         dot_plot(th, buf, x_mean, y, plot_w, mean_range, r_m, b_m);
         let no_batch = app.store.no_batch_yet();
         let nums = |r: f32, b: f32| {
