@@ -55,8 +55,14 @@ impl App {
                     acc(r.eval_batch.acc),
                     acc(r.recalibrated.acc)
                 );
-                // A finding may start in lower case (it is a clause in `inspect`'s report): a sentence here.
+                // A finding may start in lower case (it is a clause in `inspect`'s report): a sentence here. A
+                // finding that starts with a layer's name keeps it as written (`b makes the gap`, not `B`).
+                let names: Vec<&str> = r.layers.iter().map(|l| l.name.as_str()).collect();
                 let sentence = |f: &str| {
+                    let first_word = f.split([' ', ',', ':']).next().unwrap_or("");
+                    if names.contains(&first_word) {
+                        return f.to_string();
+                    }
                     let mut c = f.chars();
                     c.next()
                         .map_or(String::new(), |h| h.to_uppercase().chain(c).collect::<String>())
