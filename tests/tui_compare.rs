@@ -354,3 +354,55 @@ fn every_size_draws() {
         }
     }
 }
+
+/// `x` in the compare view (#27): the screen as text and the overlay charts as SVG into the current directory,
+/// under new names each time; the footer says where; the SVG is well-formed with one `<path>` per shown run and
+/// chart (two charts), named by what differs.
+#[test]
+fn x_writes_the_screen_and_the_overlay_charts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = view(&[M099, M09]);
+    v.size = (100, 30);
+    // The export goes to the current directory: this test's own (the other tests here read absolute paths).
+    std::env::set_current_dir(dir.path()).unwrap();
+    key(&mut v, KeyCode::Char('x'));
+    let status = v.status.clone().expect("the footer says where");
+    assert!(status.starts_with("wrote bnscope-"), "{status}");
+    assert!(screen(&v, 100, 30).contains("wrote bnscope-"));
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(status.contains(&names[0]) && status.contains(&names[1]), "{status}");
+    let text = std::fs::read_to_string(dir.path().join(&names[1])).unwrap();
+    assert!(
+        text.contains("bnscope compare") && text.contains("momentum 0.99 vs 0.9"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 30, "the screen's size");
+    let svg = std::fs::read_to_string(dir.path().join(&names[0])).unwrap();
+    let mut r = quick_xml::Reader::from_str(&svg);
+    r.config_mut().check_end_names = true;
+    let mut paths = 0;
+    loop {
+        match r.read_event().unwrap_or_else(|e| panic!("not well-formed: {e}")) {
+            quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) if e.name().0 == "path" => {
+                paths += 1
+            }
+            quick_xml::events::Event::Eof => break,
+            _ => {}
+        }
+    }
+    assert_eq!(paths, 4, "two runs × accuracy and loss");
+    assert!(
+        svg.contains("momentum 0.99") && svg.contains("momentum 0.9"),
+        "each run named by what differs"
+    );
+    // Any key clears the line; hiding a run leaves its series out of the next export.
+    key(&mut v, KeyCode::Char('2'));
+    assert!(v.status.is_none());
+    let charts = bnscope::tui::render::svg::compare_charts(&v);
+    assert!(charts.iter().all(|c| c.series.len() == 1));
+}

@@ -18,6 +18,8 @@ pub enum Act {
     Toggle(usize),
     LayersUp,
     LayersDown,
+    /// Write the screen as text and the charts as SVG into the current directory.
+    Export,
     Help,
     Quit,
 }
@@ -103,6 +105,12 @@ pub const BINDINGS: &[Binding] = &[
         &[Key::Code(KeyCode::Down), Key::Char('j')],
         "scroll the layers down",
         None,
+    ),
+    b(
+        Act::Export,
+        &[Key::Char('x')],
+        "write the screen as text (.txt) and the charts as SVG (.svg) into the current directory",
+        Some("export"),
     ),
     b(
         Act::Help,

@@ -43,6 +43,10 @@ pub struct CompareView {
     pub watching: bool,
     /// A file a follower refused (not a log, replaced by something else), by run.
     pub refused: Vec<Option<String>>,
+    /// The terminal's size (what `x` renders the screen at).
+    pub size: (u16, u16),
+    /// A line for the footer until the next key (what `x` wrote, or why it could not).
+    pub status: Option<String>,
     dirty: bool,
     outcome: Option<Outcome>,
 }
@@ -62,6 +66,8 @@ impl CompareView {
             help: false,
             watching,
             refused: vec![None; n],
+            size: (80, 24),
+            status: None,
             dirty: true,
             outcome: None,
         }
@@ -130,7 +136,10 @@ impl CompareView {
     pub fn handle_event(&mut self, ev: AppEvent) {
         match ev {
             AppEvent::Key(k) => self.handle_key(k),
-            AppEvent::Resize(..) => self.dirty = true,
+            AppEvent::Resize(w, h) => {
+                self.size = (w, h);
+                self.dirty = true;
+            }
             AppEvent::Signal(sig) => {
                 let mut o = Outcome::new(EndReason::Signal);
                 o.signal = Some(sig);
@@ -170,6 +179,7 @@ impl CompareView {
             return;
         }
         self.dirty = true;
+        self.status = None;
         if self.help {
             self.help = false;
             if keys::lookup(&k).is_none_or(|b| b.act != Act::Quit) {
@@ -205,6 +215,7 @@ impl CompareView {
                 let rows = self.layers.iter().flatten().map(Vec::len).max().unwrap_or(0);
                 self.layer_offset = (self.layer_offset + 1).min(rows.saturating_sub(1));
             }
+            Act::Export => self.export(),
             Act::Help => self.help = true,
             Act::Quit => self.outcome = Some(Outcome::new(EndReason::Quit)),
         }
@@ -213,6 +224,33 @@ impl CompareView {
             self.cursor = None;
         }
         self.refresh_layers();
+    }
+
+    /// `x`: the screen as text and the overlay charts as SVG, into the current directory under names that never
+    /// overwrite (as the run view's `x`); the footer says where.
+    fn export(&mut self) {
+        use crate::tui::snapshot::{buffer_text, timestamp, write_pair};
+        let area = ratatui::layout::Rect::new(0, 0, self.size.0, self.size.1);
+        let mut buf = ratatui::buffer::Buffer::empty(area);
+        ratatui::widgets::Widget::render(&*self, area, &mut buf);
+        let svg = crate::tui::render::svg::to_svg(
+            "bnscope compare: evaluation with the running statistics per run (momentum in the Keras convention)",
+            &crate::tui::render::svg::compare_charts(self),
+        );
+        let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        self.status = Some(match write_pair(&dir, &timestamp(), &buffer_text(&buf), &svg) {
+            Ok((t, s)) => {
+                let name = |p: &std::path::Path| {
+                    crate::terminal::printable(&p.file_name().unwrap_or_default().to_string_lossy()).into_owned()
+                };
+                format!("wrote {} and {} in the current directory", name(&t), name(&s))
+            }
+            Err(e) => format!(
+                "x: cannot write into {}: {}",
+                crate::terminal::printable(&dir.display().to_string()),
+                crate::files::io_reason(&e)
+            ),
+        });
     }
 
     /// Reads each run's layers at the cursor again where the cursor's `bn` record changed.
@@ -247,6 +285,10 @@ pub fn run(source: CompareSource, signals: Receiver<i32>) -> anyhow::Result<Outc
         .spawn(move || -> anyhow::Result<Outcome> {
             // The view has no use for the mouse (`--no-mouse` or not): the terminal's own selection keeps working.
             let mut term = super::init_terminal(false)?;
+            let mut view = source.view;
+            if let Ok(size) = term.size() {
+                view.size = (size.width, size.height);
+            }
             let (key_tx, key_rx) = unbounded();
             let stop = Arc::new(AtomicBool::new(false));
             let (_stop_followers, stop_rx) = crossbeam_channel::bounded::<()>(0);
@@ -259,7 +301,7 @@ pub fn run(source: CompareSource, signals: Receiver<i32>) -> anyhow::Result<Outc
                 }
             }
             drop(log_tx);
-            let result = started.and_then(|()| event_loop(&mut term, source.view, key_rx, log_rx, signals));
+            let result = started.and_then(|()| event_loop(&mut term, view, key_rx, log_rx, signals));
             stop.store(true, Ordering::Relaxed);
             let _ = term.show_cursor();
             drop(term);

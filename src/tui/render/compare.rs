@@ -219,7 +219,11 @@ impl Widget for &CompareView {
             offset: self.layer_offset,
         }
         .render(layers_area, buf);
-        super::compare_footer::Footer { theme }.render(footer_area, buf);
+        super::compare_footer::Footer {
+            theme,
+            status: self.status.as_deref(),
+        }
+        .render(footer_area, buf);
         if self.help {
             super::compare_footer::Help { theme }.render(area, buf);
         }

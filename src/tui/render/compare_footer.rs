@@ -8,13 +8,24 @@ use super::{panel, title_span};
 use crate::tui::compare::keys;
 use crate::tui::theme::Theme;
 
-/// The footer's narrow view: only the theme (the hints come from the table).
+/// The footer's narrow view: the theme (the hints come from the table) and a status line that stands in for the
+/// hints until the next key.
 pub struct Footer<'a> {
     pub theme: &'a Theme,
+    pub status: Option<&'a str>,
 }
 
 impl Widget for Footer<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
+        if let Some(s) = self.status {
+            buf.set_line(
+                area.x,
+                area.y,
+                &Line::from(Span::styled(s, self.theme.key())),
+                area.width,
+            );
+            return;
+        }
         let mut spans = Vec::new();
         for (k, words) in keys::footer(self.theme.ascii) {
             if !spans.is_empty() {

@@ -85,6 +85,69 @@ pub fn charts(app: &App) -> Vec<Chart> {
     ]
 }
 
+/// One colour and dash pattern per run of a comparison (Okabe–Ito, then black; the dashes tell them apart in grey).
+const RUNS: [(&str, &str); 8] = [
+    ("#E69F00", ""),
+    ("#56B4E9", "6 3"),
+    ("#009E73", "2 3"),
+    ("#CC79A7", "8 3 2 3"),
+    ("#0072B2", "1 2"),
+    ("#D55E00", "10 4"),
+    ("#F0E442", "4 2 1 2"),
+    ("#000000", "12 3 3 3"),
+];
+
+/// The compare view's charts as its screen draws them: per shown run, evaluation with the running statistics
+/// (`model.eval()`, Keras `evaluate`), accuracy and loss, over the epochs the comparison keeps.
+pub fn compare_charts(v: &crate::tui::compare::CompareView) -> Vec<Chart> {
+    let d = crate::compare::differences(&v.series.iter().map(|s| s.run.as_deref()).collect::<Vec<_>>());
+    let series = |acc: bool| -> Vec<Series> {
+        v.series
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| v.shown.get(*i).copied().unwrap_or(true))
+            .map(|(i, s)| {
+                let label = d
+                    .labels
+                    .get(i)
+                    .filter(|l| !l.is_empty())
+                    .cloned()
+                    .unwrap_or_else(|| s.file.clone());
+                let (colour, dash) = RUNS[i % RUNS.len()];
+                Series {
+                    name: format!("{} {label}", crate::compare::letter(i)),
+                    colour,
+                    dash,
+                    points: s
+                        .epochs()
+                        .map(|p| {
+                            let m = p.running.as_ref();
+                            let y = if acc {
+                                m.and_then(|m| m.acc)
+                            } else {
+                                m.and_then(|m| m.loss)
+                            };
+                            (p.epoch as f64, y)
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    };
+    vec![
+        Chart {
+            title: "accuracy: evaluation with the running statistics".into(),
+            range: Some((0.0, 1.0)),
+            series: series(true),
+        },
+        Chart {
+            title: "loss: evaluation with the running statistics".into(),
+            range: None,
+            series: series(false),
+        },
+    ]
+}
+
 /// Text for an SVG text node or attribute.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
