@@ -4,6 +4,8 @@
 * torch_resnet18.jsonl: torchvision resnet18 (seed 0), 5 epochs full batch on data/seed3 at 64 px, Adam 1e-3, BN
   momentum 0.01 PyTorch = 0.99 Keras, so evaluation with running statistics stays poor; eval_running and
   eval_batch each epoch. Per-channel arrays in the last bn record only (with them in all five the file is ~1 MB).
+* compare_torch_m001.jsonl, compare_torch_m01.jsonl: the same resnet18 run (seed 0, 12 epochs) at PyTorch BN momentum
+  0.01 and 0.1 (Keras 0.99 and 0.9), for `bnscope compare`.
 * keras_small.jsonl: a small Keras 3 conv net with two BatchNormalization layers (momentum 0.99), 5 epochs,
   batch 3, the same images at 32 px, through bnscope.KerasCallback with eval_data.
 * ddp.rank0.jsonl, ddp.rank1.jsonl: a 2-process gloo DDP run on the CPU started with torchrun (`python -m
@@ -60,7 +62,7 @@ def accuracy(logits, y):
     return float((logits.argmax(1) == y).float().mean())
 
 
-def torch_resnet18(out):
+def torch_resnet18(out, momentum=0.01, epochs=5, name="torch_resnet18.jsonl", full_last=True):
     import torch
     import torchvision
     from torch import nn
@@ -69,15 +71,15 @@ def torch_resnet18(out):
     model = torchvision.models.resnet18(num_classes=3)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
-            m.momentum = 0.01
+            m.momentum = momentum
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, y, classes, names = torch_images(64)
     info = {"model": "resnet18", "image_size": 64, "batch_size": 3, "classes": classes, "images": 3,
             "image_names": names, "labels": y.tolist(), "seed": 0, "lr": 1e-3, "optimizer": "adam"}
-    note = "PyTorch momentum=0.01, i.e. Keras 0.99"
-    with bnscope.watch(model, out / "torch_resnet18.jsonl", note, log_bn="summary", info=info,
+    note = f"PyTorch momentum={momentum:g}, i.e. Keras {1 - momentum:g}"
+    with bnscope.watch(model, out / name, note, log_bn="summary", info=info,
                        overwrite=True) as scope:
-        for epoch in range(1, 6):
+        for epoch in range(1, epochs + 1):
             model.train()
             logits = model(x)
             loss = nn.functional.cross_entropy(logits, y)
@@ -92,9 +94,16 @@ def torch_resnet18(out):
             with scope.batch_eval():
                 logits = model(x)
             batch = {"loss": nn.functional.cross_entropy(logits, y).item(), "acc": accuracy(logits, y)}
-            scope.epoch(train=train, eval_running=running, eval_batch=batch, bn="full" if epoch == 5 else None)
+            full = full_last and epoch == epochs
+            scope.epoch(train=train, eval_running=running, eval_batch=batch, bn="full" if full else None)
             print(f"torch resnet18 epoch {epoch}: train {train['acc']:.3f} running {running['acc']:.3f} "
                   f"batch {batch['acc']:.3f}")
+
+
+def torch_pair(out):
+    """Two torchvision runs from the hook for `bnscope compare`: the same seed at PyTorch momentum 0.01 and 0.1."""
+    torch_resnet18(out, 0.01, 12, "compare_torch_m001.jsonl", full_last=False)
+    torch_resnet18(out, 0.1, 12, "compare_torch_m01.jsonl", full_last=False)
 
 
 def keras_small(out):
@@ -179,13 +188,13 @@ def bnscope_seed(out):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO / "tests" / "fixtures" / "logs")
-    ap.add_argument("--only", default="torch,keras,ddp,bnscope")
+    ap.add_argument("--only", default="torch,torch_pair,keras,ddp,bnscope")
     ap.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.ddp_worker:
         return ddp_worker(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, make in (("torch", torch_resnet18), ("keras", keras_small), ("ddp", ddp), ("bnscope", bnscope_seed)):
+    for name, make in (("torch", torch_resnet18), ("torch_pair", torch_pair), ("keras", keras_small), ("ddp", ddp), ("bnscope", bnscope_seed)):
         if name in args.only.split(","):
             t0 = time.perf_counter()
             make(args.out)

@@ -60,6 +60,9 @@ pub struct Series {
     pub agree_since: Option<u64>,
     /// The run ended (`end` record): its reason.
     pub ended: Option<String>,
+    /// The running statistics' age after the newest epoch (`logfile::next_age`, as the TUI's timeline reads it:
+    /// from `init_weight` where the log has it, else `t` and the momentum, e.g. the PyTorch hook's logs).
+    age: Option<crate::protocol::StatsAge>,
 }
 
 impl Series {
@@ -75,6 +78,7 @@ impl Series {
             caught_up: None,
             agree_since: None,
             ended: None,
+            age: None,
         }
     }
 
@@ -87,13 +91,23 @@ impl Series {
                     self.run = Some(r);
                 }
                 Record::Epoch(e) => {
+                    self.age = match self.run.as_deref() {
+                        Some(r) => crate::logfile::next_age(self.age, &e, r),
+                        // Epochs before any `run` record (not a log bnscope reads, but a `Series` fed by hand): the
+                        // log's own `init_weight` or nothing.
+                        None => e.init_weight.map(|w| crate::protocol::StatsAge {
+                            t: e.t.unwrap_or(0),
+                            init_weight: w,
+                            constant_momentum: None,
+                        }),
+                    };
                     let p = Point {
                         epoch: e.epoch,
                         train: e.train,
                         running: e.eval_running,
                         batch: e.eval_batch,
                         momentum: e.momentum,
-                        travelled: e.init_weight.map(|w| 1.0 - w),
+                        travelled: self.age.map(|a| 1.0 - a.init_weight),
                         bn: None,
                     };
                     self.add(p);
@@ -107,6 +121,16 @@ impl Series {
                     }
                 }
                 Record::End { reason, .. } => self.ended = Some(reason),
+                // As the timeline: a recalibration leaves no weight on the (0, 1) start; a reset starts it again
+                // (a log without `init_weight` says so only through these events).
+                Record::Event(ev) if ev.what == "recalibrate" => {
+                    self.age = Some(crate::protocol::StatsAge {
+                        t: 0,
+                        init_weight: 0.0,
+                        constant_momentum: None,
+                    })
+                }
+                Record::Event(ev) if ev.what == "reset_stats" => self.age = Some(crate::protocol::StatsAge::START),
                 Record::Event(_) | Record::Inspect(_) => {}
             }
         }

@@ -406,3 +406,21 @@ fn x_writes_the_screen_and_the_overlay_charts() {
     let charts = bnscope::tui::render::svg::compare_charts(&v);
     assert!(charts.iter().all(|c| c.series.len() == 1));
 }
+
+/// Two torchvision resnet18 runs from the PyTorch hook (scripts/make_log_fixtures.py `torch_pair`: PyTorch momentum
+/// 0.01 and 0.1, i.e. Keras 0.99 and 0.9, 12 epochs). The hook writes `t` and the momentum but no `init_weight`:
+/// the comparison takes the age as the TUI's timeline does, so "travelled" is the closed form 1 − mᵗ.
+#[test]
+fn torchvision_hook_runs() {
+    const A: &str = "compare_torch_m001.jsonl";
+    const B: &str = "compare_torch_m01.jsonl";
+    let v = view(&[A, B]);
+    let trav = |i: usize| v.series[i].last.as_ref().and_then(|p| p.travelled).unwrap();
+    assert!((trav(0) - (1.0 - 0.99f64.powi(12))).abs() < 1e-9, "{}", trav(0));
+    assert!((trav(1) - (1.0 - 0.9f64.powi(12))).abs() < 1e-9, "{}", trav(1));
+    let s = screen(&v, 80, 24);
+    assert!(s.contains("momentum 0.99 vs 0.9"), "{s}");
+    assert!(s.contains("11.4% of the way") && s.contains("71.8% of the way"), "{s}");
+    insta::assert_snapshot!("torch_hook_runs_80x24", s);
+    insta::assert_snapshot!("torch_hook_runs_120x40", screen(&v, 120, 40));
+}

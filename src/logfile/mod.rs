@@ -9,12 +9,14 @@
 //!
 //! A reader never invents numbers: a field a writer left out is `None` here and "not in this log" on screen, and a
 //! `null` (a number that was not finite) is NaN.
+pub mod age;
 pub mod follow;
 pub mod print;
 pub mod ranks;
 pub mod read;
 pub mod schema;
 
+pub use age::{next_age, updates};
 pub use follow::{skipped_words, Followed, Follower, WATCH_POLL};
 pub use print::{epoch_line, run_headless, watch_headless};
 pub use ranks::{add_means, spread_at, RankMeans, RANK_ADVICE, RANK_SPREAD_WARN};

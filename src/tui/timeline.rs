@@ -455,7 +455,7 @@ impl Timeline {
                     };
                     let run = &self.runs[r].run;
                     let shown = shown(&e, run);
-                    self.age = next_age(self.age, &e, run);
+                    self.age = replay::next_age(self.age, &e, run);
                     let at = (e.has_predictions && e.predictions_running.is_none()).then_some(e.span);
                     let entry = Entry::new(r, shown, self.age, at);
                     Arc::make_mut(&mut self.runs[r].series).push(entry.point());
@@ -749,39 +749,6 @@ fn shown(e: &replay::Epoch, run: &replay::Run) -> Shown {
             })
         }),
     }
-}
-
-/// Updates since the last reset: the log's `t`; for Keras (which updates the moving statistics once per training
-/// step and writes no `t`) the step count.
-fn updates(e: &replay::Epoch, run: &replay::Run) -> Option<u64> {
-    e.t.or(if run.source == "keras" { e.step } else { None })
-}
-
-/// The running statistics' age after epoch `e`, from the one before: the log's `init_weight` where it has one,
-/// else `w·mᵗ⁻ᵗ'` over this epoch's updates at its momentum (exact while the momentum changes only between
-/// epochs), starting again when `t` falls (a reset). `None` without `t` or a momentum.
-fn next_age(prev: Option<StatsAge>, e: &replay::Epoch, run: &replay::Run) -> Option<StatsAge> {
-    let t = updates(e, run)?;
-    let cumulative = e.cumulative || run.cumulative;
-    let m = e.momentum.or(run.momentum);
-    let prev = prev.filter(|p| p.t <= t).unwrap_or(StatsAge::START);
-    let constant = match (prev.t, m) {
-        (_, None) => None,
-        (0, Some(m)) if prev.init_weight == 1.0 => Some(m),
-        (_, Some(m)) if prev.constant_momentum == Some(m) => Some(m),
-        _ => None,
-    };
-    let init_weight = match (e.init_weight, m) {
-        (Some(w), _) => w,
-        _ if cumulative && t > 0 => 0.0,
-        (None, Some(m)) => prev.init_weight * m.powi((t - prev.t).min(i32::MAX as u64) as i32),
-        (None, None) => return None,
-    };
-    Some(StatsAge {
-        t,
-        init_weight,
-        constant_momentum: constant.filter(|_| !cumulative && t > 0),
-    })
 }
 
 /// A `bn` record as a snapshot: arrays the log lacks are empty, gaps it lacks are computed from the arrays where
