@@ -122,6 +122,9 @@ impl JsonlLog {
             "type": "run",
             "schema": SCHEMA,
             "source": "bnscope",
+            // The writer, so that a watch can say when it has gone (`the writer (pid N) has exited`).
+            "pid": std::process::id(),
+            "host": crate::control::hostname(),
             "model": info.model,
             "image_size": info.image_size,
             "batch_size": info.batch_size,

@@ -1232,3 +1232,31 @@ fn a_c_locale_draws_in_ascii_and_says_so() {
     assert_eq!(s.wait_exit(STEP).exit_code(), 0);
     s.assert_restored();
 }
+
+/// A watch of a log whose writer has gone (#23): the `run` record names a process on this host that no longer
+/// exists, and the header says so instead of "following".
+#[test]
+fn watch_says_when_the_writer_has_exited() {
+    let fixture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/logs/bnscope_seed.jsonl"
+    ))
+    .expect("fixture");
+    let mut lines = fixture.lines();
+    let mut run: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    // Past the kernel's largest pid (2^22): no such process.
+    run["pid"] = serde_json::json!(4_194_311u64);
+    run["host"] = serde_json::json!(host.trim());
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("run.jsonl");
+    let rest: Vec<&str> = lines.filter(|l| !l.contains("\"type\":\"end\"")).collect();
+    std::fs::write(&log, format!("{run}\n{}\n", rest.join("\n"))).unwrap();
+    let mut s = Session::spawn(&["watch", &log.display().to_string()]);
+    s.expect("the writer has exited", STEP, |t| {
+        t.contains("the writer (pid 4194311) has exited")
+    });
+    s.press("q");
+    assert_eq!(s.wait_exit(STEP).exit_code(), 0);
+    s.assert_restored();
+}

@@ -128,6 +128,8 @@ pub struct App {
     pub(super) log_stale: bool,
     /// `bnscope watch` of a run with its control channel on: where commands go (docs/CONTROL.md).
     pub(crate) steer: Steering,
+    /// A watch: how long the shown log has been quiet and whether its writer still runs (the header says so).
+    pub(crate) writer: super::writer::WriterWatch,
     /// When the status line was set (it clears itself after [`STATUS_TTL`], errors excepted).
     pub(super) status_at: Option<std::time::Instant>,
     pub(super) dirty: bool,
@@ -257,6 +259,7 @@ impl App {
             log_batch: false,
             log_stale: false,
             steer: Steering::default(),
+            writer: Default::default(),
             dirty: true,
         }
     }
@@ -337,6 +340,7 @@ impl App {
             Followed::StartingOver { replaced } => {
                 tl.restart_file(file);
                 if file == 0 {
+                    self.writer.start_over();
                     self.steer.seen = 0;
                     self.steer.paused = false;
                 }
@@ -347,6 +351,7 @@ impl App {
                 f.state = FileState::Reading;
                 tl.take(file, records);
                 if file == 0 {
+                    self.writer.saw_records(std::time::Instant::now());
                     self.update_steer();
                     self.check_ledger();
                 }
@@ -1101,6 +1106,24 @@ impl App {
     }
 
     /// When a command sent will have waited too long for its answer.
+    /// A watch: the quiet time and the writer's process, once a second (the header shows them).
+    pub fn handle_writer_tick(&mut self, now: std::time::Instant) {
+        let Some(tl) = self.log.as_ref().filter(|tl| tl.watch) else {
+            return;
+        };
+        let run = tl.runs.last().map(|r| &r.run);
+        let writer = run.and_then(|r| Some((r.pid?, r.host.as_deref()?)));
+        if self.writer.tick(now, writer, super::writer::this_host()) {
+            self.dirty = true;
+        }
+    }
+
+    /// When the watch's header may change next (`None`: not a watch).
+    pub fn writer_deadline(&self) -> Option<std::time::Instant> {
+        self.log.as_ref().filter(|tl| tl.watch)?;
+        self.writer.deadline()
+    }
+
     pub fn steer_deadline(&self) -> Option<std::time::Instant> {
         self.steer
             .sent

@@ -39,6 +39,7 @@ pub mod store;
 pub mod theme;
 pub mod timeline;
 pub mod wire;
+pub mod writer;
 
 pub use app::{App, AppEvent};
 
@@ -342,7 +343,11 @@ fn event_loop(
         app.expire_status(now);
         app.handle_tick(now);
         app.handle_steer_tick(now);
+        app.handle_writer_tick(now);
         let mut wake: Option<Instant> = app.status_deadline();
+        if let Some(w) = app.writer_deadline() {
+            wake = Some(wake.map_or(w, |x| x.min(w)));
+        }
         if let Some(s) = app.steer_deadline() {
             wake = Some(wake.map_or(s, |w| w.min(s)));
         }

@@ -147,8 +147,8 @@ pub fn run_record(v: &Value) -> Result<Run> {
         eval_batch_size: uint(v, "eval_batch_size"),
         val_transform: string(v, "val_transform"),
         control,
-        pid: ctl.and_then(|c| uint(c, "pid")),
-        host: ctl.and_then(|c| string(c, "host")),
+        pid: ctl.and_then(|c| uint(c, "pid")).or_else(|| uint(v, "pid")),
+        host: ctl.and_then(|c| string(c, "host")).or_else(|| string(v, "host")),
     })
 }
 

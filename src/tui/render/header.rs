@@ -171,7 +171,9 @@ fn log_right<'a>(app: &App, tl: &Timeline) -> Line<'a> {
     } else if app.steering() && app.steer.paused {
         (Tone::Warn, format!("{} run paused (space resumes it)", th.pause()))
     } else if tl.watch && tl.following {
-        (Tone::Good, "following".to_string())
+        // How long the log has been quiet, and whether its writer (the `run` record's pid on this host) still runs.
+        let (words, warn) = app.writer.words(tl.end.is_some());
+        (if warn { Tone::Warn } else { Tone::Good }, words)
     } else if let (false, Some((_, reason))) = (tl.watch, &tl.end) {
         if tl.following {
             // At the last epoch: how the run ended (its epochs are in "N of N").
