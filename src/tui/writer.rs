@@ -116,7 +116,7 @@ mod tests {
             )
         );
         // Another host's pid cannot be looked at; a run that wrote its end record is not a writer that went away.
-        assert_eq!(w.words(true).1, false);
+        assert!(!w.words(true).1);
         assert!(w.tick(t0 + Duration::from_secs(46), Some((gone, "elsewhere")), "h"));
         assert_eq!(w.exited, None);
         w.saw_records(t0 + Duration::from_secs(50));
