@@ -1106,6 +1106,14 @@ impl App {
     }
 
     /// When a command sent will have waited too long for its answer.
+    /// The header's clock follows the run's pause (the ETA leaves paused time out and is not shown while paused).
+    pub fn handle_clock_tick(&mut self, now: std::time::Instant) {
+        let paused = self.paused;
+        if let Some(t) = self.timer.as_mut() {
+            t.set_paused(now, paused);
+        }
+    }
+
     /// A watch: the quiet time and the writer's process, once a second (the header shows them).
     pub fn handle_writer_tick(&mut self, now: std::time::Instant) {
         let Some(tl) = self.log.as_ref().filter(|tl| tl.watch) else {

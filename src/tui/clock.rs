@@ -19,6 +19,10 @@ pub struct Clock {
 pub struct Timer {
     pub started: Instant,
     pub first: Option<(Instant, usize)>,
+    /// Paused since (the run's pause, `space`): that time does not count toward the ETA's rate.
+    paused_at: Option<Instant>,
+    /// Time paused since the first epoch.
+    paused_total: Duration,
 }
 
 impl Timer {
@@ -26,15 +30,42 @@ impl Timer {
         Timer {
             started: now,
             first: None,
+            paused_at: None,
+            paused_total: Duration::ZERO,
         }
     }
 
-    /// The clock at `now`, after epoch `epoch` of `epochs`.
+    /// The run was paused or resumed at `now` (called with the current state; repeats change nothing).
+    pub fn set_paused(&mut self, now: Instant, paused: bool) {
+        match (paused, self.paused_at) {
+            (true, None) => self.paused_at = Some(now),
+            (false, Some(at)) => {
+                self.paused_at = None;
+                self.paused_total += self.since_first(now, at);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn paused(&self) -> bool {
+        self.paused_at.is_some()
+    }
+
+    /// The part of `at..now` after the first epoch.
+    fn since_first(&self, now: Instant, at: Instant) -> Duration {
+        match self.first {
+            Some((t0, _)) => now.saturating_duration_since(at.max(t0)),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// The clock at `now`, after epoch `epoch` of `epochs`; the ETA's rate leaves out the time paused.
     pub fn at(&mut self, now: Instant, epoch: usize, epochs: Option<usize>) -> Clock {
         let (t0, e0) = *self.first.get_or_insert((now, epoch));
+        let paused = self.paused_total + self.paused_at.map_or(Duration::ZERO, |at| self.since_first(now, at));
         let eta = match epochs {
             Some(total) if epoch > e0 => {
-                let per = now.duration_since(t0).as_secs_f64() / (epoch - e0) as f64;
+                let per = now.duration_since(t0).saturating_sub(paused).as_secs_f64() / (epoch - e0) as f64;
                 Some(Duration::from_secs_f64(per * total.saturating_sub(epoch) as f64))
             }
             _ => None,
@@ -88,6 +119,23 @@ mod tests {
         assert_eq!(c.elapsed, Duration::from_secs(12));
         assert_eq!(c.eta, Some(Duration::from_secs_f64(47.5)));
         assert_eq!(t.at(t0 + Duration::from_secs(12), 5, None).eta, None);
+    }
+
+    #[test]
+    fn time_paused_does_not_count_toward_the_eta() {
+        let t0 = Instant::now();
+        let s = |x: u64| t0 + Duration::from_secs(x);
+        let mut t = Timer::new(t0);
+        t.at(s(0), 1, Some(100));
+        // Paused from 2 s to 62 s; epochs 1 → 5 in 4 s of running: 1 s each, 95 to go.
+        t.set_paused(s(2), true);
+        t.set_paused(s(30), true);
+        assert!(t.paused());
+        t.set_paused(s(62), false);
+        assert_eq!(t.at(s(64), 5, Some(100)).eta, Some(Duration::from_secs(95)));
+        // Paused again and still paused: the time so far is left out too.
+        t.set_paused(s(64), true);
+        assert_eq!(t.at(s(100), 5, Some(100)).eta, Some(Duration::from_secs(95)));
     }
 
     #[test]

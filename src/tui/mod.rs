@@ -344,6 +344,7 @@ fn event_loop(
         app.handle_tick(now);
         app.handle_steer_tick(now);
         app.handle_writer_tick(now);
+        app.handle_clock_tick(now);
         let mut wake: Option<Instant> = app.status_deadline();
         if let Some(w) = app.writer_deadline() {
             wake = Some(wake.map_or(w, |x| x.min(w)));

@@ -233,7 +233,7 @@ fn right_title<'a>(app: &App, compact: bool, wide: bool) -> Line<'a> {
         parts.push(format!("epoch {}{of}", m.epoch));
         if let (true, Some(c)) = (wide, &app.clock) {
             let mut t = crate::tui::clock::duration(c.elapsed);
-            if let Some(eta) = c.eta {
+            if let (Some(eta), false) = (c.eta, app.paused) {
                 t.push_str(&format!(", ETA {}", crate::tui::clock::duration(eta)));
             }
             parts.push(t);
