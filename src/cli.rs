@@ -596,11 +596,45 @@ pub fn check_image_size(model: Preset, size: usize) -> Result<()> {
 pub const VIEWER_ONLY: &str = "bnscope: this build is the viewer only (replay, watch); training, inspect and bench \
 need the full build: pip install bnscope, or cargo install bnscope (default features)";
 
+/// The run flags `inspect` has no use for (it evaluates imported weights: it trains nothing, writes nothing and
+/// draws no screen): hidden from `bnscope inspect --help` and refused when given (#23).
+#[cfg(feature = "train")]
+pub const NOT_FOR_INSPECT: &[&str] = &[
+    "save_weights",
+    "freeze",
+    "frozen_bn",
+    "scenario",
+    "ema",
+    "momentum",
+    "momentum_convention",
+    "cumulative",
+    "lr",
+    "optimizer",
+    "epochs",
+    "adam_eps",
+    "headless",
+    "log",
+    "overwrite_log",
+    "log_bn",
+    "checkpoint",
+    "resume",
+    "pace",
+    "paused",
+    "pause_at",
+    "fps",
+    "no_mouse",
+    "ascii",
+];
+
 /// The command line's definition with what is known only at run time: `--version`'s long form (commit, features,
 /// CPU kernels) and, in the viewer-only build, a line saying so above the help.
 pub fn command() -> clap::Command {
     use clap::CommandFactory;
     let cmd = Cli::command().long_version(crate::about::long_version());
+    #[cfg(feature = "train")]
+    let cmd = cmd.mut_subcommand("inspect", |c| {
+        NOT_FOR_INSPECT.iter().fold(c, |c, id| c.mut_arg(*id, |a| a.hide(true)))
+    });
     #[cfg(not(feature = "train"))]
     let cmd = cmd
         .before_help("This build is the viewer only (replay, watch): no training, inspect or bench.")
@@ -627,7 +661,24 @@ pub fn parse() -> std::result::Result<Cli, (String, i32)> {
     if would_train(std::env::args_os().nth(1).as_deref()) {
         return Err((VIEWER_ONLY.to_string(), 2));
     }
-    match command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m)) {
+    let matches = command().try_get_matches();
+    #[cfg(feature = "train")]
+    if let Some(sub) = matches.as_ref().ok().and_then(|m| m.subcommand_matches("inspect")) {
+        if let Some(id) = NOT_FOR_INSPECT
+            .iter()
+            .find(|id| sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        {
+            return Err((
+                format!(
+                    "bnscope: error: inspect: --{} is not an inspect flag (inspect evaluates the imported weights on \
+                     the data: it trains nothing, writes nothing and draws no screen); see bnscope inspect --help",
+                    id.replace('_', "-")
+                ),
+                2,
+            ));
+        }
+    }
+    match matches.and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(cli) => Ok(cli),
         Err(e) => {
             use clap::error::ErrorKind;

@@ -487,6 +487,65 @@ fn inspect_blame_on_capped_samples() {
     assert!(err.contains("--blame-samples"), "{err}");
 }
 
+/// #23: `inspect` takes only the flags it uses: its help lists no training or screen flag, and one given is one
+/// line naming it, exit 2, before anything is read; the flags it uses still work.
+#[test]
+fn inspect_takes_only_its_flags() {
+    let help = String::from_utf8_lossy(&bnscope(&["inspect", "--help"]).stdout).into_owned();
+    // The flags the help lists (its option lines), not the words of their explanations.
+    let flags: Vec<&str> = help
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+        .map(|l| l.split([' ', '<']).next().unwrap_or(""))
+        .collect();
+    for gone in [
+        "epochs",
+        "save-weights",
+        "paused",
+        "log",
+        "resume",
+        "momentum",
+        "lr",
+        "fps",
+        "headless",
+    ] {
+        assert!(!flags.contains(&gone), "--{gone} in {flags:?}");
+    }
+    for kept in [
+        "weights",
+        "data",
+        "json",
+        "blame-samples",
+        "image-size",
+        "eval-batch-size",
+    ] {
+        assert!(flags.contains(&kept), "--{kept} not in {flags:?}");
+    }
+    let p = fixture("tiny_torchvision.safetensors");
+    let p = p.to_str().unwrap();
+    for flag in [
+        &["--epochs", "3"][..],
+        &["--paused"],
+        &["--save-weights", "/tmp/x.safetensors"],
+        &["--headless"],
+    ] {
+        let mut args = vec!["inspect", "--weights", p];
+        args.extend_from_slice(flag);
+        let out = bnscope(&args);
+        assert_eq!(out.status.code(), Some(2), "{flag:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&format!("inspect: {} is not an inspect flag", flag[0])),
+            "{err}"
+        );
+    }
+    // Training still takes them.
+    assert!(String::from_utf8_lossy(&bnscope(&["--help"]).stdout).contains("--epochs"));
+    let ok = bnscope(&["inspect", "--weights", p, "--image-size", "32", "--json"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+}
+
 /// #24: what a wrong file given as `--weights` or `--resume` is, in words: a bnscope checkpoint (its integer
 /// `optim.step` used to be reported first), a PyTorch pickle (zip or legacy format, which used to be "cut short
 /// (header too large)"), an image; plain weights given as `--resume`.
