@@ -121,17 +121,14 @@ impl Series {
                     }
                 }
                 Record::End { reason, .. } => self.ended = Some(reason),
-                // As the timeline: a recalibration leaves no weight on the (0, 1) start; a reset starts it again
-                // (a log without `init_weight` says so only through these events).
-                Record::Event(ev) if ev.what == "recalibrate" => {
-                    self.age = Some(crate::protocol::StatsAge {
-                        t: 0,
-                        init_weight: 0.0,
-                        constant_momentum: None,
-                    })
+                // As the timeline: what a recalibration or a reset leaves (a log without `init_weight` says so only
+                // through these events).
+                Record::Event(ev) => {
+                    if let Some(age) = crate::logfile::age_after_event(&ev.what) {
+                        self.age = Some(age);
+                    }
                 }
-                Record::Event(ev) if ev.what == "reset_stats" => self.age = Some(crate::protocol::StatsAge::START),
-                Record::Event(_) | Record::Inspect(_) => {}
+                Record::Inspect(_) => {}
             }
         }
     }

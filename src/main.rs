@@ -83,11 +83,7 @@ fn run(cli: cli::Cli) -> Result<i32> {
         }
         let csv = if c.follow { csv_table(&c.view, &c.files)? } else { None };
         let code = compare_tui(&c.files, c.follow, &prefs)?;
-        if let Some(mut t) = csv {
-            // Following: the table of what the logs hold when the view ends.
-            let present: Vec<_> = c.files.iter().filter(|f| f.exists()).cloned().collect();
-            bnscope::export::write_logs(&mut t, &present)?;
-        }
+        write_csv_at_end(csv, &c.files)?;
         return Ok(code);
     }
     if let Some(Cmd::Replay(r)) = &cli.command {
@@ -165,11 +161,7 @@ fn run(cli: cli::Cli) -> Result<i32> {
         } else {
             watch_tui(w, pace, &prefs)?
         };
-        if let Some(mut t) = csv {
-            // The table of what the logs hold when the watch ends (a log that never appeared: no rows).
-            let present: Vec<_> = w.files.iter().filter(|f| f.exists()).cloned().collect();
-            bnscope::export::write_logs(&mut t, &present)?;
-        }
+        write_csv_at_end(csv, &w.files)?;
         return Ok(code);
     }
     if let Some(Cmd::Completions(c)) = &cli.command {
@@ -453,6 +445,16 @@ fn csv_table(v: &cli::LogViewArgs, logs: &[std::path::PathBuf]) -> Result<Option
         .as_deref()
         .map(|p| bnscope::export::Table::create("--csv", p, logs))
         .transpose()
+}
+
+/// A followed view's `--csv`: the table of what the logs hold when the view ends (a log that never appeared: no
+/// rows).
+fn write_csv_at_end(csv: Option<bnscope::export::Table>, logs: &[std::path::PathBuf]) -> Result<()> {
+    if let Some(mut t) = csv {
+        let present: Vec<_> = logs.iter().filter(|f| f.exists()).cloned().collect();
+        bnscope::export::write_logs(&mut t, &present)?;
+    }
+    Ok(())
 }
 
 /// `replay --csv FILE`: the whole table, written before the logs are shown.

@@ -35,3 +35,18 @@ pub fn next_age(prev: Option<StatsAge>, e: &Epoch, run: &Run) -> Option<StatsAge
         constant_momentum: constant.filter(|_| !cumulative && t > 0),
     })
 }
+
+/// The age an `event` record leaves behind in a log without `init_weight` (the Python writers say a reset or a
+/// recalibration only this way): a recalibration leaves no weight on the (0, 1) start (travelled 100 %), a reset
+/// starts the age again; other events change nothing (`None`).
+pub fn age_after_event(what: &str) -> Option<StatsAge> {
+    match what {
+        "recalibrate" => Some(StatsAge {
+            t: 0,
+            init_weight: 0.0,
+            constant_momentum: None,
+        }),
+        "reset_stats" => Some(StatsAge::START),
+        _ => None,
+    }
+}

@@ -16,7 +16,7 @@ pub mod ranks;
 pub mod read;
 pub mod schema;
 
-pub use age::{next_age, updates};
+pub use age::{age_after_event, next_age, updates};
 pub use follow::{skipped_words, Followed, Follower, WATCH_POLL};
 pub use print::{epoch_line, run_headless, watch_headless};
 pub use ranks::{add_means, spread_at, RankMeans, RANK_ADVICE, RANK_SPREAD_WARN};

@@ -105,26 +105,25 @@ impl App {
             "bnscope: accuracy and loss per epoch (momentum in the Keras convention)",
             &super::render::svg::charts(self),
         );
-        let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        match write_pair(&dir, &timestamp(), &text, &svg) {
-            Ok((t, s)) => {
-                let name = |p: &Path| {
-                    crate::terminal::printable(&p.file_name().unwrap_or_default().to_string_lossy()).into_owned()
-                };
-                self.set_status(
-                    Tone::Good,
-                    format!("wrote {} and {} in the current directory", name(&t), name(&s)),
-                );
-            }
-            Err(e) => self.set_status(
-                Tone::Bad,
-                format!(
-                    "x: cannot write into {}: {}",
-                    crate::terminal::printable(&dir.display().to_string()),
-                    crate::files::io_reason(&e)
-                ),
-            ),
+        match export_here(&text, &svg) {
+            Ok(words) => self.set_status(Tone::Good, words),
+            Err(words) => self.set_status(Tone::Bad, words),
         }
+    }
+}
+
+/// `x` in any view: `text` and `svg` written into the current directory ([`write_pair`]); the status line's words,
+/// where they went (`Ok`) or why not (`Err`).
+pub fn export_here(text: &str, svg: &str) -> Result<String, String> {
+    let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let name = |p: &Path| crate::terminal::printable(&p.file_name().unwrap_or_default().to_string_lossy()).into_owned();
+    match write_pair(&dir, &timestamp(), text, svg) {
+        Ok((t, s)) => Ok(format!("wrote {} and {} in the current directory", name(&t), name(&s))),
+        Err(e) => Err(format!(
+            "x: cannot write into {}: {}",
+            crate::terminal::printable(&dir.display().to_string()),
+            crate::files::io_reason(&e)
+        )),
     }
 }
 

@@ -480,15 +480,7 @@ impl Timeline {
                     // A log without `init_weight` (the Python writers): the next epoch's age starts from what the
                     // event did, not from a fall of `t` that looks like a reset. A recalibration leaves no weight
                     // on the (0, 1) start: travelled 100 %.
-                    self.age = Some(if ev.what == "recalibrate" {
-                        StatsAge {
-                            t: 0,
-                            init_weight: 0.0,
-                            constant_momentum: None,
-                        }
-                    } else {
-                        StatsAge::START
-                    });
+                    self.age = replay::age_after_event(&ev.what);
                     self.events.push(LogEvent {
                         at: self.entries.len(),
                         epoch: ev.epoch,

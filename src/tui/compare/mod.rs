@@ -229,7 +229,6 @@ impl CompareView {
     /// `x`: the screen as text and the overlay charts as SVG, into the current directory under names that never
     /// overwrite (as the run view's `x`); the footer says where.
     fn export(&mut self) {
-        use crate::tui::snapshot::{buffer_text, timestamp, write_pair};
         let area = ratatui::layout::Rect::new(0, 0, self.size.0, self.size.1);
         let mut buf = ratatui::buffer::Buffer::empty(area);
         ratatui::widgets::Widget::render(&*self, area, &mut buf);
@@ -237,20 +236,8 @@ impl CompareView {
             "bnscope compare: evaluation with the running statistics per run (momentum in the Keras convention)",
             &crate::tui::render::svg::compare_charts(self),
         );
-        let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        self.status = Some(match write_pair(&dir, &timestamp(), &buffer_text(&buf), &svg) {
-            Ok((t, s)) => {
-                let name = |p: &std::path::Path| {
-                    crate::terminal::printable(&p.file_name().unwrap_or_default().to_string_lossy()).into_owned()
-                };
-                format!("wrote {} and {} in the current directory", name(&t), name(&s))
-            }
-            Err(e) => format!(
-                "x: cannot write into {}: {}",
-                crate::terminal::printable(&dir.display().to_string()),
-                crate::files::io_reason(&e)
-            ),
-        });
+        let text = crate::tui::snapshot::buffer_text(&buf);
+        self.status = Some(crate::tui::snapshot::export_here(&text, &svg).unwrap_or_else(|e| e));
     }
 
     /// Reads each run's layers at the cursor again where the cursor's `bn` record changed.
